@@ -1,0 +1,171 @@
+"""Load and validate ``grader_config.py``: every other module reads settings from the ``Config`` made here."""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Mapping
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from . import PROJECT_ROOT
+from .errors import ConfigError
+
+CHECK_IDS = ("reshape", "one_hot", "param_count", "architecture", "compile", "fit", "val_accuracy", "predict")
+LATE_POLICIES = ("reject", "accept")
+DEVICE_POLICIES = ("require-gpu", "allow-cpu")
+DEFAULT_CONFIG_PATH = PROJECT_ROOT / "grader_config.py"
+
+
+@dataclass(frozen=True)
+class Config:
+    assignment_id: str
+    deadline: dt.datetime                 # timezone-aware
+    timezone: ZoneInfo
+    late_policy: str
+    val_accuracy_threshold: float
+    expected_epochs: int
+    expected_batch_size: int
+    expected_validation_split: float
+    points: Mapping[str, float]
+    cell_timeout_s: int
+    training_cell_timeout_s: int
+    notebook_timeout_s: int
+    seed: int
+    device_policy: str
+    dataset_dir: Path
+    root: Path                            # the folder holding grader_config.py; course paths hang off it
+    source: Path
+
+    @property
+    def max_score(self) -> float:
+        return float(sum(self.points.values()))
+
+    @property
+    def reference_notebook(self) -> Path:
+        return self.root / "reference" / self.assignment_id / f"{self.assignment_id}.ipynb"
+
+    @property
+    def release_notebook(self) -> Path:
+        return self.root / "assignments" / self.assignment_id / f"{self.assignment_id}.ipynb"
+
+    @property
+    def validation_samples(self) -> int:
+        """Samples Keras holds out of the 60,000 with the expected validation_split (the last ones)."""
+        return 60000 - int(60000 * (1 - self.expected_validation_split))
+
+    @property
+    def expected_steps_per_epoch(self) -> int:
+        train = 60000 - self.validation_samples
+        return -(-train // self.expected_batch_size)
+
+
+def load_config(path: str | os.PathLike | None = None) -> Config:
+    """Read a grader_config.py (default: the project's, or $AUTOGRADER_CONFIG) and validate every setting."""
+    path = Path(path or os.environ.get("AUTOGRADER_CONFIG") or DEFAULT_CONFIG_PATH).resolve()
+    if not path.is_file():
+        raise ConfigError(f"configuration file not found: {path}")
+    spec = importlib.util.spec_from_file_location("grader_config", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # a syntax error or a failing expression in the course's file
+        raise ConfigError(f"{path}: could not be read: {type(exc).__name__}: {exc}") from exc
+    return _validate(vars(module), path)
+
+
+def _get(values: dict, name: str, kind, path: Path):
+    if name not in values:
+        raise ConfigError(f"{path}: setting {name} is missing")
+    value = values[name]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        raise ConfigError(f"{path}: setting {name} must be {_kind_name(kind)}, got {value!r}")
+    return value
+
+
+def _kind_name(kind) -> str:
+    return {str: "a string", int: "an integer", float: "a number", dict: "a dict"}.get(kind, kind.__name__)
+
+
+def _positive(values: dict, name: str, kind, path: Path):
+    value = _get(values, name, kind, path)
+    if value <= 0:
+        raise ConfigError(f"{path}: setting {name} must be positive, got {value!r}")
+    return value
+
+
+def _choice(values: dict, name: str, choices: tuple[str, ...], path: Path) -> str:
+    value = _get(values, name, str, path)
+    if value not in choices:
+        raise ConfigError(f"{path}: setting {name} = {value!r} is unknown; choose one of {', '.join(choices)}")
+    return value
+
+
+def parse_deadline(text: str, tz: ZoneInfo) -> dt.datetime:
+    """'2024-05-16 23:59' (local to tz) or ISO 8601 with an offset → an aware datetime."""
+    moment = dt.datetime.fromisoformat(text.strip())
+    return moment.replace(tzinfo=tz) if moment.tzinfo is None else moment
+
+
+def _validate(values: dict, path: Path) -> Config:
+    tz_name = _get(values, "TIMEZONE", str, path)
+    try:
+        tz = ZoneInfo(tz_name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(f"{path}: setting TIMEZONE = {tz_name!r} is not a known time zone") from exc
+
+    deadline_text = _get(values, "DEADLINE", str, path)
+    try:
+        deadline = parse_deadline(deadline_text, tz)
+    except ValueError as exc:
+        raise ConfigError(
+            f"{path}: setting DEADLINE = {deadline_text!r} cannot be parsed; "
+            "write it as 'YYYY-MM-DD HH:MM' (local to TIMEZONE) or ISO 8601 with an offset") from exc
+
+    threshold = _get(values, "VAL_ACCURACY_THRESHOLD", float, path)
+    if not 0 < threshold <= 1:
+        raise ConfigError(f"{path}: setting VAL_ACCURACY_THRESHOLD = {threshold!r} must lie in (0, 1]")
+    split = _get(values, "EXPECTED_VALIDATION_SPLIT", float, path)
+    if not 0 < split < 1:
+        raise ConfigError(f"{path}: setting EXPECTED_VALIDATION_SPLIT = {split!r} must lie in (0, 1)")
+
+    points = _get(values, "POINTS", dict, path)
+    unknown = sorted(set(points) - set(CHECK_IDS))
+    missing = [c for c in CHECK_IDS if c not in points]
+    if unknown or missing:
+        raise ConfigError(f"{path}: setting POINTS must name exactly the checks {', '.join(CHECK_IDS)}"
+                          + (f"; unknown: {', '.join(unknown)}" if unknown else "")
+                          + (f"; missing: {', '.join(missing)}" if missing else ""))
+    for check, value in points.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ConfigError(f"{path}: setting POINTS[{check!r}] must be a number ≥ 0, got {value!r}")
+
+    assignment_id = _get(values, "ASSIGNMENT_ID", str, path)
+    if not assignment_id.isidentifier():
+        raise ConfigError(f"{path}: setting ASSIGNMENT_ID = {assignment_id!r} must be a plain name like 'assignment3'")
+
+    dataset_dir = Path(os.environ.get("AUTOGRADER_MNIST_DIR") or _get(values, "DATASET_DIR", str, path))
+    return Config(
+        assignment_id=assignment_id,
+        deadline=deadline,
+        timezone=tz,
+        late_policy=_choice(values, "LATE_POLICY", LATE_POLICIES, path),
+        val_accuracy_threshold=threshold,
+        expected_epochs=_positive(values, "EXPECTED_EPOCHS", int, path),
+        expected_batch_size=_positive(values, "EXPECTED_BATCH_SIZE", int, path),
+        expected_validation_split=split,
+        points=MappingProxyType({c: float(points[c]) for c in CHECK_IDS}),
+        cell_timeout_s=_positive(values, "CELL_TIMEOUT_S", int, path),
+        training_cell_timeout_s=_positive(values, "TRAINING_CELL_TIMEOUT_S", int, path),
+        notebook_timeout_s=_positive(values, "NOTEBOOK_TIMEOUT_S", int, path),
+        seed=_get(values, "SEED", int, path),
+        device_policy=_choice(values, "DEVICE_POLICY", DEVICE_POLICIES, path),
+        dataset_dir=dataset_dir if dataset_dir.is_absolute() else path.parent / dataset_dir,
+        root=path.parent,
+        source=path,
+    )

@@ -1,0 +1,13 @@
+"""Errors that mean the grader itself cannot grade (as opposed to a student's notebook failing a check)."""
+
+
+class GraderError(Exception):
+    """The grader cannot go on: bad configuration, missing dataset, unreadable path. The CLI exits non-zero."""
+
+
+class ConfigError(GraderError):
+    """A setting in grader_config.py is missing or invalid; the message names the setting."""
+
+
+class DatasetError(GraderError):
+    """The pinned MNIST files are missing or do not match their SHA-256 digests."""

@@ -1,0 +1,192 @@
+"""Run a student's notebook in a fresh kernel (nbclient) and export what the graders need.
+
+One job: turn a notebook into artifacts on disk plus an ``ExecutionRecord``. Like ``nbgrader autograde`` an error
+or a timeout in one cell does not stop the later cells, so every check is judged on what exists. Before the first
+cell the harness pins MNIST and seeds the kernel; after the last one it exports arrays, the model (``.keras``) and
+the training history (see ``kernel_side``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import DeadKernelError
+
+from . import dataset
+from .config import Config
+
+KERNEL_SIDE = Path(__file__).with_name("kernel_side.py")
+HARNESS_TIMEOUT_S = 300                      # each harness cell (setup, export) has its own budget
+TIMEOUT_ENAME = "CellTimeoutError"
+TRAINING_CALL = re.compile(r"\.fit\s*\(")
+HARNESS_TAG = "autograder-harness"
+
+
+@dataclass
+class CellOutcome:
+    index: int                               # position among the student's cells (0-based)
+    cell_id: str | None
+    status: str                              # ok | error | timeout | skipped
+    ename: str = ""
+    evalue: str = ""
+
+
+@dataclass
+class ExecutionRecord:
+    device: str                              # "cpu" or "gpu" (what the kernel was allowed to use)
+    device_name: str = "CPU"                 # the GPU's name when one was used
+    seed: int = 0
+    seconds: float = 0.0
+    tensorflow: str = ""
+    keras: str = ""
+    has_release_metadata: bool = True
+    kernel_died: bool = False
+    notebook_timed_out: bool = False
+    export_ok: bool = False
+    cells: list[CellOutcome] = field(default_factory=list)
+
+    @property
+    def cell_errors(self) -> list[CellOutcome]:
+        return [c for c in self.cells if c.status != "ok"]
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["cells"] = [asdict(c) for c in self.cell_errors]   # only the cells that went wrong
+        data["cells_run"] = sum(c.status != "skipped" for c in self.cells)
+        return data
+
+
+def is_training_cell(cell) -> bool:
+    grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+    return grade_id == "fit" or bool(TRAINING_CALL.search(cell.source))
+
+
+def has_release_metadata(nb) -> bool:
+    """True when the solution cells still carry the nbgrader metadata that release wrote."""
+    return any(c.metadata.get("nbgrader", {}).get("solution") for c in nb.cells)
+
+
+def harness_cell(code: str) -> nbformat.NotebookNode:
+    cell = nbformat.v4.new_code_cell(code)
+    cell.metadata["tags"] = [HARNESS_TAG]
+    return cell
+
+
+def harness_code(call: str) -> str:
+    """Run kernel_side.py in a private namespace, then call one of its functions; leave no names behind."""
+    source = KERNEL_SIDE.read_text(encoding="utf-8")
+    return (f"exec(compile({source!r}, '<autograder>', 'exec'), __autograder__ := {{}})\n"
+            f"__autograder__[{call.split('(')[0]!r}]({call.split('(', 1)[1]}\n"
+            "del __autograder__")
+
+
+def kernel_env(device: str, seed: int, workdir: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        PYTHONHASHSEED=str(seed),
+        TF_CPP_MIN_LOG_LEVEL="2",
+        MPLBACKEND="Agg",
+        KERAS_HOME=str(workdir / ".keras"),          # nothing lands in the runner's ~/.keras
+        TF_FORCE_GPU_ALLOW_GROWTH="true",            # kernels sharing a GPU take memory as they need it
+    )
+    if device == "cpu":
+        env["CUDA_VISIBLE_DEVICES"] = "-1"
+    return env
+
+
+class GradingClient(NotebookClient):
+    """nbclient with per-cell budgets, a whole-notebook deadline, and a record of each cell's outcome."""
+
+    def __init__(self, nb, config: Config, **kw):
+        super().__init__(nb, allow_errors=True, interrupt_on_timeout=True, kernel_name="python3",
+                         error_on_timeout={"ename": TIMEOUT_ENAME, "evalue": "",
+                                           "traceback": [f"{TIMEOUT_ENAME}: cell ran past its time limit"]},
+                         timeout_func=self._budget, **kw)
+        self.grading_config = config
+        self.deadline = time.monotonic() + config.notebook_timeout_s
+        self.outcomes: list[CellOutcome] = []
+        self.notebook_timed_out = False
+
+    def _budget(self, cell) -> int:
+        if HARNESS_TAG in cell.metadata.get("tags", []):
+            return HARNESS_TIMEOUT_S
+        cfg = self.grading_config
+        budget = cfg.training_cell_timeout_s if is_training_cell(cell) else cfg.cell_timeout_s
+        return max(1, min(budget, int(self.deadline - time.monotonic())))
+
+    async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
+        harness = HARNESS_TAG in cell.metadata.get("tags", [])
+        if cell.cell_type != "code" or harness:
+            return await super().async_execute_cell(cell, cell_index, execution_count, store_history)
+        index = len(self.outcomes)
+        if time.monotonic() >= self.deadline:
+            self.notebook_timed_out = True
+            self.outcomes.append(CellOutcome(index, cell.get("id"), "skipped"))
+            return cell
+        await super().async_execute_cell(cell, cell_index, execution_count, store_history)
+        errors = [o for o in cell.outputs if o.output_type == "error"]
+        if not errors:
+            self.outcomes.append(CellOutcome(index, cell.get("id"), "ok"))
+        else:
+            err = errors[-1]
+            status = "timeout" if err.ename == TIMEOUT_ENAME else "error"
+            self.outcomes.append(CellOutcome(index, cell.get("id"), status, err.ename, str(err.evalue)[:500]))
+        return cell
+
+
+def prepare(student_nb, npz: Path, artifacts: Path, seed: int):
+    """The notebook actually run: setup cell, the student's code cells, export cell."""
+    code_cells = [nbformat.v4.new_code_cell(c.source, id=c.get("id"), metadata=c.metadata)
+                  for c in student_nb.cells if c.cell_type == "code"]
+    nb = nbformat.v4.new_notebook(cells=[
+        harness_cell(harness_code(f"setup({str(npz)!r}, {seed})")),
+        *code_cells,
+        harness_cell(harness_code(f"export(globals(), {str(artifacts)!r})")),
+    ])
+    nb.metadata = {"kernelspec": {"name": "python3", "language": "python", "display_name": "Python 3"}}
+    return nb
+
+
+def execute(student_nb, artifacts: Path, config: Config, device: str,
+            mnist: dataset.Mnist | None = None) -> ExecutionRecord:
+    """Run ``student_nb`` (a NotebookNode) in a fresh kernel; write artifacts under ``artifacts``."""
+    artifacts = Path(artifacts)
+    artifacts.mkdir(parents=True, exist_ok=True)
+    record = ExecutionRecord(device=device, seed=config.seed, has_release_metadata=has_release_metadata(student_nb))
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="autograder-run-") as tmp:
+        workdir = Path(tmp) / "work"
+        workdir.mkdir()
+        npz = dataset.write_keras_npz(mnist or dataset.load_mnist(config.dataset_dir), Path(tmp) / "mnist.npz")
+        nb = prepare(student_nb, npz, artifacts, config.seed)
+        client = GradingClient(nb, config, resources={"metadata": {"path": str(workdir)}})
+        try:
+            client.execute(env=kernel_env(device, config.seed, workdir))
+        except DeadKernelError:
+            record.kernel_died = True
+        record.cells = client.outcomes
+        record.notebook_timed_out = client.notebook_timed_out
+    record.seconds = round(time.monotonic() - started, 2)
+    _read_kernel_environment(artifacts, record)
+    return record
+
+
+def _read_kernel_environment(artifacts: Path, record: ExecutionRecord) -> None:
+    path = artifacts / "kernel_record.json"
+    if not path.is_file():
+        return
+    record.export_ok = True
+    env = json.loads(path.read_text(encoding="utf-8")).get("environment", {})
+    record.tensorflow = str(env.get("tensorflow", ""))
+    record.keras = str(env.get("keras", ""))
+    gpus = env.get("gpus") or []
+    if record.device == "gpu" and gpus:
+        record.device_name = str(gpus[0])

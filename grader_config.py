@@ -1,0 +1,43 @@
+"""Course configuration for the autograder: the one place where settings live.
+
+Plain Python, read by ``autograder.config.load_config`` and validated there; a bad value stops the grader with a
+message that names the setting. Paths are relative to this file's folder.
+"""
+
+# --- Assignment ---------------------------------------------------------------------------------------------
+ASSIGNMENT_ID = "assignment3"           # 課題3 (MLP①): reference/<id>/<id>.ipynb → assignments/<id>/<id>.ipynb
+DEADLINE = "2024-05-16 23:59"           # local time in TIMEZONE (ISO 8601 with an offset is accepted too)
+TIMEZONE = "Asia/Tokyo"
+LATE_POLICY = "reject"                  # "reject": late work gets 0 points, status "late"; "accept": graded anyway
+
+# --- What the graders expect (the lecture's values) ---------------------------------------------------------
+VAL_ACCURACY_THRESHOLD = 0.95           # final val_accuracy must reach this; must lie in (0, 1]
+EXPECTED_EPOCHS = 30
+EXPECTED_BATCH_SIZE = 64
+EXPECTED_VALIDATION_SPLIT = 0.2
+
+# Points per check (check ids are stable: they name the tests in every result).
+POINTS = {
+    "reshape": 1,
+    "one_hot": 1,
+    "param_count": 2,
+    "architecture": 2,
+    "compile": 1,
+    "fit": 1,
+    "val_accuracy": 2,
+    "predict": 2,
+}
+
+# --- Execution ----------------------------------------------------------------------------------------------
+CELL_TIMEOUT_S = 120                    # any ordinary cell
+TRAINING_CELL_TIMEOUT_S = 1200          # the cell that calls fit (30 epochs: ~25 s on a CPU, ~90 s on a T4)
+NOTEBOOK_TIMEOUT_S = 1800               # the whole notebook; cells not started by then are skipped
+SEED = 20240509                         # seeds Python, NumPy and TensorFlow before the first cell
+
+# Device policy: "require-gpu" (official grading needs a GPU; `--device cpu` must be asked for explicitly and the
+# result is marked unofficial) or "allow-cpu" (`--device auto` falls back to the CPU without complaint).
+DEVICE_POLICY = "require-gpu"
+
+# --- Data ---------------------------------------------------------------------------------------------------
+# The pinned MNIST (IDX gzip files + SHA256SUMS). The environment variable AUTOGRADER_MNIST_DIR overrides it.
+DATASET_DIR = "data/mnist"
