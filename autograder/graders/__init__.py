@@ -1,0 +1,30 @@
+"""Hidden graders: pytest files run in the grader's own process, never released, never in the student's kernel.
+
+``run_graders`` runs them over one submission's exported artifacts and returns one ``CheckResult`` per check id.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+
+import pytest
+
+from ..config import Config
+from ..dataset import Mnist
+from ..result import CheckResult
+from .plugin import GradingPlugin
+
+GRADERS_DIR = Path(__file__).resolve().parent
+
+
+def run_graders(artifacts: Path, config: Config, mnist: Mnist) -> list[CheckResult]:
+    plugin = GradingPlugin(config, Path(artifacts), mnist)
+    args = [str(GRADERS_DIR), "-c", str(GRADERS_DIR / "pytest.ini"), "--rootdir", str(GRADERS_DIR),
+            "-p", "no:cacheprovider", "--import-mode=importlib", "-q", "--tb=short"]
+    log = io.StringIO()
+    with contextlib.redirect_stdout(log):
+        pytest.main(args, plugins=[plugin])
+    (Path(artifacts) / "graders.log").write_text(log.getvalue(), encoding="utf-8")
+    return plugin.results()

@@ -1,0 +1,115 @@
+"""Fixtures for the hidden graders: the student's exported data, reloaded and re-read on the grader's side.
+
+Nothing here calls the student's code. Arrays are read from .npy files (no pickles); the model is rebuilt from
+its .keras file with Keras's safe mode; the training history is plain JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from autograder.graders.support import fail
+
+# Functions of tf.nn that students may pass as activations: they save under these names but do not load back
+# ("Could not locate function 'softmax_v2'"). Mapping them to Keras's own activations reloads such a model
+# faithfully: the two compute the same function.
+TF_ACTIVATION_ALIASES = ("softmax_v2", "softmax", "relu", "sigmoid", "tanh", "elu", "selu", "softplus", "swish")
+
+
+@dataclass
+class Student:
+    artifacts: Path
+    record: dict
+
+    def array(self, name: str) -> np.ndarray:
+        entry = self.record.get("arrays", {}).get(name, {"defined": False})
+        path = self.artifacts / f"{name}.npy"
+        if not entry.get("defined"):
+            fail(f"変数 {name} が見つかりませんでした。課題のセルで {name} を作ってください。",
+                 f"Variable {name} was not found. Define {name} in the assignment's cells.")
+        if not path.is_file():
+            reason = entry.get("error", "")
+            fail(f"変数 {name} を数値の配列として読み取れませんでした ({entry.get('type', '?')}: {reason})。",
+                 f"Variable {name} could not be read as a numeric array ({entry.get('type', '?')}: {reason}).")
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+
+    def history(self) -> tuple[dict, dict]:
+        entry = self.record.get("history", {})
+        if not entry.get("defined"):
+            fail("変数 result が見つかりませんでした。result = model.fit(...) で学習の記録を受け取ってください。",
+                 "Variable result was not found. Keep the training record: result = model.fit(...).")
+        if "history" not in entry:
+            fail(f"result から学習の記録 (history) を読み取れませんでした ({entry.get('error', entry.get('type'))})。",
+                 f"No training history could be read from result ({entry.get('error', entry.get('type'))}).")
+        return entry["history"], entry.get("params", {})
+
+
+@dataclass
+class SavedModel:
+    """What the .keras archive says beyond the layers: compile settings and how many updates were applied."""
+    compile_config: dict | None
+    optimizer_iterations: int | None
+
+
+@pytest.fixture(scope="session")
+def student(artifacts) -> Student:
+    path = artifacts / "kernel_record.json"
+    record = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    return Student(artifacts, record)
+
+
+@pytest.fixture(scope="session")
+def model_path(artifacts, student) -> Path:
+    path = artifacts / "model.keras"
+    entry = student.record.get("model", {})
+    if not entry.get("defined"):
+        fail("変数 model が見つかりませんでした。model = Sequential() などでモデルを作ってください。",
+             "Variable model was not found. Build your model into a variable named model.")
+    if not path.is_file():
+        fail(f"model を保存できませんでした ({entry.get('type')}: {entry.get('error', '')})。Keras のモデルですか？",
+             f"model could not be saved ({entry.get('type')}: {entry.get('error', '')}). Is it a Keras model?")
+    return path
+
+
+@pytest.fixture(scope="session")
+def model(model_path):
+    import keras
+
+    aliases = {name: getattr(keras.activations, name.removesuffix("_v2")) for name in TF_ACTIVATION_ALIASES}
+    try:
+        return keras.saving.load_model(model_path, compile=False, safe_mode=True, custom_objects=aliases)
+    except Exception as exc:
+        fail(f"保存された model を読み込めませんでした ({type(exc).__name__}: {str(exc)[:300]})。",
+             f"The saved model could not be loaded ({type(exc).__name__}: {str(exc)[:300]}).")
+
+
+@pytest.fixture(scope="session")
+def saved_model(model_path) -> SavedModel:
+    import h5py
+
+    with zipfile.ZipFile(model_path) as archive:
+        config = json.loads(archive.read("config.json"))
+        iterations = None
+        with archive.open("model.weights.h5") as weights, h5py.File(weights, "r") as h5:
+            # Keras keeps the optimizer's step counter as its first variable.
+            if "optimizer/vars/0" in h5 and h5["optimizer/vars/0"].shape == ():
+                iterations = int(h5["optimizer/vars/0"][()])
+    return SavedModel(config.get("compile_config"), iterations)
+
+
+@pytest.fixture(scope="session")
+def predict(model):
+    """The grader's own prediction with the reloaded model (float32, batched, silent)."""
+    def run(x) -> np.ndarray:
+        try:
+            return np.asarray(model.predict(np.asarray(x, dtype=np.float32), batch_size=1000, verbose=0))
+        except Exception as exc:
+            fail(f"model に入力を渡して予測できませんでした ({type(exc).__name__}: {str(exc)[:200]})。",
+                 f"The model could not predict on the input ({type(exc).__name__}: {str(exc)[:200]}).")
+    return run

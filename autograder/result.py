@@ -1,0 +1,47 @@
+"""One result model for every stage after grading, in the shape of Gradescope's ``results.json``."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+PASSED, FAILED = "passed", "failed"
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str              # stable check id: reshape, one_hot, param_count, ...
+    status: str            # passed | failed
+    score: float
+    max_score: float
+    output: str = ""       # why it failed: Japanese, then English
+
+
+@dataclass
+class GradeResult:
+    assignment: str
+    notebook: str
+    tests: list[CheckResult]
+    official: bool                                   # graded on the device the course's policy requires
+    execution: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)   # things worth knowing that are no check's verdict
+
+    @property
+    def score(self) -> float:
+        return sum(t.score for t in self.tests)
+
+    @property
+    def max_score(self) -> float:
+        return sum(t.max_score for t in self.tests)
+
+    def to_json(self) -> dict:
+        """Gradescope's results.json (score, max_score, tests[]) plus our execution record and notes."""
+        return {
+            "score": self.score,
+            "max_score": self.max_score,
+            "tests": [asdict(t) for t in self.tests],
+            "assignment": self.assignment,
+            "notebook": self.notebook,
+            "official": self.official,
+            "notes": list(self.notes),
+            "execution": self.execution,
+        }
