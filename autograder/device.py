@@ -25,15 +25,15 @@ def resolve_device(requested: str, config: Config, gpus: list[str] | None = None
     """→ (device for the kernel, whether the grade is official under the course's device policy)."""
     if requested not in DEVICES:
         raise GraderError(f"unknown device {requested!r}; choose one of {', '.join(DEVICES)}")
-    gpus = visible_gpus() if gpus is None else gpus
     cpu_official = config.device_policy == "allow-cpu"
+    if requested == "cpu":
+        return "cpu", cpu_official
+    gpus = visible_gpus() if gpus is None else gpus
     if requested == "gpu":
         if not gpus:
             raise GraderError("--device gpu: no GPU is visible to TensorFlow on this machine "
                               "(check `nvidia-smi` and the GPU requirements in README.md)")
         return "gpu", True
-    if requested == "cpu":
-        return "cpu", cpu_official
     if gpus:
         return "gpu", True
     if not cpu_official:

@@ -168,10 +168,11 @@ def execute(student_nb, artifacts: Path, config: Config, device: str,
         npz = dataset.write_keras_npz(mnist or dataset.load_mnist(config.dataset_dir), Path(tmp) / "mnist.npz")
         nb = prepare(student_nb, npz, artifacts, config.seed)
         client = GradingClient(nb, config, resources={"metadata": {"path": str(workdir)}})
-        try:
-            client.execute(env=kernel_env(device, config.seed, workdir))
-        except DeadKernelError:
-            record.kernel_died = True
+        with open(artifacts / "kernel.log", "ab") as log:   # the kernel's own stdout/stderr (TF's chatter)
+            try:
+                client.execute(env=kernel_env(device, config.seed, workdir), stdout=log, stderr=log)
+            except DeadKernelError:
+                record.kernel_died = True
         record.cells = client.outcomes
         record.notebook_timed_out = client.notebook_timed_out
     record.seconds = round(time.monotonic() - started, 2)

@@ -31,10 +31,15 @@ def test_reshape(student, mnist):
         if low < 0 or high > 1:
             fail(f"{name} の値は 0〜1 のはずですが、{low:g}〜{high:g} でした。255 で割りましたか？",
                  f"{name} should hold values within [0, 1], found [{low:g}, {high:g}]. Did you divide by 255?")
-        expected = images.reshape(len(images), N_PIXELS) / 255
-        if not np.allclose(x, expected, atol=1e-6):
+        if not equals_scaled_images(x, images):
             fail(f"{name} の中身が、MNIST の画像を並べ直して 255 で割ったものと一致しません。",
                  f"{name} does not equal the MNIST images reshaped and divided by 255.")
+
+
+def equals_scaled_images(x, images, chunk=10000) -> bool:
+    """x == images reshaped to rows of 784 and divided by 255, compared a block at a time (x may be 376 MB)."""
+    return all(np.allclose(x[i:i + chunk], images[i:i + chunk].reshape(-1, N_PIXELS) / 255, atol=1e-6)
+               for i in range(0, len(images), chunk))
 
 
 @pytest.mark.check("one_hot")
@@ -125,7 +130,7 @@ def test_compile(saved_model):
 
 
 @pytest.mark.check("fit")
-def test_fit(student, saved_model, config):
+def test_fit(student, config, request):
     history, params = student.history()
     epochs, steps = config.expected_epochs, config.expected_steps_per_epoch
     ran = len(history.get("loss", []))
@@ -142,6 +147,7 @@ def test_fit(student, saved_model, config):
              f"An epoch should take {steps} steps (48,000 samples / {config.expected_batch_size}), found "
              f"{params.get('steps')}. Check batch_size={config.expected_batch_size} and "
              f"validation_split={config.expected_validation_split}.")
+    saved_model = request.getfixturevalue("saved_model")   # after the history: its messages come first
     if saved_model.optimizer_iterations != epochs * steps:
         fail(f"モデルの重みが更新された回数は {epochs * steps:,} 回のはずですが、保存されたモデルでは "
              f"{saved_model.optimizer_iterations} 回でした。学習の記録と実際の学習が合いません。",
@@ -150,7 +156,7 @@ def test_fit(student, saved_model, config):
 
 
 @pytest.mark.check("val_accuracy")
-def test_val_accuracy(student, mnist, predict, config):
+def test_val_accuracy(student, mnist, config, request):
     history, _ = student.history()
     reported = history.get("val_accuracy") or []
     if not reported:
@@ -161,6 +167,7 @@ def test_val_accuracy(student, mnist, predict, config):
         fail(f"x_train は 60,000 枚のはずですが、{len(x_train):,} 枚でした。",
              f"x_train should hold 60,000 samples, found {len(x_train):,}.")
     n_val = config.validation_samples
+    predict = request.getfixturevalue("predict")
     predicted = predict(x_train[-n_val:]).argmax(axis=1)
     recomputed = float((predicted == mnist.y_train[-n_val:]).mean())
     if abs(recomputed - reported[-1]) > AGREEMENT:
@@ -174,14 +181,14 @@ def test_val_accuracy(student, mnist, predict, config):
 
 
 @pytest.mark.check("predict")
-def test_predict(student, predict):
+def test_predict(student, request):
     test2 = student.array("test2")
     expect_shape("test2", test2, (N_TEST, N_CLASSES))
     x_test = student.array("x_test")
     if len(x_test) != N_TEST:
         fail(f"x_test は 10,000 枚のはずですが、{len(x_test):,} 枚でした。",
              f"x_test should hold 10,000 samples, found {len(x_test):,}.")
-    own = predict(x_test)
+    own = request.getfixturevalue("predict")(x_test)
     if not np.allclose(np.asarray(test2, dtype=np.float64), own, atol=SAME_PREDICTION):
         fail("test2 が、学習後の model で x_test を予測した結果 (model.predict(x_test)) と一致しません。",
              "test2 does not match the trained model's prediction for x_test (model.predict(x_test)).")
