@@ -111,34 +111,44 @@ class GradingClient(NotebookClient):
                                            "traceback": [f"{TIMEOUT_ENAME}: cell ran past its time limit"]},
                          timeout_func=self._budget, **kw)
         self.grading_config = config
-        self.deadline = time.monotonic() + config.notebook_timeout_s
+        self.deadline: float | None = None          # set when the student's first cell starts
         self.outcomes: list[CellOutcome] = []
         self.notebook_timed_out = False
+        self._timed_out = False
+
+    async def _async_handle_timeout(self, timeout, cell=None):
+        self._timed_out = True            # the kernel is interrupted; its KeyboardInterrupt is not the story
+        return await super()._async_handle_timeout(timeout, cell)
 
     def _budget(self, cell) -> int:
         if HARNESS_TAG in cell.metadata.get("tags", []):
             return HARNESS_TIMEOUT_S
         cfg = self.grading_config
         budget = cfg.training_cell_timeout_s if is_training_cell(cell) else cfg.cell_timeout_s
-        return max(1, min(budget, int(self.deadline - time.monotonic())))
+        return max(1, min(budget, round(self.deadline - time.monotonic())))
 
     async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
         harness = HARNESS_TAG in cell.metadata.get("tags", [])
         if cell.cell_type != "code" or harness:
             return await super().async_execute_cell(cell, cell_index, execution_count, store_history)
         index = len(self.outcomes)
+        if self.deadline is None:
+            self.deadline = time.monotonic() + self.grading_config.notebook_timeout_s
         if time.monotonic() >= self.deadline:
             self.notebook_timed_out = True
             self.outcomes.append(CellOutcome(index, cell.get("id"), "skipped"))
             return cell
+        self._timed_out = False
         await super().async_execute_cell(cell, cell_index, execution_count, store_history)
         errors = [o for o in cell.outputs if o.output_type == "error"]
-        if not errors:
-            self.outcomes.append(CellOutcome(index, cell.get("id"), "ok"))
-        else:
+        if self._timed_out:
+            self.outcomes.append(CellOutcome(index, cell.get("id"), "timeout", TIMEOUT_ENAME,
+                                             f"no reply within {self._budget(cell)} s"))
+        elif errors:
             err = errors[-1]
-            status = "timeout" if err.ename == TIMEOUT_ENAME else "error"
-            self.outcomes.append(CellOutcome(index, cell.get("id"), status, err.ename, str(err.evalue)[:500]))
+            self.outcomes.append(CellOutcome(index, cell.get("id"), "error", err.ename, str(err.evalue)[:500]))
+        else:
+            self.outcomes.append(CellOutcome(index, cell.get("id"), "ok"))
         return cell
 
 

@@ -44,15 +44,20 @@ def export(namespace, out_dir):
             continue
         value = namespace[name]
         entry = {"defined": True, "type": type(value).__name__}
+        path = os.path.join(out_dir, name + ".npy")
         try:
             array = np.asarray(value)
             entry.update(shape=list(array.shape), dtype=str(array.dtype))
-            if array.dtype.kind in "biuf" and array.size:
+            if array.dtype.kind not in "biuf":
+                raise TypeError(f"not a numeric array (dtype {array.dtype})")
+            if array.size:
                 entry.update(min=float(array.min()), max=float(array.max()))
-            np.save(os.path.join(out_dir, name + ".npy"), array, allow_pickle=False)
+            np.save(path, array, allow_pickle=False)
             entry["sha256"] = hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
         except Exception as exc:
             entry["error"] = problem(exc)
+            if os.path.exists(path):
+                os.remove(path)
         record["arrays"][name] = entry
 
     model = namespace.get("model")

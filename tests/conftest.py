@@ -1,0 +1,52 @@
+"""Shared fixtures: the course configuration, the pinned MNIST, and graded sample notebooks (graded once)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from autograder import PROJECT_ROOT
+from autograder.config import load_config
+from autograder.dataset import load_mnist
+from autograder.grade import grade_notebook
+
+SAMPLES = PROJECT_ROOT / "reference" / "assignment3" / "samples"
+
+
+@pytest.fixture(scope="session")
+def config():
+    return load_config()
+
+
+@pytest.fixture(scope="session")
+def mnist(config):
+    return load_mnist(config.dataset_dir)
+
+
+@pytest.fixture(scope="session")
+def graded(config, mnist):
+    """graded(path) → GradeResult, graded on the CPU once per session however many tests ask."""
+    cache = {}
+
+    def grade(path: Path):
+        path = Path(path)
+        if path not in cache:
+            cache[path] = grade_notebook(path, config, device="cpu", mnist=mnist)
+        return cache[path]
+
+    return grade
+
+
+def write_notebook(path: Path, *sources: str, metadata: dict | None = None) -> Path:
+    """A small notebook with one code cell per source (for execution tests that need no training)."""
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
+    for i, cell in enumerate(nb.cells):
+        cell.id = f"cell-{i}"
+        if metadata:
+            cell.metadata.update(metadata)
+    nb.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "Python 3"}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(nbformat.writes(nb), encoding="utf-8")
+    return path

@@ -1,0 +1,87 @@
+"""The execution stage on small notebooks: no training, a few seconds each."""
+
+import dataclasses
+import json
+
+import nbformat
+import numpy as np
+import pytest
+
+from autograder.execute import execute
+from tests.conftest import write_notebook
+
+
+def run(tmp_path, config, *sources, **overrides):
+    nb = nbformat.read(write_notebook(tmp_path / "nb.ipynb", *sources), as_version=4)
+    artifacts = tmp_path / "artifacts"
+    record = execute(nb, artifacts, dataclasses.replace(config, **overrides), "cpu")
+    return record, artifacts
+
+
+def test_mnist_load_data_returns_the_pinned_arrays_offline_in_both_import_styles(tmp_path, config, mnist):
+    record, artifacts = run(tmp_path, config, """
+from tensorflow.keras.datasets import mnist
+import keras
+(x_train, y_train), (x_test, y_test) = mnist.load_data()
+(a, b), (c, d) = keras.datasets.mnist.load_data()
+assert all((p == q).all() for p, q in ((x_train, a), (y_train, b), (x_test, c), (y_test, d)))
+""")
+    assert record.cell_errors == [] and record.export_ok
+    for name in ("x_train", "y_train", "x_test", "y_test"):
+        exported = np.load(artifacts / f"{name}.npy")
+        assert exported.dtype == np.uint8
+        assert np.array_equal(exported, getattr(mnist, name)), name
+    assert record.tensorflow and record.keras and record.device_name == "CPU"
+
+
+def test_an_error_does_not_stop_later_cells(tmp_path, config):
+    record, artifacts = run(tmp_path, config, "raise ValueError('broken on purpose')", "import numpy as np\ntest2 = np.ones((2, 10))")
+    assert [(c.index, c.status, c.ename) for c in record.cell_errors] == [(0, "error", "ValueError")]
+    assert "broken on purpose" in record.cell_errors[0].evalue
+    assert np.load(artifacts / "test2.npy").shape == (2, 10)
+
+
+def test_cell_timeout_interrupts_that_cell_only_and_training_cells_get_a_longer_budget(tmp_path, config):
+    record, artifacts = run(
+        tmp_path, config,
+        "import time\ntime.sleep(4)  # stands in for result = model.fit(...)",
+        "time.sleep(30)",
+        "import numpy as np\ntest2 = np.zeros((1, 10))",
+        cell_timeout_s=2, training_cell_timeout_s=60)
+    assert [(c.index, c.status) for c in record.cells] == [(0, "ok"), (1, "timeout"), (2, "ok")]
+    assert np.load(artifacts / "test2.npy").shape == (1, 10)
+    assert record.seconds < 30
+
+
+def test_whole_notebook_timeout_skips_the_cells_not_yet_started(tmp_path, config):
+    record, artifacts = run(tmp_path, config, "import time\ntime.sleep(2)", "time.sleep(10)", "test2 = 1",
+                            notebook_timeout_s=3)
+    assert [c.status for c in record.cells] == ["ok", "timeout", "skipped"]
+    assert record.notebook_timed_out
+    assert record.export_ok  # the harness still exports what exists
+
+
+def test_seed_is_set_before_the_first_cell_and_recorded(tmp_path, config):
+    code = ("import random, numpy as np, tensorflow as tf\n"
+            "x_train = np.array([random.random(), *np.random.rand(2), *tf.random.uniform((2,)).numpy()])")
+    first, art1 = run(tmp_path / "a", config, code)
+    second, art2 = run(tmp_path / "b", config, code)
+    other, art3 = run(tmp_path / "c", config, code, seed=config.seed + 1)
+    assert first.seed == config.seed and other.seed == config.seed + 1
+    assert np.array_equal(np.load(art1 / "x_train.npy"), np.load(art2 / "x_train.npy"))
+    assert not np.array_equal(np.load(art1 / "x_train.npy"), np.load(art3 / "x_train.npy"))
+
+
+def test_a_dying_kernel_is_recorded_not_raised(tmp_path, config):
+    record, artifacts = run(tmp_path, config, "x = 1", "import os\nos._exit(1)", "y = 2")
+    assert record.kernel_died
+    assert not record.export_ok
+
+
+def test_unexportable_values_are_recorded_with_the_reason(tmp_path, config):
+    record, artifacts = run(tmp_path, config, "x_train = [object()]\nmodel = 'not a model'")
+    data = json.loads((artifacts / "kernel_record.json").read_text())
+    assert data["arrays"]["x_train"]["defined"] and "error" in data["arrays"]["x_train"]
+    assert not (artifacts / "x_train.npy").exists()
+    assert data["model"]["type"] == "str" and "error" in data["model"]
+    assert data["arrays"]["test2"] == {"defined": False}
