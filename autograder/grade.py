@@ -80,6 +80,6 @@ def grade_notebook(path: Path, config: Config, device: str = "auto",
     threading.Thread(target=importlib.import_module, args=("keras",), daemon=True).start()
     with tempfile.TemporaryDirectory(prefix="autograder-artifacts-") as artifacts:
         record = execute(nb, Path(artifacts), config, kernel_device, mnist)
-        tests = run_graders(Path(artifacts), config, mnist)
-    execution = record.to_dict()
-    return GradeResult(config.assignment_id, path.name, tests, official, execution, notes_for(record))
+        tests, measurements = run_graders(Path(artifacts), config, mnist)
+    return GradeResult(config.assignment_id, path.name, tests, official, record.to_dict(), notes_for(record),
+                       measurements)

@@ -24,6 +24,7 @@ class GradeResult:
     official: bool                                   # graded on the device the course's policy requires
     execution: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)   # things worth knowing that are no check's verdict
+    measurements: dict = field(default_factory=dict) # numbers the graders computed (val_accuracy, ...)
 
     @property
     def score(self) -> float:
@@ -43,5 +44,6 @@ class GradeResult:
             "notebook": self.notebook,
             "official": self.official,
             "notes": list(self.notes),
+            "measurements": dict(self.measurements),
             "execution": self.execution,
         }

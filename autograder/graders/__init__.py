@@ -19,12 +19,13 @@ from .plugin import GradingPlugin
 GRADERS_DIR = Path(__file__).resolve().parent
 
 
-def run_graders(artifacts: Path, config: Config, mnist: Mnist) -> list[CheckResult]:
+def run_graders(artifacts: Path, config: Config, mnist: Mnist) -> tuple[list[CheckResult], dict]:
+    """→ (one result per check id, the numbers the graders measured: val_accuracy, param_count, ...)."""
     plugin = GradingPlugin(config, Path(artifacts), mnist)
     args = [str(GRADERS_DIR), "-c", str(GRADERS_DIR / "pytest.ini"), "--rootdir", str(GRADERS_DIR),
-            "-p", "no:cacheprovider", "--import-mode=importlib", "-q", "--tb=short"]
+            "-p", "no:cacheprovider", "--import-mode=importlib", "--capture=no", "-q", "--tb=short"]
     log = io.StringIO()
     with contextlib.redirect_stdout(log):
         pytest.main(args, plugins=[plugin])
     (Path(artifacts) / "graders.log").write_text(log.getvalue(), encoding="utf-8")
-    return plugin.results()
+    return plugin.results(), plugin.measurements

@@ -23,6 +23,7 @@ class GradingPlugin:
     def __init__(self, config: Config, artifacts: Path, mnist: Mnist):
         self._config, self._artifacts, self._mnist = config, artifacts, mnist
         self._outcomes: dict[str, tuple[bool, str]] = {}
+        self.measurements: dict[str, object] = {}    # what graders computed, via pytest's record_property
 
     # --- fixtures: what every grader may ask for ----------------------------------------------------------
     @pytest.fixture(scope="session")
@@ -47,6 +48,7 @@ class GradingPlugin:
     def pytest_runtest_makereport(self, item, call):
         report = (yield).get_result()
         name = check_id(item)
+        self.measurements.update(dict(report.user_properties))
         if report.when == "call" and report.passed:
             self._outcomes[name] = (True, "")
         elif report.failed and name not in self._outcomes:

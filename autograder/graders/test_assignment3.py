@@ -58,8 +58,9 @@ def test_one_hot(student, mnist):
 
 
 @pytest.mark.check("param_count")
-def test_param_count(model):
+def test_param_count(model, record_property):
     found = sum(int(np.prod(w.shape)) for w in model.weights)   # counted here, not model.count_params()
+    record_property("param_count", found)
     if found != EXPECTED_PARAMS:
         fail(f"パラメータ数は 25,450 ((784+1)×32 + (32+1)×10) のはずですが、{found:,} でした。",
              f"The model should have 25,450 parameters ((784+1)×32 + (32+1)×10), found {found:,}.")
@@ -157,7 +158,7 @@ def test_fit(student, config, request):
 
 
 @pytest.mark.check("val_accuracy")
-def test_val_accuracy(student, mnist, config, request):
+def test_val_accuracy(student, mnist, config, request, record_property):
     history, _ = student.history()
     reported = next((history[k] for k in VAL_ACCURACY_KEYS if history.get(k)), [])
     if not reported:
@@ -171,6 +172,8 @@ def test_val_accuracy(student, mnist, config, request):
     predict = request.getfixturevalue("predict")
     predicted = predict(x_train[-n_val:]).argmax(axis=1)
     recomputed = float((predicted == mnist.y_train[-n_val:]).mean())
+    record_property("val_accuracy", recomputed)
+    record_property("val_accuracy_reported", float(reported[-1]))
     if abs(recomputed - reported[-1]) > AGREEMENT:
         fail(f"記録された最後の val_accuracy ({reported[-1]:.4f}) と、採点側で検証用データ (x_train の最後の "
              f"{n_val:,} 枚) から計算し直した値 ({recomputed:.4f}) が一致しません。",
@@ -182,7 +185,7 @@ def test_val_accuracy(student, mnist, config, request):
 
 
 @pytest.mark.check("predict")
-def test_predict(student, request):
+def test_predict(student, request, record_property):
     test2 = student.array("test2")
     expect_shape("test2", test2, (N_TEST, N_CLASSES))
     x_test = student.array("x_test")
@@ -194,6 +197,7 @@ def test_predict(student, request):
         fail("test2 が、学習後の model で x_test を予測した結果 (model.predict(x_test)) と一致しません。",
              "test2 does not match the trained model's prediction for x_test (model.predict(x_test)).")
     digit = int(np.argmax(own[SAMPLE_INDEX]))
+    record_property("predicted_digit_x_test_1", digit)
     if digit != SAMPLE_DIGIT:
         fail(f"x_test[1] は 2 の画像ですが、いちばん確率が高い数字は {digit} でした。",
              f"x_test[1] shows a 2, but the most probable digit predicted is {digit}.")
