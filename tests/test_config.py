@@ -7,16 +7,11 @@ from autograder.errors import ConfigError
 
 
 def variant(tmp_path: Path, **settings) -> Path:
-    """The project's grader_config.py with some settings replaced (or removed, with value ...)."""
-    text = DEFAULT_CONFIG_PATH.read_text(encoding="utf-8")
-    lines = []
-    for line in text.splitlines():
-        name = line.split("=")[0].strip()
-        if name in settings:
-            if settings[name] is not ...:
-                lines.append(f"{name} = {settings[name]!r}")
-        else:
-            lines.append(line)
+    """The project's grader_config.py with some settings overridden (a later assignment wins) or, with value
+    ..., deleted."""
+    lines = [DEFAULT_CONFIG_PATH.read_text(encoding="utf-8")]
+    for name, value in settings.items():
+        lines.append(f"del {name}" if value is ... else f"{name} = {value!r}")
     path = tmp_path / "grader_config.py"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path

@@ -11,9 +11,10 @@ from tests.conftest import SAMPLES
 JAPANESE = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")
 MODEL_CHECKS = {"param_count", "architecture", "compile", "reshape", "one_hot", "predict"}
 
-# Each wrong submission fails exactly these checks and passes the others.
+# Each wrong submission fails exactly these checks and passes the others. Without /255 the same MLP trains
+# to ~0.92 (measured 0.9177), so it misses the val_accuracy threshold too: that is the lesson, not a side effect.
 WRONG = {
-    "submitted-no-normalisation": {"reshape"},
+    "submitted-no-normalisation": {"reshape", "val_accuracy"},
     "submitted-dense64-functional": {"param_count", "architecture"},
     "submitted-sigmoid-output-retyped": {"architecture"},
     "submitted-few-epochs": {"fit"},
@@ -34,7 +35,7 @@ def assert_explained(result):
     for t in result.tests:
         if t.status == "failed":
             ja, en = t.output.split("\n", 1)
-            assert JAPANESE.search(ja) and en.isascii() and len(en) > 20, (t.name, t.output)
+            assert JAPANESE.search(ja) and not JAPANESE.search(en) and len(en) > 20, (t.name, t.output)
         else:
             assert t.score == t.max_score
 

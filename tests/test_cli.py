@@ -1,0 +1,76 @@
+"""The command line as a user meets it: exit 0 whenever grading completed, 2 when the grader cannot grade."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from autograder import PROJECT_ROOT
+from autograder.device import visible_gpus
+
+
+def autograder(*args, env=None, cwd=PROJECT_ROOT):
+    return subprocess.run([sys.executable, "-m", "autograder", *args], cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT), **(env or {})}, timeout=900)
+
+
+def test_grade_writes_results_json_and_a_table(tmp_path, config):
+    run = autograder("grade", str(config.release_notebook), "--device", "cpu", "--out", str(tmp_path))
+    assert run.returncode == 0, run.stderr
+    assert "reshape" in run.stdout and "0 / 12" in run.stdout
+    data = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))
+    assert data["score"] == 0 and data["max_score"] == config.max_score
+    assert [t["name"] for t in data["tests"]] == list(config.points)
+    assert {"name", "status", "score", "max_score", "output"} <= set(data["tests"][0])
+    assert data["execution"]["device_name"] == "CPU" and data["execution"]["tensorflow"]
+    assert data["official"] is False
+
+
+def test_broken_notebook_is_graded_zero_not_a_crash(tmp_path):
+    broken = tmp_path / "broken.ipynb"
+    broken.write_text('{"cells": [', encoding="utf-8")
+    run = autograder("grade", str(broken), "--device", "cpu", "--out", str(tmp_path / "out"))
+    assert run.returncode == 0, run.stderr
+    assert json.loads((tmp_path / "out" / "results.json").read_text())["score"] == 0
+
+
+@pytest.mark.parametrize("args, env, message", [
+    (["grade", "no-such.ipynb", "--device", "cpu"], {}, "notebook not found: no-such.ipynb"),
+    (["grade", "assignments/assignment3/assignment3.ipynb", "--device", "cpu"],
+     {"AUTOGRADER_MNIST_DIR": "/nonexistent/mnist"}, "MNIST file missing: /nonexistent/mnist/train-images"),
+])
+def test_grader_problems_exit_2_with_the_reason(args, env, message):
+    run = autograder(*args, env=env)
+    assert run.returncode == 2
+    assert message in run.stderr
+
+
+def test_bad_configuration_exits_2_naming_the_setting(tmp_path):
+    bad = tmp_path / "grader_config.py"
+    bad.write_text((PROJECT_ROOT / "grader_config.py").read_text(encoding="utf-8")
+                   .replace('LATE_POLICY = "reject"', 'LATE_POLICY = "sometimes"'), encoding="utf-8")
+    run = autograder("--config", str(bad), "grade", "assignments/assignment3/assignment3.ipynb")
+    assert run.returncode == 2
+    assert "LATE_POLICY = 'sometimes' is unknown" in run.stderr
+
+
+@pytest.mark.skipif(bool(visible_gpus()), reason="checks the refusals of a machine without a GPU")
+@pytest.mark.parametrize("device, messages", [
+    ("gpu", ["--device gpu: no GPU is visible"]),
+    ("auto", ["official grading requires a GPU", "pass --device cpu for an unofficial grade"]),
+])
+def test_without_a_gpu_official_grading_is_refused_unless_cpu_is_asked_for(device, messages):
+    run = autograder("grade", "assignments/assignment3/assignment3.ipynb", "--device", device)
+    assert run.returncode == 2
+    for message in messages:
+        assert message in run.stderr
+
+
+@pytest.mark.training
+def test_demo_grades_reference_untouched_and_wrong_sample(tmp_path):
+    run = autograder("demo", "--device", "cpu", cwd=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "demo OK: reference 12/12, untouched 0/12, wrong sample 8/12" in run.stdout
+    assert run.stdout.count("✗ architecture") == 2   # the untouched notebook and the Dense(64) sample
