@@ -52,6 +52,8 @@ class ExecutionRecord:
     notebook_timed_out: bool = False
     export_ok: bool = False
     cells: list[CellOutcome] = field(default_factory=list)
+    arrays: dict = field(default_factory=dict)   # the kernel's summary of each variable (shape, dtype, range,
+                                                 # SHA-256): shown to people, never used to score
 
     @property
     def cell_errors(self) -> list[CellOutcome]:
@@ -186,16 +188,21 @@ def execute(student_nb, artifacts: Path, config: Config, device: str,
         record.cells = client.outcomes
         record.notebook_timed_out = client.notebook_timed_out
     record.seconds = round(time.monotonic() - started, 2)
-    _read_kernel_environment(artifacts, record)
+    _read_kernel_record(artifacts, record)
     return record
 
 
-def _read_kernel_environment(artifacts: Path, record: ExecutionRecord) -> None:
+def _read_kernel_record(artifacts: Path, record: ExecutionRecord) -> None:
     path = artifacts / "kernel_record.json"
     if not path.is_file():
         return
+    try:
+        exported = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError):
+        return                                   # written by a process we do not trust: unreadable = not exported
     record.export_ok = True
-    env = json.loads(path.read_text(encoding="utf-8")).get("environment", {})
+    record.arrays = exported.get("arrays", {})
+    env = exported.get("environment", {})
     record.tensorflow = str(env.get("tensorflow", ""))
     record.keras = str(env.get("keras", ""))
     gpus = env.get("gpus") or []
