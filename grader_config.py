@@ -28,6 +28,10 @@ POINTS = {
     "predict": 2,
 }
 
+# Checks a student may see in full before submitting (`autograder check`, and the notebook's self-check cells);
+# for the others `check` says only that they exist and what they are worth.
+PUBLIC_CHECKS = ("reshape", "one_hot", "param_count")
+
 # --- Execution ----------------------------------------------------------------------------------------------
 CELL_TIMEOUT_S = 120                    # any ordinary cell
 TRAINING_CELL_TIMEOUT_S = 1200          # the cell that calls fit (30 epochs: ~25 s on a CPU, ~90 s on a T4)
@@ -37,6 +41,10 @@ SEED = 20240509                         # seeds Python, NumPy and TensorFlow bef
 # Device policy: "require-gpu" (official grading needs a GPU; `--device cpu` must be asked for explicitly and the
 # result is marked unofficial) or "allow-cpu" (`--device auto` falls back to the CPU without complaint).
 DEVICE_POLICY = "require-gpu"
+
+# --- Submissions and publishing ---------------------------------------------------------------------------
+EXCHANGE_DIR = "exchange"               # `submit` writes EXCHANGE_DIR/submitted/<student>/<assignment>/ (nbgrader's layout)
+PUBLISH_DIR = "published"               # `publish` writes PUBLISH_DIR/<assignment>/ (solution notebook, HTML, checks)
 
 # --- Data ---------------------------------------------------------------------------------------------------
 # The pinned MNIST (IDX gzip files + SHA256SUMS). The environment variable AUTOGRADER_MNIST_DIR overrides it.

@@ -1,4 +1,6 @@
-"""``python -m autograder``: a thin layer over release, grade and demo."""
+"""``python -m autograder``: a thin layer over release, grade, check, submit, publish and demo.
+
+Exit status: 0 done (whatever the score), 1 refused by the course's rules, 2 the grader could not do its job."""
 
 from __future__ import annotations
 
@@ -8,14 +10,17 @@ from pathlib import Path
 
 from .config import load_config
 from .device import DEVICES
-from .errors import GraderError
+from .errors import GraderError, Refusal
+
+
+def _require_assignment(name: str, config) -> None:
+    if name != config.assignment_id:
+        raise GraderError(f"unknown assignment {name!r}; grader_config.py configures {config.assignment_id!r}")
 
 
 def cmd_release(args) -> int:
     config = load_config(args.config)
-    if args.assignment != config.assignment_id:
-        raise GraderError(f"unknown assignment {args.assignment!r}; grader_config.py configures "
-                          f"{config.assignment_id!r}")
+    _require_assignment(args.assignment, config)
     from .release import release
 
     print(f"wrote {release(config)}")
@@ -31,6 +36,40 @@ def cmd_grade(args) -> int:
     out = Path(args.out) if args.out else Path("grades") / Path(args.notebook).stem
     print(format_table(result))
     print(f"results: {write_results_json(result, out)}")
+    return 0
+
+
+def cmd_check(args) -> int:
+    from .grade import grade_notebook
+    from .report import format_self_check
+
+    config = load_config(args.config)
+    result = grade_notebook(Path(args.notebook), config, device=args.device, cpu_fallback=True)
+    print(format_self_check(result, config.public_checks))
+    return 0
+
+
+def cmd_submit(args) -> int:
+    from .submit import submit
+
+    config = load_config(args.config)
+    receipt = submit(Path(args.notebook), args.student, config, allow_incomplete=args.allow_incomplete,
+                     exchange=Path(args.exchange) if args.exchange else None)
+    if receipt.replaced:
+        print(f"以前の提出 ({receipt.replaced}) を置き換えました / replaced your earlier submission of "
+              f"{receipt.replaced}")
+    print(f"提出しました / submitted: {receipt.student} · {receipt.assignment} · {receipt.submitted_at_local} "
+          f"({receipt.submitted_at})\n  sha256 {receipt.sha256}\n  {receipt.path}")
+    return 0
+
+
+def cmd_publish(args) -> int:
+    from .publish import publish
+
+    config = load_config(args.config)
+    _require_assignment(args.assignment, config)
+    for path in publish(config, out=Path(args.out) if args.out else None, force=args.force, device=args.device):
+        print(f"wrote {path}")
     return 0
 
 
@@ -56,6 +95,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where the student's model trains (default: auto — the GPU if one is visible)")
     p.set_defaults(run=cmd_grade)
 
+    p = sub.add_parser("check", help="students: run your notebook as the grader would and see the public checks")
+    p.add_argument("notebook")
+    p.add_argument("--device", choices=DEVICES, default="auto",
+                   help="default auto: the GPU if one is visible, else the CPU")
+    p.set_defaults(run=cmd_check)
+
+    p = sub.add_parser("submit", help="students: hand in your notebook before the deadline")
+    p.add_argument("notebook")
+    p.add_argument("--student", required=True, help="your student id")
+    p.add_argument("--allow-incomplete", action="store_true",
+                   help="submit even though some answer cells still raise NotImplementedError")
+    p.add_argument("--exchange", help="the exchange folder (default: EXCHANGE_DIR in grader_config.py)")
+    p.set_defaults(run=cmd_submit)
+
+    p = sub.add_parser("publish", help="TAs: publish the solution after the deadline")
+    p.add_argument("assignment")
+    p.add_argument("--out", help="output folder (default: PUBLISH_DIR/<assignment> from grader_config.py)")
+    p.add_argument("--force", action="store_true", help="publish even before the deadline")
+    p.add_argument("--device", choices=DEVICES, default="auto")
+    p.set_defaults(run=cmd_publish)
+
     p = sub.add_parser("demo", help="grade the reference, the untouched student notebook and a wrong sample")
     p.add_argument("--device", choices=DEVICES, default="auto")
     p.set_defaults(run=cmd_demo)
@@ -66,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
+    except Refusal as exc:
+        print(f"autograder: refused: {exc}", file=sys.stderr)
+        return 1
     except GraderError as exc:
         print(f"autograder: error: {exc}", file=sys.stderr)
         return 2

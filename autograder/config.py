@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib.util
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -15,6 +16,17 @@ from . import PROJECT_ROOT
 from .errors import ConfigError
 
 CHECK_IDS = ("reshape", "one_hot", "param_count", "architecture", "compile", "fit", "val_accuracy", "predict")
+# What each check asks, as the assignment states it (shown by `check` and on the published checks page).
+CHECK_TITLES = {
+    "reshape": ("x_train・x_test を (枚数, 784) にして 255 で割る", "x_train, x_test reshaped to (n, 784), divided by 255"),
+    "one_hot": ("y_train・y_test を one-hot 表現 (枚数, 10) にする", "y_train, y_test one-hot encoded, shape (n, 10)"),
+    "param_count": ("モデルのパラメータ数が 25,450", "the model has 25,450 parameters"),
+    "architecture": ("Dense(32, relu) → Dense(10, softmax) のモデル", "a Dense(32, relu) → Dense(10, softmax) model"),
+    "compile": ("categorical_crossentropy・Adam・accuracy で compile", "compiled with categorical_crossentropy, Adam, accuracy"),
+    "fit": ("epochs=30, batch_size=64, validation_split=0.2 で学習", "trained with epochs=30, batch_size=64, validation_split=0.2"),
+    "val_accuracy": ("学習後の val_accuracy が基準以上", "the trained model's val_accuracy reaches the threshold"),
+    "predict": ("test2 = model.predict(x_test) で x_test[1] を 2 と予測", "test2 = model.predict(x_test) predicts x_test[1] as a 2"),
+}
 LATE_POLICIES = ("reject", "accept")
 DEVICE_POLICIES = ("require-gpu", "allow-cpu")
 DEFAULT_CONFIG_PATH = PROJECT_ROOT / "grader_config.py"
@@ -31,12 +43,15 @@ class Config:
     expected_batch_size: int
     expected_validation_split: float
     points: Mapping[str, float]
+    public_checks: tuple[str, ...]
     cell_timeout_s: int
     training_cell_timeout_s: int
     notebook_timeout_s: int
     seed: int
     device_policy: str
     dataset_dir: Path
+    exchange_dir: Path
+    publish_dir: Path
     root: Path                            # the folder holding grader_config.py; course paths hang off it
     source: Path
 
@@ -89,7 +104,8 @@ def _get(values: dict, name: str, kind, path: Path):
 
 
 def _kind_name(kind) -> str:
-    return {str: "a string", int: "an integer", float: "a number", dict: "a dict"}.get(kind, kind.__name__)
+    names = {str: "a string", int: "an integer", float: "a number", dict: "a dict", tuple: "a tuple"}
+    return names.get(kind, kind.__name__)
 
 
 def _positive(values: dict, name: str, kind, path: Path):
@@ -107,8 +123,14 @@ def _choice(values: dict, name: str, choices: tuple[str, ...], path: Path) -> st
 
 
 def parse_deadline(text: str, tz: ZoneInfo) -> dt.datetime:
-    """'2024-05-16 23:59' (local to tz) or ISO 8601 with an offset → an aware datetime."""
-    moment = dt.datetime.fromisoformat(text.strip())
+    """'2024-05-16 23:59' (local to tz) or ISO 8601 with an offset → an aware datetime.
+
+    A deadline given to the minute includes that whole minute ("23:59 まで" means up to 23:59:59.999999), as
+    students read it; give seconds to be exact."""
+    text = text.strip()
+    moment = dt.datetime.fromisoformat(text)
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}([+-]\d{2}:?\d{2}|Z)?", text):
+        moment = moment.replace(second=59, microsecond=999999)
     return moment.replace(tzinfo=tz) if moment.tzinfo is None else moment
 
 
@@ -145,11 +167,19 @@ def _validate(values: dict, path: Path) -> Config:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
             raise ConfigError(f"{path}: setting POINTS[{check!r}] must be a number ≥ 0, got {value!r}")
 
+    public = _get(values, "PUBLIC_CHECKS", tuple, path)
+    if not set(public) <= set(CHECK_IDS):
+        raise ConfigError(f"{path}: setting PUBLIC_CHECKS names unknown checks: "
+                          f"{', '.join(sorted(set(map(str, public)) - set(CHECK_IDS)))}")
+
     assignment_id = _get(values, "ASSIGNMENT_ID", str, path)
     if not assignment_id.isidentifier():
         raise ConfigError(f"{path}: setting ASSIGNMENT_ID = {assignment_id!r} must be a plain name like 'assignment3'")
 
-    dataset_dir = Path(os.environ.get("AUTOGRADER_MNIST_DIR") or _get(values, "DATASET_DIR", str, path))
+    def folder(value: str | os.PathLike) -> Path:
+        value = Path(value)
+        return value if value.is_absolute() else path.parent / value
+
     return Config(
         assignment_id=assignment_id,
         deadline=deadline,
@@ -160,12 +190,15 @@ def _validate(values: dict, path: Path) -> Config:
         expected_batch_size=_positive(values, "EXPECTED_BATCH_SIZE", int, path),
         expected_validation_split=split,
         points=MappingProxyType({c: float(points[c]) for c in CHECK_IDS}),
+        public_checks=tuple(c for c in CHECK_IDS if c in public),
         cell_timeout_s=_positive(values, "CELL_TIMEOUT_S", int, path),
         training_cell_timeout_s=_positive(values, "TRAINING_CELL_TIMEOUT_S", int, path),
         notebook_timeout_s=_positive(values, "NOTEBOOK_TIMEOUT_S", int, path),
         seed=_get(values, "SEED", int, path),
         device_policy=_choice(values, "DEVICE_POLICY", DEVICE_POLICIES, path),
-        dataset_dir=dataset_dir if dataset_dir.is_absolute() else path.parent / dataset_dir,
+        dataset_dir=folder(os.environ.get("AUTOGRADER_MNIST_DIR") or _get(values, "DATASET_DIR", str, path)),
+        exchange_dir=folder(_get(values, "EXCHANGE_DIR", str, path)),
+        publish_dir=folder(_get(values, "PUBLISH_DIR", str, path)),
         root=path.parent,
         source=path,
     )

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from .config import Config
 from .dataset import load_mnist
-from .device import visible_gpus
 from .grade import grade_notebook
 from .report import format_table
 
@@ -14,8 +13,6 @@ WRONG_SAMPLE = "submitted-dense64-functional.ipynb"
 
 
 def run_demo(config: Config, device: str = "auto") -> int:
-    if device == "auto":          # a demonstration, not an official grade: the CPU will do when there is no GPU
-        device = "gpu" if visible_gpus() else "cpu"
     mnist = load_mnist(config.dataset_dir)
     cases = [
         ("reference (expects full marks)", config.reference_notebook),
@@ -25,7 +22,8 @@ def run_demo(config: Config, device: str = "auto") -> int:
     results = []
     for title, path in cases:
         print(f"\n== {title}", flush=True)
-        result = grade_notebook(path, config, device=device, mnist=mnist)
+        # a demonstration, not an official grade: the CPU will do when there is no GPU
+        result = grade_notebook(path, config, device=device, mnist=mnist, cpu_fallback=True)
         print(format_table(result), flush=True)
         results.append(result)
     reference, untouched, _ = results

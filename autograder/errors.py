@@ -11,3 +11,8 @@ class ConfigError(GraderError):
 
 class DatasetError(GraderError):
     """The pinned MNIST files are missing or do not match their SHA-256 digests."""
+
+
+class Refusal(Exception):
+    """A request understood and refused by the course's rules (late submission, edited given cells, publishing
+    before the deadline). The CLI prints the message and exits 1."""

@@ -95,7 +95,6 @@ def kernel_env(device: str, seed: int, workdir: Path) -> dict[str, str]:
     env.update(
         PYTHONHASHSEED=str(seed),
         TF_CPP_MIN_LOG_LEVEL="2",
-        MPLBACKEND="Agg",
         KERAS_HOME=str(workdir / ".keras"),          # nothing lands in the runner's ~/.keras
         TF_FORCE_GPU_ALLOW_GROWTH="true",            # kernels sharing a GPU take memory as they need it
     )
@@ -155,21 +154,25 @@ class GradingClient(NotebookClient):
 
 
 def prepare(student_nb, npz: Path, artifacts: Path, seed: int):
-    """The notebook actually run: setup cell, the student's code cells, export cell."""
-    code_cells = [nbformat.v4.new_code_cell(c.source, id=c.get("id"), metadata=c.metadata)
-                  for c in student_nb.cells if c.cell_type == "code"]
-    nb = nbformat.v4.new_notebook(cells=[
-        harness_cell(harness_code(f"setup({str(npz)!r}, {seed})")),
-        *code_cells,
-        harness_cell(harness_code(f"export(globals(), {str(artifacts)!r})")),
-    ])
-    nb.metadata = {"kernelspec": {"name": "python3", "language": "python", "display_name": "Python 3"}}
+    """The notebook actually run: setup cell, the student's cells (markdown kept, not run), export cell."""
+    nb = nbformat.from_dict(student_nb)                     # a copy: the submission stays as it was
+    nb.cells = [harness_cell(harness_code(f"setup({str(npz)!r}, {seed})")),
+                *nb.cells,
+                harness_cell(harness_code(f"export(globals(), {str(artifacts)!r})"))]
+    nb.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "Python 3"}
+    return nb
+
+
+def without_harness(nb) -> nbformat.NotebookNode:
+    nb = nbformat.from_dict(nb)
+    nb.cells = [c for c in nb.cells if HARNESS_TAG not in c.metadata.get("tags", [])]
     return nb
 
 
 def execute(student_nb, artifacts: Path, config: Config, device: str,
-            mnist: dataset.Mnist | None = None) -> ExecutionRecord:
-    """Run ``student_nb`` (a NotebookNode) in a fresh kernel; write artifacts under ``artifacts``."""
+            mnist: dataset.Mnist | None = None, executed_out: Path | None = None) -> ExecutionRecord:
+    """Run ``student_nb`` (a NotebookNode) in a fresh kernel; write artifacts under ``artifacts`` and, if asked,
+    the notebook with its outputs to ``executed_out``."""
     artifacts = Path(artifacts)
     artifacts.mkdir(parents=True, exist_ok=True)
     record = ExecutionRecord(device=device, seed=config.seed, has_release_metadata=has_release_metadata(student_nb))
@@ -187,6 +190,8 @@ def execute(student_nb, artifacts: Path, config: Config, device: str,
                 record.kernel_died = True
         record.cells = client.outcomes
         record.notebook_timed_out = client.notebook_timed_out
+        if executed_out:
+            nbformat.write(without_harness(client.nb), executed_out)
     record.seconds = round(time.monotonic() - started, 2)
     _read_kernel_record(artifacts, record)
     return record

@@ -66,10 +66,10 @@ def notes_for(record: ExecutionRecord) -> list[str]:
     return notes
 
 
-def grade_notebook(path: Path, config: Config, device: str = "auto",
-                   mnist: dataset.Mnist | None = None, gpus: list[str] | None = None) -> GradeResult:
+def grade_notebook(path: Path, config: Config, device: str = "auto", mnist: dataset.Mnist | None = None,
+                   gpus: list[str] | None = None, cpu_fallback: bool = False) -> GradeResult:
     path = Path(path)
-    kernel_device, official = resolve_device(device, config, gpus)
+    kernel_device, official = resolve_device(device, config, gpus, cpu_fallback)
     mnist = mnist or dataset.load_mnist(config.dataset_dir)
     try:
         nb = read_notebook(path)

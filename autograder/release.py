@@ -36,6 +36,17 @@ def make_student_notebook(reference: nbformat.NotebookNode) -> nbformat.Notebook
     return nb
 
 
+def solution_notebook(reference: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """The reference as a solution to hand out: solution markers gone, outputs cleared."""
+    nb = nbformat.from_dict(reference)
+    for cell in nb.cells:
+        cell.source = "\n".join(line for line in cell.source.splitlines()
+                                if line.strip() not in ("### BEGIN SOLUTION", "### END SOLUTION"))
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    return nb
+
+
 def release(config: Config, out: Path | None = None) -> Path:
     """Write assignments/<id>/<id>.ipynb from reference/<id>/<id>.ipynb. Deterministic: same input, same bytes."""
     source = config.reference_notebook

@@ -15,6 +15,9 @@ def write_atomic(path: Path, text: str) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)      # mkstemp makes 0600; results and published pages are for others to read
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
@@ -32,6 +35,27 @@ def write_results_json(result: GradeResult, out_dir: Path) -> Path:
 
 def format_points(value: float) -> str:
     return f"{value:g}"
+
+
+def format_self_check(result: GradeResult, public: tuple[str, ...]) -> str:
+    """What a student may see before submitting: public checks in full; hidden ones only by name and points."""
+    width = max(len(t.name) for t in result.tests)
+    lines = [f"{result.notebook} — 自己チェック / self-check"]
+    for t in result.tests:
+        if t.name in public:
+            mark = "✓" if t.status == PASSED else "✗"
+            lines.append(f"  {mark} {t.name:<{width}}  {format_points(t.score):>3} / {format_points(t.max_score)}")
+            if t.status != PASSED and t.output:
+                lines.extend(f"      {line}" for line in t.output.splitlines())
+        else:
+            lines.append(f"  · {t.name:<{width}}    ? / {format_points(t.max_score)}"
+                         "   提出後に採点 / hidden: graded after submission")
+    shown = [t for t in result.tests if t.name in public]
+    lines.append(f"  public checks: {format_points(sum(t.score for t in shown))} / "
+                 f"{format_points(sum(t.max_score for t in shown))} · whole assignment: {format_points(result.max_score)}"
+                 " points")
+    lines.extend(f"  note: {note}" for note in result.notes)
+    return "\n".join(lines)
 
 
 def format_table(result: GradeResult) -> str:

@@ -11,6 +11,7 @@ from autograder import PROJECT_ROOT
 from autograder.config import load_config
 from autograder.dataset import load_mnist
 from autograder.grade import grade_notebook
+from autograder.graders import GRADERS_DIR
 
 SAMPLES = PROJECT_ROOT / "reference" / "assignment3" / "samples"
 
@@ -50,3 +51,19 @@ def write_notebook(path: Path, *sources: str, metadata: dict | None = None) -> P
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(nbformat.writes(nb), encoding="utf-8")
     return path
+
+
+def grader_source_lines() -> list[tuple[str, str]]:
+    """Distinctive lines of the hidden graders' source: none may appear in anything students receive."""
+    lines = []
+    for source in sorted(GRADERS_DIR.glob("*.py")):
+        for line in source.read_text(encoding="utf-8").splitlines():
+            line = line.strip()
+            if len(line) > 25 and not line.startswith(("#", "from ", "import ")):
+                lines.append((source.name, line))
+    return lines
+
+
+def assert_no_grader_source(text: str) -> None:
+    for name, line in grader_source_lines():
+        assert line not in text, f"{name}: {line!r}"

@@ -19,7 +19,7 @@ def variant(tmp_path: Path, **settings) -> Path:
 
 def test_project_config_loads_with_the_lectures_values(config):
     assert config.assignment_id == "assignment3"
-    assert config.deadline.isoformat() == "2024-05-16T23:59:00+09:00"
+    assert config.deadline.isoformat() == "2024-05-16T23:59:59.999999+09:00"   # the whole minute 23:59 counts
     assert config.late_policy == "reject"
     assert config.val_accuracy_threshold == 0.95
     assert (config.expected_epochs, config.expected_batch_size, config.expected_validation_split) == (30, 64, 0.2)
@@ -48,9 +48,11 @@ def test_bad_setting_stops_with_a_message_naming_it(tmp_path, settings, named):
         load_config(variant(tmp_path, **settings))
 
 
-def test_deadline_with_an_offset_is_kept_as_given(tmp_path):
+def test_deadline_with_an_offset_and_seconds_is_kept_as_given(tmp_path):
     config = load_config(variant(tmp_path, DEADLINE="2024-05-16T14:59:00+00:00"))
     assert config.deadline.isoformat() == "2024-05-16T14:59:00+00:00"
+    config = load_config(variant(tmp_path, DEADLINE="2024-05-16T14:59Z"))
+    assert config.deadline.isoformat() == "2024-05-16T14:59:59.999999+00:00"
 
 
 def test_a_config_that_does_not_run_is_reported(tmp_path):

@@ -1,34 +1,25 @@
 """Write the sample submissions in this folder: the reference solved in other styles, some right, most wrong.
 
 Each file is named after the scenario it covers (as nbgrader's test notebooks are); the tests hold what each
-must score. Run from the project root after changing the reference: python reference/assignment3/samples/make_samples.py
+must score. Run from the project root after changing the reference:
+PYTHONPATH=. python reference/assignment3/samples/make_samples.py
 """
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import nbformat
+
+from autograder.release import solution_notebook
 
 HERE = Path(__file__).resolve().parent
 REFERENCE = HERE.parent / "assignment3.ipynb"
 
 
-def solved(nb):
-    """The reference as a student would submit it: solution markers gone, outputs empty."""
-    nb = copy.deepcopy(nb)
-    for cell in nb.cells:
-        cell.source = "\n".join(l for l in cell.source.splitlines() if "### BEGIN SOLUTION" not in l
-                                and "### END SOLUTION" not in l)
-        if cell.cell_type == "code":
-            cell.outputs, cell.execution_count = [], None
-    return nb
-
-
 def with_cells(**sources):
     """A submission: the solved reference with the named cells' code replaced."""
-    nb = solved(nbformat.read(REFERENCE, as_version=4))
+    nb = solution_notebook(nbformat.read(REFERENCE, as_version=4))
     cells = {c.get("id"): c for c in nb.cells}
     for cell_id, source in sources.items():
         cells[cell_id].source = source.strip("\n")

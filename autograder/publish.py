@@ -1,0 +1,67 @@
+"""TAs publish the solution after the deadline: the reference run top to bottom (outputs kept), its HTML
+rendering, and a page of the checks and their points. Grader source is never part of it."""
+
+from __future__ import annotations
+
+import html
+import tempfile
+from pathlib import Path
+
+import nbformat
+from nbconvert import HTMLExporter
+
+from . import clock
+from .config import CHECK_TITLES, Config
+from .dataset import load_mnist
+from .device import resolve_device
+from .errors import GraderError, Refusal
+from .execute import execute
+from .release import solution_notebook
+from .report import format_points, write_atomic
+
+
+def checks_page(config: Config) -> str:
+    rows = "\n".join(
+        f"<tr><td><code>{name}</code></td><td>{html.escape(ja)}<br><small>{html.escape(en)}</small></td>"
+        f"<td>{format_points(config.points[name])}</td></tr>"
+        for name, (ja, en) in CHECK_TITLES.items())
+    title = f"{config.assignment_id}: 採点項目 / checks"
+    return f"""<!doctype html>
+<html lang="ja"><head><meta charset="utf-8"><title>{title}</title>
+<style>body{{font-family:sans-serif;max-width:48rem;margin:2rem auto}}table{{border-collapse:collapse;width:100%}}
+td,th{{border:1px solid #ccc;padding:.4rem .6rem;text-align:left}}td:last-child{{text-align:right}}</style></head>
+<body><h1>{title}</h1>
+<table><tr><th>check</th><th>内容 / what is checked</th><th>点 / points</th></tr>
+{rows}
+<tr><th colspan="2">合計 / total</th><th>{format_points(config.max_score)}</th></tr></table>
+<p>val_accuracy の基準 / threshold: {config.val_accuracy_threshold}</p>
+</body></html>
+"""
+
+
+def publish(config: Config, out: Path | None = None, force: bool = False, device: str = "auto") -> list[Path]:
+    moment = clock.now()
+    if moment < config.deadline and not force:
+        raise Refusal(f"解答は締め切り ({clock.local_text(config.deadline, config.timezone)}) の後に公開します。現在 "
+                      f"{clock.local_text(moment, config.timezone)} です (--force で締め切り前でも公開できます)。\n"
+                      f"The solution is published after the deadline ({clock.local_text(config.deadline, config.timezone)}); "
+                      f"it is now {clock.local_text(moment, config.timezone)}. Use --force to publish anyway.")
+    out = Path(out or config.publish_dir / config.assignment_id)
+    solution = solution_notebook(nbformat.read(config.reference_notebook, as_version=4))
+    kernel_device, _ = resolve_device(device, config, cpu_fallback=True)
+    with tempfile.TemporaryDirectory(prefix="autograder-publish-") as tmp:
+        executed = Path(tmp) / "solution.ipynb"
+        record = execute(solution, Path(tmp) / "artifacts", config, kernel_device, load_mnist(config.dataset_dir),
+                         executed_out=executed)
+        if record.cell_errors or record.kernel_died:
+            failures = ", ".join(f"{c.cell_id or c.index}: {c.ename or c.status}" for c in record.cell_errors)
+            raise GraderError(f"the reference notebook did not run cleanly ({failures or 'kernel died'}); "
+                              "nothing was published")
+        solved = nbformat.read(executed, as_version=4)
+    stem = f"{config.assignment_id}-solution"
+    body, _ = HTMLExporter().from_notebook_node(solved)
+    return [
+        write_atomic(out / f"{stem}.ipynb", nbformat.writes(solved) + "\n"),
+        write_atomic(out / f"{stem}.html", body),
+        write_atomic(out / "checks.html", checks_page(config)),
+    ]

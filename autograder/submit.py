@@ -1,0 +1,118 @@
+"""A student hands in: the notebook is checked against the release, refused where the course's rules say so, and
+written into nbgrader's exchange layout (``submitted/<student>/<assignment>/`` with ``timestamp.txt``) with a
+receipt. A re-submission before the deadline replaces the earlier one, atomically."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import nbformat
+from nbgrader.utils import compute_checksum
+
+from . import clock
+from .config import Config
+from .errors import GraderError, Refusal
+from .grade import NotebookUnreadable, read_notebook
+
+STUDENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+STUB = "raise NotImplementedError()"
+
+
+@dataclass(frozen=True)
+class Receipt:
+    student: str
+    assignment: str
+    submitted_at: str          # nbgrader's timestamp (UTC)
+    submitted_at_local: str    # the same moment in the course's time zone
+    sha256: str
+    path: str
+    replaced: str | None       # the timestamp of the submission this one replaced, if any
+    late: bool
+
+
+def cells_by_grade_id(nb) -> dict:
+    return {c.metadata["nbgrader"]["grade_id"]: c for c in nb.cells
+            if isinstance(c.metadata.get("nbgrader"), dict) and c.metadata["nbgrader"].get("grade_id")}
+
+
+def check_submittable(nb, release_nb, allow_incomplete: bool) -> None:
+    """Refuse a notebook that is not this assignment's, whose given cells were edited, or that is unfinished."""
+    released, submitted = cells_by_grade_id(release_nb), cells_by_grade_id(nb)
+    solution_ids = [gid for gid, c in released.items() if c.metadata["nbgrader"].get("solution")]
+    if not submitted:
+        raise Refusal("このノートブックには配布時の情報 (nbgrader のメタデータ) がありません。配布されたノートブックに"
+                      "解答を書いて提出してください。\n"
+                      "This notebook carries none of the released assignment's metadata: write your answers in the "
+                      "notebook that was handed out and submit that one.")
+    if not set(solution_ids) & set(submitted):
+        raise Refusal("このノートブックは課題3のものではありません。\n"
+                      "This notebook is not the one of this assignment (assignment3).")
+    edited = [gid for gid, cell in released.items() if not cell.metadata["nbgrader"].get("solution")
+              and (gid not in submitted or compute_checksum(submitted[gid]) != cell.metadata["nbgrader"]["checksum"])]
+    edited += [gid for gid in solution_ids if gid not in submitted]
+    if edited:
+        raise Refusal(f"編集してはいけないセルが変更または削除されています: {', '.join(edited)}。配布されたノートブックから"
+                      "元に戻してください。\n"
+                      f"Cells you must not change were edited or deleted: {', '.join(edited)}. Restore them from "
+                      "the released notebook.")
+    unfinished = [gid for gid in solution_ids if STUB in submitted[gid].source]
+    if unfinished and not allow_incomplete:
+        raise Refusal(f"まだ解答されていないセルがあります: {', '.join(unfinished)} (raise NotImplementedError() が"
+                      "残っています)。未完成のまま提出するには --allow-incomplete を付けてください。\n"
+                      f"Some cells are not answered yet: {', '.join(unfinished)} (they still raise "
+                      "NotImplementedError). To submit anyway, add --allow-incomplete.")
+
+
+def submit(path: Path, student: str, config: Config, allow_incomplete: bool = False,
+           exchange: Path | None = None) -> Receipt:
+    if not STUDENT_ID.fullmatch(student or ""):
+        raise GraderError(f"student id {student!r} may hold only letters, digits, '.', '_' and '-'")
+    moment = clock.now()
+    late = moment > config.deadline
+    if late and config.late_policy == "reject":
+        raise Refusal(f"締め切り ({clock.local_text(config.deadline, config.timezone)}) を過ぎているため提出できません。"
+                      f"現在 {clock.local_text(moment, config.timezone)} です。\n"
+                      f"The deadline ({clock.local_text(config.deadline, config.timezone)}) has passed; it is now "
+                      f"{clock.local_text(moment, config.timezone)}. Late work is not accepted.")
+    try:
+        nb = read_notebook(Path(path))
+    except NotebookUnreadable as exc:
+        raise Refusal(f"ノートブックとして読み込めません: {exc}\nThe file cannot be read as a notebook: {exc}") from exc
+    check_submittable(nb, nbformat.read(config.release_notebook, as_version=4), allow_incomplete)
+
+    data = Path(path).read_bytes()
+    target = Path(exchange or config.exchange_dir) / "submitted" / student / config.assignment_id
+    previous = target / "timestamp.txt"
+    replaced = previous.read_text(encoding="utf-8").strip() if previous.is_file() else None
+    receipt = Receipt(student, config.assignment_id, clock.nbgrader_timestamp(moment),
+                      clock.local_text(moment, config.timezone), hashlib.sha256(data).hexdigest(),
+                      str(target / f"{config.assignment_id}.ipynb"), replaced, late)
+    _replace_folder(target, {
+        f"{config.assignment_id}.ipynb": data,
+        "timestamp.txt": (receipt.submitted_at + "\n").encode(),
+        "receipt.json": (json.dumps(asdict(receipt), ensure_ascii=False, indent=2) + "\n").encode(),
+    })
+    return receipt
+
+
+def _replace_folder(target: Path, files: dict[str, bytes]) -> None:
+    """Write the files into a fresh folder beside ``target``, then swap it in: at every moment the exchange holds
+    either the whole earlier submission or the whole new one."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.new-"))
+    for name, content in files.items():
+        (staging / name).write_bytes(content)
+    if target.exists():
+        retired = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old-"))
+        os.replace(target, retired / target.name)
+        os.replace(staging, target)
+        shutil.rmtree(retired)
+    else:
+        os.replace(staging, target)

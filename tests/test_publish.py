@@ -1,0 +1,73 @@
+"""TAs publish the solution: refused before the deadline, complete and free of grader source after it."""
+
+import html
+import json
+import re
+
+import nbformat
+import pytest
+
+from autograder import publish as publish_module
+from autograder.config import CHECK_IDS
+from autograder.errors import Refusal
+from autograder.publish import publish
+from tests.conftest import assert_no_grader_source
+from tests.test_cli import autograder
+
+
+def test_publishing_before_the_deadline_is_refused_naming_it(monkeypatch, config, tmp_path):
+    monkeypatch.setenv("AUTOGRADER_NOW", "2024-05-16T20:00:00+09:00")
+    with pytest.raises(Refusal, match="2024-05-16 23:59 JST.*2024-05-16 20:00 JST"):
+        publish(config, out=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_after_the_deadline_publishing_goes_ahead(monkeypatch, config, tmp_path):
+    monkeypatch.setenv("AUTOGRADER_NOW", "2024-05-23T09:00:00+09:00")
+
+    class Ran(Exception):
+        pass
+
+    def execute(*args, **kwargs):
+        raise Ran
+    monkeypatch.setattr(publish_module, "execute", execute)   # stop where the reference would start training
+    with pytest.raises(Ran):
+        publish(config, out=tmp_path, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory):
+    """`publish --force` before the deadline, from the command line: the reference really runs (~1 min)."""
+    out = tmp_path_factory.mktemp("published")
+    run = autograder("publish", "assignment3", "--force", "--device", "cpu", "--out", str(out),
+                     env={"AUTOGRADER_NOW": "2024-05-10T09:00:00+09:00"})
+    assert run.returncode == 0, run.stderr
+    return out
+
+
+@pytest.mark.training
+def test_solution_notebook_carries_the_outputs_of_a_full_run(published):
+    nb = nbformat.read(published / "assignment3-solution.ipynb", as_version=4)
+    assert "BEGIN SOLUTION" not in json.dumps(nb)
+    assert all("raise NotImplementedError" not in c.source for c in nb.cells if c.cell_type == "code")
+    cells = {c.get("id"): c for c in nb.cells}
+    assert "Epoch 30/30" in json.dumps(cells["fit"].outputs)
+    assert "25,450" in json.dumps(cells["model"].outputs)
+    assert "OK: x_train (60000, 784)" in json.dumps(cells["selfcheck_reshape"].outputs)
+    assert any(o.get("output_type") == "display_data" for o in cells["plot_history"].outputs)   # the curves
+
+
+@pytest.mark.training
+def test_html_and_checks_page_render_and_hold_no_grader_source(published):
+    page = (published / "assignment3-solution.html").read_text(encoding="utf-8")
+    visible = html.unescape(re.sub(r"<[^>]+>", "", page))           # the text a reader sees
+    assert page.startswith("<!DOCTYPE html>")
+    assert "result = model.fit(x_train, y_train, epochs=30, batch_size=64, validation_split=0.2)" in visible
+    assert "課題3: 多層パーセプトロン" in visible and "Epoch 30/30" in visible
+    assert "data:image/png;base64" in page                      # the training curves and the digit
+    checks = (published / "checks.html").read_text(encoding="utf-8")
+    for check in CHECK_IDS:
+        assert f"<code>{check}</code>" in checks
+    assert "<th>12</th>" in checks
+    for path in published.iterdir():
+        assert_no_grader_source(path.read_text(encoding="utf-8"))
