@@ -9,6 +9,7 @@ from pathlib import Path
 
 import nbformat
 from nbconvert import HTMLExporter
+from nbconvert.preprocessors import CoalesceStreamsPreprocessor
 
 from . import clock
 from .config import CHECK_TITLES, Config
@@ -39,6 +40,17 @@ td,th{{border:1px solid #ccc;padding:.4rem .6rem;text-align:left}}td:last-child{
 """
 
 
+def tidy_outputs(nb) -> nbformat.NotebookNode:
+    """Outputs as a reader should see them: the runner's stderr (TensorFlow's device chatter) dropped, streams
+    merged and carriage returns applied, so each epoch's progress bar ends as one line (nbconvert's own
+    CoalesceStreamsPreprocessor)."""
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.outputs if not (o.output_type == "stream" and o.name == "stderr")]
+    nb, _ = CoalesceStreamsPreprocessor().preprocess(nb, {})
+    return nb
+
+
 def publish(config: Config, out: Path | None = None, force: bool = False, device: str = "auto") -> list[Path]:
     moment = clock.now()
     if moment < config.deadline and not force:
@@ -57,7 +69,7 @@ def publish(config: Config, out: Path | None = None, force: bool = False, device
             failures = ", ".join(f"{c.cell_id or c.index}: {c.ename or c.status}" for c in record.cell_errors)
             raise GraderError(f"the reference notebook did not run cleanly ({failures or 'kernel died'}); "
                               "nothing was published")
-        solved = nbformat.read(executed, as_version=4)
+        solved = tidy_outputs(nbformat.read(executed, as_version=4))
     stem = f"{config.assignment_id}-solution"
     body, _ = HTMLExporter().from_notebook_node(solved)
     return [

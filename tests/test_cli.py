@@ -74,3 +74,16 @@ def test_demo_grades_reference_untouched_and_wrong_sample(tmp_path):
     assert run.returncode == 0, run.stdout + run.stderr
     assert "demo OK: reference 12/12, untouched 0/12, wrong sample 8/12" in run.stdout
     assert run.stdout.count("✗ architecture") == 2   # the untouched notebook and the Dense(64) sample
+
+
+def test_check_shows_public_checks_in_full_and_hidden_ones_only_by_points(config):
+    run = autograder("check", str(config.release_notebook))          # auto: no GPU needed for a self-check
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert "x_train should have shape (60000, 784), found (60000, 28, 28)." in run.stdout   # public: in full
+    for hidden in ("architecture", "compile", "fit", "val_accuracy", "predict"):
+        line = next(line for line in lines if line.strip().startswith(f"· {hidden} "))
+        assert line.endswith("hidden: graded after submission")
+    for secret in ("Variable result was not found", "Variable test2", "22,500", "threshold"):
+        assert secret not in run.stdout
+    assert "public checks: 0 / 4 · whole assignment: 12 points" in run.stdout

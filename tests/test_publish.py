@@ -51,7 +51,10 @@ def test_solution_notebook_carries_the_outputs_of_a_full_run(published):
     assert "BEGIN SOLUTION" not in json.dumps(nb)
     assert all("raise NotImplementedError" not in c.source for c in nb.cells if c.cell_type == "code")
     cells = {c.get("id"): c for c in nb.cells}
-    assert "Epoch 30/30" in json.dumps(cells["fit"].outputs)
+    fit_log = "".join(o.get("text", "") for o in cells["fit"].outputs)
+    assert "Epoch 30/30" in fit_log and "val_accuracy" in fit_log
+    assert fit_log.count("750/750") == 30 and "\r" not in fit_log and "\b" not in fit_log  # one line an epoch
+    assert not any(o.get("name") == "stderr" for c in nb.cells for o in c.get("outputs", []))
     assert "25,450" in json.dumps(cells["model"].outputs)
     assert "OK: x_train (60000, 784)" in json.dumps(cells["selfcheck_reshape"].outputs)
     assert any(o.get("output_type") == "display_data" for o in cells["plot_history"].outputs)   # the curves
