@@ -66,14 +66,19 @@ class ExecutionRecord:
         return data
 
 
+def nbgrader_metadata(cell) -> dict:
+    """The cell's nbgrader metadata, or {} (a submission's metadata may be missing or malformed)."""
+    meta = cell.get("metadata", {}).get("nbgrader")
+    return meta if isinstance(meta, dict) else {}
+
+
 def is_training_cell(cell) -> bool:
-    grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
-    return grade_id == "fit" or bool(TRAINING_CALL.search(cell.source))
+    return nbgrader_metadata(cell).get("grade_id") == "fit" or bool(TRAINING_CALL.search(cell.source))
 
 
 def has_release_metadata(nb) -> bool:
     """True when the solution cells still carry the nbgrader metadata that release wrote."""
-    return any(c.metadata.get("nbgrader", {}).get("solution") for c in nb.cells)
+    return any(nbgrader_metadata(c).get("solution") for c in nb.cells)
 
 
 def harness_cell(code: str) -> nbformat.NotebookNode:
@@ -82,11 +87,12 @@ def harness_cell(code: str) -> nbformat.NotebookNode:
     return cell
 
 
-def harness_code(call: str) -> str:
-    """Run kernel_side.py in a private namespace, then call one of its functions; leave no names behind."""
+def harness_code(function: str, *args: str) -> str:
+    """Kernel code: run kernel_side.py in a private namespace, call ``function(*args)`` (each arg a Python
+    expression), and leave no names behind in the student's namespace."""
     source = KERNEL_SIDE.read_text(encoding="utf-8")
     return (f"exec(compile({source!r}, '<autograder>', 'exec'), __autograder__ := {{}})\n"
-            f"__autograder__[{call.split('(')[0]!r}]({call.split('(', 1)[1]}\n"
+            f"__autograder__[{function!r}]({', '.join(args)})\n"
             "del __autograder__")
 
 
@@ -156,9 +162,9 @@ class GradingClient(NotebookClient):
 def prepare(student_nb, npz: Path, artifacts: Path, seed: int):
     """The notebook actually run: setup cell, the student's cells (markdown kept, not run), export cell."""
     nb = nbformat.from_dict(student_nb)                     # a copy: the submission stays as it was
-    nb.cells = [harness_cell(harness_code(f"setup({str(npz)!r}, {seed})")),
+    nb.cells = [harness_cell(harness_code("setup", repr(str(npz)), repr(seed))),
                 *nb.cells,
-                harness_cell(harness_code(f"export(globals(), {str(artifacts)!r})"))]
+                harness_cell(harness_code("export", "globals()", repr(str(artifacts))))]
     nb.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "Python 3"}
     return nb
 

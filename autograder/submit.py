@@ -19,6 +19,7 @@ from nbgrader.utils import compute_checksum
 from . import clock
 from .config import Config
 from .errors import GraderError, Refusal
+from .execute import nbgrader_metadata
 from .grade import NotebookUnreadable, read_notebook
 
 STUDENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -38,8 +39,15 @@ class Receipt:
 
 
 def cells_by_grade_id(nb) -> dict:
-    return {c.metadata["nbgrader"]["grade_id"]: c for c in nb.cells
-            if isinstance(c.metadata.get("nbgrader"), dict) and c.metadata["nbgrader"].get("grade_id")}
+    return {nbgrader_metadata(c)["grade_id"]: c for c in nb.cells if nbgrader_metadata(c).get("grade_id")}
+
+
+def checksum(cell) -> str | None:
+    """nbgrader's checksum of a submitted cell; None where its metadata is too broken to compute one."""
+    try:
+        return compute_checksum(cell)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
 
 
 def check_submittable(nb, release_nb, allow_incomplete: bool) -> None:
@@ -55,7 +63,7 @@ def check_submittable(nb, release_nb, allow_incomplete: bool) -> None:
         raise Refusal("このノートブックは課題3のものではありません。\n"
                       "This notebook is not the one of this assignment (assignment3).")
     edited = [gid for gid, cell in released.items() if not cell.metadata["nbgrader"].get("solution")
-              and (gid not in submitted or compute_checksum(submitted[gid]) != cell.metadata["nbgrader"]["checksum"])]
+              and (gid not in submitted or checksum(submitted[gid]) != cell.metadata["nbgrader"]["checksum"])]
     edited += [gid for gid in solution_ids if gid not in submitted]
     if edited:
         raise Refusal(f"編集してはいけないセルが変更または削除されています: {', '.join(edited)}。配布されたノートブックから"

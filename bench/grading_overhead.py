@@ -34,7 +34,7 @@ def bare(notebook: Path) -> None:
     nb = nbformat.read(notebook, as_version=4)
     with tempfile.TemporaryDirectory() as tmp:
         npz = write_keras_npz(load_mnist(config.dataset_dir), Path(tmp) / "mnist.npz")
-        pin = harness_code(f"setup({str(npz)!r}, {config.seed})")
+        pin = harness_code("setup", repr(str(npz)), repr(config.seed))
         nb.cells.insert(0, harness_cell(pin))
         env = kernel_env("cpu", config.seed, Path(tmp))
         NotebookClient(nb, timeout=None, kernel_name="python3", allow_errors=True,
