@@ -66,9 +66,12 @@ def main() -> None:
             for name, cmd in commands.items():
                 times[name].append(timed(cmd))
                 print(f"round {round_ + 1}: {name:6s} {times[name][-1]:6.1f} s", flush=True)
-    bare_s, graded_s = statistics.median(times["bare"]), statistics.median(times["graded"])
-    overhead = graded_s / bare_s - 1
-    print(f"median bare {bare_s:.1f} s, graded {graded_s:.1f} s: overhead {overhead:+.1%} (target ≤ +15%)")
+    # A 30-epoch fit on a shared 2-core machine varies by ±10 % from run to run; the minimum is the estimate least
+    # disturbed by that noise, the median the typical case. Both are printed.
+    for name, pick in (("min", min), ("median", statistics.median)):
+        bare_s, graded_s = pick(times["bare"]), pick(times["graded"])
+        print(f"{name:6s} bare {bare_s:.1f} s, graded {graded_s:.1f} s: overhead {graded_s / bare_s - 1:+.1%} "
+              "(target ≤ +15%)")
 
 
 if __name__ == "__main__":
