@@ -37,16 +37,26 @@ def format_points(value: float) -> str:
     return f"{value:g}"
 
 
+def check_lines(check, width: int) -> list[str]:
+    """One check as table lines: mark, id, points, then its explanation when it failed."""
+    mark = "✓" if check.status == PASSED else "✗"
+    lines = [f"  {mark} {check.name:<{width}}  {format_points(check.score):>3} / {format_points(check.max_score)}"]
+    if check.status != PASSED and check.output:
+        lines.extend(f"      {line}" for line in check.output.splitlines())
+    return lines
+
+
+def name_width(result: GradeResult) -> int:
+    return max(len(t.name) for t in result.tests)
+
+
 def format_self_check(result: GradeResult, public: tuple[str, ...]) -> str:
     """What a student may see before submitting: public checks in full; hidden ones only by name and points."""
-    width = max(len(t.name) for t in result.tests)
+    width = name_width(result)
     lines = [f"{result.notebook} — 自己チェック / self-check"]
     for t in result.tests:
         if t.name in public:
-            mark = "✓" if t.status == PASSED else "✗"
-            lines.append(f"  {mark} {t.name:<{width}}  {format_points(t.score):>3} / {format_points(t.max_score)}")
-            if t.status != PASSED and t.output:
-                lines.extend(f"      {line}" for line in t.output.splitlines())
+            lines.extend(check_lines(t, width))
         else:
             lines.append(f"  · {t.name:<{width}}    ? / {format_points(t.max_score)}"
                          "   提出後に採点 / hidden: graded after submission")
@@ -59,13 +69,10 @@ def format_self_check(result: GradeResult, public: tuple[str, ...]) -> str:
 
 
 def format_table(result: GradeResult) -> str:
-    width = max(len(t.name) for t in result.tests)
+    width = name_width(result)
     lines = [f"{result.notebook}"]
     for t in result.tests:
-        mark = "✓" if t.status == PASSED else "✗"
-        lines.append(f"  {mark} {t.name:<{width}}  {format_points(t.score):>3} / {format_points(t.max_score)}")
-        if t.status != PASSED and t.output:
-            lines.extend(f"      {line}" for line in t.output.splitlines())
+        lines.extend(check_lines(t, width))
     lines.append(f"  {'score':<{width + 2}}  {format_points(result.score):>3} / {format_points(result.max_score)}"
                  + ("" if result.official else "   (unofficial: not graded on the required device)"))
     ex = result.execution
