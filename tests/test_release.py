@@ -39,6 +39,15 @@ def test_solution_cells_become_stubs(fresh):
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
 
 
+def test_student_notebook_needs_nothing_from_this_package(fresh):
+    """It must run top to bottom on Colab, where mnist.load_data() downloads and autograder is not installed."""
+    nb = nbformat.read(fresh, as_version=4)
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    assert "autograder" not in code
+    imports = {line.split()[1].split(".")[0] for line in code.splitlines() if line.startswith(("import ", "from "))}
+    assert imports <= {"tensorflow", "keras", "numpy", "matplotlib"}, imports
+
+
 def test_given_cells_are_locked_and_every_cell_is_checksummed(fresh):
     nb = nbformat.read(fresh, as_version=4)
     for cell in nb.cells:
