@@ -81,6 +81,10 @@ def has_release_metadata(nb) -> bool:
     return any(nbgrader_metadata(c).get("solution") for c in nb.cells)
 
 
+def is_harness(cell) -> bool:
+    return HARNESS_TAG in cell.metadata.get("tags", [])
+
+
 def harness_cell(code: str) -> nbformat.NotebookNode:
     cell = nbformat.v4.new_code_cell(code)
     cell.metadata["tags"] = [HARNESS_TAG]
@@ -121,22 +125,21 @@ class GradingClient(NotebookClient):
         self.deadline: float | None = None          # set when the student's first cell starts
         self.outcomes: list[CellOutcome] = []
         self.notebook_timed_out = False
-        self._timed_out = False
+        self._timed_out_after: int | None = None
 
     async def _async_handle_timeout(self, timeout, cell=None):
-        self._timed_out = True            # the kernel is interrupted; its KeyboardInterrupt is not the story
+        self._timed_out_after = timeout   # the kernel is interrupted; its KeyboardInterrupt is not the story
         return await super()._async_handle_timeout(timeout, cell)
 
     def _budget(self, cell) -> int:
-        if HARNESS_TAG in cell.metadata.get("tags", []):
+        if is_harness(cell):
             return HARNESS_TIMEOUT_S
         cfg = self.grading_config
         budget = cfg.training_cell_timeout_s if is_training_cell(cell) else cfg.cell_timeout_s
         return max(1, min(budget, round(self.deadline - time.monotonic())))
 
     async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
-        harness = HARNESS_TAG in cell.metadata.get("tags", [])
-        if cell.cell_type != "code" or harness:
+        if cell.cell_type != "code" or is_harness(cell):
             return await super().async_execute_cell(cell, cell_index, execution_count, store_history)
         index = len(self.outcomes)
         if self.deadline is None:
@@ -145,12 +148,12 @@ class GradingClient(NotebookClient):
             self.notebook_timed_out = True
             self.outcomes.append(CellOutcome(index, cell.get("id"), "skipped"))
             return cell
-        self._timed_out = False
+        self._timed_out_after = None
         await super().async_execute_cell(cell, cell_index, execution_count, store_history)
         errors = [o for o in cell.outputs if o.output_type == "error"]
-        if self._timed_out:
+        if self._timed_out_after is not None:
             self.outcomes.append(CellOutcome(index, cell.get("id"), "timeout", TIMEOUT_ENAME,
-                                             f"no reply within {self._budget(cell)} s"))
+                                             f"no reply within {self._timed_out_after} s"))
         elif errors:
             err = errors[-1]
             self.outcomes.append(CellOutcome(index, cell.get("id"), "error", err.ename, str(err.evalue)[:500]))
@@ -171,7 +174,7 @@ def prepare(student_nb, npz: Path, artifacts: Path, seed: int):
 
 def without_harness(nb) -> nbformat.NotebookNode:
     nb = nbformat.from_dict(nb)
-    nb.cells = [c for c in nb.cells if HARNESS_TAG not in c.metadata.get("tags", [])]
+    nb.cells = [c for c in nb.cells if not is_harness(c)]
     return nb
 
 

@@ -49,6 +49,7 @@ def test_cell_timeout_interrupts_that_cell_only_and_training_cells_get_a_longer_
         "import numpy as np\ntest2 = np.zeros((1, 10))",
         cell_timeout_s=2, training_cell_timeout_s=60)
     assert [(c.index, c.status) for c in record.cells] == [(0, "ok"), (1, "timeout"), (2, "ok")]
+    assert record.cells[1].evalue == "no reply within 2 s"
     assert np.load(artifacts / "test2.npy").shape == (1, 10)
     assert record.seconds < 30
 
