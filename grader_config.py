@@ -9,6 +9,8 @@ ASSIGNMENT_ID = "assignment3"           # 課題3 (MLP①): reference/<id>/<id>.
 DEADLINE = "2024-05-16 23:59"           # local time in TIMEZONE (ISO 8601 with an offset is accepted too)
 TIMEZONE = "Asia/Tokyo"
 LATE_POLICY = "reject"                  # "reject": late work gets 0 points, status "late"; "accept": graded anyway
+MISSING_TIMESTAMP = "grade"             # a submission with no usable time: "grade" (graded, flagged in the
+                                        # gradebook) or "reject" (0 points, status "no timestamp")
 
 # --- What the graders expect (the lecture's values) ---------------------------------------------------------
 VAL_ACCURACY_THRESHOLD = 0.95           # final val_accuracy must reach this; must lie in (0, 1]
@@ -37,6 +39,10 @@ CELL_TIMEOUT_S = 120                    # any ordinary cell
 TRAINING_CELL_TIMEOUT_S = 1200          # the cell that calls fit (30 epochs: ~25 s on a CPU, ~90 s on a T4)
 NOTEBOOK_TIMEOUT_S = 1800               # the whole notebook; cells not started by then are skipped
 SEED = 20240509                         # seeds Python, NumPy and TensorFlow before the first cell
+# Speed mode: the harness runs this many of the student's training steps per call into TensorFlow (Keras's
+# steps_per_execution). Same batches, same steps, same updates; only Python's per-step overhead goes
+# (bench/fused_fit.py measures it). 1 = Keras's own loop, as `--exact-fit` does for one run.
+FUSED_FIT_STEPS = 250
 
 # Device policy: "require-gpu" (official grading needs a GPU; `--device cpu` must be asked for explicitly and the
 # result is marked unofficial) or "allow-cpu" (`--device auto` falls back to the CPU without complaint).

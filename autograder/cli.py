@@ -1,4 +1,4 @@
-"""``python -m autograder``: a thin layer over release, grade, check, submit, publish and demo.
+"""``python -m autograder``: a thin layer over release, grade (one notebook or a class), check, submit, publish, demo.
 
 Exit status: 0 done (whatever the score), 1 refused by the course's rules, 2 the grader could not do its job."""
 
@@ -28,14 +28,33 @@ def cmd_release(args) -> int:
 
 
 def cmd_grade(args) -> int:
+    config = load_config(args.config)
+    target = Path(args.notebook)
+    if target.is_dir() or target.suffix.lower() == ".zip":
+        return _grade_class(target, args, config)
     from .grade import grade_notebook
     from .report import format_table, write_results_json
 
-    config = load_config(args.config)
-    result = grade_notebook(Path(args.notebook), config, device=args.device)
-    out = Path(args.out) if args.out else Path("grades") / Path(args.notebook).stem
+    result = grade_notebook(target, config, device=args.device, fused=not args.exact_fit)
+    out = Path(args.out) if args.out else Path("grades") / target.stem
     print(format_table(result))
     print(f"results: {write_results_json(result, out)}")
+    return 0
+
+
+def _grade_class(source: Path, args, config) -> int:
+    from .batch import grade_batch
+
+    out = Path(args.out) if args.out else Path("grades") / source.stem
+    report = grade_batch(source, out, config, workers=args.workers, device=args.device, regrade=args.regrade,
+                         exact_fit=args.exact_fit, progress=not args.quiet)
+    counts = " · ".join(f"{n} {status}" for status, n in sorted(report.counts.items()))
+    print(f"{len(report.results)} students: {counts} ({report.graded_now} graded now, {report.reused} unchanged "
+          f"and kept) in {report.seconds:.0f} s")
+    print(f"gradebook: {out / 'gradebook.csv'}\nsummary:   {out / 'summary.html'}\nfeedback:  {out / 'feedback'}/")
+    if report.counts.get("infrastructure error"):
+        print("some submissions hit an infrastructure error (no score given): fix the runner and rerun the same "
+              "command; only those are graded again", file=sys.stderr)
     return 0
 
 
@@ -88,11 +107,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("assignment", help="assignment id, e.g. assignment3")
     p.set_defaults(run=cmd_release)
 
-    p = sub.add_parser("grade", help="grade one notebook with the hidden graders")
-    p.add_argument("notebook", help="the submitted .ipynb")
-    p.add_argument("--out", help="folder for results.json (default: grades/<notebook name>)")
+    p = sub.add_parser("grade", help="grade one notebook, or a whole class (a folder of submissions or an LMS .zip)")
+    p.add_argument("notebook", metavar="SUBMISSION",
+                   help="a submitted .ipynb; or a folder (nbgrader's submitted/ or inbound/ layout, or an LMS "
+                        "export with a CSV manifest) or an LMS .zip")
+    p.add_argument("--out", help="output folder (default: grades/<name>): results.json for one notebook; "
+                                 "gradebook.csv, results/, feedback/, logs/, summary.html for a class")
     p.add_argument("--device", choices=DEVICES, default="auto",
                    help="where the student's model trains (default: auto — the GPU if one is visible)")
+    p.add_argument("--workers", type=int, help="notebooks graded at once, each in its own kernel "
+                                              "(default: the number of CPU cores)")
+    p.add_argument("--regrade", action="store_true", help="grade again even submissions already graded unchanged")
+    p.add_argument("--exact-fit", action="store_true",
+                   help="run the student's fit with Keras's own loop (no speed mode, FUSED_FIT_STEPS ignored)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=cmd_grade)
 
     p = sub.add_parser("check", help="students: run your notebook as the grader would and see the public checks")

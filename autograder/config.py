@@ -28,6 +28,7 @@ CHECK_TITLES = {
     "predict": ("test2 = model.predict(x_test) で x_test[1] を 2 と予測", "test2 = model.predict(x_test) predicts x_test[1] as a 2"),
 }
 LATE_POLICIES = ("reject", "accept")
+MISSING_TIMESTAMP_POLICIES = ("grade", "reject")
 DEVICE_POLICIES = ("require-gpu", "allow-cpu")
 DEFAULT_CONFIG_PATH = PROJECT_ROOT / "grader_config.py"
 
@@ -38,6 +39,7 @@ class Config:
     deadline: dt.datetime                 # timezone-aware
     timezone: ZoneInfo
     late_policy: str
+    missing_timestamp: str                # what a submission without a usable time gets: "grade" or "reject"
     val_accuracy_threshold: float
     expected_epochs: int
     expected_batch_size: int
@@ -48,6 +50,7 @@ class Config:
     training_cell_timeout_s: int
     notebook_timeout_s: int
     seed: int
+    fused_fit_steps: int                  # speed mode: training steps fused per call (1 = Keras's own loop)
     device_policy: str
     dataset_dir: Path
     exchange_dir: Path
@@ -185,6 +188,7 @@ def _validate(values: dict, path: Path) -> Config:
         deadline=deadline,
         timezone=tz,
         late_policy=_choice(values, "LATE_POLICY", LATE_POLICIES, path),
+        missing_timestamp=_choice(values, "MISSING_TIMESTAMP", MISSING_TIMESTAMP_POLICIES, path),
         val_accuracy_threshold=threshold,
         expected_epochs=_positive(values, "EXPECTED_EPOCHS", int, path),
         expected_batch_size=_positive(values, "EXPECTED_BATCH_SIZE", int, path),
@@ -195,6 +199,7 @@ def _validate(values: dict, path: Path) -> Config:
         training_cell_timeout_s=_positive(values, "TRAINING_CELL_TIMEOUT_S", int, path),
         notebook_timeout_s=_positive(values, "NOTEBOOK_TIMEOUT_S", int, path),
         seed=_get(values, "SEED", int, path),
+        fused_fit_steps=_positive(values, "FUSED_FIT_STEPS", int, path),
         device_policy=_choice(values, "DEVICE_POLICY", DEVICE_POLICIES, path),
         dataset_dir=folder(os.environ.get("AUTOGRADER_MNIST_DIR") or _get(values, "DATASET_DIR", str, path)),
         exchange_dir=folder(_get(values, "EXCHANGE_DIR", str, path)),

@@ -9,6 +9,7 @@ the training history (see ``kernel_side``).
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import tempfile
@@ -51,6 +52,9 @@ class ExecutionRecord:
     kernel_died: bool = False
     notebook_timed_out: bool = False
     export_ok: bool = False
+    fused_fit: int = 1                       # training steps fused per call (1 = Keras's own loop)
+    history: dict = field(default_factory=dict)  # the per-epoch metrics Keras recorded in the kernel (for the
+                                                 # feedback plot; the graders recompute what they score)
     cells: list[CellOutcome] = field(default_factory=list)
     arrays: dict = field(default_factory=dict)   # the kernel's summary of each variable (shape, dtype, range,
                                                  # SHA-256): shown to people, never used to score
@@ -162,10 +166,10 @@ class GradingClient(NotebookClient):
         return cell
 
 
-def prepare(student_nb, npz: Path, artifacts: Path, seed: int):
+def prepare(student_nb, npz: Path, artifacts: Path, seed: int, fused_steps: int = 1):
     """The notebook actually run: setup cell, the student's cells (markdown kept, not run), export cell."""
     nb = nbformat.from_dict(student_nb)                     # a copy: the submission stays as it was
-    nb.cells = [harness_cell(harness_code("setup", repr(str(npz)), repr(seed))),
+    nb.cells = [harness_cell(harness_code("setup", repr(str(npz)), repr(seed), repr(fused_steps))),
                 *nb.cells,
                 harness_cell(harness_code("export", "globals()", repr(str(artifacts))))]
     nb.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "Python 3"}
@@ -178,19 +182,23 @@ def without_harness(nb) -> nbformat.NotebookNode:
     return nb
 
 
-def execute(student_nb, artifacts: Path, config: Config, device: str,
-            mnist: dataset.Mnist | None = None, executed_out: Path | None = None) -> ExecutionRecord:
+def execute(student_nb, artifacts: Path, config: Config, device: str, mnist: dataset.Mnist | None = None,
+            executed_out: Path | None = None, fused: bool = True, npz: Path | None = None) -> ExecutionRecord:
     """Run ``student_nb`` (a NotebookNode) in a fresh kernel; write artifacts under ``artifacts`` and, if asked,
-    the notebook with its outputs to ``executed_out``."""
+    the notebook with its outputs to ``executed_out``. ``fused``: speed mode (config.fused_fit_steps);
+    ``npz``: a ready Keras mnist.npz (a batch writes it once), else one is written from ``mnist``."""
     artifacts = Path(artifacts)
     artifacts.mkdir(parents=True, exist_ok=True)
-    record = ExecutionRecord(device=device, seed=config.seed, has_release_metadata=has_release_metadata(student_nb))
+    fused_steps = config.fused_fit_steps if fused else 1
+    record = ExecutionRecord(device=device, seed=config.seed, fused_fit=fused_steps,
+                             has_release_metadata=has_release_metadata(student_nb))
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="autograder-run-") as tmp:
         workdir = Path(tmp) / "work"
         workdir.mkdir()
-        npz = dataset.write_keras_npz(mnist or dataset.load_mnist(config.dataset_dir), Path(tmp) / "mnist.npz")
-        nb = prepare(student_nb, npz, artifacts, config.seed)
+        if npz is None:
+            npz = dataset.write_keras_npz(mnist or dataset.load_mnist(config.dataset_dir), Path(tmp) / "mnist.npz")
+        nb = prepare(student_nb, npz, artifacts, config.seed, fused_steps)
         client = GradingClient(nb, config, resources={"metadata": {"path": str(workdir)}})
         with open(artifacts / "kernel.log", "ab") as log:   # the kernel's own stdout/stderr (TF's chatter)
             try:
@@ -216,9 +224,46 @@ def _read_kernel_record(artifacts: Path, record: ExecutionRecord) -> None:
         return                                   # written by a process we do not trust: unreadable = not exported
     record.export_ok = True
     record.arrays = exported.get("arrays", {})
+    record.history = _plottable_history(exported.get("history", {}))
     env = exported.get("environment", {})
     record.tensorflow = str(env.get("tensorflow", ""))
     record.keras = str(env.get("keras", ""))
     gpus = env.get("gpus") or []
     if record.device == "gpu" and gpus:
         record.device_name = str(gpus[0])
+
+
+HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
+MAX_EPOCHS_KEPT = 1000
+
+
+def _plottable_history(exported) -> dict[str, list[float]]:
+    """The four curves the feedback page draws, as plain floats, from what the kernel claimed."""
+    history = exported.get("history") if isinstance(exported, dict) else None
+    if not isinstance(history, dict):
+        return {}
+    curves = {}
+    for key in HISTORY_KEYS:
+        values = history.get(key)
+        if isinstance(values, list):
+            curves[key] = [float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
+                           for v in values[:MAX_EPOCHS_KEPT]]          # None: JSON has no NaN
+    return curves
+
+
+# Failures of the runner, not of the student's code: retried once, then reported as an infrastructure error.
+INFRASTRUCTURE_SIGNS = re.compile(
+    r"CUDA_ERROR|CUDA error|cuInit|CUDNN_STATUS|CUBLAS_STATUS|cudaMalloc|failed to create cublas|"
+    r"OOM when allocating|out of memory|Dst tensor is not initialized|driver version is insufficient", re.I)
+
+
+def infrastructure_problem(execution: dict) -> str:
+    """The first sign, in a result's execution record, that the GPU or its driver failed under the student's
+    cells, or ''. Only a GPU run can show one (on the CPU a failed allocation is the notebook's own doing)."""
+    if execution.get("device") != "gpu":
+        return ""
+    for cell in execution.get("cells", []):
+        text = f"{cell.get('ename', '')}: {cell.get('evalue', '')}"
+        if cell.get("status") == "error" and INFRASTRUCTURE_SIGNS.search(text):
+            return f"cell {cell.get('index', 0) + 1}: {text[:300]}"
+    return ""

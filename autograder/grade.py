@@ -19,7 +19,7 @@ from .device import resolve_device
 from .errors import GraderError
 from .execute import ExecutionRecord, execute
 from .graders import run_graders
-from .result import FAILED, CheckResult, GradeResult
+from .result import ERROR, FAILED, GRADED, TIMEOUT, CheckResult, GradeResult
 
 
 class NotebookUnreadable(Exception):
@@ -42,10 +42,21 @@ def read_notebook(path: Path) -> nbformat.NotebookNode:
         raise NotebookUnreadable(f"not a Jupyter notebook: {type(exc).__name__}: {str(exc)[:200]}") from exc
 
 
-def zero_result(config: Config, notebook: str, why_ja: str, why_en: str, official: bool) -> GradeResult:
+def zero_result(config: Config, notebook: str, why_ja: str, why_en: str, official: bool,
+                status: str = ERROR) -> GradeResult:
     output = f"{why_ja}\n{why_en}"
     tests = [CheckResult(name, FAILED, 0.0, points, output) for name, points in config.points.items()]
-    return GradeResult(config.assignment_id, notebook, tests, official, notes=[why_en])
+    return GradeResult(config.assignment_id, notebook, tests, official, notes=[why_en], status=status,
+                       status_detail=f"{why_ja} / {why_en}")
+
+
+def status_of(record: ExecutionRecord) -> str:
+    """graded, or why the checks were judged on less than a whole run."""
+    if record.kernel_died or not record.export_ok:
+        return ERROR
+    if record.notebook_timed_out or any(c.status == "timeout" for c in record.cells):
+        return TIMEOUT
+    return GRADED
 
 
 def notes_for(record: ExecutionRecord) -> list[str]:
@@ -67,9 +78,16 @@ def notes_for(record: ExecutionRecord) -> list[str]:
 
 
 def grade_notebook(path: Path, config: Config, device: str = "auto", mnist: dataset.Mnist | None = None,
-                   gpus: list[str] | None = None, cpu_fallback: bool = False) -> GradeResult:
-    path = Path(path)
+                   gpus: list[str] | None = None, cpu_fallback: bool = False, fused: bool = True) -> GradeResult:
+    """Grade one notebook file: choose the device under the course's policy, then ``grade_on`` it."""
     kernel_device, official = resolve_device(device, config, gpus, cpu_fallback)
+    return grade_on(Path(path), config, kernel_device, official, mnist, fused=fused)
+
+
+def grade_on(path: Path, config: Config, kernel_device: str, official: bool, mnist: dataset.Mnist | None = None,
+             *, fused: bool = True, npz: Path | None = None, work: Path | None = None) -> GradeResult:
+    """Run and grade ``path`` on a device already chosen. ``work``: a folder to keep the artifacts and the
+    kernel's log in (default: a temporary one)."""
     mnist = mnist or dataset.load_mnist(config.dataset_dir)
     try:
         nb = read_notebook(path)
@@ -78,8 +96,9 @@ def grade_notebook(path: Path, config: Config, device: str = "auto", mnist: data
                            f"The notebook could not be read: {exc}", official)
     # The graders need Keras in this process; importing it (~3 s) while the kernel trains costs no wall time.
     threading.Thread(target=importlib.import_module, args=("keras",), daemon=True).start()
-    with tempfile.TemporaryDirectory(prefix="autograder-artifacts-") as artifacts:
-        record = execute(nb, Path(artifacts), config, kernel_device, mnist)
-        tests, measurements = run_graders(Path(artifacts), config, mnist)
+    with tempfile.TemporaryDirectory(prefix="autograder-artifacts-") as tmp:
+        artifacts = Path(work) if work else Path(tmp)
+        record = execute(nb, artifacts, config, kernel_device, mnist, fused=fused, npz=npz)
+        tests, measurements = run_graders(artifacts, config, mnist)
     return GradeResult(config.assignment_id, path.name, tests, official, record.to_dict(), notes_for(record),
-                       measurements)
+                       measurements, status=status_of(record))

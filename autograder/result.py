@@ -5,6 +5,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 PASSED, FAILED = "passed", "failed"
+# A submission's status in the gradebook. graded: the checks were judged on a whole run; timeout: a cell or the
+# notebook ran out of time (judged on what existed); error: nothing could be judged (unreadable file, dead
+# kernel); late / no timestamp: refused at intake; infrastructure error: the runner failed, not the student
+# (no score is given, regrade it).
+GRADED, TIMEOUT, ERROR, LATE, NO_TIMESTAMP, INFRASTRUCTURE = (
+    "graded", "timeout", "error", "late", "no timestamp", "infrastructure error")
 
 
 @dataclass(frozen=True)
@@ -25,6 +31,8 @@ class GradeResult:
     execution: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)   # things worth knowing that are no check's verdict
     measurements: dict = field(default_factory=dict) # numbers the graders computed (val_accuracy, ...)
+    status: str = GRADED
+    status_detail: str = ""                          # why the status is not plain "graded" (ja / en)
 
     @property
     def score(self) -> float:
@@ -43,6 +51,8 @@ class GradeResult:
             "assignment": self.assignment,
             "notebook": self.notebook,
             "official": self.official,
+            "status": self.status,
+            "status_detail": self.status_detail,
             "notes": list(self.notes),
             "measurements": dict(self.measurements),
             "execution": self.execution,

@@ -1,0 +1,404 @@
+"""Grade a whole class: intake → a pool of worker processes (execute + graders) → results, feedback, gradebook.
+
+Loss-free and resumable. The parent process alone writes under the output folder, each file atomically, and a
+student's result the moment it is known; a result carries a fingerprint of what produced it (the notebook's
+bytes, its submission time, grader_config.py, the graders' code, the device, speed mode), so rerunning the
+same command grades only what is missing or changed. Killing the batch loses at most the notebooks in flight.
+
+Each worker grades one notebook at a time in its own kernel. A worker that dies, hangs past every budget, or
+returns a GPU/driver failure is retried once on a fresh worker; a second failure is reported as an
+``infrastructure error`` (no score), never as the student's zero.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import io
+import json
+import multiprocessing
+import os
+import sys
+import tempfile
+import time
+import traceback
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from multiprocessing.connection import wait
+from pathlib import Path
+
+from . import dataset, intake
+from .config import CHECK_IDS, Config, load_config
+from .device import resolve_device
+from .errors import GraderError
+from .execute import HARNESS_TIMEOUT_S, infrastructure_problem
+from .report import format_table, write_atomic
+from .result import INFRASTRUCTURE, LATE, NO_TIMESTAMP, CheckResult, GradeResult
+
+PACKAGE = Path(__file__).parent
+# The code whose change makes every earlier grade stale (a fingerprint input).
+GRADING_CODE = ("graders/*.py", "kernel_side.py", "execute.py", "grade.py")
+KERNEL_LOG_LIMIT = 1_000_000          # bytes of a kernel's own stdout/stderr kept in the submission's log
+MAX_ATTEMPTS = 2                      # an infrastructure failure is retried once
+FATE_STATUS = {intake.LATE: LATE, intake.NO_TIMESTAMP: NO_TIMESTAMP, intake.UNUSABLE: "error"}
+
+
+@dataclass
+class Task:
+    submission: intake.Submission
+    fingerprint: str
+    attempts: list[str] = field(default_factory=list)   # one line per failed attempt
+
+
+@dataclass
+class BatchReport:
+    results: dict[str, dict]                             # student id → the result written for them
+    graded_now: int
+    reused: int
+    seconds: float
+    out: Path
+
+    @property
+    def counts(self) -> Counter:
+        return Counter(r.get("status", "?") for r in self.results.values())
+
+
+# --- fingerprints ------------------------------------------------------------------------------------------
+
+def grading_code_digest() -> str:
+    digest = hashlib.sha256()
+    for pattern in GRADING_CODE:
+        for path in sorted(PACKAGE.glob(pattern)):
+            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def fingerprint(sub: intake.Submission, config: Config, kernel_device: str, fused: bool, code: str) -> str:
+    """What produced a result; a result with the same fingerprint need not be graded again."""
+    digest = hashlib.sha256()
+    chosen = sub.chosen
+    notebook = chosen.path.read_bytes() if chosen.path and chosen.path.is_file() else chosen.problem.encode()
+    for part in (hashlib.sha256(notebook).hexdigest(), str(chosen.submitted_at), sub.fate,
+                 hashlib.sha256(config.source.read_bytes()).hexdigest(), code, kernel_device,
+                 str(config.fused_fit_steps if fused else 1)):
+        digest.update(part.encode() + b"\0")
+    return digest.hexdigest()
+
+
+# --- the worker side ---------------------------------------------------------------------------------------
+
+def grade_task(task: dict, config: Config, mnist: dataset.Mnist) -> dict:
+    """In a worker: grade one notebook. → {"result": results.json dict, "log": text, "infrastructure": ''|why}."""
+    from .grade import grade_on
+
+    with tempfile.TemporaryDirectory(prefix="autograder-batch-") as work:
+        result = grade_on(Path(task["path"]), config, task["device"], task["official"], mnist,
+                          fused=task["fused"], npz=Path(task["npz"]), work=Path(work))
+        kernel_log = Path(work, "kernel.log")
+        log = kernel_log.read_bytes()[-KERNEL_LOG_LIMIT:].decode("utf-8", "replace") if kernel_log.is_file() else ""
+    return {"result": result.to_json(), "table": format_table(result), "log": log,
+            "infrastructure": infrastructure_problem(result.execution)}
+
+
+def _worker_main(conn, config_path: str, grade_fn) -> None:
+    from .device import visible_gpus
+
+    config = load_config(config_path)
+    visible_gpus()                       # hides the GPUs from this process: they are the kernels'
+    mnist = dataset.load_mnist(config.dataset_dir)
+    while True:
+        try:
+            task = conn.recv()
+        except EOFError:
+            return
+        if task is None:
+            return
+        try:
+            reply = grade_fn(task, config, mnist)
+        except Exception:                # the runner failed (kernel would not start, disk full, ...)
+            reply = {"infrastructure": traceback.format_exc(limit=3)[-2000:], "log": traceback.format_exc()}
+        conn.send(reply)
+
+
+class Worker:
+    """One spawned process and the task it holds, so a lost worker's submission is known and retried."""
+
+    def __init__(self, config: Config, grade_fn, context):
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=_worker_main, args=(child, str(config.source), grade_fn), daemon=True)
+        self.process.start()
+        child.close()
+        self.task: Task | None = None
+        self.started = 0.0
+
+    def assign(self, task: Task, payload: dict) -> None:
+        self.task, self.started = task, time.monotonic()
+        self.conn.send(payload)
+
+    def stop(self, kill: bool = False) -> None:
+        if kill:
+            self.process.kill()
+        else:
+            try:
+                self.conn.send(None)
+            except OSError:
+                pass
+        self.process.join(timeout=10)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+
+
+# --- the parent side ---------------------------------------------------------------------------------------
+
+class Batch:
+    def __init__(self, source: Path, out: Path, config: Config, *, workers: int | None, device: str,
+                 regrade: bool, exact_fit: bool, progress: bool, grade_fn=grade_task):
+        self.source, self.out, self.config = Path(source), Path(out), config
+        self.workers = workers or default_workers()
+        self.regrade, self.fused, self.progress, self.grade_fn = regrade, not exact_fit, progress, grade_fn
+        if self.workers < 1:
+            raise GraderError(f"--workers must be at least 1, got {self.workers}")
+        self.kernel_device, self.official = resolve_device(device, config)
+        self.results: dict[str, dict] = {}
+
+    # paths
+    def result_path(self, sub) -> Path:
+        return self.out / "results" / f"{sub.file_stem}.json"
+
+    def run(self) -> BatchReport:
+        started = time.monotonic()
+        mnist = dataset.load_mnist(self.config.dataset_dir)     # verified once, before anything is graded
+        self.out.mkdir(parents=True, exist_ok=True)
+        remove_leftovers(self.out)
+        with tempfile.TemporaryDirectory(prefix="autograder-class-") as tmp:
+            root, refused = self._unpack(Path(tmp))
+            submissions = intake.choose(intake.find_candidates(root, self.config), self.config)
+            code = grading_code_digest()
+            tasks, reused = [], 0
+            for sub in submissions:
+                fp = fingerprint(sub, self.config, self.kernel_device, self.fused, code)
+                previous = None if self.regrade else self._previous(sub, fp)
+                if previous:
+                    self.results[sub.student_id] = previous
+                    self._write_feedback(sub, previous, only_if_missing=True)
+                    reused += 1
+                elif sub.fate != intake.GRADE:
+                    self._finish(Task(sub, fp), self._refused(sub), log="", ran=False)
+                else:
+                    tasks.append(Task(sub, fp))
+            npz = dataset.write_keras_npz(mnist, Path(tmp) / "mnist.npz")
+            self._log_batch(len(submissions), len(tasks), reused, refused)
+            self._grade(tasks, npz)
+        self._write_class_files()
+        return BatchReport(self.results, len(tasks), reused, round(time.monotonic() - started, 1), self.out)
+
+    def _unpack(self, tmp: Path) -> tuple[Path, list[str]]:
+        if not self.source.exists():
+            raise GraderError(f"submissions not found: {self.source}")
+        if self.source.is_file():
+            if self.source.suffix.lower() != ".zip":
+                raise GraderError(f"{self.source}: give a folder of submissions or an LMS export .zip")
+            root = tmp / "export"
+            return root, intake.unpack_zip(self.source, root)
+        return self.source, []
+
+    def _previous(self, sub, fp: str) -> dict | None:
+        try:
+            previous = json.loads(self.result_path(sub).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if previous.get("fingerprint") != fp or previous.get("status") == INFRASTRUCTURE:
+            return None
+        return previous
+
+    def _refused(self, sub) -> dict:
+        from .grade import zero_result
+
+        ja, _, en = sub.detail.partition(" / ")
+        status = FATE_STATUS[sub.fate]
+        return zero_result(self.config, sub.chosen.path.name if sub.chosen.path else sub.chosen.origin,
+                           ja, en or ja, self.official, status=status).to_json()
+
+    def _payload(self, task: Task, npz: Path) -> dict:
+        return {"path": str(task.submission.chosen.path), "device": self.kernel_device, "official": self.official,
+                "fused": self.fused, "npz": str(npz)}
+
+    def _grade(self, tasks: list[Task], npz: Path) -> None:
+        if not tasks:
+            return
+        from tqdm import tqdm
+
+        context = multiprocessing.get_context("spawn")     # no fork: TensorFlow in a parent is not fork-safe
+        pending = deque(tasks)
+        pool = [Worker(self.config, self.grade_fn, context) for _ in range(min(self.workers, len(tasks)))]
+        hard_limit = self.config.notebook_timeout_s + 2 * HARNESS_TIMEOUT_S + 600
+        bar = tqdm(total=len(tasks), unit="nb", desc="grading", disable=not self.progress, file=sys.stderr,
+                   dynamic_ncols=True)
+        try:
+            while pending or any(w.task for w in pool):
+                for w in pool:
+                    if w.task is None and pending:
+                        task = pending.popleft()
+                        w.assign(task, self._payload(task, npz))
+                busy = [w for w in pool if w.task]
+                wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout=5)
+                for i, w in enumerate(pool):
+                    if w.task is None:
+                        continue
+                    reply, lost = None, ""
+                    if w.conn.poll():
+                        try:
+                            reply = w.conn.recv()
+                        except (EOFError, OSError):
+                            lost = f"worker lost (exit code {w.process.exitcode})"
+                    elif not w.process.is_alive():
+                        lost = f"worker lost (exit code {w.process.exitcode})"
+                    elif time.monotonic() - w.started > hard_limit:
+                        lost = f"no answer from the worker within {hard_limit} s"
+                    else:
+                        continue
+                    task = w.task
+                    w.task = None
+                    if lost:
+                        w.stop(kill=True)
+                        pool[i] = Worker(self.config, self.grade_fn, context)
+                        reply = {"infrastructure": lost, "log": ""}
+                    if self._settle(task, reply, pending):
+                        bar.update(1)
+                        bar.set_postfix(dict(Counter(r["status"] for r in self.results.values())), refresh=False)
+        finally:
+            bar.close()
+            for w in pool:
+                w.stop(kill=w.task is not None)
+
+    def _settle(self, task: Task, reply: dict, pending: deque) -> bool:
+        """Record a worker's answer; → False when the task went back in the queue for another attempt."""
+        problem = reply.get("infrastructure", "")
+        if problem:
+            task.attempts.append(problem)
+            if len(task.attempts) < MAX_ATTEMPTS:
+                pending.append(task)
+                return False
+            result = self._infrastructure_result(task)
+        else:
+            result = reply["result"]
+        log = "\n".join(filter(None, [reply.get("table", ""), "--- kernel log ---", reply.get("log", "")]))
+        self._finish(task, result, log)
+        return True
+
+    def _infrastructure_result(self, task: Task) -> dict:
+        why = task.attempts[-1].strip().splitlines()[-1][:300]
+        text = ("採点環境の問題で採点できませんでした。あなたの減点ではありません。再採点します。\n"
+                f"The grading machine failed ({why}); this is not your error and will be regraded.")
+        tests = [CheckResult(c, "not graded", 0.0, self.config.points[c], text) for c in CHECK_IDS]
+        result = GradeResult(self.config.assignment_id, task.submission.chosen.path.name, tests, self.official,
+                             notes=[f"attempt {i + 1}: {a.strip()[-500:]}" for i, a in enumerate(task.attempts)],
+                             status=INFRASTRUCTURE, status_detail=text.replace("\n", " / "))
+        data = result.to_json()
+        data["score"] = None
+        return data
+
+    def _finish(self, task: Task, result: dict, log: str, ran: bool = True) -> None:
+        sub = task.submission
+        chosen = sub.chosen
+        if sub.detail and not result.get("status_detail"):
+            result["status_detail"] = sub.detail
+        result.update(
+            student_id=sub.student_id,
+            origin=chosen.origin,
+            submitted_at=chosen.submitted_at.isoformat() if chosen.submitted_at else None,
+            timestamp_problem=chosen.timestamp_problem,
+            superseded=[{"origin": c.origin, "submitted_at": c.submitted_at.isoformat() if c.submitted_at else None,
+                         "reason": why} for c, why in sub.superseded],
+            attempts=len(task.attempts) + (ran and result.get("status") != INFRASTRUCTURE),
+            graded_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            fingerprint=task.fingerprint,
+        )
+        write_atomic(self.out / "logs" / f"{sub.file_stem}.log", self._log_text(task, result, log))
+        write_atomic(self.result_path(sub), json.dumps(result, ensure_ascii=False, indent=2) + "\n")
+        self.results[sub.student_id] = result
+        self._write_feedback(sub, result)
+
+    def _log_text(self, task: Task, result: dict, log: str) -> str:
+        sub = task.submission
+        lines = [f"student: {sub.student_id}", f"graded file: {sub.chosen.origin}",
+                 f"submitted at: {sub.chosen.submitted_at or 'unknown (' + sub.chosen.timestamp_problem + ')'}",
+                 f"status: {result.get('status')}" + (f" — {result.get('status_detail')}" if result.get("status_detail") else "")]
+        lines += [f"not graded: {c.origin} ({why})" for c, why in sub.superseded]
+        lines += [f"attempt {i + 1} failed: {a.strip()}" for i, a in enumerate(task.attempts)]
+        return "\n".join(lines) + "\n\n" + log + "\n"
+
+    def _write_feedback(self, sub, result: dict, only_if_missing: bool = False) -> None:
+        from .feedback import feedback_page
+
+        path = self.out / "feedback" / f"{sub.file_stem}.html"
+        if not (only_if_missing and path.exists()):
+            write_atomic(path, feedback_page(result, self.config))
+
+    def _log_batch(self, students: int, to_grade: int, reused: int, refused: list[str]) -> None:
+        if not self.progress:
+            return
+        print(f"{students} students · {to_grade} to grade on {self.kernel_device} with {self.workers} workers · "
+              f"{reused} already graded (unchanged)", file=sys.stderr)
+        for line in refused:
+            print(f"  zip member refused: {line}", file=sys.stderr)
+
+    def _write_class_files(self) -> None:
+        from .feedback import summary_figure, summary_page
+
+        results = [self.results[s] for s in sorted(self.results)]
+        write_atomic(self.out / "gradebook.csv", gradebook_csv(results, self.config))
+        png = summary_figure(results, self.config)
+        tmp = self.out / ".summary.png.tmp"
+        tmp.write_bytes(png)
+        os.replace(tmp, self.out / "summary.png")
+        write_atomic(self.out / "summary.html", summary_page(results, self.config))
+
+
+def default_workers() -> int:
+    return max(1, os.cpu_count() or 1)
+
+
+def remove_leftovers(out: Path) -> None:
+    """Temporary files of a batch that was killed mid-write (``write_atomic`` names them ``.name.*.tmp``)."""
+    for leftover in list(out.glob(".*.tmp")) + list(out.glob("*/.*.tmp")):
+        leftover.unlink(missing_ok=True)
+
+
+def gradebook_csv(results: list[dict], config: Config) -> str:
+    """One row per student for an LMS import: points per check; no score for an infrastructure error."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["student_id", "score", "max_score", *CHECK_IDS, "status", "submitted_at", "file", "detail"])
+    for r in results:
+        scored = r.get("status") != INFRASTRUCTURE
+        by_check = {t["name"]: t.get("score") for t in r.get("tests", [])}
+        submitted = r.get("submitted_at")
+        if submitted:
+            submitted = dt.datetime.fromisoformat(submitted).astimezone(config.timezone).isoformat(timespec="seconds")
+        writer.writerow([r.get("student_id"), _points(r.get("score")) if scored else "", _points(config.max_score),
+                         *[_points(by_check.get(c)) if scored else "" for c in CHECK_IDS],
+                         r.get("status"), submitted or "", r.get("origin", ""), _detail(r)])
+    return buffer.getvalue()
+
+
+def _points(value) -> str:
+    return "" if value is None else f"{float(value):g}"
+
+
+def _detail(result: dict) -> str:
+    parts = [result.get("status_detail") or ""]
+    if result.get("superseded"):
+        parts.append(f"{len(result['superseded'])} other submission(s) not graded")
+    return " · ".join(p for p in parts if p)
+
+
+def grade_batch(source: Path, out: Path, config: Config, *, workers: int | None = None, device: str = "auto",
+                regrade: bool = False, exact_fit: bool = False, progress: bool = True,
+                grade_fn=grade_task) -> BatchReport:
+    """Grade every submission under ``source`` (a folder or an LMS .zip) into ``out``."""
+    return Batch(source, out, config, workers=workers, device=device, regrade=regrade, exact_fit=exact_fit,
+                 progress=progress, grade_fn=grade_fn).run()
+

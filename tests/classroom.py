@@ -1,0 +1,98 @@
+"""Build small classes of submissions, in the layouts instructors receive, for the batch tests.
+
+A "short" course trains 2 epochs (EXPECTED_EPOCHS = 2, threshold 0.90) so that a class of several students
+grades in well under a minute; the grading code is the same as for the 30-epoch assignment.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import zipfile
+from pathlib import Path
+
+import nbformat
+
+from autograder import PROJECT_ROOT
+from autograder.clock import nbgrader_timestamp
+from autograder.release import solution_notebook
+
+ON_TIME = dt.datetime(2024, 5, 15, 12, 0, tzinfo=dt.timezone.utc)
+LATE = dt.datetime(2024, 5, 16, 15, 30, tzinfo=dt.timezone.utc)      # 5/17 00:30 JST
+
+
+def short_config(folder: Path, **settings) -> Path:
+    """grader_config.py for a 2-epoch course, plus any overridden settings (name → Python literal)."""
+    text = (PROJECT_ROOT / "grader_config.py").read_text(encoding="utf-8")
+    settings = {"EXPECTED_EPOCHS": "2", "VAL_ACCURACY_THRESHOLD": "0.90",
+                "DATASET_DIR": repr(str(PROJECT_ROOT / "data" / "mnist")), **settings}
+    lines = []
+    for line in text.splitlines():
+        name = line.split("=", 1)[0].strip()
+        lines.append(f"{name} = {settings.pop(name)}" if name in settings else line)
+    lines += [f"{name} = {value}" for name, value in settings.items()]
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "grader_config.py"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def answer(epochs: int = 2, normalise: bool = True) -> str:
+    """A solved student notebook (release metadata kept) as JSON text."""
+    reference = nbformat.read(PROJECT_ROOT / "reference" / "assignment3" / "assignment3.ipynb", as_version=4)
+    nb = solution_notebook(reference)
+    for cell in nb.cells:
+        cell.source = cell.source.replace("epochs=30", f"epochs={epochs}")
+        if not normalise:
+            cell.source = cell.source.replace(" / 255", "")
+    return nbformat.writes(nb)
+
+
+def exchange_submission(root: Path, student: str, notebook_text: str | bytes,
+                        submitted_at: dt.datetime | None, assignment: str = "assignment3") -> Path:
+    """submitted/<student>/<assignment>/<assignment>.ipynb + timestamp.txt, as nbgrader collect leaves them."""
+    folder = root / "submitted" / student / assignment
+    return _write_folder(folder, notebook_text, submitted_at, assignment)
+
+
+def inbound_submission(root: Path, student: str, notebook_text: str | bytes, submitted_at: dt.datetime,
+                       assignment: str = "assignment3") -> Path:
+    """inbound/<student>+<assignment>+<timestamp>/, as nbgrader submit leaves them (one per submission)."""
+    folder = root / "inbound" / f"{student}+{assignment}+{nbgrader_timestamp(submitted_at)}"
+    return _write_folder(folder, notebook_text, submitted_at, assignment)
+
+
+def _write_folder(folder: Path, notebook_text, submitted_at, assignment: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{assignment}.ipynb"
+    data = notebook_text.encode("utf-8") if isinstance(notebook_text, str) else notebook_text
+    path.write_bytes(data)
+    if submitted_at is not None:
+        (folder / "timestamp.txt").write_text(nbgrader_timestamp(submitted_at), encoding="utf-8")
+    return path
+
+
+def lms_export(path: Path, rows: list[tuple[str, str, str | bytes, str]], as_zip: bool = False,
+               extra_members: dict[str, bytes] | None = None) -> Path:
+    """An LMS export: the files plus manifest.csv (student_id, file, submitted_at). rows: (student, file name,
+    notebook text, submitted-at text). With as_zip, one .zip holding it all (and any extra raw members)."""
+    manifest = [["student_id", "file", "submitted_at"]] + [[s, f, when] for s, f, _, when in rows]
+    files = {name: (text.encode("utf-8") if isinstance(text, str) else text) for _, name, text, _ in rows}
+    with_manifest = {**files, "manifest.csv": _csv(manifest).encode("utf-8")}
+    if as_zip:
+        with zipfile.ZipFile(path, "w") as zf:
+            for name, data in {**with_manifest, **(extra_members or {})}.items():
+                zf.writestr(name, data)
+        return path
+    path.mkdir(parents=True, exist_ok=True)
+    for name, data in with_manifest.items():
+        (path / name).write_bytes(data)
+    return path
+
+
+def _csv(rows) -> str:
+    import io
+
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    return buffer.getvalue()
