@@ -101,12 +101,16 @@ def grade_task(task: dict, config: Config, mnist: dataset.Mnist) -> dict:
             "infrastructure": infrastructure_problem(result.execution)}
 
 
-def _worker_main(conn, config_path: str, grade_fn) -> None:
-    from .device import visible_gpus
+def _worker_main(conn, config_path: str, grade_fn, log_path: str, kernel_device: str) -> None:
+    with open(log_path, "ab") as log:     # TensorFlow's start-up chatter and any crash, off the instructor's screen
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+    if kernel_device == "gpu":
+        from .device import visible_gpus
 
+        visible_gpus()                   # hides the GPUs from this process (the graders): they are the kernels'
     config = load_config(config_path)
-    visible_gpus()                       # hides the GPUs from this process: they are the kernels'
-    mnist = dataset.load_mnist(config.dataset_dir)
+    mnist = LazyMnist(config.dataset_dir)
     while True:
         try:
             task = conn.recv()
@@ -121,12 +125,25 @@ def _worker_main(conn, config_path: str, grade_fn) -> None:
         conn.send(reply)
 
 
+class LazyMnist:
+    """The verified MNIST, read on first use (a worker that only ever dies need not spend a second on it)."""
+
+    def __init__(self, directory: Path):
+        self.directory, self.data = directory, None
+
+    def __getattr__(self, name):
+        if self.data is None:
+            self.data = dataset.load_mnist(self.directory)
+        return getattr(self.data, name)
+
+
 class Worker:
     """One spawned process and the task it holds, so a lost worker's submission is known and retried."""
 
-    def __init__(self, config: Config, grade_fn, context):
+    def __init__(self, config: Config, grade_fn, context, log_path: Path, kernel_device: str):
         self.conn, child = context.Pipe()
-        self.process = context.Process(target=_worker_main, args=(child, str(config.source), grade_fn), daemon=True)
+        self.process = context.Process(target=_worker_main, daemon=True,
+                                       args=(child, str(config.source), grade_fn, str(log_path), kernel_device))
         self.process.start()
         child.close()
         self.task: Task | None = None
@@ -232,7 +249,13 @@ class Batch:
 
         context = multiprocessing.get_context("spawn")     # no fork: TensorFlow in a parent is not fork-safe
         pending = deque(tasks)
-        pool = [Worker(self.config, self.grade_fn, context) for _ in range(min(self.workers, len(tasks)))]
+        log_path = self.out / "logs" / "workers.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+
+        def new_worker() -> Worker:
+            return Worker(self.config, self.grade_fn, context, log_path, self.kernel_device)
+
+        pool = [new_worker() for _ in range(min(self.workers, len(tasks)))]
         hard_limit = self.config.notebook_timeout_s + 2 * HARNESS_TIMEOUT_S + 600
         bar = tqdm(total=len(tasks), unit="nb", desc="grading", disable=not self.progress, file=sys.stderr,
                    dynamic_ncols=True)
@@ -263,7 +286,7 @@ class Batch:
                     w.task = None
                     if lost:
                         w.stop(kill=True)
-                        pool[i] = Worker(self.config, self.grade_fn, context)
+                        pool[i] = new_worker()
                         reply = {"infrastructure": lost, "log": ""}
                     if self._settle(task, reply, pending):
                         bar.update(1)

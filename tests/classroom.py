@@ -15,7 +15,6 @@ import nbformat
 
 from autograder import PROJECT_ROOT
 from autograder.clock import nbgrader_timestamp
-from autograder.release import solution_notebook
 
 ON_TIME = dt.datetime(2024, 5, 15, 12, 0, tzinfo=dt.timezone.utc)
 LATE = dt.datetime(2024, 5, 16, 15, 30, tzinfo=dt.timezone.utc)      # 5/17 00:30 JST
@@ -39,6 +38,8 @@ def short_config(folder: Path, **settings) -> Path:
 
 def answer(epochs: int = 2, normalise: bool = True) -> str:
     """A solved student notebook (release metadata kept) as JSON text."""
+    from autograder.release import solution_notebook     # nbgrader: imported only where a notebook is made
+
     reference = nbformat.read(PROJECT_ROOT / "reference" / "assignment3" / "assignment3.ipynb", as_version=4)
     nb = solution_notebook(reference)
     for cell in nb.cells:
@@ -96,3 +97,41 @@ def _csv(rows) -> str:
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\n").writerows(rows)
     return buffer.getvalue()
+
+
+# --- stand-ins for a worker's grading function (they run in the batch's spawned worker processes) ----------
+
+def _fake_reply(task: dict, config) -> dict:
+    from autograder.grade import zero_result
+
+    result = zero_result(config, Path(task["path"]).name, "テスト", "a stand-in result", task["official"],
+                         status="graded")
+    return {"result": result.to_json(), "table": "stand-in", "log": "", "infrastructure": ""}
+
+
+def works(task: dict, config, mnist) -> dict:
+    return _fake_reply(task, config)
+
+
+def lost_once(task: dict, config, mnist) -> dict:
+    """The worker dies the first time it grades a notebook (as if the machine killed it), then works."""
+    import os
+
+    marker = Path(task["path"]).with_suffix(".attempted")
+    if not marker.exists():
+        marker.write_text("1")
+        os._exit(3)
+    return _fake_reply(task, config)
+
+
+def always_lost(task: dict, config, mnist) -> dict:
+    import os
+
+    os._exit(3)
+
+
+def gpu_out_of_memory(task: dict, config, mnist) -> dict:
+    """The kernel reports CUDA running out of memory, every time."""
+    reply = _fake_reply(task, config)
+    reply["infrastructure"] = "cell 9: ResourceExhaustedError: OOM when allocating tensor with shape[784,32]"
+    return reply

@@ -1,0 +1,385 @@
+"""The pages and plots of a batch grading run: one feedback page per student, a class summary page and figure.
+
+Pages are static, self-contained HTML (inline CSS, the plot inlined as base64) so they can be emailed or served as
+files. Everything taken from a result — notes, check outputs, names, ids, paths — is student-influenced text and is
+escaped. Plots use matplotlib's Figure directly (Agg canvas, no pyplot state: safe in worker processes) and English
+labels only, since the grading machine may lack CJK fonts.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+import io
+import math
+import statistics
+from collections import Counter
+from urllib.parse import quote
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from .clock import local_text
+from .config import CHECK_IDS, CHECK_TITLES
+from .intake import file_stem, parse_time
+from .report import format_points
+
+GRADED, NO_TIMESTAMP, INFRA = "graded", "no timestamp", "infrastructure error"
+# status → (Japanese, English, style). Styles: ok (green), warn (amber), bad (red), info (blue: not the student's doing).
+STATUSES = {
+    GRADED: ("採点済み", "Graded", "ok"),
+    "late": ("期限後の提出", "Late submission", "warn"),
+    "error": ("実行エラー", "Error while running", "bad"),
+    "timeout": ("時間切れ", "Timed out", "bad"),
+    INFRA: ("採点システムの不具合", "Grading system problem", "info"),
+    NO_TIMESTAMP: ("提出時刻の記録なし", "No submission time recorded", "warn"),
+}
+INFRA_MESSAGE = ("これはあなたの提出物の問題ではありません。採点をやり直します。この結果は成績ではありません。",
+                 "This is not a problem with your submission. It will be regraded; this is not your grade.")
+
+CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI","Hiragino Sans","Noto Sans JP","Noto Sans CJK JP","Yu Gothic",
+ Meiryo,sans-serif;color:#1f2933;background:#f5f7fa;margin:0;line-height:1.55}
+main{max-width:60rem;margin:1.5rem auto;background:#fff;padding:1.5rem 2rem 1rem;border:1px solid #e4e7eb;
+ border-radius:8px}h1{font-size:1.45rem;margin:.2rem 0 1rem}h2{font-size:1.1rem;margin:1.8rem 0 .6rem;
+ padding-bottom:.25rem;border-bottom:1px solid #e4e7eb}code,pre{font-family:ui-monospace,Menlo,Consolas,
+ "Noto Sans Mono CJK JP",monospace;font-size:.88em}.head{display:flex;gap:1.5rem;align-items:center}
+.card{border:1px solid #e4e7eb;border-radius:8px;padding:.4rem 1.2rem;text-align:center;min-width:7rem}
+.label,.en,dt,footer{color:#616e7c}.label{font-size:.8rem}.score{font-size:2.2rem;font-weight:700;line-height:1.2}
+.score small{font-size:1rem;font-weight:400;color:#616e7c}.head .badge{margin-top:.3rem}.badge{display:inline-block;
+ padding:.15rem .7rem;border-radius:999px;font-weight:600;font-size:.9rem;white-space:nowrap}
+.ok{background:#e3f9e5;color:#1f6d2c}.warn{background:#fff3c4;color:#8d5b00}.bad{background:#ffe3e3;color:#a61b1b}
+.info{background:#e0f0ff;color:#0b4f8a}.box{padding:.6rem 1rem;border-radius:6px;margin:1rem 0;
+ border-left:5px solid currentColor}.box p{margin:.15rem 0;color:#1f2933}table{border-collapse:collapse;width:100%;
+ font-size:.95rem}th,td{border-bottom:1px solid #e4e7eb;padding:.45rem .6rem;text-align:left;vertical-align:top}
+th{background:#f5f7fa;font-weight:600}.students td{vertical-align:middle}td.num,th.num{text-align:right}
+td.num{white-space:nowrap}.en{font-size:.88em}.mark{font-size:1.15rem;text-align:center}.pass{color:#1f7a34}
+.fail{color:#c62828}pre{white-space:pre-wrap;word-break:break-word;background:#fafbfc;border:1px solid #e4e7eb;
+ border-radius:4px;padding:.45rem .6rem;margin:.4rem 0 0}img{display:block;max-width:100%;height:auto;
+ margin:.5rem auto}dl{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1.2rem;margin:1rem 0}dd{margin:0}
+footer{margin-top:2rem;padding-top:.6rem;border-top:1px solid #e4e7eb;font-size:.82rem}ul{padding-left:1.3rem}
+@media(max-width:40rem){main{margin:0;border:0;border-radius:0;padding:1rem}th,td{padding:.4rem .25rem}td{overflow-wrap:anywhere}td>code{overflow-wrap:normal}}
+"""
+
+esc = html.escape
+
+
+def _num(value) -> float | None:
+    """A finite float, or None for anything else (missing, NaN, inf, text): results may be malformed."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "—" if value is None else format(value, spec)
+
+
+def _text(value, default: str = "?") -> str:
+    """Any value from a result as escaped HTML text (a default when it is missing)."""
+    return default if value is None or value == "" else esc(str(value))
+
+
+def _dict(value) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value) -> list:
+    return value if isinstance(value, list) else []
+
+
+def _status(result: dict) -> str:
+    return str(result.get("status") or GRADED)   # results written by `grade` alone carry no status: graded
+
+
+def _style(status: str) -> tuple[str, str, str]:
+    return STATUSES.get(status, (status, "", "warn"))
+
+
+def _points(result: dict) -> tuple[float | None, float | None]:
+    """(score, max_score) as a grade, or score None when the result is no grade (an infrastructure error)."""
+    score = None if _status(result) == INFRA else _num(result.get("score"))
+    return score, _num(result.get("max_score"))
+
+
+def _is_graded(result: dict) -> bool:
+    """Counts towards pass rates and val_accuracy: the notebook ran and was judged on time (or without a time)."""
+    return _status(result) in (GRADED, NO_TIMESTAMP) and bool(_list(result.get("tests")))
+
+
+def _local_time(value, config) -> str:
+    """A time from a result (ISO 8601 or nbgrader's '… UTC') as people read it, e.g. '2024-05-15 21:00 JST'."""
+    try:
+        moment = value if isinstance(value, dt.datetime) else parse_time(str(value), config.timezone)
+        return local_text(moment, config.timezone)
+    except (ValueError, OverflowError):
+        return _text(value, "不明 / unknown")
+
+
+def _png(fig: Figure) -> bytes:
+    FigureCanvasAgg(fig)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    return buffer.getvalue()
+
+
+def _plain(text: str) -> str:
+    """Student text as a matplotlib label: '$' would start mathtext, which raises on malformed input."""
+    return str(text).replace("$", r"\$")
+
+
+def _series(values) -> tuple[list[int], list[float]]:
+    """Epochs (1-based) and values of one history list, non-finite or non-numeric points skipped."""
+    points = [(i, _num(v)) for i, v in enumerate(_list(values), start=1)]
+    return [i for i, v in points if v is not None], [v for _, v in points if v is not None]
+
+
+def training_curves_png(history: dict, threshold: float, measured_val_accuracy: float | None = None) -> bytes | None:
+    """Loss and accuracy per epoch, beside the threshold and the grader's own measurement; None if nothing to plot."""
+    history = _dict(history)
+    series = {name: _series(history.get(name)) for name in ("loss", "val_loss", "accuracy", "val_accuracy")}
+    if not any(xs for xs, _ in series.values()):
+        return None
+    fig = Figure(figsize=(9, 3.5), layout="constrained")
+    for ax, metric in zip(fig.subplots(1, 2), ("loss", "accuracy")):
+        for name, label, style in ((metric, "training", "-o"), (f"val_{metric}", "validation", "-s")):
+            xs, ys = series[name]
+            if xs:
+                ax.plot(xs, ys, style, markersize=3, linewidth=1.5, label=label)
+        if metric == "accuracy":
+            ax.axhline(threshold, color="tab:red", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
+            measured = _num(measured_val_accuracy)
+            if measured is not None:
+                last = max(len(_list(history.get("val_accuracy"))), max(len(xs) for xs, _ in series.values()))
+                ax.plot([last], [measured], "*", color="black", markersize=12,
+                        label=f"val_accuracy measured by the grader ({measured:.4f})")
+        ax.set(title=metric.capitalize(), xlabel="epoch", ylabel=metric)
+        ax.grid(alpha=.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8, loc="best")
+        if not ax.lines:
+            _empty(ax, f"no {metric} recorded")
+    return _png(fig)
+
+
+def _bi(ja: str, en: str) -> str:
+    """Japanese, then English on its own line in a quieter style (both escaped)."""
+    return f'{esc(ja)}<br><span class="en">{esc(en)}</span>'
+
+
+def _status_block(result: dict) -> tuple[str, str]:
+    """The status as a badge, and for anything but a plain grade the reason in a highlighted box."""
+    status = _status(result)
+    ja, en, style = _style(status)
+    badge = f'<span class="badge {style}">{esc(ja)}{" / " + esc(en) if en else ""}</span>'
+    lines = str(result.get("status_detail") or "").splitlines() + (list(INFRA_MESSAGE) if status == INFRA else [])
+    if not result.get("official", True):
+        lines.append("非公式の採点です (指定の環境以外で採点) / Unofficial: not graded on the required device.")
+    box = "".join(f"<p>{esc(line)}</p>" for line in lines)
+    return badge, (f'<div class="box {style}">{box}</div>' if box else "")
+
+
+def _check_rows(tests: list) -> str:
+    rows = []
+    for test in map(_dict, tests):
+        name = str(test.get("name", "?"))
+        passed = test.get("status") == "passed"
+        output = str(test.get("output") or "")
+        rows.append(f'<tr><td><code>{esc(name)}</code></td><td>{_bi(*CHECK_TITLES.get(name, ("", "")))}'
+                    f'{f"<pre>{esc(output)}</pre>" if output and not passed else ""}</td><td class="num">'
+                    f'{format_points(_num(test.get("score")) or 0)} / {format_points(_num(test.get("max_score")) or 0)}'
+                    f'</td><td class="mark {"pass" if passed else "fail"}">{"✓" if passed else "✗"}</td></tr>')
+    return "\n".join(rows)
+
+
+def _val_accuracy_words(measurements: dict, threshold: float) -> str:
+    measured, reported = _num(measurements.get("val_accuracy")), _num(measurements.get("val_accuracy_reported"))
+    if measured is None:
+        return f"<p>{_bi('val_accuracy は測定できませんでした。', 'val_accuracy could not be measured.')}</p>"
+    ok = measured >= threshold
+    own = (f"ノートブック自身の記録は {reported:.4f} でした。", f" The notebook's own final val_accuracy was "
+           f"{reported:.4f}.") if reported is not None else ("", "")
+    return "<p>" + _bi(f"採点側で再計算した val_accuracy は {measured:.4f} で、基準 {threshold:g} "
+                       f"{'以上です' if ok else 'に届きませんでした'}。{own[0]}",
+                       f"The grader measured val_accuracy {measured:.4f}, which "
+                       f"{'reaches' if ok else 'is below'} the threshold {threshold:g}.{own[1]}") + "</p>"
+
+
+def _page(title: str, body: str) -> str:
+    return (f'<!doctype html>\n<html lang="ja"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width,initial-scale=1"><title>{title}</title>'
+            f"<style>{CSS}</style></head>\n<body><main>\n{body}\n</main></body></html>\n")
+
+
+def feedback_page(result: dict, config) -> str:
+    """One student's page: score and status, the checks with their explanations, the training curves, the notes."""
+    result = _dict(result)
+    student = _text(result.get("student_id"))
+    score, max_score = _points(result)
+    max_text = format_points(max_score if max_score is not None else config.max_score)
+    score_text = format_points(score) if score is not None else "—"
+    badge, box = _status_block(result)
+    execution, measurements = _dict(result.get("execution")), _dict(result.get("measurements"))
+    parts = [f"<h1>{esc(config.assignment_id)} — フィードバック / Feedback</h1>",
+             f'<div class="head"><div class="card"><div class="label">得点 / Score</div><div class="score">'
+             f'{score_text} <small>/ {max_text}</small></div></div><div>学生 / Student: <b>{student}</b><br>'
+             f'{badge}</div></div>{box}',
+             f"<dl><dt>提出 / Submitted</dt><dd>{_local_time(result.get('submitted_at'), config)}</dd>"
+             f"<dt>締切 / Deadline</dt><dd>{_local_time(config.deadline, config)}</dd>"
+             f"<dt>ノートブック / Notebook</dt><dd><code>{_text(result.get('notebook'))}</code></dd></dl>"]
+    if _status(result) != INFRA and _list(result.get("tests")):
+        parts += ["<h2>採点項目 / Checks</h2><table><tr><th>ID</th><th>内容 / What is checked</th>"
+                  '<th class="num">点 / Points</th><th>結果 / Result</th></tr>', _check_rows(result["tests"]),
+                  "</table><h2>学習曲線 / Training curves</h2>",
+                  _val_accuracy_words(measurements, config.val_accuracy_threshold)]
+        png = training_curves_png(_dict(execution.get("history")), config.val_accuracy_threshold,
+                                  measurements.get("val_accuracy"))
+        parts.append(f'<img alt="training curves" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+                     if png else f"<p>{_bi('学習の記録がありません。', 'No training history was recorded.')}</p>")
+    notes = "".join(f"<li>{_text(n)}</li>" for n in _list(result.get("notes")))
+    if notes:
+        parts.append(f"<h2>メモ / Notes</h2><ul>{notes}</ul>")
+    superseded = "".join(
+        f"<li>採点対象外 / not graded: <code>{_text(s.get('origin'))}</code> "
+        f"({_local_time(s.get('submitted_at'), config)}) — {_text(s.get('reason'), '')}</li>"
+        for s in map(_dict, _list(result.get("superseded"))))
+    if superseded:
+        parts.append(f"<h2>採点対象外の提出 / Submissions not graded</h2><ul>{superseded}</ul>")
+    footer = [f"status: {esc(_status(result))}", f"{_text(execution.get('device_name'))} ({_text(execution.get('device'))})",
+              *(f"{label} {_text(execution.get(key))}" for label, key in
+                (("TensorFlow", "tensorflow"), ("Keras", "keras"), ("seed", "seed"))),
+              f"{_fmt(_seconds(result), '.1f')} s", f"採点日時 / graded {_local_time(result.get('graded_at'), config)}"]
+    parts.append(f"<footer>{' · '.join(footer)}<br>{_text(result.get('origin'), '')}</footer>")
+    return _page(f"{esc(config.assignment_id)} — {student}", "\n".join(parts))
+
+
+def pass_rates(results: list[dict]) -> dict[str, tuple[int, int]]:
+    """check id → (passed, judged) over graded submissions: the one count both the figure and the page show."""
+    rates = {}
+    for check in CHECK_IDS:
+        outcomes = [_dict(t).get("status") == "passed" for r in results if _is_graded(r)
+                    for t in _list(r.get("tests")) if _dict(t).get("name") == check]
+        rates[check] = (sum(outcomes), len(outcomes))
+    return rates
+
+
+def _status_counts(results: list[dict]) -> dict[str, int]:
+    """Statuses in the order of STATUSES (unknown ones last), each with its count."""
+    counts = Counter(map(_status, results))
+    return {s: counts[s] for s in sorted(counts, key=lambda s: list(STATUSES).index(s) if s in STATUSES else 99)}
+
+
+def _val_accuracy(result: dict) -> float | None:
+    return _num(_dict(result.get("measurements")).get("val_accuracy"))
+
+
+def _seconds(result: dict) -> float | None:
+    return _num(_dict(result.get("execution")).get("seconds"))
+
+
+def _timings(results: list[dict]) -> list[tuple[str, float]]:
+    return [(str(r.get("student_id") or "?"), _seconds(r)) for r in results if _seconds(r) is not None]
+
+
+def _empty(ax, text: str) -> None:
+    ax.text(.5, .5, text, ha="center", va="center", color="gray", transform=ax.transAxes)
+    ax.set(xticks=[], yticks=[])
+
+
+def summary_figure(results: list[dict], config) -> bytes:
+    """Scores, pass rate per check, val_accuracy and grading time of a whole run, as one 2×2 PNG."""
+    results = [_dict(r) for r in _list(results)]
+    fig = Figure(figsize=(12, 8), layout="constrained")
+    (scores_ax, rates_ax), (val_ax, time_ax) = fig.subplots(2, 2)
+    counts = ", ".join(f"{status} {n}" for status, n in _status_counts(results).items())
+    fig.suptitle(_plain(f"{config.assignment_id}: {len(results)} submissions" + (f" ({counts})" if counts else "")))
+
+    scores = [s for s, _ in map(_points, results) if s is not None]
+    scores_ax.set_title(f"Score (n={len(scores)}, infrastructure errors excluded)")
+    if scores:
+        scores_ax.hist(scores, bins=[i - .5 for i in range(math.ceil(config.max_score) + 2)], edgecolor="white")
+        scores_ax.set(xlabel="score", ylabel="submissions", xlim=(-.5, config.max_score + .5))
+        scores_ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    else:
+        _empty(scores_ax, "no scores")
+
+    rates = {c: (p, n) for c, (p, n) in pass_rates(results).items() if n}
+    rates_ax.set_title(f"Pass rate per check (graded submissions, n={max((n for _, n in rates.values()), default=0)})")
+    if rates:
+        shares = [100 * p / n for p, n in reversed(rates.values())]
+        bars = rates_ax.barh(list(rates)[::-1], shares, color="tab:green")
+        rates_ax.bar_label(bars, labels=[f"{s:.0f}%" for s in shares], padding=3, fontsize=8)
+        rates_ax.set(xlabel="% passed", xlim=(0, 110))
+    else:
+        _empty(rates_ax, "no graded submissions")
+
+    accuracies = [v for v in map(_val_accuracy, filter(_is_graded, results)) if v is not None]
+    below = sum(v < config.val_accuracy_threshold for v in accuracies)
+    val_ax.set_title(f"val_accuracy measured by the grader (n={len(accuracies)}, {below} below threshold)")
+    if accuracies:
+        span = (min(*accuracies, config.val_accuracy_threshold) - .005, max(*accuracies, config.val_accuracy_threshold) + .005)
+        val_ax.hist(accuracies, bins=20, range=span, color="tab:purple", edgecolor="white")   # threshold in view
+        val_ax.axvline(config.val_accuracy_threshold, color="tab:red", linestyle="--",
+                       label=f"threshold {config.val_accuracy_threshold:g}")
+        val_ax.set(xlabel="val_accuracy", ylabel="submissions")
+        val_ax.legend(fontsize=8)
+        val_ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    else:
+        _empty(val_ax, "no val_accuracy measured")
+
+    timings = _timings(results)
+    time_ax.set_title(f"Grading time per submission (n={len(timings)})")
+    if len(timings) > 40:
+        time_ax.hist([t for _, t in timings], bins=20, color="tab:orange", edgecolor="white")
+        time_ax.set(xlabel="seconds", ylabel="submissions")
+    elif timings:
+        time_ax.bar(range(len(timings)), [t for _, t in timings], color="tab:orange")   # positions: ids may repeat
+        time_ax.set_xticks(range(len(timings)), [_plain(s) for s, _ in timings], rotation=90, fontsize=7)
+        time_ax.set(ylabel="seconds")
+    else:
+        _empty(time_ax, "no grading times recorded")
+    for ax in (scores_ax, rates_ax, val_ax, time_ax):
+        ax.grid(alpha=.3)
+    return _png(fig)
+
+
+def summary_page(results: list[dict], config, figure_name: str = "summary.png") -> str:
+    """The class overview for the instructor: counts, score statistics, pass rates, devices, and links to pages."""
+    results = [_dict(r) for r in _list(results)]
+    scores = [s for s, _ in map(_points, results) if s is not None]
+    timings = [t for _, t in _timings(results)]
+    devices = sorted({str(_dict(r.get("execution")).get("device_name")) for r in results} - {"None", ""})
+    stats = [("提出数 / Submissions", len(results)),
+             *((f"{esc(_style(s)[0])} / {esc(s)}", n) for s, n in _status_counts(results).items()),
+             ("平均点 / Mean score", f"{statistics.mean(scores):.2f} / {format_points(config.max_score)} "
+              f"(n={len(scores)}, infrastructure errors excluded)" if scores else "—"),
+             ("中央値 / Median score", format_points(statistics.median(scores)) if scores else "—"),
+             ("採点環境 / Devices", esc(", ".join(devices)) or "—"),
+             ("採点時間 / Grading time", f"{sum(timings):.0f} s (平均 / mean {statistics.mean(timings):.1f} s)"
+              if timings else "—")]
+    rate_rows = "".join(f'<tr><td><code>{c}</code></td><td>{_bi(*CHECK_TITLES[c])}</td><td class="num">{p} / {n}'
+                        f'</td><td class="num">{f"{100 * p / n:.0f}%" if n else "—"}</td></tr>'
+                        for c, (p, n) in pass_rates(results).items())
+    student_rows = []
+    for r in sorted(results, key=lambda r: str(r.get("student_id") or "")):
+        sid = str(r.get("student_id") or "")
+        score, max_score = _points(r)
+        val, seconds = _val_accuracy(r), _seconds(r)
+        ja, en, style = _style(_status(r))
+        href = esc(f"feedback/{quote(file_stem(sid), safe='')}.html")   # where the batch writes the page
+        link = f'<a href="{href}">{esc(sid)}</a>' if sid else "?"
+        student_rows.append(
+            f'<tr><td>{link}</td><td class="num">{_fmt(score, "g")} / {format_points(max_score or config.max_score)}'
+            f'</td><td><span class="badge {style}">{esc(en or ja)}</span></td><td class="num">{_fmt(val, ".4f")}</td>'
+            f'<td class="num">{_fmt(seconds, ".1f")}</td></tr>')
+    body = (f"<h1>{esc(config.assignment_id)} — 採点結果のまとめ / Grading summary</h1><dl>"
+            + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in stats) + "</dl>"
+            f'<img alt="summary figure" src="{esc(quote(figure_name))}">'
+            "<h2>項目ごとの合格率 / Pass rate per check</h2><table><tr><th>ID</th><th>内容 / What is checked</th>"
+            '<th class="num">合格 / passed of graded</th><th class="num">%</th></tr>' + rate_rows + "</table>"
+            '<h2>学生一覧 / Students</h2><table class="students"><tr><th>ID</th><th class="num">点 / Score</th>'
+            '<th>状態 / Status</th><th class="num">val_accuracy</th><th class="num">採点時間 / seconds</th></tr>'
+            + "\n".join(student_rows) + "</table>")
+    return _page(f"{esc(config.assignment_id)} — summary", body)

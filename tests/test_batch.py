@@ -1,0 +1,231 @@
+"""Batch grading of a class: one row per student with an honest status, nothing lost, resumable after a kill."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from autograder import PROJECT_ROOT
+from autograder.batch import grade_batch, gradebook_csv, remove_leftovers
+from autograder.config import CHECK_IDS, load_config
+from autograder.errors import GraderError
+from autograder.execute import infrastructure_problem
+from classroom import (LATE, ON_TIME, always_lost, answer, exchange_submission, gpu_out_of_memory, inbound_submission,
+                       lost_once, short_config, works)
+from conftest import assert_no_grader_source
+
+
+def read_gradebook(path: Path) -> dict[str, dict]:
+    with open(path, encoding="utf-8") as f:
+        return {row["student_id"]: row for row in csv.DictReader(f)}
+
+
+def batch_cli(*args, config: Path):
+    return subprocess.run([sys.executable, "-m", "autograder", "--config", str(config), "grade", *args, "--quiet"],
+                          cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
+
+
+# --- the worker pool, with stand-in grading functions (no training) -----------------------------------------
+
+@pytest.fixture
+def two_students(tmp_path):
+    exchange_submission(tmp_path / "class", "s001", answer(), ON_TIME)
+    exchange_submission(tmp_path / "class", "s002", answer(), ON_TIME)
+    return tmp_path / "class", load_config(short_config(tmp_path))
+
+
+def test_a_lost_worker_is_retried_once_on_a_fresh_one(tmp_path, two_students):
+    source, config = two_students
+    report = grade_batch(source, tmp_path / "out", config, workers=2, device="cpu", progress=False,
+                         grade_fn=lost_once)
+    assert {r["status"] for r in report.results.values()} == {"graded"}
+    assert all(r["attempts"] == 2 for r in report.results.values())
+    log = (tmp_path / "out" / "logs" / "s001.log").read_text(encoding="utf-8")
+    assert "attempt 1 failed: worker lost (exit code 3)" in log
+
+
+def test_a_second_infrastructure_failure_is_reported_never_a_zero(tmp_path, two_students):
+    source, config = two_students
+    out = tmp_path / "out"
+    report = grade_batch(source, out, config, workers=2, device="cpu", progress=False, grade_fn=always_lost)
+    assert report.counts == {"infrastructure error": 2}
+    book = read_gradebook(out / "gradebook.csv")
+    assert book["s001"]["status"] == "infrastructure error"
+    assert book["s001"]["score"] == "" and all(book["s001"][c] == "" for c in CHECK_IDS)
+    result = json.loads((out / "results" / "s001.json").read_text(encoding="utf-8"))
+    assert result["score"] is None and result["attempts"] == 2
+    assert "not your error" in result["status_detail"]
+    # Rerunning the same command grades them again (an infrastructure error is never kept as a result).
+    again = grade_batch(source, out, config, workers=1, device="cpu", progress=False, grade_fn=works)
+    assert again.graded_now == 2 and again.counts == {"graded": 2}
+
+
+def test_gpu_failures_reported_by_the_kernel_are_retried_then_reported(tmp_path, two_students):
+    source, config = two_students
+    report = grade_batch(source, tmp_path / "out", config, workers=2, device="cpu", progress=False,
+                         grade_fn=gpu_out_of_memory)
+    assert report.counts == {"infrastructure error": 2}
+    assert "OOM when allocating" in report.results["s002"]["notes"][1]
+
+
+def test_cuda_errors_are_told_apart_from_student_errors():
+    oom = {"status": "error", "index": 8, "ename": "ResourceExhaustedError", "evalue": "OOM when allocating tensor"}
+    student = {"status": "error", "index": 2, "ename": "NameError", "evalue": "name 'x' is not defined"}
+    assert "cell 9: ResourceExhaustedError" in infrastructure_problem({"device": "gpu", "cells": [student, oom]})
+    assert infrastructure_problem({"device": "gpu", "cells": [student]}) == ""
+    assert infrastructure_problem({"device": "cpu", "cells": [oom]}) == ""     # on the CPU: the notebook's own
+
+
+def test_device_gpu_without_a_gpu_stops_before_grading(tmp_path, two_students):
+    source, config = two_students
+    with pytest.raises(GraderError, match="no GPU is visible"):
+        grade_batch(source, tmp_path / "out", config, device="gpu", progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_leftover_temporary_files_of_a_killed_batch_are_removed(tmp_path):
+    (tmp_path / "results").mkdir()
+    leftovers = [tmp_path / ".gradebook.csv.x1.tmp", tmp_path / "results" / ".s001.json.x2.tmp"]
+    for path in leftovers:
+        path.write_text("half")
+    (tmp_path / "results" / "s001.json").write_text("{}")
+    remove_leftovers(tmp_path)
+    assert not any(p.exists() for p in leftovers) and (tmp_path / "results" / "s001.json").exists()
+
+
+def test_gradebook_columns(config):
+    rows = gradebook_csv([{"student_id": "s1", "score": 3.0, "status": "graded", "submitted_at":
+                           "2024-05-15T12:00:00+00:00", "origin": "a.ipynb",
+                           "tests": [{"name": c, "score": 1.0 if c == "predict" else 0.0} for c in CHECK_IDS]}],
+                         config).splitlines()
+    assert rows[0].split(",") == ["student_id", "score", "max_score", *CHECK_IDS, "status", "submitted_at", "file",
+                                  "detail"]
+    assert rows[1] == "s1,3,12,0,0,0,0,0,0,0,1,graded,2024-05-15T21:00:00+09:00,a.ipynb,"
+
+
+# --- a small class, really graded ---------------------------------------------------------------------------
+
+def build_class(root: Path) -> None:
+    """correct, wrong, late, duplicate (three submissions), broken, no timestamp."""
+    exchange_submission(root, "s001", answer(), ON_TIME)
+    exchange_submission(root, "s002", answer(normalise=False), ON_TIME)
+    exchange_submission(root, "s003", answer(), LATE)
+    inbound_submission(root, "s004", answer(normalise=False), ON_TIME)
+    inbound_submission(root, "s004", answer(), ON_TIME.replace(hour=13))
+    inbound_submission(root, "s004", answer(), LATE)
+    exchange_submission(root, "s005", '{"cells": [', ON_TIME)
+    exchange_submission(root, "s006", answer(), None)
+
+
+@pytest.fixture(scope="module")
+def graded_class(tmp_path_factory):
+    """The class graded in one uninterrupted run from the command line."""
+    tmp = tmp_path_factory.mktemp("class")
+    build_class(tmp / "class")
+    config = short_config(tmp)
+    started = time.monotonic()
+    run = batch_cli(str(tmp / "class"), "--out", str(tmp / "out"), "--device", "cpu", "--workers", "2",
+                    config=config)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return tmp, config, run, time.monotonic() - started
+
+
+@pytest.mark.training
+def test_one_row_per_student_with_the_right_status(graded_class):
+    tmp, _, run, _ = graded_class
+    book = read_gradebook(tmp / "out" / "gradebook.csv")
+    assert list(book) == ["s001", "s002", "s003", "s004", "s005", "s006"]
+    status = {s: (row["status"], row["score"]) for s, row in book.items()}
+    assert status == {"s001": ("graded", "12"), "s002": ("graded", status["s002"][1]), "s003": ("late", "0"),
+                      "s004": ("graded", "12"), "s005": ("error", "0"), "s006": ("graded", "12")}
+    assert book["s002"]["reshape"] == "0" and float(book["s002"]["score"]) < 12        # no /255
+    assert "13:00:00.000000 UTC" in book["s004"]["file"] and "2 other submission(s) not graded" in book["s004"]["detail"]
+    assert book["s003"]["submitted_at"] == "2024-05-17T00:30:00+09:00" and "not accepted" in book["s003"]["detail"]
+    assert "not a Jupyter notebook" in book["s005"]["detail"]
+    assert "timestamp.txt is missing" in book["s006"]["detail"] and book["s006"]["submitted_at"] == ""
+    assert "6 students" in run.stdout and "6 graded now" not in run.stdout
+
+
+@pytest.mark.training
+def test_each_student_gets_a_result_a_log_and_a_feedback_page(graded_class):
+    tmp, config_path, _, _ = graded_class
+    config = load_config(config_path)
+    out = tmp / "out"
+    for student in ["s001", "s002", "s003", "s004", "s005", "s006"]:
+        result = json.loads((out / "results" / f"{student}.json").read_text(encoding="utf-8"))
+        assert {"score", "max_score", "tests", "status", "student_id", "fingerprint"} <= set(result)
+        page = (out / "feedback" / f"{student}.html").read_text(encoding="utf-8")
+        assert student in page and result["status"] in page
+        assert_no_grader_source(page)
+        assert (out / "logs" / f"{student}.log").is_file()
+    s001 = json.loads((out / "results" / "s001.json").read_text(encoding="utf-8"))
+    assert s001["execution"]["device_name"] == "CPU" and s001["execution"]["fused_fit"] == config.fused_fit_steps
+    assert len(s001["execution"]["history"]["val_accuracy"]) == 2
+    assert "data:image/png;base64," in (out / "feedback" / "s001.html").read_text(encoding="utf-8")
+    summary = (out / "summary.html").read_text(encoding="utf-8")
+    assert all(f"feedback/{s}.html" in summary for s in ["s001", "s005"])
+    assert (out / "summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(out.rglob("*.tmp"))
+
+
+@pytest.mark.training
+def test_rerunning_keeps_what_is_done_and_regrade_forces(graded_class):
+    tmp, config, _, _ = graded_class
+    out = tmp / "out"
+    before = (out / "gradebook.csv").read_text(encoding="utf-8")
+    graded_at = json.loads((out / "results" / "s001.json").read_text())["graded_at"]
+    run = batch_cli(str(tmp / "class"), "--out", str(out), "--device", "cpu", config=config)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "0 graded now, 6 unchanged and kept" in run.stdout
+    assert (out / "gradebook.csv").read_text(encoding="utf-8") == before
+    assert json.loads((out / "results" / "s001.json").read_text())["graded_at"] == graded_at
+    # A changed submission is graded again, alone.
+    exchange_submission(tmp / "class", "s002", answer(), ON_TIME)
+    run = batch_cli(str(tmp / "class"), "--out", str(out), "--device", "cpu", config=config)
+    assert "1 graded now, 5 unchanged" in run.stdout, run.stdout
+    assert read_gradebook(out / "gradebook.csv")["s002"]["score"] == "12"
+
+
+@pytest.mark.training
+def test_a_batch_killed_midway_finishes_on_rerun_with_the_same_gradebook(graded_class, tmp_path):
+    tmp, config, _, _ = graded_class
+    build_class(tmp_path / "class")
+    exchange_submission(tmp_path / "class", "s002", answer(), ON_TIME)     # as the class now stands
+    reference = batch_cli(str(tmp / "class"), "--out", str(tmp / "out"), "--device", "cpu", config=config)
+    assert reference.returncode == 0
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "autograder", "--config", str(config), "grade", str(tmp_path / "class"),
+               "--out", str(out), "--device", "cpu", "--workers", "2", "--quiet"]
+    batch = subprocess.Popen(command, cwd=PROJECT_ROOT, start_new_session=True, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
+    deadline = time.monotonic() + 300
+    graded_before_kill = []
+    while time.monotonic() < deadline and batch.poll() is None:
+        graded_before_kill = [p for p in (out / "results").glob("*.json")
+                              if json.loads(p.read_text(encoding="utf-8")).get("status") == "graded"]
+        if graded_before_kill:
+            break
+        time.sleep(0.2)
+    assert batch.poll() is None, "the batch finished before it could be killed"
+    os.killpg(batch.pid, signal.SIGKILL)
+    batch.wait()
+    assert graded_before_kill and not (out / "gradebook.csv").exists()
+    kept = {p.name: p.read_bytes() for p in graded_before_kill}
+    run = batch_cli(str(tmp_path / "class"), "--out", str(out), "--device", "cpu", config=config)
+    assert run.returncode == 0, run.stderr[-2000:]
+    graded_now, unchanged = map(int, re.search(r"(\d+) graded now, (\d+) unchanged", run.stdout).groups())
+    assert unchanged >= len(kept) and graded_now == 6 - unchanged
+    for name, data in kept.items():
+        assert (out / "results" / name).read_bytes() == data          # not graded again
+    assert read_gradebook(out / "gradebook.csv") == read_gradebook(tmp / "out" / "gradebook.csv")
+    assert not list(out.rglob("*.tmp"))
