@@ -116,8 +116,6 @@ def _worker_main(conn, config_path: str, grade_fn, log_path: str, kernel_device:
             task = conn.recv()
         except EOFError:
             return
-        if task is None:
-            return
         try:
             reply = grade_fn(task, config, mnist)
         except Exception:                # the runner failed (kernel would not start, disk full, ...)
@@ -153,18 +151,12 @@ class Worker:
         self.task, self.started = task, time.monotonic()
         self.conn.send(payload)
 
-    def stop(self, kill: bool = False) -> None:
-        if kill:
-            self.process.kill()
-        else:
-            try:
-                self.conn.send(None)
-            except OSError:
-                pass
-        self.process.join(timeout=10)
-        if self.process.is_alive():
-            self.process.kill()
-            self.process.join()
+    def stop(self) -> None:
+        """End the process. An idle worker holds nothing (its kernel is shut down after each notebook), so it is
+        killed rather than left to unload TensorFlow (seconds); a busy one loses only its notebook in flight, whose
+        kernel exits with it (ipykernel watches its parent)."""
+        self.process.kill()
+        self.process.join()
 
 
 # --- the parent side ---------------------------------------------------------------------------------------
@@ -173,11 +165,11 @@ class Batch:
     def __init__(self, source: Path, out: Path, config: Config, *, workers: int | None, device: str,
                  regrade: bool, exact_fit: bool, progress: bool, grade_fn=grade_task):
         self.source, self.out, self.config = Path(source), Path(out), config
-        self.workers = workers or default_workers()
+        if workers is not None and workers < 1:
+            raise GraderError(f"--workers must be at least 1, got {workers}")
         self.regrade, self.fused, self.progress, self.grade_fn = regrade, not exact_fit, progress, grade_fn
-        if self.workers < 1:
-            raise GraderError(f"--workers must be at least 1, got {self.workers}")
         self.kernel_device, self.official = resolve_device(device, config)
+        self.workers = workers or default_workers(self.kernel_device)
         self.results: dict[str, dict] = {}
 
     # paths
@@ -285,7 +277,7 @@ class Batch:
                     task = w.task
                     w.task = None
                     if lost:
-                        w.stop(kill=True)
+                        w.stop()
                         pool[i] = new_worker()
                         reply = {"infrastructure": lost, "log": ""}
                     if self._settle(task, reply, pending):
@@ -294,7 +286,7 @@ class Batch:
         finally:
             bar.close()
             for w in pool:
-                w.stop(kill=w.task is not None)
+                w.stop()
 
     def _settle(self, task: Task, reply: dict, pending: deque) -> bool:
         """Record a worker's answer; → False when the task went back in the queue for another attempt."""
@@ -380,8 +372,11 @@ class Batch:
         write_atomic(self.out / "summary.html", summary_page(results, self.config))
 
 
-def default_workers() -> int:
-    return max(1, os.cpu_count() or 1)
+def default_workers(kernel_device: str) -> int:
+    """One kernel per core, and on the CPU one more: each kernel trains on one thread (KERNEL_CPU_THREADS), and
+    the extra one keeps the cores busy while another kernel starts, exports or is being graded."""
+    cores = os.cpu_count() or 1
+    return cores + 1 if kernel_device == "cpu" else cores
 
 
 def remove_leftovers(out: Path) -> None:

@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=DEVICES, default="auto",
                    help="where the student's model trains (default: auto — the GPU if one is visible)")
     p.add_argument("--workers", type=int, help="notebooks graded at once, each in its own kernel "
-                                              "(default: the number of CPU cores)")
+                                              "(default: one per CPU core, plus one when training on the CPU)")
     p.add_argument("--regrade", action="store_true", help="grade again even submissions already graded unchanged")
     p.add_argument("--exact-fit", action="store_true",
                    help="run the student's fit with Keras's own loop (no speed mode, FUSED_FIT_STEPS ignored)")

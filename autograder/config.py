@@ -51,6 +51,7 @@ class Config:
     notebook_timeout_s: int
     seed: int
     fused_fit_steps: int                  # speed mode: training steps fused per call (1 = Keras's own loop)
+    kernel_cpu_threads: int               # TensorFlow threads per kernel on the CPU (0 = TensorFlow's default)
     device_policy: str
     dataset_dir: Path
     exchange_dir: Path
@@ -115,6 +116,13 @@ def _positive(values: dict, name: str, kind, path: Path):
     value = _get(values, name, kind, path)
     if value <= 0:
         raise ConfigError(f"{path}: setting {name} must be positive, got {value!r}")
+    return value
+
+
+def _at_least_zero(values: dict, name: str, path: Path) -> int:
+    value = _get(values, name, int, path)
+    if value < 0:
+        raise ConfigError(f"{path}: setting {name} must be 0 or more, got {value!r}")
     return value
 
 
@@ -200,6 +208,7 @@ def _validate(values: dict, path: Path) -> Config:
         notebook_timeout_s=_positive(values, "NOTEBOOK_TIMEOUT_S", int, path),
         seed=_get(values, "SEED", int, path),
         fused_fit_steps=_positive(values, "FUSED_FIT_STEPS", int, path),
+        kernel_cpu_threads=_at_least_zero(values, "KERNEL_CPU_THREADS", path),
         device_policy=_choice(values, "DEVICE_POLICY", DEVICE_POLICIES, path),
         dataset_dir=folder(os.environ.get("AUTOGRADER_MNIST_DIR") or _get(values, "DATASET_DIR", str, path)),
         exchange_dir=folder(_get(values, "EXCHANGE_DIR", str, path)),

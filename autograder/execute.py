@@ -104,16 +104,19 @@ def harness_code(function: str, *args: str) -> str:
             "del __autograder__")
 
 
-def kernel_env(device: str, seed: int, workdir: Path) -> dict[str, str]:
+def kernel_env(device: str, config: Config, workdir: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
-        PYTHONHASHSEED=str(seed),
+        PYTHONHASHSEED=str(config.seed),
         TF_CPP_MIN_LOG_LEVEL="2",
         KERAS_HOME=str(workdir / ".keras"),          # nothing lands in the runner's ~/.keras
         TF_FORCE_GPU_ALLOW_GROWTH="true",            # kernels sharing a GPU take memory as they need it
     )
     if device == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = "-1"
+        if config.kernel_cpu_threads:                # TensorFlow's thread pools (and OpenMP's, if any)
+            threads = str(config.kernel_cpu_threads)
+            env.update(TF_NUM_INTRAOP_THREADS=threads, TF_NUM_INTEROP_THREADS=threads, OMP_NUM_THREADS=threads)
     return env
 
 
@@ -202,7 +205,7 @@ def execute(student_nb, artifacts: Path, config: Config, device: str, mnist: dat
         client = GradingClient(nb, config, resources={"metadata": {"path": str(workdir)}})
         with open(artifacts / "kernel.log", "ab") as log:   # the kernel's own stdout/stderr (TF's chatter)
             try:
-                client.execute(env=kernel_env(device, config.seed, workdir), stdout=log, stderr=log)
+                client.execute(env=kernel_env(device, config, workdir), stdout=log, stderr=log)
             except DeadKernelError:
                 record.kernel_died = True
         record.cells = client.outcomes

@@ -40,6 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import nbgrader_course as nbc  # noqa: E402
 
+from autograder.batch import default_workers  # noqa: E402
+
 SAMPLES = ROOT / "reference" / "assignment3" / "samples"
 RESULTS = ROOT / "bench" / "results" / "vs_nbgrader.json"
 # The class, in order; K students cycle through it. "reference" is the reference solution; the others are sample
@@ -108,15 +110,15 @@ def submit_ours(config, students, exchange: Path, staging: Path) -> dict[str, st
     return stamps
 
 
-def run_ours(exchange: Path, out: Path, workers: int, log: Path) -> dict:
+def run_ours(exchange: Path, out: Path, workers: int | None, log: Path) -> dict:
     cmd = [sys.executable, "-m", "autograder", "grade", str(exchange), "--out", str(out), "--device", "cpu",
-           "--workers", str(workers)]
+           *(["--workers", str(workers)] if workers else [])]
     t0 = time.perf_counter()
     with open(log, "w", encoding="utf-8") as f:
         done = subprocess.run(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
     wall = time.perf_counter() - t0
     side = {"command": " ".join(cmd[1:]), "wall_s": round(wall, 2), "returncode": done.returncode, "log": str(log),
-            "workers": workers, "rows": {}, "per_student_s": {}}
+            "workers": workers or default_workers("cpu"), "rows": {}, "per_student_s": {}}
     gradebook = out / "gradebook.csv"
     if gradebook.is_file():
         with open(gradebook, newline="", encoding="utf-8-sig") as f:
@@ -277,11 +279,11 @@ def versions() -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--students", type=int, default=3, help="class size K (cycles through MIX; default 3)")
-    parser.add_argument("--workers", type=int, default=2, help="--workers for our grader (default 2)")
+    parser.add_argument("--workers", type=int, help="--workers for our grader (default: its own default)")
     parser.add_argument("--only", choices=("nbgrader", "ours"), help="run one side only")
     parser.add_argument("--keep", type=Path, help="keep the work folders here (must not exist or be empty)")
     args = parser.parse_args()
-    if args.students < 1 or args.workers < 1:
+    if args.students < 1 or (args.workers is not None and args.workers < 1):
         parser.error("--students and --workers must be at least 1")
 
     from autograder.config import load_config
@@ -310,7 +312,7 @@ def main() -> int:
             print(f"nbgrader autograde: {len(students)} submissions …", flush=True)
             nb = run_nbgrader(config, students, stamps, work / "nbgrader")
         if args.only != "nbgrader":
-            print(f"ours (--workers {args.workers}): {len(students)} submissions …", flush=True)
+            print(f"ours (--workers {args.workers or 'default'}): {len(students)} submissions …", flush=True)
             ours = run_ours(work / "ours" / "exchange", work / "ours" / "out", args.workers, work / "ours" / "grade.log")
         comparison = compare(students, points, nb, ours)
         print_report(students, points, nb, ours, comparison)

@@ -1,0 +1,272 @@
+"""Run a student's kernel inside bubblewrap (bwrap), so that untrusted notebook code cannot read the hidden
+graders, other submissions or the grader's home, cannot reach the network, and cannot outlive its kernel.
+
+What the kernel sees: /usr (with /bin, /lib… as in the host), a short list of harmless /etc files, the Python
+prefix and site-packages in use, a fresh /proc and minimal /dev (plus /dev/nvidia*, /dev/dri and a read-only
+/sys when a GPU is there), a private /tmp, the workdir (read-write, its cwd and HOME) and the spec's extra binds.
+Everything else, the grader's repo included, does not exist in there. Namespaces: user (with every capability
+dropped), net (loopback only), pid, ipc, uts and cgroup. Its environment is cut down to ``KEEP_ENV``.
+
+Findings that shaped this (Linux 6.18, root, cgroup v1, bwrap 0.8):
+* Run by root, bwrap leaves the sandbox every capability (CapEff ffff…) unless it also unshares the user
+  namespace; with ``--unshare-user --cap-drop ALL`` they are all zero. The sandbox still is uid 0 outside, so
+  root-only files (0600) in what is bound stay readable: that is why /etc is narrowed to a list.
+* RLIMIT_NPROC cannot cap the sandbox: the kernel skips the check for tasks whose real uid is global root,
+  even inside a user namespace (``prlimit --nproc=50`` + bwrap: 200 forks went through; the same loop as uid
+  65534 stopped at 49). A cgroup ``pids.max`` does stop it (and counts threads). RLIMIT_AS is not used: TF on
+  the CPU maps 2.6 GB of address space for 0.65 GB resident, and CUDA reserves far more.
+* Memory: a cgroup limit (v1 ``memory.limit_in_bytes`` / v2 ``memory.max``) makes the kernel's OOM killer kill
+  the kernel, which nbclient reports as a dead kernel. Without a writable cgroup, RLIMIT_DATA is the fallback:
+  TensorFlow (CPU) trains under it (VmData ≈ 0.45 GB after a small fit), and an allocation beyond it fails with
+  MemoryError in that one process. Untried on a GPU, where the cgroup is the safer of the two.
+* The cgroups are made as children of the grader's own cgroups, and joined by a ``sh`` that then execs bwrap, so
+  no process of the sandbox starts outside them. Where no hierarchy is writable, no process cap applies; the pid
+  namespace with --die-with-parent still ends every process of the sandbox once the kernel or bwrap dies.
+* Interrupts: jupyter_client's signal mode sends SIGINT to bwrap's process group, which bwrap does not pass on
+  (it dies, and the kernel with it); the kernel also is in its own session (--new-session). The kernelspec is
+  therefore given ``interrupt_mode="message"``: ipykernel's control thread gets the request and signals itself.
+"""
+
+from __future__ import annotations
+
+import functools
+import glob
+import os
+import shutil
+import site
+import subprocess
+import sys
+import time
+import uuid
+import weakref
+from dataclasses import dataclass
+from pathlib import Path
+
+from jupyter_client import AsyncKernelManager
+from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
+
+NAMESPACES = ("--unshare-user", "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+              "--unshare-cgroup-try")
+ETC = ("alternatives", "ca-certificates", "fonts", "gai.conf", "group", "host.conf", "hosts", "ld.so.cache",
+       "ld.so.conf", "ld.so.conf.d", "locale.alias", "localtime", "mime.types", "nsswitch.conf", "os-release",
+       "passwd", "protocols", "services", "ssl/certs", "timezone")
+KEEP_ENV = ("CUDA_", "KERAS_", "LANG", "LC_", "LD_LIBRARY_PATH", "MKL_", "MPLBACKEND", "NCCL_", "NVIDIA_", "OMP_",
+            "OPENBLAS_", "PYTHON", "TF_", "TZ", "XLA_")
+DROP_ENV = ("TF_CLI_", "TF_TOKEN_", "TF_VAR_")   # Terraform's, not TensorFlow's: they may hold credentials
+# joins the cgroups named before "--", sets RLIMIT_DATA (KiB, 0: none), then execs the rest (bwrap)
+JOIN = ('d=$1; shift; while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; '
+        '[ "$d" = 0 ] || ulimit -d "$d" || exit 125; exec "$@"')
+SOCKET_PATH_MAX = 100                        # a unix socket path must fit in 108 bytes
+
+
+def bwrap_path() -> str | None:
+    """Where bwrap is (Debian package ``bubblewrap``), or None: the caller then runs without a sandbox."""
+    return shutil.which("bwrap")
+
+
+@functools.cache
+def sandbox_available() -> bool:
+    """Whether bwrap exists *and* may make the namespaces we use here (containers often forbid it)."""
+    path = bwrap_path()
+    if path is None:
+        return False
+    try:
+        return subprocess.run([path, *NAMESPACES, "--die-with-parent", "--ro-bind", "/", "/", "true"],
+                              capture_output=True, timeout=60).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+@dataclass(frozen=True)
+class SandboxSpec:
+    workdir: Path                            # read-write; the kernel's cwd and HOME; holds .runtime/ (sockets)
+    readable: tuple[Path, ...] = ()          # extra read-only binds (the MNIST npz, harness code)
+    writable: tuple[Path, ...] = ()          # extra read-write binds (the artifacts folder)
+    max_processes: int | None = None         # tasks (threads count too: TensorFlow starts dozens)
+    max_memory_bytes: int | None = None
+
+
+def python_dirs() -> list[str]:
+    """The interpreter's prefixes and site-packages (never sys.path as a whole: it may hold the repo)."""
+    dirs = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, *site.getsitepackages()}
+    if site.ENABLE_USER_SITE and os.path.isdir(site.getusersitepackages()):
+        dirs.add(site.getusersitepackages())
+    dirs = sorted(d for d in dirs if os.path.isdir(d))
+    return [d for d in dirs if not any(d.startswith(p + os.sep) for p in dirs)]
+
+
+def bwrap_argv(spec: SandboxSpec, kernel_argv: list[str]) -> list[str]:
+    """bwrap's command line for ``kernel_argv``: what the kernel may see, and nothing else."""
+    work = str(spec.workdir.resolve())
+    argv = [bwrap_path() or "bwrap", *NAMESPACES, "--cap-drop", "ALL", "--die-with-parent", "--new-session",
+            "--unsetenv", "JPY_PARENT_PID", "--ro-bind", "/usr", "/usr"]
+    for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+        path = f"/{name}"
+        if os.path.islink(path):
+            argv += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path):
+            argv += ["--ro-bind", path, path]
+    for name in ETC:
+        argv += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+    for path in python_dirs():
+        argv += ["--ro-bind", path, path]
+    argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    gpu = sorted(glob.glob("/dev/nvidia*")) + glob.glob("/dev/dri")
+    for dev in gpu:                          # CUDA's libraries come with site-packages/nvidia or /usr
+        argv += ["--dev-bind", dev, dev]
+    if gpu:
+        argv += ["--ro-bind", "/sys", "/sys"]    # the driver and NVML read PCI topology there (untested here)
+    for path in spec.readable:
+        argv += ["--ro-bind", str(Path(path).resolve()), str(Path(path).resolve())]
+    argv += ["--bind", work, work]
+    for path in spec.writable:
+        argv += ["--bind", str(Path(path).resolve()), str(Path(path).resolve())]
+    argv += ["--setenv", "HOME", work, "--setenv", "TMPDIR", "/tmp",
+             "--setenv", "PATH", f"{sys.prefix}/bin:/usr/local/bin:/usr/bin:/bin", "--chdir", work, "--"]
+    return argv + list(kernel_argv)
+
+
+# ----- cgroups: each controller gets a fresh child of the cgroup this process is in, where that is writable
+
+def _cgroup_mounts() -> dict[str, tuple[str, str]]:
+    """controller ("" for cgroup2) -> (root inside the hierarchy, mount point)."""
+    mounts: dict[str, tuple[str, str]] = {}
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        left, _, right = line.partition(" - ")
+        fields, tail = left.split(), right.split()
+        if tail and tail[0] in ("cgroup", "cgroup2"):
+            for key in ([""] if tail[0] == "cgroup2" else tail[2].split(",")):
+                mounts.setdefault(key, (fields[3], fields[4]))
+    return mounts
+
+
+def make_cgroups(name: str, limits: dict[str, int]) -> dict[str, Path]:
+    """Make cgroup ``name`` for each of ``limits`` ("pids", "memory") and set the limit; those that cannot be
+    made are absent from the answer."""
+    try:
+        mounts, lines = _cgroup_mounts(), Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return {}
+    made: dict[str, Path] = {}
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        for ctl in (controllers.split(",") if controllers else list(limits)):
+            key = ctl if controllers else ""
+            if ctl not in limits or ctl in made or key not in mounts:
+                continue
+            root, mount = mounts[key]
+            rel = os.path.relpath(path, root)
+            if rel.startswith(".."):
+                continue
+            group = Path(mount, rel, name)
+            try:
+                group.mkdir(exist_ok=True)
+                if ctl == "pids":
+                    (group / "pids.max").write_text(str(limits[ctl]))
+                elif (group / "memory.max").exists():                   # v2
+                    (group / "memory.max").write_text(str(limits[ctl]))
+                    if (group / "memory.swap.max").exists():
+                        (group / "memory.swap.max").write_text("0")
+                else:                                                   # v1
+                    (group / "memory.limit_in_bytes").write_text(str(limits[ctl]))
+                    if (group / "memory.memsw.limit_in_bytes").exists():
+                        (group / "memory.memsw.limit_in_bytes").write_text(str(limits[ctl]))
+                made[ctl] = group
+            except OSError:
+                if group not in made.values():
+                    remove_cgroups([group])
+    return made
+
+
+def remove_cgroups(groups) -> None:
+    for group in dict.fromkeys(groups):
+        for _ in range(50):                  # a killed sandbox takes a moment to leave
+            try:
+                group.rmdir()
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                time.sleep(0.05)
+
+
+def _counter(path: Path, key: str) -> int:
+    try:
+        for line in path.read_text().splitlines():
+            name, _, value = line.partition(" ")
+            if name == key:
+                return int(value)
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+class SandboxKernelManager(AsyncKernelManager):
+    """An AsyncKernelManager whose kernelspec is fixed (bwrap-wrapped) and that removes its cgroups at cleanup.
+    ``limits`` says how each asked-for limit is enforced; ``limit_hits()`` what they stopped."""
+
+    sandbox_spec: KernelSpec
+    cgroups: dict[str, Path]
+    limits: dict[str, str]
+
+    @property
+    def kernel_spec(self):
+        return self.sandbox_spec
+
+    def limit_hits(self) -> dict[str, int]:
+        hits = getattr(self, "_hits", None)
+        if hits is not None:
+            return hits
+        pids, mem = self.cgroups.get("pids"), self.cgroups.get("memory")
+        return {"forks_refused": _counter(pids / "pids.events", "max") if pids else 0,
+                "oom_kills": max(_counter(mem / "memory.events", "oom_kill"),
+                                 _counter(mem / "memory.oom_control", "oom_kill")) if mem else 0}
+
+    async def _async_launch_kernel(self, kernel_cmd, **kw):
+        env = kw.get("env") or os.environ    # the grader's secrets (tokens…) stay outside
+        kw["env"] = {k: v for k, v in env.items() if k.startswith(KEEP_ENV) and not k.startswith(DROP_ENV)}
+        await super()._async_launch_kernel(kernel_cmd, **kw)
+
+    async def _async_cleanup_resources(self, restart: bool = False) -> None:
+        await super()._async_cleanup_resources(restart=restart)
+        if not restart and self.cgroups:
+            self._hits = self.limit_hits()
+            remove_cgroups(self.cgroups.values())
+            self.cgroups = {}
+
+    cleanup_resources = _async_cleanup_resources
+
+
+def sandboxed_kernel_manager(spec: SandboxSpec, kernel_name: str = "python3") -> SandboxKernelManager | None:
+    """A kernel manager (ipc transport, files in ``workdir/.runtime``) whose kernel runs in bwrap, or None when
+    bwrap cannot run here. Pass it to nbclient as ``km=`` and execute with ``cleanup_kc=True`` (nbclient does
+    not shut down a kernel manager it was given otherwise)."""
+    if not sandbox_available():
+        return None
+    runtime = spec.workdir.resolve() / ".runtime"
+    runtime.mkdir(parents=True, exist_ok=True)
+    tag = uuid.uuid4().hex[:8]
+    if len(f"{runtime}/k-{tag}-99999") > SOCKET_PATH_MAX:
+        raise ValueError(f"workdir path too long for unix sockets: {runtime}")
+    base = KernelSpecManager().get_kernel_spec(kernel_name)
+    inner = list(base.argv)
+    if inner and inner[0] in ("python", "python3", f"python3.{sys.version_info[1]}"):
+        inner[0] = sys.executable            # as jupyter_client does, which it can't once bwrap is argv[0]
+    wanted = {k: v for k, v in (("pids", spec.max_processes), ("memory", spec.max_memory_bytes)) if v}
+    cgroups = make_cgroups(f"autograder-{tag}", wanted)
+    data_kib = spec.max_memory_bytes // 1024 if spec.max_memory_bytes and "memory" not in cgroups else 0
+    argv = bwrap_argv(spec, inner)
+    if cgroups or data_kib:
+        argv = ["/bin/sh", "-c", JOIN, "sandbox-join", str(data_kib),
+                *[str(g / "cgroup.procs") for g in dict.fromkeys(cgroups.values())], "--", *argv]
+    km = SandboxKernelManager(kernel_name=kernel_name, transport="ipc", ip=f"{runtime}/k-{tag}",
+                              connection_file=f"{runtime}/k-{tag}.json")
+    km.sandbox_spec = KernelSpec(argv=argv, env=base.env, display_name=base.display_name,
+                                 language=base.language, interrupt_mode="message", metadata=base.metadata,
+                                 resource_dir=base.resource_dir)
+    km.cgroups = cgroups
+    km.limits = {ctl: (f"cgroup {cgroups[ctl]}" if ctl in cgroups
+                       else "RLIMIT_DATA (per process)" if ctl == "memory" and data_kib
+                       else "not enforced: no writable cgroup") for ctl in wanted}
+    weakref.finalize(km, remove_cgroups, list(cgroups.values()))
+    return km
