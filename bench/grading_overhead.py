@@ -36,7 +36,7 @@ def bare(notebook: Path) -> None:
         npz = write_keras_npz(load_mnist(config.dataset_dir), Path(tmp) / "mnist.npz")
         pin = harness_code("setup", repr(str(npz)), repr(config.seed))
         nb.cells.insert(0, harness_cell(pin))
-        env = kernel_env("cpu", config.seed, Path(tmp))
+        env = kernel_env("cpu", config, Path(tmp))
         NotebookClient(nb, timeout=None, kernel_name="python3", allow_errors=True,
                        resources={"metadata": {"path": tmp}}).execute(env=env, stderr=subprocess.DEVNULL)
 
