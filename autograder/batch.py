@@ -18,6 +18,7 @@ import hashlib
 import io
 import json
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import sys
 import tempfile
@@ -151,6 +152,10 @@ class Worker:
         self.task, self.started = task, time.monotonic()
         self.conn.send(payload)
 
+    def lost(self) -> str:
+        self.process.join(timeout=10)        # its pipe closes a moment before its exit status is known
+        return f"worker lost (exit code {self.process.exitcode})"
+
     def stop(self) -> None:
         """End the process. An idle worker holds nothing (its kernel is shut down after each notebook), so it is
         killed rather than left to unload TensorFlow (seconds); a busy one loses only its notebook in flight, whose
@@ -178,6 +183,7 @@ class Batch:
 
     def run(self) -> BatchReport:
         started = time.monotonic()
+        worker_context()                     # the fork server imports Keras while intake reads the class
         mnist = dataset.load_mnist(self.config.dataset_dir)     # verified once, before anything is graded
         self.out.mkdir(parents=True, exist_ok=True)
         remove_leftovers(self.out)
@@ -239,7 +245,7 @@ class Batch:
             return
         from tqdm import tqdm
 
-        context = multiprocessing.get_context("spawn")     # no fork: TensorFlow in a parent is not fork-safe
+        context = worker_context()
         pending = deque(tasks)
         log_path = self.out / "logs" / "workers.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -267,9 +273,9 @@ class Batch:
                         try:
                             reply = w.conn.recv()
                         except (EOFError, OSError):
-                            lost = f"worker lost (exit code {w.process.exitcode})"
+                            lost = w.lost()
                     elif not w.process.is_alive():
-                        lost = f"worker lost (exit code {w.process.exitcode})"
+                        lost = w.lost()
                     elif time.monotonic() - w.started > hard_limit:
                         lost = f"no answer from the worker within {hard_limit} s"
                     else:
@@ -370,6 +376,16 @@ class Batch:
         tmp.write_bytes(png)
         os.replace(tmp, self.out / "summary.png")
         write_atomic(self.out / "summary.html", summary_page(results, self.config))
+
+
+def worker_context():
+    """Workers are forked from a fork server that has imported Keras once (``worker_preload``); never from this
+    process, which may hold TensorFlow's device state (``--device auto``). Started at once, it loads in the
+    background."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["autograder.worker_preload"])
+    multiprocessing.forkserver.ensure_running()
+    return context
 
 
 def default_workers(kernel_device: str) -> int:
