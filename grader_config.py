@@ -48,6 +48,16 @@ FUSED_FIT_STEPS = 250
 # and kernels graded side by side then each keep one core instead of fighting over all of them.
 KERNEL_CPU_THREADS = 1
 
+# --- Untrusted code -------------------------------------------------------------------------------------------
+# Each kernel runs in bubblewrap: no network, only the Python install, its working folder, the pinned data and
+# its export folder in view. "auto": use it when bwrap works here, else warn loudly and run without; "require":
+# refuse to grade without it; "off": never (e.g. a GPU runner where it gets in the way).
+SANDBOX = "auto"
+MEMORY_LIMIT_MB = 6144                  # per kernel, everything it starts included (the lecture's notebook: ~2 GB)
+MAX_PROCESSES = 2048                    # processes and threads per kernel (TensorFlow alone starts dozens)
+OUTPUT_LIMIT_KB = 2048                  # output kept per cell; the rest is dropped with a note
+MAX_NOTEBOOK_MB = 50                    # a larger submission is not run (status "error")
+
 # Device policy: "require-gpu" (official grading needs a GPU; `--device cpu` must be asked for explicitly and the
 # result is marked unofficial) or "allow-cpu" (`--device auto` falls back to the CPU without complaint).
 DEVICE_POLICY = "require-gpu"

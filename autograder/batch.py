@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from pathlib import Path
 
-from . import dataset, intake
+from . import dataset, intake, sandbox
 from .config import CHECK_IDS, Config, load_config
 from .device import resolve_device
 from .errors import GraderError
@@ -174,6 +174,7 @@ class Batch:
             raise GraderError(f"--workers must be at least 1, got {workers}")
         self.regrade, self.fused, self.progress, self.grade_fn = regrade, not exact_fit, progress, grade_fn
         self.kernel_device, self.official = resolve_device(device, config)
+        sandbox.require(config.sandbox)
         self.workers = workers or default_workers(self.kernel_device)
         self.results: dict[str, dict] = {}
 

@@ -29,6 +29,7 @@ CHECK_TITLES = {
 }
 LATE_POLICIES = ("reject", "accept")
 MISSING_TIMESTAMP_POLICIES = ("grade", "reject")
+SANDBOX_MODES = ("auto", "require", "off")
 DEVICE_POLICIES = ("require-gpu", "allow-cpu")
 DEFAULT_CONFIG_PATH = PROJECT_ROOT / "grader_config.py"
 
@@ -52,6 +53,11 @@ class Config:
     seed: int
     fused_fit_steps: int                  # speed mode: training steps fused per call (1 = Keras's own loop)
     kernel_cpu_threads: int               # TensorFlow threads per kernel on the CPU (0 = TensorFlow's default)
+    sandbox: str                          # auto | require | off
+    memory_limit_mb: int                  # per kernel (with everything it starts)
+    max_processes: int                    # tasks (processes and threads) per kernel
+    output_limit_kb: int                  # output kept per cell
+    max_notebook_mb: int                  # a larger submission file is not run
     device_policy: str
     dataset_dir: Path
     exchange_dir: Path
@@ -209,6 +215,11 @@ def _validate(values: dict, path: Path) -> Config:
         seed=_get(values, "SEED", int, path),
         fused_fit_steps=_positive(values, "FUSED_FIT_STEPS", int, path),
         kernel_cpu_threads=_at_least_zero(values, "KERNEL_CPU_THREADS", path),
+        sandbox=_choice(values, "SANDBOX", SANDBOX_MODES, path),
+        memory_limit_mb=_positive(values, "MEMORY_LIMIT_MB", int, path),
+        max_processes=_positive(values, "MAX_PROCESSES", int, path),
+        output_limit_kb=_positive(values, "OUTPUT_LIMIT_KB", int, path),
+        max_notebook_mb=_positive(values, "MAX_NOTEBOOK_MB", int, path),
         device_policy=_choice(values, "DEVICE_POLICY", DEVICE_POLICIES, path),
         dataset_dir=folder(os.environ.get("AUTOGRADER_MNIST_DIR") or _get(values, "DATASET_DIR", str, path)),
         exchange_dir=folder(_get(values, "EXCHANGE_DIR", str, path)),

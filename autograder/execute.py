@@ -12,6 +12,7 @@ import json
 import math
 import os
 import re
+import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -21,7 +22,7 @@ import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 
-from . import dataset
+from . import dataset, sandbox
 from .config import Config
 
 KERNEL_SIDE = Path(__file__).with_name("kernel_side.py")
@@ -29,6 +30,7 @@ HARNESS_TIMEOUT_S = 300                      # each harness cell (setup, export)
 TIMEOUT_ENAME = "CellTimeoutError"
 TRAINING_CALL = re.compile(r"\.fit\s*\(")
 HARNESS_TAG = "autograder-harness"
+CGROUP_PATH = re.compile(r"cgroup \S+")
 
 
 @dataclass
@@ -53,6 +55,9 @@ class ExecutionRecord:
     notebook_timed_out: bool = False
     export_ok: bool = False
     fused_fit: int = 1                       # training steps fused per call (1 = Keras's own loop)
+    sandbox: str = ""                        # how the kernel was isolated ("bwrap …" or why it was not)
+    limits_hit: dict = field(default_factory=dict)   # {"oom_kills": n, "forks_refused": n} from the sandbox
+    output_truncated: list[int] = field(default_factory=list)   # cells whose output passed the limit
     history: dict = field(default_factory=dict)  # the per-epoch metrics Keras recorded in the kernel (for the
                                                  # feedback plot; the graders recompute what they score)
     cells: list[CellOutcome] = field(default_factory=list)
@@ -132,11 +137,29 @@ class GradingClient(NotebookClient):
         self.deadline: float | None = None          # set when the student's first cell starts
         self.outcomes: list[CellOutcome] = []
         self.notebook_timed_out = False
+        self.output_truncated: list[int] = []
         self._timed_out_after: int | None = None
+        self._output_bytes = 0
 
     async def _async_handle_timeout(self, timeout, cell=None):
         self._timed_out_after = timeout   # the kernel is interrupted; its KeyboardInterrupt is not the story
         return await super()._async_handle_timeout(timeout, cell)
+
+    def output(self, outs, msg, display_id, cell_index):
+        """Keep a cell's output up to OUTPUT_LIMIT_KB as it arrives (a print loop cannot fill the grader's
+        memory); beyond it, one line says what was dropped."""
+        limit = self.grading_config.output_limit_kb * 1024
+        content = msg.get("content", {})
+        self._output_bytes += len(str(content.get("text", ""))) + sum(
+            len(str(v)) for v in (content.get("data") or {}).values()) + len(str(content.get("traceback", "")))
+        if self._output_bytes <= limit or msg.get("msg_type") == "error":
+            return super().output(outs, msg, display_id, cell_index)
+        if not self.output_truncated or self.output_truncated[-1] != cell_index:
+            self.output_truncated.append(cell_index)
+            outs.append(nbformat.v4.new_output(
+                "stream", name="stderr", text=f"[autograder: output beyond {self.grading_config.output_limit_kb} kB "
+                                              "was dropped / 出力が多すぎるため以降を省略しました]\n"))
+        return None
 
     def _budget(self, cell) -> int:
         if is_harness(cell):
@@ -156,6 +179,7 @@ class GradingClient(NotebookClient):
             self.outcomes.append(CellOutcome(index, cell.get("id"), "skipped"))
             return cell
         self._timed_out_after = None
+        self._output_bytes = 0
         await super().async_execute_cell(cell, cell_index, execution_count, store_history)
         errors = [o for o in cell.outputs if o.output_type == "error"]
         if self._timed_out_after is not None:
@@ -202,19 +226,49 @@ def execute(student_nb, artifacts: Path, config: Config, device: str, mnist: dat
         if npz is None:
             npz = dataset.write_keras_npz(mnist or dataset.load_mnist(config.dataset_dir), Path(tmp) / "mnist.npz")
         nb = prepare(student_nb, npz, artifacts, config.seed, fused_steps)
-        client = GradingClient(nb, config, resources={"metadata": {"path": str(workdir)}})
+        km, record.sandbox = kernel_manager(config, workdir, npz, artifacts)
+        client = GradingClient(nb, config, km=km, resources={"metadata": {"path": str(workdir)}})
         with open(artifacts / "kernel.log", "ab") as log:   # the kernel's own stdout/stderr (TF's chatter)
             try:
-                client.execute(env=kernel_env(device, config, workdir), stdout=log, stderr=log)
+                client.execute(env=kernel_env(device, config, workdir), stdout=log, stderr=log, cleanup_kc=True)
             except DeadKernelError:
                 record.kernel_died = True
+        if km is not None:
+            record.limits_hit = {k: v for k, v in km.limit_hits().items() if v}
         record.cells = client.outcomes
         record.notebook_timed_out = client.notebook_timed_out
+        record.output_truncated = [i - 1 for i in client.output_truncated]   # minus the setup cell
         if executed_out:
             nbformat.write(without_harness(client.nb), executed_out)
+    drop_links(artifacts)
     record.seconds = round(time.monotonic() - started, 2)
     _read_kernel_record(artifacts, record)
     return record
+
+
+def kernel_manager(config: Config, workdir: Path, npz: Path, artifacts: Path):
+    """→ (a sandboxed kernel manager or None for nbclient's own, a line saying how the kernel is isolated)."""
+    if config.sandbox == "off":
+        return None, "none (SANDBOX = 'off' in grader_config.py)"
+    spec = sandbox.SandboxSpec(workdir, readable=(npz,), writable=(artifacts,),
+                               max_processes=config.max_processes,
+                               max_memory_bytes=config.memory_limit_mb * 2**20)
+    km = sandbox.sandboxed_kernel_manager(spec)
+    if km is None:
+        return None, "none: bubblewrap (bwrap) is missing or may not create namespaces here"
+    limits = "; ".join(f"{name}: {CGROUP_PATH.sub('cgroup', how)}" for name, how in km.limits.items())
+    return km, f"bwrap: no network, own filesystem view; {limits}"
+
+
+def drop_links(artifacts: Path) -> None:
+    """The kernel could write into the artifacts folder: anything there that is not a plain file (a link to the
+    graders' source, say) is removed before the grader's process reads it."""
+    for path in artifacts.iterdir():
+        if path.is_symlink() or not path.is_file():
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
 
 
 def _read_kernel_record(artifacts: Path, record: ExecutionRecord) -> None:

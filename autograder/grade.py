@@ -7,39 +7,72 @@ only problems of the grader itself (configuration, dataset, an unreadable path) 
 from __future__ import annotations
 
 import importlib
+import json
 import tempfile
 import threading
 from pathlib import Path
 
 import nbformat
 
-from . import dataset
+from . import dataset, sandbox
 from .config import Config
 from .device import resolve_device
 from .errors import GraderError
 from .execute import ExecutionRecord, execute
 from .graders import run_graders
+from .sanitize import read_released, sanitize
 from .result import ERROR, FAILED, GRADED, TIMEOUT, CheckResult, GradeResult
 
 
 class NotebookUnreadable(Exception):
     """The submission is not a notebook we can run (the student's problem, graded as zero)."""
 
+    def __init__(self, ja: str, en: str):
+        super().__init__(en)
+        self.ja, self.en = ja, en
 
-def read_notebook(path: Path) -> nbformat.NotebookNode:
+
+def read_notebook(path: Path, max_mb: int = 50) -> tuple[nbformat.NotebookNode, list[str]]:
+    """→ (the notebook as nbformat 4, notes on what was converted). Each way a file can fail to be a notebook
+    gets its own explanation."""
     path = Path(path)
     if not path.is_file():
         raise GraderError(f"notebook not found: {path}")
+    size = path.stat().st_size
+    if size == 0:
+        raise NotebookUnreadable("空のファイルです。", "The file is empty (0 bytes).")
+    if size > max_mb * 2**20:
+        mb = size / 2**20
+        raise NotebookUnreadable(f"ファイルが大きすぎます ({mb:.0f} MB、上限 {max_mb} MB)。出力を消して保存し直してください。",
+                                 f"The file is {mb:.0f} MB, over the {max_mb} MB limit (MAX_NOTEBOOK_MB); clear "
+                                 "the outputs and save it again.")
     try:
         text = path.read_bytes().decode("utf-8")
     except PermissionError as exc:
         raise GraderError(f"cannot read {path}: {exc}") from exc
     except UnicodeDecodeError as exc:
-        raise NotebookUnreadable(f"the file is not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+        raise NotebookUnreadable("UTF-8 のテキストではありません (別のファイルの名前を .ipynb にしたものでは?)。",
+                                 f"The file is not UTF-8 text ({exc.reason} at byte {exc.start}): is it another "
+                                 "kind of file renamed to .ipynb?") from exc
     try:
-        return nbformat.reads(text, as_version=4)
+        data = json.loads(text)
+    except ValueError as exc:
+        if exc.pos >= len(text.rstrip()) - 1:
+            raise NotebookUnreadable("JSON が途中で終わっています (保存が途中で切れたのでは?)。",
+                                     f"The JSON ends early ({exc.msg}): was the file cut off while saving?") from exc
+        raise NotebookUnreadable("JSON として読めません。", f"The file is not JSON ({exc.msg} at line {exc.lineno}, "
+                                                            f"column {exc.colno}).") from exc
+    version = data.get("nbformat") if isinstance(data, dict) else None
+    try:
+        nb = nbformat.reads(text, as_version=4)
     except Exception as exc:
-        raise NotebookUnreadable(f"not a Jupyter notebook: {type(exc).__name__}: {str(exc)[:200]}") from exc
+        raise NotebookUnreadable("Jupyter ノートブックの形式ではありません。",
+                                 f"The JSON is not a Jupyter notebook ({type(exc).__name__}: {str(exc)[:200]}).") from exc
+    notes = [f"an nbformat {version} notebook, converted to nbformat 4"] if version != 4 else []
+    ids = [c.get("id") for c in data.get("cells", []) if isinstance(c, dict) and c.get("id")]
+    if len(ids) != len(set(ids)):
+        notes.append("duplicate cell ids were renumbered (nbformat repairs them on reading)")
+    return nb, notes
 
 
 def zero_result(config: Config, notebook: str, why_ja: str, why_en: str, official: bool,
@@ -59,8 +92,19 @@ def status_of(record: ExecutionRecord) -> str:
     return GRADED
 
 
-def notes_for(record: ExecutionRecord) -> list[str]:
+def notes_for(record: ExecutionRecord, config: Config) -> list[str]:
     notes = []
+    if record.sandbox.startswith("none"):
+        notes.append(f"ran without a sandbox: {record.sandbox}")
+    if record.limits_hit.get("oom_kills"):
+        notes.append(f"the kernel went over its memory limit ({config.memory_limit_mb} MB, MEMORY_LIMIT_MB) and "
+                     "was stopped")
+    if record.limits_hit.get("forks_refused"):
+        notes.append(f"the notebook tried to start more than {config.max_processes} processes/threads "
+                     "(MAX_PROCESSES); further ones were refused")
+    for index in record.output_truncated:
+        notes.append(f"cell {index + 1} printed more than {config.output_limit_kb} kB (OUTPUT_LIMIT_KB); the rest "
+                     "of its output was dropped")
     if not record.has_release_metadata:
         notes.append("the notebook carries no nbgrader metadata from the released assignment (retyped or saved "
                      "from another tool?); it was graded on what it defines")
@@ -81,6 +125,7 @@ def grade_notebook(path: Path, config: Config, device: str = "auto", mnist: data
                    gpus: list[str] | None = None, cpu_fallback: bool = False, fused: bool = True) -> GradeResult:
     """Grade one notebook file: choose the device under the course's policy, then ``grade_on`` it."""
     kernel_device, official = resolve_device(device, config, gpus, cpu_fallback)
+    sandbox.require(config.sandbox, warn=not cpu_fallback)
     return grade_on(Path(path), config, kernel_device, official, mnist, fused=fused)
 
 
@@ -90,15 +135,20 @@ def grade_on(path: Path, config: Config, kernel_device: str, official: bool, mni
     kernel's log in (default: a temporary one)."""
     mnist = mnist or dataset.load_mnist(config.dataset_dir)
     try:
-        nb = read_notebook(path)
+        nb, read_notes = read_notebook(path, config.max_notebook_mb)
     except NotebookUnreadable as exc:
-        return zero_result(config, path.name, f"ノートブックを読み込めませんでした: {exc}",
-                           f"The notebook could not be read: {exc}", official)
+        return zero_result(config, path.name, f"ノートブックを読み込めませんでした: {exc.ja}",
+                           f"The notebook could not be read: {exc.en}", official)
+    clean = sanitize(nb, read_released(config.release_notebook))
+    if not any(c.cell_type == "code" and c.source.strip() for c in clean.nb.cells):
+        return zero_result(config, path.name, "コードセルがありません。課題のノートブックに答えを書いて提出してください。",
+                           "The notebook has no code cells: hand in the assignment's notebook with your answers.",
+                           official)
     # The graders need Keras in this process; importing it (~3 s) while the kernel trains costs no wall time.
     threading.Thread(target=importlib.import_module, args=("keras",), daemon=True).start()
     with tempfile.TemporaryDirectory(prefix="autograder-artifacts-") as tmp:
         artifacts = Path(work) if work else Path(tmp)
-        record = execute(nb, artifacts, config, kernel_device, mnist, fused=fused, npz=npz)
+        record = execute(clean.nb, artifacts, config, kernel_device, mnist, fused=fused, npz=npz)
         tests, measurements = run_graders(artifacts, config, mnist)
-    return GradeResult(config.assignment_id, path.name, tests, official, record.to_dict(), notes_for(record),
-                       measurements, status=status_of(record))
+    return GradeResult(config.assignment_id, path.name, tests, official, record.to_dict(),
+                       read_notes + clean.notes + notes_for(record, config), measurements, status=status_of(record))

@@ -30,6 +30,7 @@ MANIFEST_COLUMNS = {
     "file": ("file", "filename", "file_name", "path", "submission", "notebook", "ファイル"),
     "submitted_at": ("submitted_at", "submitted", "timestamp", "time", "submission_time", "提出日時"),
 }
+ZIP_MEMBER_LIMIT = 2**30               # bytes unpacked; a notebook is far smaller (MAX_NOTEBOOK_MB)
 SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}")
 
 # What a submission's fate is before any notebook runs.
@@ -211,6 +212,10 @@ def unpack_zip(archive: Path, into: Path) -> list[str]:
                 is_link = (info.external_attr >> 16) & 0o170000 == 0o120000
                 if name.is_absolute() or ".." in name.parts or is_link:
                     refused.append(f"{info.filename!r}: outside the export or a link; not extracted")
+                    continue
+                if info.file_size > ZIP_MEMBER_LIMIT:
+                    refused.append(f"{info.filename!r}: {info.file_size / 2**30:.1f} GiB unpacked (a zip bomb?); "
+                                   "not extracted")
                     continue
                 zf.extract(info, into)
     except zipfile.BadZipFile as exc:

@@ -59,6 +59,31 @@ JOIN = ('d=$1; shift; while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift
 SOCKET_PATH_MAX = 100                        # a unix socket path must fit in 108 bytes
 
 
+UNSANDBOXED_WARNING = (
+    "WARNING: bubblewrap (bwrap) is missing or cannot create namespaces here: students' notebooks run WITHOUT a "
+    "sandbox — with network access, the grader's files in reach, and no memory or process limits. Install it "
+    "(apt-get install bubblewrap) or set SANDBOX = 'require' in grader_config.py to refuse to grade without it.")
+
+
+def warn_unsandboxed() -> None:
+    """Say it loudly, once per process."""
+    if not getattr(warn_unsandboxed, "said", False):
+        warn_unsandboxed.said = True
+        print(UNSANDBOXED_WARNING, file=sys.stderr, flush=True)
+
+
+def require(mode: str, warn: bool = True) -> None:
+    """Stop before grading when the configuration requires the sandbox and it cannot run here; under "auto", say
+    loudly that it is missing (``warn``: official grading; a student's self-check runs their own code)."""
+    if mode == "require" and not sandbox_available():
+        from .errors import GraderError
+
+        raise GraderError("SANDBOX = 'require' in grader_config.py, but bubblewrap (bwrap) is missing or may not "
+                          "create namespaces on this machine (apt-get install bubblewrap)")
+    if mode == "auto" and warn and not sandbox_available():
+        warn_unsandboxed()
+
+
 def bwrap_path() -> str | None:
     """Where bwrap is (Debian package ``bubblewrap``), or None: the caller then runs without a sandbox."""
     return shutil.which("bwrap")

@@ -90,9 +90,9 @@ def submit(path: Path, student: str, config: Config, allow_incomplete: bool = Fa
                       f"The deadline ({clock.local_text(config.deadline, config.timezone)}) has passed; it is now "
                       f"{clock.local_text(moment, config.timezone)}. Late work is not accepted.")
     try:
-        nb = read_notebook(Path(path))
+        nb, _ = read_notebook(Path(path), config.max_notebook_mb)
     except NotebookUnreadable as exc:
-        raise Refusal(f"ノートブックとして読み込めません: {exc}\nThe file cannot be read as a notebook: {exc}") from exc
+        raise Refusal(f"ノートブックとして読み込めません: {exc.ja}\nThe file cannot be read as a notebook: {exc.en}") from exc
     check_submittable(nb, nbformat.read(config.release_notebook, as_version=4), allow_incomplete)
 
     data = Path(path).read_bytes()
