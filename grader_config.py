@@ -53,7 +53,7 @@ KERNEL_CPU_THREADS = 1
 # its export folder in view. "auto": use it when bwrap works here, else warn loudly and run without; "require":
 # refuse to grade without it; "off": never (e.g. a GPU runner where it gets in the way).
 SANDBOX = "auto"
-MEMORY_LIMIT_MB = 6144                  # per kernel, everything it starts included (the lecture's notebook: ~2 GB)
+MEMORY_LIMIT_MB = 6144                  # per kernel with all it starts (the lecture's notebook peaks at ~1.6 GB)
 MAX_PROCESSES = 2048                    # processes and threads per kernel (TensorFlow alone starts dozens)
 OUTPUT_LIMIT_KB = 2048                  # output kept per cell; the rest is dropped with a note
 MAX_NOTEBOOK_MB = 50                    # a larger submission is not run (status "error")

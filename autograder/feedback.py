@@ -178,7 +178,8 @@ def _status_block(result: dict) -> tuple[str, str]:
     if not result.get("official", True):
         lines.append("非公式の採点です (指定の環境以外で採点) / Unofficial: not graded on the required device.")
     box = "".join(f"<p>{esc(line)}</p>" for line in lines)
-    return badge, (f'<div class="box {style}">{box}</div>' if box else "")
+    box_style = "warn" if style == "ok" else style        # a note on a graded result is worth a look, not a pass
+    return badge, (f'<div class="box {box_style}">{box}</div>' if box else "")
 
 
 def _check_rows(tests: list) -> str:

@@ -128,6 +128,7 @@ def cases(class_dir: Path, out_dir: Path) -> list[Case]:
         Case("h02", "h02.ipynb", notebook("blocks = []\nwhile True:\n    blocks.append(b'x' * (50 * 2**20))"),
              "error", "memory limit"),
         Case("h03", "h03.ipynb", notebook("import os\nos._exit(0)"), "error", "kernel died"),
+        Case("h11", "h11.ipynb", notebook("import ctypes\nctypes.string_at(0)"), "error", "kernel died"),   # segfault
         Case("h04", "h04.ipynb", notebook(
             "import os, time\nchildren = []\ntry:\n    while len(children) < 100000:\n        pid = os.fork()\n"
             "        if pid == 0:\n            time.sleep(60)\n            os._exit(0)\n        children.append(pid)\n"

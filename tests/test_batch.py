@@ -151,7 +151,7 @@ def test_one_row_per_student_with_the_right_status(graded_class):
     assert book["s002"]["reshape"] == "0" and float(book["s002"]["score"]) < 12        # no /255
     assert "13:00:00.000000 UTC" in book["s004"]["file"] and "2 other submission(s) not graded" in book["s004"]["detail"]
     assert book["s003"]["submitted_at"] == "2024-05-17T00:30:00+09:00" and "not accepted" in book["s003"]["detail"]
-    assert "not a Jupyter notebook" in book["s005"]["detail"]
+    assert "The JSON ends early" in book["s005"]["detail"]
     assert "timestamp.txt is missing" in book["s006"]["detail"] and book["s006"]["submitted_at"] == ""
     assert "6 students" in run.stdout and "6 graded now" not in run.stdout
 

@@ -100,8 +100,10 @@ def test_regrading_reproduces_val_accuracy(graded, config, mnist):
 
 
 @pytest.mark.parametrize("content, reason", [
-    (b"{not json", "not a Jupyter notebook"),
-    (b"", "not a Jupyter notebook"),
+    (b"{not json", "not JSON"),
+    (b"", "The file is empty"),
+    (b'{"cells": [', "The JSON ends early"),
+    (b'{"cells": 3}', "not a Jupyter notebook"),
     (b"\xff\xfe\x00binary", "not UTF-8"),
 ])
 def test_unreadable_notebook_scores_zero_with_the_reason(tmp_path, config, mnist, content, reason):
