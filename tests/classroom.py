@@ -138,3 +138,10 @@ def gpu_out_of_memory(task: dict, config, mnist) -> dict:
     reply = _fake_reply(task, config)
     reply["infrastructure"] = "cell 9: ResourceExhaustedError: OOM when allocating tensor with shape[784,32]"
     return reply
+
+
+def echo_options(task: dict, config, mnist) -> dict:
+    """Reports the options the worker was given (device, speed mode) in the result's notes."""
+    reply = _fake_reply(task, config)
+    reply["result"]["notes"] = [f"device={task['device']} fused={task['fused']}"]
+    return reply

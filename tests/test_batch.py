@@ -19,8 +19,8 @@ from autograder.batch import grade_batch, gradebook_csv, remove_leftovers
 from autograder.config import CHECK_IDS, load_config
 from autograder.errors import GraderError
 from autograder.execute import infrastructure_problem
-from classroom import (LATE, ON_TIME, always_lost, answer, exchange_submission, gpu_out_of_memory, inbound_submission,
-                       lost_once, short_config, works)
+from classroom import (LATE, ON_TIME, always_lost, answer, echo_options, exchange_submission, gpu_out_of_memory,
+                       inbound_submission, lost_once, short_config, works)
 from conftest import assert_no_grader_source
 
 
@@ -76,6 +76,16 @@ def test_gpu_failures_reported_by_the_kernel_are_retried_then_reported(tmp_path,
                          grade_fn=gpu_out_of_memory)
     assert report.counts == {"infrastructure error": 2}
     assert "OOM when allocating" in report.results["s002"]["notes"][1]
+
+
+def test_exact_fit_reaches_the_workers_and_counts_as_another_configuration(tmp_path, two_students):
+    source, config = two_students
+    out = tmp_path / "out"
+    fused = grade_batch(source, out, config, workers=1, device="cpu", progress=False, grade_fn=echo_options)
+    assert fused.results["s001"]["notes"] == ["device=cpu fused=True"]
+    exact = grade_batch(source, out, config, workers=1, device="cpu", progress=False, grade_fn=echo_options,
+                        exact_fit=True)
+    assert exact.graded_now == 2 and exact.results["s001"]["notes"] == ["device=cpu fused=False"]
 
 
 def test_cuda_errors_are_told_apart_from_student_errors():
