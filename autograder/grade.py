@@ -20,8 +20,8 @@ from .device import resolve_device
 from .errors import GraderError
 from .execute import ExecutionRecord, execute
 from .graders import run_graders
-from .sanitize import read_released, sanitize
 from .result import ERROR, FAILED, GRADED, TIMEOUT, CheckResult, GradeResult
+from .sanitize import read_released, sanitize
 
 
 class NotebookUnreadable(Exception):

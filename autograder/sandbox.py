@@ -184,6 +184,7 @@ def make_cgroups(name: str, limits: dict[str, int]) -> dict[str, Path]:
             if rel.startswith(".."):
                 continue
             group = Path(mount, rel, name)
+            sweep_stale(group.parent)
             try:
                 group.mkdir(exist_ok=True)
                 if ctl == "pids":
@@ -201,6 +202,28 @@ def make_cgroups(name: str, limits: dict[str, int]) -> dict[str, Path]:
                 if group not in made.values():
                     remove_cgroups([group])
     return made
+
+
+STALE_AFTER_S = 3600
+
+
+def sweep_stale(parent: Path) -> None:
+    """Remove our empty cgroups left by a grader that was killed (SIGKILL runs no clean-up), once they are an hour
+    old: a fresh one may be a moment from being joined."""
+    for group in parent.glob("autograder-*"):
+        try:
+            if time.time() - group.stat().st_mtime > STALE_AFTER_S and not (group / "cgroup.procs").read_text().strip():
+                group.rmdir()
+        except OSError:
+            pass
+
+
+@functools.cache
+def cgroup_limits_available() -> bool:
+    """Whether both kernel-level limits (memory and process count, as cgroups) can be set here."""
+    made = make_cgroups(f"autograder-probe-{uuid.uuid4().hex[:8]}", {"pids": 64, "memory": 2**30})
+    remove_cgroups(made.values())
+    return set(made) == {"pids", "memory"}
 
 
 def remove_cgroups(groups) -> None:

@@ -11,14 +11,15 @@ import pytest
 
 from autograder.batch import grade_batch
 from autograder.config import load_config
-from autograder.sandbox import sandbox_available
+from autograder.sandbox import cgroup_limits_available, sandbox_available
 from classroom import short_config
 from conftest import assert_no_grader_source
 from hostile_corpus import cases, write_export
 
 pytestmark = [pytest.mark.training,
-              pytest.mark.skipif(not sandbox_available(), reason="needs bubblewrap (apt-get install bubblewrap): "
-                                                                 "a fork loop and a memory bomb are run for real")]
+              pytest.mark.skipif(not (sandbox_available() and cgroup_limits_available()),
+                                 reason="needs bubblewrap (apt-get install bubblewrap) and writable memory/pids "
+                                        "cgroups: a fork loop and a memory bomb are run for real")]
 LIMITS = {"CELL_TIMEOUT_S": "15", "NOTEBOOK_TIMEOUT_S": "120", "MEMORY_LIMIT_MB": "3072", "MAX_PROCESSES": "256",
           "OUTPUT_LIMIT_KB": "256", "SANDBOX": "'require'"}
 
