@@ -360,12 +360,11 @@ class Batch:
             write_atomic(path, feedback_page(result, self.config))
 
     def _log_batch(self, students: int, to_grade: int, reused: int, refused: list[str]) -> None:
-        if not self.progress:
-            return
-        print(f"{students} students · {to_grade} to grade on {self.kernel_device} with {self.workers} workers · "
-              f"{reused} already graded (unchanged)", file=sys.stderr)
-        for line in refused:
-            print(f"  zip member refused: {line}", file=sys.stderr)
+        for line in refused:                 # always said, --quiet or not: the export held something hostile
+            print(f"zip member refused: {line}", file=sys.stderr)
+        if self.progress:
+            print(f"{students} students · {to_grade} to grade on {self.kernel_device} with {self.workers} workers · "
+                  f"{reused} already graded (unchanged)", file=sys.stderr)
 
     def _write_class_files(self) -> None:
         from .feedback import summary_figure, summary_page
