@@ -34,15 +34,15 @@ from .config import CHECK_IDS, Config, load_config
 from .device import resolve_device
 from .errors import GraderError
 from .execute import HARNESS_TIMEOUT_S, infrastructure_problem
-from .report import format_table, write_atomic
-from .result import INFRASTRUCTURE, LATE, NO_TIMESTAMP, CheckResult, GradeResult
+from .report import format_points, format_table, write_atomic
+from .result import ERROR, INFRASTRUCTURE, LATE, NO_TIMESTAMP, CheckResult, GradeResult
 
 PACKAGE = Path(__file__).parent
 # The code whose change makes every earlier grade stale (a fingerprint input).
 GRADING_CODE = ("graders/*.py", "kernel_side.py", "execute.py", "grade.py")
 KERNEL_LOG_LIMIT = 1_000_000          # bytes of a kernel's own stdout/stderr kept in the submission's log
 MAX_ATTEMPTS = 2                      # an infrastructure failure is retried once
-FATE_STATUS = {intake.LATE: LATE, intake.NO_TIMESTAMP: NO_TIMESTAMP, intake.UNUSABLE: "error"}
+FATE_STATUS = {intake.LATE: LATE, intake.NO_TIMESTAMP: NO_TIMESTAMP, intake.UNUSABLE: ERROR}
 
 
 @dataclass
@@ -67,21 +67,22 @@ class BatchReport:
 
 # --- fingerprints ------------------------------------------------------------------------------------------
 
-def grading_code_digest() -> str:
-    digest = hashlib.sha256()
+def grading_digest(config: Config) -> str:
+    """grader_config.py and the grading code: computed once per batch, part of every fingerprint."""
+    digest = hashlib.sha256(config.source.read_bytes())
     for pattern in GRADING_CODE:
         for path in sorted(PACKAGE.glob(pattern)):
             digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 
 
-def fingerprint(sub: intake.Submission, config: Config, kernel_device: str, fused: bool, code: str) -> str:
-    """What produced a result; a result with the same fingerprint need not be graded again."""
+def fingerprint(sub: intake.Submission, config: Config, kernel_device: str, fused: bool, grading: str) -> str:
+    """What produced a result; a result with the same fingerprint need not be graded again. ``grading``: the
+    ``grading_digest`` of the configuration and code."""
     digest = hashlib.sha256()
     chosen = sub.chosen
     notebook = chosen.path.read_bytes() if chosen.path and chosen.path.is_file() else chosen.problem.encode()
-    for part in (hashlib.sha256(notebook).hexdigest(), str(chosen.submitted_at), sub.fate,
-                 hashlib.sha256(config.source.read_bytes()).hexdigest(), code, kernel_device,
+    for part in (hashlib.sha256(notebook).hexdigest(), str(chosen.submitted_at), sub.fate, grading, kernel_device,
                  str(config.fused_fit_steps if fused else 1)):
         digest.update(part.encode() + b"\0")
     return digest.hexdigest()
@@ -191,10 +192,10 @@ class Batch:
         with tempfile.TemporaryDirectory(prefix="autograder-class-") as tmp:
             root, refused = self._unpack(Path(tmp))
             submissions = intake.choose(intake.find_candidates(root, self.config), self.config)
-            code = grading_code_digest()
+            grading = grading_digest(self.config)
             tasks, reused = [], 0
             for sub in submissions:
-                fp = fingerprint(sub, self.config, self.kernel_device, self.fused, code)
+                fp = fingerprint(sub, self.config, self.kernel_device, self.fused, grading)
                 previous = None if self.regrade else self._previous(sub, fp)
                 if previous:
                     self.results[sub.student_id] = previous
@@ -318,9 +319,7 @@ class Batch:
         result = GradeResult(self.config.assignment_id, task.submission.chosen.path.name, tests, self.official,
                              notes=[f"attempt {i + 1}: {a.strip()[-500:]}" for i, a in enumerate(task.attempts)],
                              status=INFRASTRUCTURE, status_detail=text.replace("\n", " / "))
-        data = result.to_json()
-        data["score"] = None
-        return data
+        return result.to_json()
 
     def _finish(self, task: Task, result: dict, log: str, ran: bool = True) -> None:
         sub = task.submission
@@ -371,10 +370,7 @@ class Batch:
 
         results = [self.results[s] for s in sorted(self.results)]
         write_atomic(self.out / "gradebook.csv", gradebook_csv(results, self.config))
-        png = summary_figure(results, self.config)
-        tmp = self.out / ".summary.png.tmp"
-        tmp.write_bytes(png)
-        os.replace(tmp, self.out / "summary.png")
+        write_atomic(self.out / "summary.png", summary_figure(results, self.config))
         write_atomic(self.out / "summary.html", summary_page(results, self.config))
 
 
@@ -419,7 +415,7 @@ def gradebook_csv(results: list[dict], config: Config) -> str:
 
 
 def _points(value) -> str:
-    return "" if value is None else f"{float(value):g}"
+    return "" if value is None else format_points(float(value))
 
 
 def _detail(result: dict) -> str:

@@ -44,6 +44,7 @@ def cmd_grade(args) -> int:
 
 def _grade_class(source: Path, args, config) -> int:
     from .batch import grade_batch
+    from .result import INFRASTRUCTURE
 
     out = Path(args.out) if args.out else Path("grades") / source.stem
     report = grade_batch(source, out, config, workers=args.workers, device=args.device, regrade=args.regrade,
@@ -52,7 +53,7 @@ def _grade_class(source: Path, args, config) -> int:
     print(f"{len(report.results)} students: {counts} ({report.graded_now} graded now, {report.reused} unchanged "
           f"and kept) in {report.seconds:.0f} s")
     print(f"gradebook: {out / 'gradebook.csv'}\nsummary:   {out / 'summary.html'}\nfeedback:  {out / 'feedback'}/")
-    if report.counts.get("infrastructure error"):
+    if report.counts.get(INFRASTRUCTURE):
         print("some submissions hit an infrastructure error (no score given): fix the runner and rerun the same "
               "command; only those are graded again", file=sys.stderr)
     return 0

@@ -264,11 +264,10 @@ def drop_links(artifacts: Path) -> None:
     """The kernel could write into the artifacts folder: anything there that is not a plain file (a link to the
     graders' source, say) is removed before the grader's process reads it."""
     for path in artifacts.iterdir():
-        if path.is_symlink() or not path.is_file():
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                path.unlink(missing_ok=True)
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.is_symlink() or not path.is_file():
+            path.unlink(missing_ok=True)
 
 
 def _read_kernel_record(artifacts: Path, record: ExecutionRecord) -> None:

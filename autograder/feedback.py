@@ -25,14 +25,14 @@ from .clock import local_text
 from .config import CHECK_IDS, CHECK_TITLES
 from .intake import file_stem, parse_time
 from .report import format_points
-
-GRADED, NO_TIMESTAMP, INFRA = "graded", "no timestamp", "infrastructure error"
+from .result import ERROR, GRADED, LATE, NO_TIMESTAMP, TIMEOUT
+from .result import INFRASTRUCTURE as INFRA
 # status → (Japanese, English, style). Styles: ok (green), warn (amber), bad (red), info (blue: not the student's doing).
 STATUSES = {
     GRADED: ("採点済み", "Graded", "ok"),
-    "late": ("期限後の提出", "Late submission", "warn"),
-    "error": ("実行エラー", "Error while running", "bad"),
-    "timeout": ("時間切れ", "Timed out", "bad"),
+    LATE: ("期限後の提出", "Late submission", "warn"),
+    ERROR: ("実行エラー", "Error while running", "bad"),
+    TIMEOUT: ("時間切れ", "Timed out", "bad"),
     INFRA: ("採点システムの不具合", "Grading system problem", "info"),
     NO_TIMESTAMP: ("提出時刻の記録なし", "No submission time recorded", "warn"),
 }

@@ -10,7 +10,7 @@ from pathlib import Path
 from .result import PASSED, GradeResult
 
 
-def write_atomic(path: Path, text: str) -> Path:
+def write_atomic(path: Path, data: str | bytes) -> Path:
     """Write via a temporary file in the same folder and rename: a reader sees the old file or the new one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -19,8 +19,8 @@ def write_atomic(path: Path, text: str) -> Path:
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)      # mkstemp makes 0600; results and published pages are for others to read
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -43,9 +43,10 @@ class GradeResult:
         return sum(t.max_score for t in self.tests)
 
     def to_json(self) -> dict:
-        """Gradescope's results.json (score, max_score, tests[]) plus our execution record and notes."""
+        """Gradescope's results.json (score, max_score, tests[]) plus our execution record and notes. An
+        infrastructure error has no score: the runner failed, not the student."""
         return {
-            "score": self.score,
+            "score": None if self.status == INFRASTRUCTURE else self.score,
             "max_score": self.max_score,
             "tests": [asdict(t) for t in self.tests],
             "assignment": self.assignment,
