@@ -17,8 +17,10 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from queue import Empty
 
 import nbformat
+from jupyter_core.utils import ensure_async
 from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 
@@ -30,12 +32,14 @@ HARNESS_TIMEOUT_S = 300                      # each harness cell (setup, export)
 TIMEOUT_ENAME = "CellTimeoutError"
 TRAINING_CALL = re.compile(r"\.fit\s*\(")
 HARNESS_TAG = "autograder-harness"
+TRAINING_MIME = "application/vnd.autograder.training+json"   # kernel_side announces Model.fit with it
 CGROUP_PATH = re.compile(r"cgroup \S+")
 
 
 @dataclass
 class CellOutcome:
-    index: int                               # position among the student's cells (0-based)
+    index: int                               # position among the notebook's code cells (0-based): the n-th code
+                                             # cell is In [n + 1] after "Restart & Run All"
     cell_id: str | None
     status: str                              # ok | error | timeout | skipped
     ename: str = ""
@@ -57,7 +61,8 @@ class ExecutionRecord:
     fused_fit: int = 1                       # training steps fused per call (1 = Keras's own loop)
     sandbox: str = ""                        # how the kernel was isolated ("bwrap …" or why it was not)
     limits_hit: dict = field(default_factory=dict)   # {"oom_kills": n, "forks_refused": n} from the sandbox
-    output_truncated: list[int] = field(default_factory=list)   # cells whose output passed the limit
+    output_truncated: list[int] = field(default_factory=list)   # code cells (as CellOutcome.index) whose output
+                                                                # passed the limit
     history: dict = field(default_factory=dict)  # the per-epoch metrics Keras recorded in the kernel (for the
                                                  # feedback plot; the graders recompute what they score)
     cells: list[CellOutcome] = field(default_factory=list)
@@ -82,6 +87,8 @@ def nbgrader_metadata(cell) -> dict:
 
 
 def is_training_cell(cell) -> bool:
+    """Known before it runs to train (its text calls fit); a cell that reaches fit otherwise gets the training
+    budget once Keras announces it (``GradingClient``)."""
     return nbgrader_metadata(cell).get("grade_id") == "fit" or bool(TRAINING_CALL.search(cell.source))
 
 
@@ -126,7 +133,13 @@ def kernel_env(device: str, config: Config, workdir: Path) -> dict[str, str]:
 
 
 class GradingClient(NotebookClient):
-    """nbclient with per-cell budgets, a whole-notebook deadline, and a record of each cell's outcome."""
+    """nbclient with per-cell budgets, a whole-notebook deadline, and a record of each cell's outcome.
+
+    A cell gets ``CELL_TIMEOUT_S``, or ``TRAINING_CELL_TIMEOUT_S`` when it trains: known from its text, or learnt
+    while it runs — the harness's Model.fit announces itself (``TRAINING_MIME``), so a cell that trains through a
+    helper function defined elsewhere is not cut off at the ordinary budget. (A student could send the
+    announcement without training: that buys their own cell at most the training budget, within the notebook's.)
+    """
 
     def __init__(self, nb, config: Config, **kw):
         super().__init__(nb, allow_errors=True, interrupt_on_timeout=True, kernel_name="python3",
@@ -137,25 +150,58 @@ class GradingClient(NotebookClient):
         self.deadline: float | None = None          # set when the student's first cell starts
         self.outcomes: list[CellOutcome] = []
         self.notebook_timed_out = False
-        self.output_truncated: list[int] = []
+        self.output_truncated: list[int] = []       # code cells, numbered as CellOutcome.index
         self._timed_out_after: int | None = None
         self._output_bytes = 0
+        self._code_cell = 0                         # CellOutcome.index of the cell running
+        self._cell_started = 0.0
+        self._trained = False                       # Keras announced training in the cell running
+        self._awaiting: str | None = None           # msg_id of the execute request awaiting its reply
+
+    async def _async_poll_for_reply(self, msg_id, cell, timeout, *args, **kwargs):
+        self._awaiting = msg_id
+        return await super()._async_poll_for_reply(msg_id, cell, timeout, *args, **kwargs)
 
     async def _async_handle_timeout(self, timeout, cell=None):
-        self._timed_out_after = timeout   # the kernel is interrupted; its KeyboardInterrupt is not the story
+        if cell is not None and not is_harness(cell):
+            reply = await self._training_reply()
+            if reply is not None:
+                return reply                         # nbclient takes it as the cell's reply
+        self._timed_out_after = round(time.monotonic() - self._cell_started) if self._trained else timeout
+        # the kernel is interrupted; its KeyboardInterrupt is not the story
         return await super()._async_handle_timeout(timeout, cell)
+
+    async def _training_reply(self) -> dict | None:
+        """The ordinary budget ran out while Keras trains: wait for the cell's reply until the training budget
+        (from the cell's start, within the notebook's deadline) is spent; None when it is."""
+        if not self._trained:
+            return None
+        until = min(self._cell_started + self.grading_config.training_cell_timeout_s, self.deadline)
+        while (left := until - time.monotonic()) > 0:
+            try:
+                msg = await ensure_async(self.kc.shell_channel.get_msg(timeout=min(left, 1.0)))
+            except Empty:
+                await self._async_check_alive()          # a kernel that dies meanwhile is reported as dead
+                continue
+            if msg["parent_header"].get("msg_id") == self._awaiting:
+                return msg
+        return None
 
     def output(self, outs, msg, display_id, cell_index):
         """Keep a cell's output up to OUTPUT_LIMIT_KB as it arrives (a print loop cannot fill the grader's
-        memory); beyond it, one line says what was dropped."""
-        limit = self.grading_config.output_limit_kb * 1024
+        memory); beyond it, one line says what was dropped. The harness's training announcement is noted, not
+        kept."""
         content = msg.get("content", {})
+        if msg.get("msg_type") == "display_data" and TRAINING_MIME in (content.get("data") or {}):
+            self._trained = True
+            return None
+        limit = self.grading_config.output_limit_kb * 1024
         self._output_bytes += len(str(content.get("text", ""))) + sum(
             len(str(v)) for v in (content.get("data") or {}).values()) + len(str(content.get("traceback", "")))
         if self._output_bytes <= limit or msg.get("msg_type") == "error":
             return super().output(outs, msg, display_id, cell_index)
-        if not self.output_truncated or self.output_truncated[-1] != cell_index:
-            self.output_truncated.append(cell_index)
+        if not self.output_truncated or self.output_truncated[-1] != self._code_cell:
+            self.output_truncated.append(self._code_cell)
             outs.append(nbformat.v4.new_output(
                 "stream", name="stderr", text=f"[autograder: output beyond {self.grading_config.output_limit_kb} kB "
                                               "was dropped / 出力が多すぎるため以降を省略しました]\n"))
@@ -169,9 +215,11 @@ class GradingClient(NotebookClient):
         return max(1, min(budget, round(self.deadline - time.monotonic())))
 
     async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
-        if cell.cell_type != "code" or is_harness(cell):
+        if is_harness(cell):                         # not counted: the student's cells keep In [1], In [2], …
+            return await super().async_execute_cell(cell, cell_index, execution_count, store_history=False)
+        if cell.cell_type != "code":
             return await super().async_execute_cell(cell, cell_index, execution_count, store_history)
-        index = len(self.outcomes)
+        index = self._code_cell = len(self.outcomes)
         if self.deadline is None:
             self.deadline = time.monotonic() + self.grading_config.notebook_timeout_s
         if time.monotonic() >= self.deadline:
@@ -180,6 +228,8 @@ class GradingClient(NotebookClient):
             return cell
         self._timed_out_after = None
         self._output_bytes = 0
+        self._trained = False
+        self._cell_started = time.monotonic()
         await super().async_execute_cell(cell, cell_index, execution_count, store_history)
         errors = [o for o in cell.outputs if o.output_type == "error"]
         if self._timed_out_after is not None:
@@ -196,7 +246,8 @@ class GradingClient(NotebookClient):
 def prepare(student_nb, npz: Path, artifacts: Path, seed: int, fused_steps: int = 1):
     """The notebook actually run: setup cell, the student's cells (markdown kept, not run), export cell."""
     nb = nbformat.from_dict(student_nb)                     # a copy: the submission stays as it was
-    nb.cells = [harness_cell(harness_code("setup", repr(str(npz)), repr(seed), repr(fused_steps))),
+    nb.cells = [harness_cell(harness_code("setup", repr(str(npz)), repr(seed), repr(fused_steps),
+                                              repr(TRAINING_MIME))),
                 *nb.cells,
                 harness_cell(harness_code("export", "globals()", repr(str(artifacts))))]
     nb.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "Python 3"}
@@ -237,7 +288,7 @@ def execute(student_nb, artifacts: Path, config: Config, device: str, mnist: dat
             record.limits_hit = {k: v for k, v in km.limit_hits().items() if v}
         record.cells = client.outcomes
         record.notebook_timed_out = client.notebook_timed_out
-        record.output_truncated = [i - 1 for i in client.output_truncated]   # minus the setup cell
+        record.output_truncated = client.output_truncated
         if executed_out:
             nbformat.write(without_harness(client.nb), executed_out)
     drop_links(artifacts)
@@ -289,7 +340,10 @@ def _read_kernel_record(artifacts: Path, record: ExecutionRecord) -> None:
         record.device_name = str(gpus[0])
 
 
-HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
+# The four curves the feedback page draws, each from the first name Keras may have recorded it under (the name
+# follows the metric as given: metrics=['acc'] records "acc", CategoricalAccuracy() "categorical_accuracy").
+HISTORY_KEYS = {"loss": ("loss",), "accuracy": ("accuracy", "acc", "categorical_accuracy")}
+HISTORY_KEYS.update({f"val_{curve}": tuple(f"val_{n}" for n in names) for curve, names in list(HISTORY_KEYS.items())})
 MAX_EPOCHS_KEPT = 1000
 
 
@@ -298,9 +352,10 @@ def _plottable_history(exported) -> dict[str, list[float]]:
     history = exported.get("history") if isinstance(exported, dict) else None
     if not isinstance(history, dict):
         return {}
+    by_name = {str(k).lower(): v for k, v in history.items()}          # metrics=['ACC'] records "ACC"
     curves = {}
-    for key in HISTORY_KEYS:
-        values = history.get(key)
+    for key, names in HISTORY_KEYS.items():
+        values = next((by_name[n] for n in names if isinstance(by_name.get(n), list)), None)
         if isinstance(values, list):
             curves[key] = [float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
                            for v in values[:MAX_EPOCHS_KEPT]]          # None: JSON has no NaN

@@ -19,7 +19,7 @@ from .config import Config
 from .device import resolve_device
 from .errors import GraderError
 from .execute import ExecutionRecord, execute
-from .graders import run_graders
+from .graders import check_graders, run_graders
 from .result import ERROR, FAILED, GRADED, TIMEOUT, CheckResult, GradeResult
 from .sanitize import read_released, sanitize
 
@@ -124,6 +124,9 @@ def notes_for(record: ExecutionRecord, config: Config) -> list[str]:
 def grade_notebook(path: Path, config: Config, device: str = "auto", mnist: dataset.Mnist | None = None,
                    gpus: list[str] | None = None, cpu_fallback: bool = False, fused: bool = True) -> GradeResult:
     """Grade one notebook file: choose the device under the course's policy, then ``grade_on`` it."""
+    if not Path(path).is_file():
+        raise GraderError(f"notebook not found: {path}")
+    check_graders(config)                    # a broken grader stops here, before minutes of training
     kernel_device, official = resolve_device(device, config, gpus, cpu_fallback)
     sandbox.require(config.sandbox, warn=not cpu_fallback)
     return grade_on(Path(path), config, kernel_device, official, mnist, fused=fused)
@@ -149,6 +152,13 @@ def grade_on(path: Path, config: Config, kernel_device: str, official: bool, mni
     with tempfile.TemporaryDirectory(prefix="autograder-artifacts-") as tmp:
         artifacts = Path(work) if work else Path(tmp)
         record = execute(clean.nb, artifacts, config, kernel_device, mnist, fused=fused, npz=npz)
-        tests, measurements = run_graders(artifacts, config, mnist)
-    return GradeResult(config.assignment_id, path.name, tests, official, record.to_dict(),
-                       read_notes + clean.notes + notes_for(record, config), measurements, status=status_of(record))
+        graders = run_graders(artifacts, config, mnist)
+    notes = read_notes + clean.notes + notes_for(record, config) + grader_error_notes(graders.errors)
+    return GradeResult(config.assignment_id, path.name, graders.tests, official, record.to_dict(), notes,
+                       graders.measurements, status=status_of(record))
+
+
+def grader_error_notes(errors: dict[str, str]) -> list[str]:
+    """For the instructor: which checks a grader failed on, and with what (fix the grader, then regrade)."""
+    return [f"check {check} was not graded: its grader failed ({why}); fix the grader and grade again"
+            for check, why in errors.items()]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-PASSED, FAILED = "passed", "failed"
+# A check's status. not graded: the grader (or the runner) failed on this check, not the student: no points are
+# given or taken, and the instructor is told.
+PASSED, FAILED, NOT_GRADED = "passed", "failed", "not graded"
 # A submission's status in the gradebook. graded: the checks were judged on a whole run; timeout: a cell or the
 # notebook ran out of time (judged on what existed); error: nothing could be judged (unreadable file, dead
 # kernel); late / no timestamp: refused at intake; infrastructure error: the runner failed, not the student
@@ -16,10 +18,10 @@ GRADED, TIMEOUT, ERROR, LATE, NO_TIMESTAMP, INFRASTRUCTURE = (
 @dataclass(frozen=True)
 class CheckResult:
     name: str              # stable check id: reshape, one_hot, param_count, ...
-    status: str            # passed | failed
-    score: float
+    status: str            # passed | failed | not graded
+    score: float | None    # None when not graded
     max_score: float
-    output: str = ""       # why it failed: Japanese, then English
+    output: str = ""       # why it failed (or a note on a pass): Japanese, then English
 
 
 @dataclass
@@ -36,11 +38,16 @@ class GradeResult:
 
     @property
     def score(self) -> float:
-        return sum(t.score for t in self.tests)
+        return sum(t.score for t in self.tests if t.score is not None)
 
     @property
     def max_score(self) -> float:
         return sum(t.max_score for t in self.tests)
+
+    @property
+    def not_graded(self) -> list[str]:
+        """Checks a grader failed on: the score leaves them out, and the instructor must look."""
+        return [t.name for t in self.tests if t.status == NOT_GRADED]
 
     def to_json(self) -> dict:
         """Gradescope's results.json (score, max_score, tests[]) plus our execution record and notes. An
@@ -54,6 +61,7 @@ class GradeResult:
             "official": self.official,
             "status": self.status,
             "status_detail": self.status_detail,
+            "not_graded": [] if self.status == INFRASTRUCTURE else self.not_graded,
             "notes": list(self.notes),
             "measurements": dict(self.measurements),
             "execution": self.execution,

@@ -86,3 +86,43 @@ def test_unexportable_values_are_recorded_with_the_reason(tmp_path, config):
     assert not (artifacts / "x_train.npy").exists()
     assert data["model"]["type"] == "str" and "error" in data["model"]
     assert data["arrays"]["test2"] == {"defined": False}
+
+
+TRAINING_HELPER = """
+import time
+import keras
+import numpy as np
+
+class Slow(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        time.sleep(EPOCH_SECONDS)
+
+def train(model, epochs):
+    return model.fit(np.zeros((8, 4)), np.zeros((8, 1)), epochs=epochs, verbose=0, callbacks=[Slow()])
+
+model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+model.compile(loss='mse', optimizer='adam')
+"""
+
+
+def test_a_cell_that_trains_through_a_helper_gets_the_training_budget(tmp_path, config):
+    """No `.fit(` in the cell's text: Keras announces the training while it runs, and the cell's budget grows."""
+    record, _ = run(tmp_path, config,
+                    "EPOCH_SECONDS = 2\n" + TRAINING_HELPER,
+                    "result = train(model, 3)      # ~6 s of training, past the 3 s ordinary budget",
+                    "time.sleep(10)                # no training: the ordinary budget",
+                    cell_timeout_s=3, training_cell_timeout_s=60)
+    assert [(c.index, c.status) for c in record.cells] == [(0, "ok"), (1, "ok"), (2, "timeout")]
+    assert record.cells[2].evalue == "no reply within 3 s"
+    assert record.history == {"loss": record.history["loss"]} and len(record.history["loss"]) == 3
+
+
+def test_training_past_the_training_budget_is_stopped_there(tmp_path, config):
+    record, _ = run(tmp_path, config,
+                    "EPOCH_SECONDS = 3\n" + TRAINING_HELPER,
+                    "result = train(model, 10)     # ~30 s of training",
+                    "test2 = np.zeros((1, 10))",
+                    cell_timeout_s=2, training_cell_timeout_s=6)
+    assert [(c.index, c.status) for c in record.cells] == [(0, "ok"), (1, "timeout"), (2, "ok")]
+    assert record.cells[1].evalue in ("no reply within 6 s", "no reply within 7 s")
+    assert record.seconds < 30

@@ -39,6 +39,11 @@ class Student:
                  f"Variable {name} could not be read as a numeric array ({entry.get('type', '?')}: {reason}).")
         return np.load(path, mmap_mode="r", allow_pickle=False)
 
+    def defined_arrays(self) -> set[str]:
+        """Names of the arrays the kernel exported."""
+        return {name for name, entry in self.record.get("arrays", {}).items()
+                if isinstance(entry, dict) and entry.get("defined") and (self.artifacts / f"{name}.npy").is_file()}
+
     def history(self) -> tuple[dict, dict]:
         entry = self.record.get("history", {})
         if not entry.get("defined"):
@@ -47,7 +52,12 @@ class Student:
         if "history" not in entry:
             fail(f"result から学習の記録 (history) を読み取れませんでした ({entry.get('error', entry.get('type'))})。",
                  f"No training history could be read from result ({entry.get('error', entry.get('type'))}).")
-        return entry["history"], entry.get("params", {})
+        history, params = entry["history"], entry.get("params", {})
+        if not isinstance(history, dict) or not isinstance(params, dict) or not all(
+                isinstance(v, list) for v in history.values()):
+            fail("result の学習の記録 (history) が Keras の形式ではありません。",
+                 "The training record in result (history) is not in Keras's form.")
+        return history, params
 
 
 @dataclass
@@ -95,14 +105,19 @@ def model(model_path):
 def saved_model(model_path) -> SavedModel:
     import h5py
 
-    with zipfile.ZipFile(model_path) as archive:
-        config = json.loads(archive.read("config.json"))
-        iterations = None
-        with archive.open("model.weights.h5") as weights, h5py.File(weights, "r") as h5:
-            # Keras keeps the optimizer's step counter as its first variable.
-            if "optimizer/vars/0" in h5 and h5["optimizer/vars/0"].shape == ():
-                iterations = int(h5["optimizer/vars/0"][()])
-    return SavedModel(config.get("compile_config"), iterations)
+    try:
+        with zipfile.ZipFile(model_path) as archive:
+            config = json.loads(archive.read("config.json"))
+            iterations = None
+            with archive.open("model.weights.h5") as weights, h5py.File(weights, "r") as h5:
+                # Keras keeps the optimizer's step counter as its first variable.
+                if "optimizer/vars/0" in h5 and h5["optimizer/vars/0"].shape == ():
+                    iterations = int(h5["optimizer/vars/0"][()])
+    except (zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:   # written by the student's process
+        fail(f"保存された model のファイルを読めませんでした ({type(exc).__name__}: {str(exc)[:200]})。",
+             f"The saved model's file could not be read ({type(exc).__name__}: {str(exc)[:200]}).")
+    compile_config = config.get("compile_config") if isinstance(config, dict) else None
+    return SavedModel(compile_config if isinstance(compile_config, dict) else None, iterations)
 
 
 @pytest.fixture(scope="session")

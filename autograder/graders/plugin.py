@@ -1,7 +1,9 @@
 """A small pytest plugin: hands the graders their context and turns test outcomes into scored check results.
 
 Points come from POINTS in grader_config.py via each test's ``@pytest.mark.check(id)`` marker, so the course sets
-them in one place and the graders stay plain tests.
+them in one place and the graders stay plain tests. A check is failed only by ``CheckFailed`` (a verdict with its
+explanation); any other exception is the grader's own failure: the check is "not graded", no points are given or
+taken, and the instructor is told.
 """
 
 from __future__ import annotations
@@ -12,18 +14,20 @@ import pytest
 
 from ..config import CHECK_IDS, Config
 from ..dataset import Mnist
-from ..result import FAILED, PASSED, CheckResult
-from .support import CheckFailed
+from ..result import FAILED, NOT_GRADED, PASSED, CheckResult
+from .support import NOTE_PROPERTY, CheckFailed
 
-NOT_RUN = ("この項目は採点されませんでした (採点プログラムの内部エラー)。",
-           "This check did not run (an internal error of the grader).")
+GRADER_FAILED = ("採点プログラム自身のエラーのため、この項目は採点していません (点は与えも引きもしません)。担当教員が確認します。",
+                 "This check was not graded because the grader itself failed; no points were given or taken. "
+                 "Your instructor will look at it.")
 
 
 class GradingPlugin:
     def __init__(self, config: Config, artifacts: Path, mnist: Mnist):
         self._config, self._artifacts, self._mnist = config, artifacts, mnist
-        self._outcomes: dict[str, tuple[bool, str]] = {}
+        self._outcomes: dict[str, tuple[str, str]] = {}     # check id → (status, output)
         self.measurements: dict[str, object] = {}    # what graders computed, via pytest's record_property
+        self.grader_errors: dict[str, str] = {}      # check id → the exception a grader raised (for the instructor)
 
     # --- fixtures: what every grader may ask for ----------------------------------------------------------
     @pytest.fixture(scope="session")
@@ -48,19 +52,28 @@ class GradingPlugin:
     def pytest_runtest_makereport(self, item, call):
         report = (yield).get_result()
         name = check_id(item)
-        self.measurements.update(dict(report.user_properties))
+        properties = dict(report.user_properties)
+        note = properties.pop(NOTE_PROPERTY, "")
+        self.measurements.update(properties)
         if report.when == "call" and report.passed:
-            self._outcomes[name] = (True, "")
+            self._outcomes[name] = (PASSED, note)
         elif report.failed and name not in self._outcomes:
-            self._outcomes[name] = (False, explain(call.excinfo))
+            error = call.excinfo.value if call.excinfo else None
+            if isinstance(error, CheckFailed):
+                self._outcomes[name] = (FAILED, str(error))
+            else:
+                self.grader_errors[name] = f"{type(error).__name__}: {str(error)[:300]}"
+                self._outcomes[name] = (NOT_GRADED, "\n".join(GRADER_FAILED))
 
     def results(self) -> list[CheckResult]:
         results = []
         for name in CHECK_IDS:
             points = self._config.points[name]
-            passed, output = self._outcomes.get(name, (False, "\n".join(NOT_RUN)))
-            results.append(CheckResult(name, PASSED if passed else FAILED, points if passed else 0.0, points,
-                                       output))
+            if name not in self._outcomes:
+                self.grader_errors.setdefault(name, "the grader did not run (skipped or stopped early)")
+            status, output = self._outcomes.get(name, (NOT_GRADED, "\n".join(GRADER_FAILED)))
+            score = {PASSED: points, FAILED: 0.0}.get(status)
+            results.append(CheckResult(name, status, score, points, output))
         return results
 
 
@@ -69,11 +82,3 @@ def check_id(item) -> str:
     if marker is None:
         raise pytest.UsageError(f"{item.nodeid} has no @pytest.mark.check(id)")
     return marker.args[0]
-
-
-def explain(excinfo) -> str:
-    error = excinfo.value if excinfo else None
-    if isinstance(error, CheckFailed):
-        return str(error)
-    return ("採点中に予期しないエラーが起きました: " f"{type(error).__name__}: {error}\n"
-            "The grader met an unexpected error while checking this: " f"{type(error).__name__}: {error}")

@@ -23,3 +23,57 @@ def expect_shape(name: str, array, expected: tuple) -> None:
     if tuple(array.shape) != tuple(expected):
         fail(f"{name} の形は {shape_text(expected)} のはずですが、{shape_text(array.shape)} でした。",
              f"{name} should have shape {shape_text(expected)}, found {shape_text(array.shape)}.")
+
+
+def note(record_property, ja: str, en: str) -> None:
+    """Explain a verdict that passed but is worth knowing (shown with the check, Japanese then English)."""
+    record_property(NOTE_PROPERTY, f"{ja}\n{en}")
+
+
+NOTE_PROPERTY = "check_note"
+
+
+# --- reading Keras's compile settings from a .keras archive's config ---------------------------------------------
+# model.compile(...) accepts a loss, optimizer or metric as a string (in several spellings), a class, an instance
+# or a function, and the archive stores each differently: "accuracy"; {"class_name": "CategoricalAccuracy",
+# "config": {"name": ...}}; {"class_name": "function", "config": "categorical_accuracy"}. A class given as such
+# is stored by the harness as {"class_name": "...", "registered_name": "class"} (Keras cannot serialise it).
+
+def keras_identity(entry) -> tuple[str, str]:
+    """→ (how the entry was given: "string" | "function" | "class", its name as written)."""
+    if isinstance(entry, dict):
+        if entry.get("class_name") == "function":
+            return "function", str(entry.get("config", ""))
+        return "class", str(entry.get("class_name", ""))
+    return "string", str(entry)
+
+
+def squashed(name: str) -> str:
+    """'categorical_crossentropy', 'CategoricalCrossentropy', 'CATEGORICAL_CROSSENTROPY' → 'categoricalcrossentropy'."""
+    return name.replace("_", "").lower()
+
+
+def describe_keras(entry) -> str:
+    """How a student would recognise what they wrote: 'mse', binary_crossentropy (function), BinaryCrossentropy."""
+    kind, name = keras_identity(entry)
+    return {"string": repr(name), "function": f"{name} (function)", "class": name}[kind]
+
+
+def history_name(entry) -> str:
+    """The name Keras records a metric under in ``History.history`` (without the ``val_`` prefix)."""
+    kind, name = keras_identity(entry)
+    if kind == "class":
+        config = entry.get("config")
+        if isinstance(config, dict) and config.get("name"):
+            return str(config["name"])
+        return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")   # Keras's default
+    return name
+
+
+def flat_metrics(metrics) -> list:
+    """Metrics as compiled — a list, a dict per output, nested lists — as one flat list of entries."""
+    if isinstance(metrics, dict) and "class_name" not in metrics:
+        metrics = list(metrics.values())
+    if isinstance(metrics, (list, tuple)):
+        return [entry for item in metrics for entry in flat_metrics(item)]
+    return [] if metrics is None else [metrics]

@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from autograder.graders.support import expect_shape, fail
+from autograder.graders.support import (describe_keras, expect_shape, fail, flat_metrics, history_name,
+                                        keras_identity, note, shape_text, squashed)
 
 N_TRAIN, N_TEST, N_PIXELS, N_CLASSES = 60000, 10000, 784, 10
 EXPECTED_LAYERS = [("Dense", 32, "relu"), ("Dense", 10, "softmax")]
@@ -17,17 +18,41 @@ EXPECTED_PARAMS = (N_PIXELS + 1) * 32 + (32 + 1) * N_CLASSES          # 25,120 +
 SAMPLE_INDEX, SAMPLE_DIGIT = 1, 2                                       # x_test[1] is a 2
 AGREEMENT = 0.002        # |reported − recomputed| val_accuracy, GPU vs CPU arithmetic (24 of 12,000 samples)
 SAME_PREDICTION = 1e-3   # |test2 − grader's own predict| per probability
-VAL_ACCURACY_KEYS = ("val_accuracy", "val_acc", "val_categorical_accuracy")   # named after the metric given
+# Metrics that measure what the lecture calls accuracy on one-hot labels. A string "accuracy"/"acc" (any case) is
+# resolved by Keras to categorical accuracy for this loss; keras.metrics.Accuracy (exact equality of one-hot rows
+# with probabilities) and binary accuracy are not it.
+CATEGORICAL_ACCURACY = {"string": {"accuracy", "acc", "categoricalaccuracy"},
+                        "function": {"categoricalaccuracy"}, "class": {"categoricalaccuracy"}}
+
+
+def rows_cut(name: str, found: int, expected: int) -> tuple[str, str]:
+    """The one explanation for an array cut short before training, shared by every check it breaks."""
+    return (f"{name} は {expected:,} 件のはずですが、{found:,} 件しかありません。fit の前に {name} を切り詰めたようです。"
+            "検証用データは validation_split が最後の部分を自動で取り分けるので、自分で切り出す必要はありません。",
+            f"{name} should hold {expected:,} samples but holds {found:,}: it was cut before fit. "
+            "validation_split sets the last part aside for validation by itself; there is no need to cut it.")
+
+
+def expect_rows(name: str, array, expected: int) -> None:
+    if len(array) < expected:
+        fail(*rows_cut(name, len(array), expected))
 
 
 @pytest.mark.check("reshape")
 def test_reshape(student, mnist):
     for name, images in (("x_train", mnist.x_train), ("x_test", mnist.x_test)):
         x = student.array(name)
+        if x.ndim == 2 and x.shape[1] == N_PIXELS:
+            expect_rows(name, x, len(images))
         expect_shape(name, x, (len(images), N_PIXELS))
         if x.dtype.kind != "f":
             fail(f"{name} の型が {x.dtype} です。255 で割ると小数 (float) の配列になるはずです。",
                  f"{name} has dtype {x.dtype}; dividing by 255 should give a floating-point array.")
+        if x.dtype.itemsize < 4:
+            fail(f"{name} の型が {x.dtype} です。{x.dtype} は精度が足りず、255 で割った値を正しく表せません。"
+                 "float32 (または 255 で割ったままの float64) を使ってください。",
+                 f"{name} has dtype {x.dtype}, which loses precision: it cannot hold the images divided by 255 "
+                 "exactly. Use float32 (or the float64 that dividing by 255 gives).")
         low, high = float(x.min()), float(x.max())
         if low < 0 or high > 1:
             fail(f"{name} の値は 0〜1 のはずですが、{low:g}〜{high:g} でした。255 で割りましたか？",
@@ -47,6 +72,8 @@ def equals_scaled_images(x, images, chunk=10000) -> bool:
 def test_one_hot(student, mnist):
     for name, labels in (("y_train", mnist.y_train), ("y_test", mnist.y_test)):
         y = student.array(name)
+        if y.ndim == 2 and y.shape[1] == N_CLASSES:
+            expect_rows(name, y, len(labels))
         expect_shape(name, y, (len(labels), N_CLASSES))
         if not (np.isin(y, (0, 1)).all() and (np.asarray(y).sum(axis=1) == 1).all()):
             fail(f"{name} の各行は 1 がちょうど 1 つ、残りが 0 (one-hot) のはずですが、そうなっていない行があります。",
@@ -105,11 +132,17 @@ def test_architecture(model):
              f"The model should be Dense(32, relu) → Dense(10, softmax), found {describe(plan)}.")
 
 
-def plain_name(item) -> str:
-    """'categorical_crossentropy', 'CategoricalCrossentropy' and {'class_name': ...} → 'categoricalcrossentropy'."""
-    if isinstance(item, dict):
-        item = item.get("class_name") or item.get("config", {}).get("name", "")
-    return str(item).replace("_", "").lower()
+def is_categorical_accuracy(entry) -> bool:
+    kind, name = keras_identity(entry)
+    return squashed(name) in CATEGORICAL_ACCURACY[kind]
+
+
+def categorical_accuracy_names(compile_config: dict | None) -> list[str]:
+    """The names under which the history records a categorical accuracy (e.g. ['accuracy'] or ['acc'])."""
+    cfg = compile_config or {}
+    names = [history_name(m) for m in flat_metrics(cfg.get("metrics")) if is_categorical_accuracy(m)]
+    weighted = [history_name(m) for m in flat_metrics(cfg.get("weighted_metrics")) if is_categorical_accuracy(m)]
+    return names + weighted + [f"weighted_{n}" for n in weighted]
 
 
 @pytest.mark.check("compile")
@@ -118,17 +151,24 @@ def test_compile(saved_model):
     if not cfg:
         fail("model.compile(...) が実行されていません。",
              "model.compile(...) was not run.")
-    loss, optimizer = plain_name(cfg.get("loss")), plain_name(cfg.get("optimizer"))
-    metrics = {plain_name(m) for m in (cfg.get("metrics") or [])}
-    if loss != "categoricalcrossentropy":
-        fail(f"損失関数は 'categorical_crossentropy' のはずですが、{cfg.get('loss')!r} でした。",
-             f"The loss should be 'categorical_crossentropy', found {cfg.get('loss')!r}.")
-    if optimizer != "adam":
-        fail(f"最適化アルゴリズムは 'Adam' のはずですが、{optimizer!r} でした。",
-             f"The optimizer should be 'Adam', found {optimizer!r}.")
-    if not metrics & {"accuracy", "acc", "categoricalaccuracy"}:
-        fail(f"metrics に 'accuracy' が含まれていません ({sorted(metrics)})。",
-             f"'accuracy' is not among the metrics ({sorted(metrics)}).")
+    loss, optimizer = cfg.get("loss"), cfg.get("optimizer")
+    if squashed(keras_identity(loss)[1]) != "categoricalcrossentropy":
+        fail(f"損失関数は 'categorical_crossentropy' のはずですが、{describe_keras(loss)} でした。",
+             f"The loss should be 'categorical_crossentropy', found {describe_keras(loss)}.")
+    if squashed(keras_identity(optimizer)[1]) != "adam":
+        fail(f"最適化アルゴリズムは 'Adam' のはずですが、{describe_keras(optimizer)} でした。",
+             f"The optimizer should be 'Adam', found {describe_keras(optimizer)}.")
+    metrics = flat_metrics(cfg.get("metrics")) + flat_metrics(cfg.get("weighted_metrics"))
+    if any(map(is_categorical_accuracy, metrics)):
+        return
+    given = ", ".join(map(describe_keras, metrics)) or "なし / none"
+    if any(keras_identity(m) in (("class", "Accuracy"), ("function", "accuracy")) for m in metrics):
+        fail(f"metrics の Accuracy は、one-hot の正解と予測した確率が完全に一致する割合を数えるため、ほぼ 0 になります。"
+             f"metrics=['accuracy'] (または CategoricalAccuracy) を使ってください (指定されたもの: {given})。",
+             f"keras.metrics.Accuracy counts exact equality of the one-hot labels with the predicted probabilities, "
+             f"so it stays near 0. Use metrics=['accuracy'] (or CategoricalAccuracy) instead (given: {given}).")
+    fail(f"metrics に 'accuracy' (カテゴリ正解率) が含まれていません (指定されたもの: {given})。",
+         f"'accuracy' (categorical accuracy) is not among the metrics (given: {given}).")
 
 
 @pytest.mark.check("fit")
@@ -143,55 +183,84 @@ def test_fit(student, config, request):
         fail(f"検証用データがありません。validation_split={config.expected_validation_split} を指定してください。",
              f"There is no validation data. Pass validation_split={config.expected_validation_split}.")
     if params.get("steps") != steps:
+        if "x_train" in student.defined_arrays():
+            expect_rows("x_train", student.array("x_train"), N_TRAIN)
         fail(f"1 エポックは {steps} ステップ (48,000 枚 ÷ {config.expected_batch_size}) のはずですが、"
              f"{params.get('steps')} でした。batch_size={config.expected_batch_size} と "
              f"validation_split={config.expected_validation_split} を確かめてください。",
              f"An epoch should take {steps} steps (48,000 samples / {config.expected_batch_size}), found "
              f"{params.get('steps')}. Check batch_size={config.expected_batch_size} and "
              f"validation_split={config.expected_validation_split}.")
-    saved_model = request.getfixturevalue("saved_model")   # after the history: its messages come first
-    if saved_model.optimizer_iterations != epochs * steps:
-        fail(f"モデルの重みが更新された回数は {epochs * steps:,} 回のはずですが、保存されたモデルでは "
-             f"{saved_model.optimizer_iterations} 回でした。学習の記録と実際の学習が合いません。",
-             f"The model's weights should have been updated {epochs * steps:,} times; the saved model says "
-             f"{saved_model.optimizer_iterations}. The training record does not match the training done.")
+    updates = request.getfixturevalue("saved_model").optimizer_iterations   # after the history: its messages first
+    expected = epochs * steps
+    if updates is None:
+        fail("保存されたモデルに、重みを更新した回数 (optimizer の記録) がありません。",
+             "The saved model holds no count of weight updates (no optimizer state).")
+    if updates > expected and updates % steps == 0:
+        fail(f"モデルは合計 {updates // steps} エポック分 ({updates:,} 回) 学習しています。fit が {updates / expected:g} 回"
+             f"実行されたようです ({epochs} エポック・{expected:,} 回が 1 回分)。ランタイムを再起動して、すべてのセルを"
+             "上から 1 回だけ実行してください。",
+             f"The model was trained for {updates // steps} epochs in total ({updates:,} updates): fit ran "
+             f"{updates / expected:g} times ({epochs} epochs, {expected:,} updates, is one run). Restart the runtime "
+             "and run all cells once, from the top.")
+    if updates != expected:
+        fail(f"モデルの重みが更新された回数は {expected:,} 回のはずですが、保存されたモデルでは {updates:,} 回でした。"
+             "学習の記録と実際の学習が合いません。",
+             f"The model's weights should have been updated {expected:,} times; the saved model says {updates:,}. "
+             "The training record does not match the training done.")
 
 
 @pytest.mark.check("val_accuracy")
 def test_val_accuracy(student, mnist, config, request, record_property):
     history, _ = student.history()
-    reported = next((history[k] for k in VAL_ACCURACY_KEYS if history.get(k)), [])
-    if not reported:
-        fail("学習の記録に val_accuracy がありません。validation_split=0.2 で学習させてください。",
-             "The training record has no val_accuracy. Train with validation_split=0.2.")
     x_train = student.array("x_train")
+    expect_rows("x_train", x_train, N_TRAIN)
     if len(x_train) != N_TRAIN:
-        fail(f"x_train は 60,000 枚のはずですが、{len(x_train):,} 枚でした。",
-             f"x_train should hold 60,000 samples, found {len(x_train):,}.")
+        fail(f"x_train は {N_TRAIN:,} 枚のはずですが、{len(x_train):,} 枚でした。",
+             f"x_train should hold {N_TRAIN:,} samples, found {len(x_train):,}.")
+    if "val_loss" not in history:
+        fail(f"学習の記録に検証用データの結果がありません。validation_split={config.expected_validation_split} で"
+             "学習させてください。",
+             f"The training record has no validation results. Train with "
+             f"validation_split={config.expected_validation_split}.")
     n_val = config.validation_samples
-    predict = request.getfixturevalue("predict")
-    predicted = predict(x_train[-n_val:]).argmax(axis=1)
+    predicted = request.getfixturevalue("predict")(x_train[-n_val:]).argmax(axis=1)
     recomputed = float((predicted == mnist.y_train[-n_val:]).mean())
     record_property("val_accuracy", recomputed)
-    record_property("val_accuracy_reported", float(reported[-1]))
-    if abs(recomputed - reported[-1]) > AGREEMENT:
-        fail(f"記録された最後の val_accuracy ({reported[-1]:.4f}) と、採点側で検証用データ (x_train の最後の "
-             f"{n_val:,} 枚) から計算し直した値 ({recomputed:.4f}) が一致しません。",
-             f"The last recorded val_accuracy ({reported[-1]:.4f}) does not match the grader's own evaluation on "
-             f"the validation data (the last {n_val:,} samples of x_train): {recomputed:.4f}.")
+    names = categorical_accuracy_names(request.getfixturevalue("saved_model").compile_config)
+    reported = next((history[f"val_{n}"] for n in names if history.get(f"val_{n}")), None)
+    if reported is None:
+        note(record_property,
+             "学習の記録にカテゴリ正解率 (metrics の 'accuracy') がないため、記録とは比べず、採点側で検証用データから"
+             "計算した値だけで判定しました。",
+             "The training record holds no categorical accuracy (metrics 'accuracy'), so it was not compared: "
+             "val_accuracy was judged on the grader's own evaluation of the validation data alone.")
+    else:
+        record_property("val_accuracy_reported", float(reported[-1]))
+        if abs(recomputed - reported[-1]) > AGREEMENT:
+            fail(f"記録された最後の val_accuracy ({reported[-1]:.4f}) と、採点側で検証用データ (x_train の最後の "
+                 f"{n_val:,} 枚) から計算し直した値 ({recomputed:.4f}) が一致しません。",
+                 f"The last recorded val_accuracy ({reported[-1]:.4f}) does not match the grader's own evaluation "
+                 f"on the validation data (the last {n_val:,} samples of x_train): {recomputed:.4f}.")
     if recomputed < config.val_accuracy_threshold:
-        fail(f"val_accuracy は {config.val_accuracy_threshold} 以上のはずですが、{recomputed:.4f} でした。",
-             f"val_accuracy should reach {config.val_accuracy_threshold}, found {recomputed:.4f}.")
+        fail(f"val_accuracy は {config.val_accuracy_threshold:g} 以上のはずですが、{recomputed:.4f} でした。",
+             f"val_accuracy should reach {config.val_accuracy_threshold:g}, found {recomputed:.4f}.")
 
 
 @pytest.mark.check("predict")
 def test_predict(student, request, record_property):
     test2 = student.array("test2")
+    if test2.shape == (N_TEST,):
+        fail(f"test2 の形が {shape_text(test2.shape)} で、予測した数字だけになっています。test2 には各数字の確率 "
+             f"{shape_text((N_TEST, N_CLASSES))} を入れてください: test2 = model.predict(x_test) (argmax はしない)。",
+             f"test2 has shape {shape_text(test2.shape)}: it holds predicted digits. It should hold the "
+             f"probabilities of each digit, shape {shape_text((N_TEST, N_CLASSES))}: test2 = model.predict(x_test), "
+             "without argmax.")
     expect_shape("test2", test2, (N_TEST, N_CLASSES))
     x_test = student.array("x_test")
     if len(x_test) != N_TEST:
-        fail(f"x_test は 10,000 枚のはずですが、{len(x_test):,} 枚でした。",
-             f"x_test should hold 10,000 samples, found {len(x_test):,}.")
+        fail(f"x_test は {N_TEST:,} 枚のはずですが、{len(x_test):,} 枚でした。",
+             f"x_test should hold {N_TEST:,} samples, found {len(x_test):,}.")
     own = request.getfixturevalue("predict")(x_test)
     if not np.allclose(np.asarray(test2, dtype=np.float64), own, atol=SAME_PREDICTION):
         fail("test2 が、学習後の model で x_test を予測した結果 (model.predict(x_test)) と一致しません。",
