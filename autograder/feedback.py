@@ -25,7 +25,7 @@ from .clock import local_text
 from .config import CHECK_IDS, CHECK_TITLES
 from .intake import file_stem, parse_time
 from .report import format_points
-from .result import ERROR, GRADED, LATE, NO_TIMESTAMP, TIMEOUT
+from .result import ERROR, GRADED, LATE, NO_TIMESTAMP, NOT_GRADED, PASSED, TIMEOUT
 from .result import INFRASTRUCTURE as INFRA
 # status → (Japanese, English, style). Styles: ok (green), warn (amber), bad (red), info (blue: not the student's doing).
 STATUSES = {
@@ -182,30 +182,47 @@ def _status_block(result: dict) -> tuple[str, str]:
     return badge, (f'<div class="box {box_style}">{box}</div>' if box else "")
 
 
+MARKS = {PASSED: ("✓", "pass"), NOT_GRADED: ("—", "info")}     # anything else: ✗
+
+
 def _check_rows(tests: list) -> str:
     rows = []
     for test in map(_dict, tests):
         name = str(test.get("name", "?"))
-        passed = test.get("status") == "passed"
+        status = test.get("status")
+        mark, style = MARKS.get(status, ("✗", "fail"))
         output = str(test.get("output") or "")
+        score = "—" if status == NOT_GRADED else format_points(_num(test.get("score")) or 0)
         rows.append(f'<tr><td><code>{esc(name)}</code></td><td>{_bi(*CHECK_TITLES.get(name, ("", "")))}'
-                    f'{f"<pre>{esc(output)}</pre>" if output and not passed else ""}</td><td class="num">'
-                    f'{format_points(_num(test.get("score")) or 0)} / {format_points(_num(test.get("max_score")) or 0)}'
-                    f'</td><td class="mark {"pass" if passed else "fail"}">{"✓" if passed else "✗"}</td></tr>')
+                    f'{f"<pre>{esc(output)}</pre>" if output else ""}</td><td class="num">'
+                    f'{score} / {format_points(_num(test.get("max_score")) or 0)}'
+                    f'</td><td class="mark {style}">{mark}</td></tr>')
     return "\n".join(rows)
 
 
-def _val_accuracy_words(measurements: dict, threshold: float) -> str:
+def _val_accuracy_words(result: dict, threshold: float) -> str:
+    """The caption under the curves: the grader's measurement, worded from the val_accuracy check's own verdict so
+    the page never says one thing in the table and another under the plot."""
+    check = next((t for t in map(_dict, _list(result.get("tests"))) if t.get("name") == "val_accuracy"), {})
+    measurements = _dict(result.get("measurements"))
     measured, reported = _num(measurements.get("val_accuracy")), _num(measurements.get("val_accuracy_reported"))
+    status = check.get("status")
+    if status == NOT_GRADED:
+        return f"<p>{_bi('val_accuracy の項目は採点されていません (上の表)。', 'The val_accuracy check was not graded (see the table above).')}</p>"
     if measured is None:
-        return f"<p>{_bi('val_accuracy は測定できませんでした。', 'val_accuracy could not be measured.')}</p>"
-    ok = measured >= threshold
-    own = (f"ノートブック自身の記録は {reported:.4f} でした。", f" The notebook's own final val_accuracy was "
-           f"{reported:.4f}.") if reported is not None else ("", "")
-    return "<p>" + _bi(f"採点側で再計算した val_accuracy は {measured:.4f} で、基準 {threshold:g} "
-                       f"{'以上です' if ok else 'に届きませんでした'}。{own[0]}",
-                       f"The grader measured val_accuracy {measured:.4f}, which "
-                       f"{'reaches' if ok else 'is below'} the threshold {threshold:g}.{own[1]}") + "</p>"
+        return f"<p>{_bi('val_accuracy は測定できませんでした (理由は上の表)。', 'val_accuracy could not be measured (see the table above).')}</p>"
+    reaches = measured >= threshold
+    ja = f"採点側で再計算した val_accuracy は {measured:.4f} で、基準 {threshold:g} {'以上です' if reaches else 'に届きませんでした'}。"
+    en = f"The grader measured val_accuracy {measured:.4f}, which {'reaches' if reaches else 'is below'} the threshold {threshold:g}."
+    if reported is not None:
+        ja += f" ノートブック自身の記録は {reported:.4f} でした。"
+        en += f" The notebook's own final val_accuracy was {reported:.4f}."
+    if status == PASSED:
+        ja, en = f"合格: {ja}", f"Passed: {en}"
+    elif reaches:
+        ja += " それでもこの項目が不合格なのは、上の表の理由によります。"
+        en += " The check still failed, for the reason in the table above."
+    return f"<p>{_bi(ja, en)}</p>"
 
 
 def _page(title: str, body: str) -> str:
@@ -234,7 +251,7 @@ def feedback_page(result: dict, config) -> str:
         parts += ["<h2>採点項目 / Checks</h2><table><tr><th>ID</th><th>内容 / What is checked</th>"
                   '<th class="num">点 / Points</th><th>結果 / Result</th></tr>', _check_rows(result["tests"]),
                   "</table><h2>学習曲線 / Training curves</h2>",
-                  _val_accuracy_words(measurements, config.val_accuracy_threshold)]
+                  _val_accuracy_words(result, config.val_accuracy_threshold)]
         png = training_curves_png(_dict(execution.get("history")), config.val_accuracy_threshold,
                                   measurements.get("val_accuracy"))
         parts.append(f'<img alt="training curves" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
@@ -260,8 +277,9 @@ def pass_rates(results: list[dict]) -> dict[str, tuple[int, int]]:
     """check id → (passed, judged) over graded submissions: the one count both the figure and the page show."""
     rates = {}
     for check in CHECK_IDS:
-        outcomes = [_dict(t).get("status") == "passed" for r in results if _is_graded(r)
-                    for t in _list(r.get("tests")) if _dict(t).get("name") == check]
+        outcomes = [_dict(t).get("status") == PASSED for r in results if _is_graded(r)
+                    for t in _list(r.get("tests"))
+                    if _dict(t).get("name") == check and _dict(t).get("status") != NOT_GRADED]
         rates[check] = (sum(outcomes), len(outcomes))
     return rates
 

@@ -7,7 +7,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from .result import PASSED, GradeResult
+from .result import NOT_GRADED, PASSED, GradeResult
 
 
 def write_atomic(path: Path, data: str | bytes) -> Path:
@@ -38,10 +38,12 @@ def format_points(value: float) -> str:
 
 
 def check_lines(check, width: int) -> list[str]:
-    """One check as table lines: mark, id, points, then its explanation when it failed."""
-    mark = "✓" if check.status == PASSED else "✗"
-    lines = [f"  {mark} {check.name:<{width}}  {format_points(check.score):>3} / {format_points(check.max_score)}"]
-    if check.status != PASSED and check.output:
+    """One check as table lines: mark, id, points, then its explanation (why it failed or was not graded, or a
+    note on a pass)."""
+    mark = {PASSED: "✓", NOT_GRADED: "—"}.get(check.status, "✗")
+    score = "—" if check.score is None else format_points(check.score)
+    lines = [f"  {mark} {check.name:<{width}}  {score:>3} / {format_points(check.max_score)}"]
+    if check.output:
         lines.extend(f"      {line}" for line in check.output.splitlines())
     return lines
 
@@ -61,7 +63,7 @@ def format_self_check(result: GradeResult, public: tuple[str, ...]) -> str:
             lines.append(f"  · {t.name:<{width}}    ? / {format_points(t.max_score)}"
                          "   提出後に採点 / hidden: graded after submission")
     shown = [t for t in result.tests if t.name in public]
-    lines.append(f"  public checks: {format_points(sum(t.score for t in shown))} / "
+    lines.append(f"  public checks: {format_points(sum(t.score or 0 for t in shown))} / "
                  f"{format_points(sum(t.max_score for t in shown))} · whole assignment: {format_points(result.max_score)}"
                  " points")
     lines.extend(f"  note: {note}" for note in result.notes)
@@ -74,7 +76,8 @@ def format_table(result: GradeResult) -> str:
     for t in result.tests:
         lines.extend(check_lines(t, width))
     lines.append(f"  {'score':<{width + 2}}  {format_points(result.score):>3} / {format_points(result.max_score)}"
-                 + ("" if result.official else "   (unofficial: not graded on the required device)"))
+                 + ("" if result.official else "   (unofficial: not graded on the required device)")
+                 + (f"   (not graded, a grader failed: {', '.join(result.not_graded)})" if result.not_graded else ""))
     ex = result.execution
     if ex:
         lines.append(f"  device: {ex.get('device_name', '?')} · TensorFlow {ex.get('tensorflow') or '?'} · "

@@ -22,6 +22,9 @@ WRONG = {
     "submitted-labels-as-test2": {"predict"},
     "submitted-count-params-patched": {"param_count", "architecture"},
     "submitted-forged-history": {"fit", "val_accuracy"},
+    "submitted-accuracy-metric-class": {"compile"},      # val_accuracy judged on the grader's evaluation alone
+    "submitted-fit-twice": {"fit"},
+    "submitted-x-train-cut": {"reshape", "one_hot", "fit", "val_accuracy"},
 }
 QUICK = {"submitted-few-epochs", "submitted-forged-history"}
 
@@ -70,7 +73,8 @@ def test_wrong_submission_fails_exactly_its_checks(graded, name):
 
 
 @pytest.mark.parametrize("style", ["style-sequential-list", "style-functional-tf-keras",
-                                   "style-keras-input-tf-functions", "style-activation-layers"])
+                                   "style-keras-input-tf-functions", "style-activation-layers",
+                                   "style-compile-classes", "style-training-helper"])
 def test_the_right_model_in_any_keras_style_passes_the_model_checks(graded, style):
     result = graded(SAMPLES / f"{style}.ipynb")       # trains one epoch: only fit and val_accuracy may fail
     assert failed(result) <= {"fit", "val_accuracy"}
@@ -112,4 +116,61 @@ def test_unreadable_notebook_scores_zero_with_the_reason(tmp_path, config, mnist
     result = grade_notebook(path, config, device="cpu", mnist=mnist)
     assert result.score == 0 and failed(result) == set(CHECK_IDS)
     assert all(reason in t.output for t in result.tests)
+    assert_explained(result)
+
+
+def outputs(result) -> dict[str, str]:
+    return {t.name: t.output for t in result.tests}
+
+
+@pytest.mark.training
+def test_the_lecture_compile_written_with_functions_scores_full_marks(graded):
+    """loss=keras.losses.categorical_crossentropy is stored as {'class_name': 'function', ...}; the metric function
+    records its history as val_categorical_accuracy."""
+    result = graded(SAMPLES / "style-compile-functions.ipynb")
+    assert failed(result) == set()
+    assert result.measurements["val_accuracy_reported"] == pytest.approx(result.measurements["val_accuracy"],
+                                                                         abs=0.002)
+
+
+@pytest.mark.training
+def test_keras_accuracy_metric_costs_the_compile_point_only_and_says_why(graded):
+    result = graded(SAMPLES / "submitted-accuracy-metric-class.ipynb")
+    compile_output = outputs(result)["compile"]
+    assert "Accuracy" in compile_output and "CategoricalAccuracy" in compile_output and "'accuracy'" in compile_output
+    val = next(t for t in result.tests if t.name == "val_accuracy")
+    assert val.status == "passed" and "not compared" in val.output      # the record (≈ 0.01) is not the metric
+    assert "val_accuracy_reported" not in result.measurements
+    assert result.measurements["val_accuracy"] >= 0.95
+
+
+@pytest.mark.training
+def test_fit_run_twice_says_how_many_epochs_were_trained(graded):
+    output = outputs(graded(SAMPLES / "submitted-fit-twice.ipynb"))["fit"]
+    assert "60 epochs in total (45,000 updates)" in output and "run all cells once" in output
+    assert "合計 60 エポック" in output
+
+
+@pytest.mark.training
+def test_x_train_cut_before_fit_is_one_explanation_wherever_it_costs(graded):
+    result = graded(SAMPLES / "submitted-x-train-cut.ipynb")
+    out = outputs(result)
+    for check in ("reshape", "fit", "val_accuracy"):
+        assert out[check].startswith("x_train は 60,000 件のはずですが、48,000 件しかありません。"), out[check]
+        assert "x_train should hold 60,000 samples but holds 48,000: it was cut before fit." in out[check]
+    assert "y_train should hold 60,000 samples but holds 48,000" in out["one_hot"]
+
+
+def test_float16_images_are_told_they_lose_precision(graded):
+    result = graded(SAMPLES / "submitted-float16-images.ipynb")      # one quick epoch: the model checks only
+    assert failed(result) & MODEL_CHECKS == {"reshape"}
+    assert "float16, which loses precision" in outputs(result)["reshape"] and "float32" in outputs(result)["reshape"]
+    assert_explained(result)
+
+
+def test_test2_holding_digits_is_told_it_needs_probabilities(graded):
+    result = graded(SAMPLES / "submitted-test2-digits.ipynb")
+    assert failed(result) & MODEL_CHECKS == {"predict"}
+    assert "shape (10000,): it holds predicted digits" in outputs(result)["predict"]
+    assert "without argmax" in outputs(result)["predict"]
     assert_explained(result)

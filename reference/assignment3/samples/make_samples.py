@@ -99,7 +99,52 @@ for key in result.history:
     result.history[key] = result.history[key] * 30
 result.history['val_accuracy'][-1] = 0.99
 """),
+    "submitted-accuracy-metric-class": with_cells(compile="""
+import keras
+
+model.compile(loss='categorical_crossentropy', optimizer='Adam', metrics=[keras.metrics.Accuracy()])
+"""),
+    "submitted-fit-twice": with_cells(fit="""
+model.fit(x_train, y_train, epochs=30, batch_size=64, validation_split=0.2)
+result = model.fit(x_train, y_train, epochs=30, batch_size=64, validation_split=0.2)
+"""),
+    "submitted-x-train-cut": with_cells(fit="""
+x_train, y_train = x_train[:48000], y_train[:48000]
+result = model.fit(x_train, y_train, epochs=30, batch_size=64, validation_split=0.2)
+"""),
+    # --- the lecture's compile written with functions (as the lecture's loss can be): full marks ---
+    "style-compile-functions": with_cells(compile="""
+from tensorflow import keras
+
+model.compile(loss=keras.losses.categorical_crossentropy, optimizer=keras.optimizers.Adam(),
+              metrics=[keras.metrics.categorical_accuracy])
+"""),
+    # --- wrong submissions judged on one quick epoch: only the checks they are about are asserted ---
+    "submitted-float16-images": with_cells(reshape="""
+x_train = (x_train.reshape(60000, 784) / 255).astype('float16')
+x_test = (x_test.reshape(10000, 784) / 255).astype('float16')
+print(x_train.shape, x_test.shape)
+""", fit=QUICK_FIT),
+    "submitted-test2-digits": with_cells(predict="""
+test2 = model.predict(x_test).argmax(axis=1)
+print(test2.shape)
+""", fit=QUICK_FIT),
     # --- the right model in other Keras styles (one quick epoch: only the model's checks are judged) ---
+    "style-compile-classes": with_cells(compile="""
+import tensorflow as tf
+
+model.compile(loss=tf.keras.losses.CategoricalCrossentropy, optimizer='adam',
+              metrics=['ACC', tf.keras.metrics.CategoricalAccuracy])
+""", fit=QUICK_FIT),
+    "style-training-helper": with_cells(compile="""
+model.compile(loss='categorical_crossentropy', optimizer='Adam', metrics=['acc'])
+
+
+def train(model, epochs):
+    return model.fit(x_train, y_train, epochs=epochs, batch_size=64, validation_split=0.2)
+""", fit="""
+result = train(model, 1)
+"""),
     "style-sequential-list": with_cells(model="""
 from keras.models import Sequential
 from keras.layers import Dense
