@@ -34,8 +34,9 @@ from .config import CHECK_IDS, Config, load_config
 from .device import resolve_device
 from .errors import GraderError
 from .execute import HARNESS_TIMEOUT_S, infrastructure_problem
+from .graders import GradersBroken, check_graders
 from .report import format_points, format_table, write_atomic
-from .result import ERROR, INFRASTRUCTURE, LATE, NO_TIMESTAMP, CheckResult, GradeResult
+from .result import ERROR, INFRASTRUCTURE, LATE, NO_TIMESTAMP, NOT_GRADED, CheckResult, GradeResult
 
 PACKAGE = Path(__file__).parent
 # The code whose change makes every earlier grade stale (a fingerprint input).
@@ -207,7 +208,11 @@ class Batch:
                     tasks.append(Task(sub, fp))
             npz = dataset.write_keras_npz(mnist, Path(tmp) / "mnist.npz")
             self._log_batch(len(submissions), len(tasks), reused, refused)
-            self._grade(tasks, npz)
+            broken = graders_broken(self.config) if tasks else ""
+            if broken:
+                self._not_run(tasks, broken)
+            else:
+                self._grade(tasks, npz)
         self._write_class_files()
         return BatchReport(self.results, len(tasks), reused, round(time.monotonic() - started, 1), self.out)
 
@@ -296,6 +301,13 @@ class Batch:
             for w in pool:
                 w.stop()
 
+    def _not_run(self, tasks: list[Task], why: str) -> None:
+        """The graders cannot run: nothing is executed, every submission waiting is an infrastructure error (no
+        score), graded when the same command is run again after the fix."""
+        for task in tasks:
+            task.attempts.append(why)
+            self._finish(task, self._infrastructure_result(task), log=why, ran=False)
+
     def _settle(self, task: Task, reply: dict, pending: deque) -> bool:
         """Record a worker's answer; → False when the task went back in the queue for another attempt."""
         problem = reply.get("infrastructure", "")
@@ -315,7 +327,7 @@ class Batch:
         why = task.attempts[-1].strip().splitlines()[-1][:300]
         text = ("採点環境の問題で採点できませんでした。あなたの減点ではありません。再採点します。\n"
                 f"The grading machine failed ({why}); this is not your error and will be regraded.")
-        tests = [CheckResult(c, "not graded", 0.0, self.config.points[c], text) for c in CHECK_IDS]
+        tests = [CheckResult(c, NOT_GRADED, None, self.config.points[c], text) for c in CHECK_IDS]
         result = GradeResult(self.config.assignment_id, task.submission.chosen.path.name, tests, self.official,
                              notes=[f"attempt {i + 1}: {a.strip()[-500:]}" for i, a in enumerate(task.attempts)],
                              status=INFRASTRUCTURE, status_detail=text.replace("\n", " / "))
@@ -372,6 +384,15 @@ class Batch:
         write_atomic(self.out / "gradebook.csv", gradebook_csv(results, self.config))
         write_atomic(self.out / "summary.png", summary_figure(results, self.config))
         write_atomic(self.out / "summary.html", summary_page(results, self.config))
+
+
+def graders_broken(config: Config) -> str:
+    """Why the hidden graders cannot be collected, or '' (checked once, before any notebook is executed)."""
+    try:
+        check_graders(config)
+    except GradersBroken as exc:
+        return str(exc)
+    return ""
 
 
 def worker_context():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import html
 import io
 import math
 import re
@@ -203,3 +204,43 @@ def test_summary_figure_is_a_png_for_no_results_and_for_a_mixed_run(config):
     assert summary_figure(no_measurements, config).startswith(PNG_SIGNATURE)
     many = [make_result(config, f"s{i:03d}") for i in range(45)]              # grading times as a histogram
     assert read_png(summary_figure(many, config)).shape[:2] == (800, 1200)
+
+
+def caption(page: str) -> str:
+    return html.unescape(re.search(r"<h2>学習曲線 / Training curves</h2>\s*<p>(.*?)</p>", page, re.S).group(1))
+
+
+@pytest.mark.parametrize("status, measured, says", [
+    ("passed", 0.9638, "Passed: The grader measured val_accuracy 0.9638, which reaches the threshold 0.95."),
+    ("failed", 0.9421, "which is below the threshold 0.95"),
+    ("failed", 0.9638, "reaches the threshold 0.95. The notebook's own final val_accuracy was 0.9900. The check still "
+                       "failed, for the reason in the table above."),
+    ("not graded", 0.9638, "The val_accuracy check was not graded"),
+])
+def test_the_curves_caption_agrees_with_the_val_accuracy_check(config, status, measured, says):
+    result = make_result(config, failed={"val_accuracy": VAL_WHY} if status == "failed" else {},
+                         measurements={"val_accuracy": measured, "val_accuracy_reported": 0.99})
+    next(t for t in result["tests"] if t["name"] == "val_accuracy")["status"] = status
+    text = caption(feedback_page(result, config))
+    assert says in text
+    assert ("Passed" in text) == (status == "passed")
+
+
+def test_a_check_not_graded_shows_neither_points_nor_a_cross(config):
+    result = make_result(config)
+    compile_check = next(t for t in result["tests"] if t["name"] == "compile")
+    compile_check.update(status="not graded", score=None, output="grader failed / 採点プログラムのエラー")
+    page = feedback_page(result, config)
+    row = re.search(r"<code>compile</code>.*?</tr>", page, re.S).group(0)
+    assert "— / 1" in row and "✗" not in row and "grader failed" in row
+    assert pass_rates([result])["compile"] == (0, 0)                      # not counted as judged
+
+
+def test_histories_recorded_as_acc_or_categorical_accuracy_are_plotted_as_accuracy():
+    from autograder.execute import _plottable_history
+
+    curves = {"accuracy": [0.9, 0.95], "val_accuracy": [0.91, 0.96], "loss": [0.3, 0.2]}
+    for prefix in ("acc", "categorical_accuracy", "ACC"):
+        recorded = {"loss": curves["loss"], prefix: curves["accuracy"], f"val_{prefix}": curves["val_accuracy"]}
+        assert _plottable_history({"history": recorded}) == curves, prefix
+    assert training_curves_png(_plottable_history({"history": {"acc": [0.9, 0.95]}}), 0.95) is not None

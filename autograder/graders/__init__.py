@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,14 +44,27 @@ def _pytest(plugin: GradingPlugin, *extra: str) -> tuple[int, str]:
             # Not wanted here: a cache folder in the package, and the end-of-session gc sweeps (~1 s).
             "-p", "no:cacheprovider", "-p", "no:unraisableexception", "-p", "no:threadexception", *extra]
     log = io.StringIO()
-    with contextlib.redirect_stdout(log):
-        code = pytest.main(args, plugins=[plugin])
+    try:
+        with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):   # import errors go to stderr
+            code = pytest.main(args, plugins=[plugin])
+    finally:
+        _forget_grader_modules()
     return int(code), log.getvalue()
 
 
+def _forget_grader_modules() -> None:
+    """pytest reuses a test module already in sys.modules: forget the graders' files it imported, so the next run
+    in this process reads them as they are then (a fixed grader is picked up without a restart)."""
+    for name, module in list(sys.modules.items()):
+        path = Path(getattr(module, "__file__", None) or "")
+        if path.parent == GRADERS_DIR and (path.name == "conftest.py" or path.name.startswith("test_")):
+            del sys.modules[name]
+
+
 def _broken(code: int, log: str) -> GradersBroken:
-    lines = [line for line in log.splitlines() if line.strip() and not line.startswith(("=", "-", "_"))]
-    why = "\n  ".join(lines[-12:]) or f"pytest exit status {code}"
+    lines = [line for line in log.splitlines() if line.strip() and not line.startswith(("=", "-", "_", "!"))]
+    errors = [line for line in lines if line.startswith(("E ", "ERROR"))]    # pytest's own summary of the error
+    why = "\n  ".join((errors or lines)[-12:]) or f"pytest exit status {code}"
     return GradersBroken(f"the hidden graders in {GRADERS_DIR} cannot run (pytest exit status {code}); fix them "
                          f"and run the same command again:\n  {why}")
 
