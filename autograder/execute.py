@@ -255,7 +255,7 @@ def kernel_manager(config: Config, workdir: Path, npz: Path, artifacts: Path):
                                max_memory_bytes=config.memory_limit_mb * 2**20)
     km = sandbox.sandboxed_kernel_manager(spec)
     if km is None:
-        return None, "none: bubblewrap (bwrap) is missing or may not create namespaces here"
+        return None, f"none: {sandbox.unsandboxed_reason()}"
     limits = "; ".join(f"{name}: {CGROUP_PATH.sub('cgroup', how)}" for name, how in km.limits.items())
     return km, f"bwrap: no network, own filesystem view; {limits}"
 
