@@ -35,7 +35,8 @@ TIMEOUT_ENAME = "CellTimeoutError"
 TRAINING_CALL = re.compile(r"\.fit\s*\(")
 HARNESS_TAG = "autograder-harness"
 CGROUP_PATH = re.compile(r"cgroup \S+")
-KERNEL_WORDS_LIMIT = 300                     # characters of the kernel's last output in a KernelStartError
+KERNEL_WORDS_LIMIT = 180                     # characters of the kernel's last output in a KernelStartError
+                                             # (the whole message fits a batch's 300-character reason)
 
 
 @dataclass
@@ -270,7 +271,7 @@ def kernel_start_error(exc: Exception, kernel_log: Path, offset: int) -> KernelS
     if len(words) > KERNEL_WORDS_LIMIT:
         words = "…" + words[-(KERNEL_WORDS_LIMIT - 1):]
     said = f"; its last output: {words}" if words else "; it wrote nothing"
-    return KernelStartError(f"the notebook's kernel could not start ({str(exc) or type(exc).__name__}){said}")
+    return KernelStartError(f"the notebook's kernel could not start: {(str(exc) or type(exc).__name__)[:100]}{said}")
 
 
 def _forget_setup(client: NotebookClient) -> None:
