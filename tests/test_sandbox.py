@@ -88,6 +88,17 @@ def test_paths_reached_through_a_link_are_bound_under_both_names(tmp_path):
     assert {(real, real), (real, named)} <= binds
 
 
+@needs_bwrap
+def test_a_kernel_opens_files_by_the_name_that_goes_through_a_link(tmp_path):
+    """The harness hands the kernel paths as named (/tmp/… where /tmp may be a link): they must work inside."""
+    (tmp_path / "real" / "work").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    (tmp_path / "real" / "data.txt").write_text("pinned")
+    named = tmp_path / "link" / "data.txt"
+    cells, _, error = run(tmp_path / "link" / "work", f"print(repr(open({str(named)!r}).read()))", readable=(named,))
+    assert error is None and value(cells[0]) == "pinned"
+
+
 def test_unavailable_sandbox_gives_no_manager(monkeypatch, tmp_path):
     monkeypatch.setattr(sandbox, "sandbox_available", lambda: False)
     assert sandboxed_kernel_manager(SandboxSpec(tmp_path)) is None
