@@ -21,8 +21,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import nbformat
-from nbclient import NotebookClient
 from jupyter_core.utils import ensure_event_loop
+from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 
 from . import dataset, sandbox
@@ -271,7 +271,8 @@ def kernel_start_error(exc: Exception, kernel_log: Path, offset: int) -> KernelS
     if len(words) > KERNEL_WORDS_LIMIT:
         words = "…" + words[-(KERNEL_WORDS_LIMIT - 1):]
     said = f"; its last output: {words}" if words else "; it wrote nothing"
-    return KernelStartError(f"the notebook's kernel could not start: {(str(exc) or type(exc).__name__)[:100]}{said}")
+    what = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:100]
+    return KernelStartError(f"the notebook's kernel could not start: {what}{said}")
 
 
 def _forget_setup(client: NotebookClient) -> None:

@@ -5,8 +5,9 @@ What the kernel sees: /usr (with /bin, /lib… as in the host), a short list of 
 prefix and site-packages in use, a fresh /proc and minimal /dev (plus /dev/nvidia*, /dev/dri and a read-only
 /sys when a GPU is there), a private /tmp, the workdir (read-write, its cwd and HOME) and the spec's extra binds.
 Everything else, the grader's repo included, does not exist in there. bwrap mounts in the order given, so the
-private /tmp comes before every bind: a venv made in /tmp, and the workdir, stay visible on top of it. Namespaces: user (with every capability
-dropped), net (loopback only), pid, ipc, uts and cgroup. Its environment is cut down to ``KEEP_ENV``.
+private /tmp comes before every bind: a venv made in /tmp, and the workdir, stay visible on top of it.
+Namespaces: user (with every capability dropped), net (loopback only), pid, ipc, uts and cgroup. Its environment
+is cut down to ``KEEP_ENV``.
 
 Findings that shaped this (Linux 6.18, root, cgroup v1, bwrap 0.8):
 * Run by root, bwrap leaves the sandbox every capability (CapEff ffff…) unless it also unshares the user
@@ -107,15 +108,16 @@ def sandbox_available() -> bool:
 def unsandboxed_reason() -> str:
     """Why kernels run without the sandbox, for messages and results: the probe's reason (a generic one where
     ``sandbox_available`` was overridden, as tests do)."""
-    return sandbox_problem() or "bubblewrap (bwrap) is missing or may not create namespaces here " \
-                                "(apt-get install bubblewrap)"
+    return sandbox_problem() or ("bubblewrap (bwrap) is missing or may not create namespaces here "
+                                 "(apt-get install bubblewrap)")
 
 
 @functools.cache
 def sandbox_problem() -> str:
     """Why a kernel cannot start in the sandbox here, or '' when it can. The probe starts what a kernel starts:
-    the kernel's interpreter and its first imports, under the same bwrap command line as a real kernel (same
-    binds, a temporary workdir, readable file and writable folder, the kernel's environment). A bind that hides
+    this interpreter (the kernel's: see ``sandboxed_kernel_manager``) and its first imports, under the same bwrap
+    command line as a real kernel (same binds, a temporary workdir, readable file and writable folder, the
+    kernel's environment). A bind that hides
     the interpreter, or namespaces a container forbids, are thus found once, before grading, with bwrap's or
     Python's own words."""
     if bwrap_path() is None:
