@@ -36,7 +36,8 @@ from .errors import GraderError
 from .execute import HARNESS_TIMEOUT_S, infrastructure_problem
 from .graders import GradersBroken, check_graders
 from .report import format_points, format_table, write_atomic
-from .result import ERROR, INFRASTRUCTURE, LATE, NO_TIMESTAMP, NOT_GRADED, CheckResult, GradeResult
+from .result import (ERROR, INFRASTRUCTURE, INFRASTRUCTURE_REASON, LATE, NO_TIMESTAMP, NOT_GRADED, CheckResult,
+                     GradeResult)
 
 PACKAGE = Path(__file__).parent
 # The code whose change makes every earlier grade stale (a fingerprint input).
@@ -121,7 +122,9 @@ def _worker_main(conn, config_path: str, grade_fn, log_path: str, kernel_device:
             return
         try:
             reply = grade_fn(task, config, mnist)
-        except Exception:                # the runner failed (kernel would not start, disk full, ...)
+        except GraderError as exc:       # the grader says why it cannot (a kernel that would not start, ...)
+            reply = {"infrastructure": str(exc), "log": traceback.format_exc()}
+        except Exception:                # the runner failed otherwise (disk full, ...)
             reply = {"infrastructure": traceback.format_exc(limit=3)[-2000:], "log": traceback.format_exc()}
         conn.send(reply)
 
@@ -331,7 +334,7 @@ class Batch:
         result = GradeResult(self.config.assignment_id, task.submission.chosen.path.name, tests, self.official,
                              notes=[f"attempt {i + 1}: {a.strip()[-500:]}" for i, a in enumerate(task.attempts)],
                              status=INFRASTRUCTURE, status_detail=text.replace("\n", " / "))
-        return result.to_json()
+        return {**result.to_json(), INFRASTRUCTURE_REASON: why}
 
     def _finish(self, task: Task, result: dict, log: str, ran: bool = True) -> None:
         sub = task.submission

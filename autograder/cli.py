@@ -44,7 +44,7 @@ def cmd_grade(args) -> int:
 
 def _grade_class(source: Path, args, config) -> int:
     from .batch import grade_batch
-    from .result import INFRASTRUCTURE
+    from .result import INFRASTRUCTURE, infrastructure_reasons
 
     out = Path(args.out) if args.out else Path("grades") / source.stem
     report = grade_batch(source, out, config, workers=args.workers, device=args.device, regrade=args.regrade,
@@ -53,10 +53,18 @@ def _grade_class(source: Path, args, config) -> int:
     print(f"{len(report.results)} students: {counts} ({report.graded_now} graded now, {report.reused} unchanged "
           f"and kept) in {report.seconds:.0f} s")
     print(f"gradebook: {out / 'gradebook.csv'}\nsummary:   {out / 'summary.html'}\nfeedback:  {out / 'feedback'}/")
+    for why, students in infrastructure_reasons(report.results[s] for s in sorted(report.results)).items():
+        print(f"infrastructure error: {_some(students)}: {why}", file=sys.stderr)
     if report.counts.get(INFRASTRUCTURE):
         print("some submissions hit an infrastructure error (no score given): fix the runner and rerun the same "
               "command; only those are graded again", file=sys.stderr)
     return 0
+
+
+def _some(names: list[str], shown: int = 5) -> str:
+    """A few names and how many more: one line for a reason however many students it failed."""
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 def cmd_check(args) -> int:

@@ -8,11 +8,13 @@ the training history (see ``kernel_side``).
 
 from __future__ import annotations
 
+import atexit
 import json
 import math
 import os
 import re
 import shutil
+import signal
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -20,12 +22,13 @@ from pathlib import Path
 from queue import Empty
 
 import nbformat
-from jupyter_core.utils import ensure_async
+from jupyter_core.utils import ensure_async, ensure_event_loop
 from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 
 from . import dataset, sandbox
 from .config import Config
+from .errors import KernelStartError, meaningful_lines
 
 KERNEL_SIDE = Path(__file__).with_name("kernel_side.py")
 HARNESS_TIMEOUT_S = 300                      # each harness cell (setup, export) has its own budget
@@ -34,6 +37,8 @@ TRAINING_CALL = re.compile(r"\.fit\s*\(")
 HARNESS_TAG = "autograder-harness"
 TRAINING_MIME = "application/vnd.autograder.training+json"   # kernel_side announces Model.fit with it
 CGROUP_PATH = re.compile(r"cgroup \S+")
+KERNEL_WORDS_LIMIT = 180                     # characters of the kernel's last output in a KernelStartError
+                                             # (the whole message fits a batch's 300-character reason)
 
 
 @dataclass
@@ -207,6 +212,11 @@ class GradingClient(NotebookClient):
                                               "was dropped / 出力が多すぎるため以降を省略しました]\n"))
         return None
 
+    @property
+    def student_started(self) -> bool:
+        """Whether a cell of the student's ran (or was skipped): before that, a failure is the runner's."""
+        return self.deadline is not None
+
     def _budget(self, cell) -> int:
         if is_harness(cell):
             return HARNESS_TIMEOUT_S
@@ -280,9 +290,15 @@ def execute(student_nb, artifacts: Path, config: Config, device: str, mnist: dat
         km, record.sandbox = kernel_manager(config, workdir, npz, artifacts)
         client = GradingClient(nb, config, km=km, resources={"metadata": {"path": str(workdir)}})
         with open(artifacts / "kernel.log", "ab") as log:   # the kernel's own stdout/stderr (TF's chatter)
+            log_start = log.tell()
             try:
                 client.execute(env=kernel_env(device, config, workdir), stdout=log, stderr=log, cleanup_kc=True)
-            except DeadKernelError:
+            except Exception as exc:
+                if not client.student_started:
+                    _forget_setup(client)
+                    raise kernel_start_error(exc, artifacts / "kernel.log", log_start) from exc
+                if not isinstance(exc, DeadKernelError):
+                    raise
                 record.kernel_died = True
         if km is not None:
             record.limits_hit = {k: v for k, v in km.limit_hits().items() if v}
@@ -297,6 +313,31 @@ def execute(student_nb, artifacts: Path, config: Config, device: str, mnist: dat
     return record
 
 
+def kernel_start_error(exc: Exception, kernel_log: Path, offset: int) -> KernelStartError:
+    """The error for a kernel that failed before the student's first cell: nbclient's words (\"Kernel died before
+    replying to kernel_info\") and the kernel's own last lines since ``offset`` in its log (bwrap's, Python's)."""
+    text = kernel_log.read_bytes()[offset:].decode("utf-8", "replace") if kernel_log.is_file() else ""
+    words = " | ".join(meaningful_lines(text)[-3:])
+    if len(words) > KERNEL_WORDS_LIMIT:
+        words = "…" + words[-(KERNEL_WORDS_LIMIT - 1):]
+    said = f"; its last output: {words}" if words else "; it wrote nothing"
+    what = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:100]
+    return KernelStartError(f"the notebook's kernel could not start: {what}{said}")
+
+
+def _forget_setup(client: NotebookClient) -> None:
+    """Undo what nbclient's kernel setup leaves behind when the start fails: its exit hook (which would clean up a
+    kernel manager it has already dropped, an AssertionError at exit) and its SIGINT/SIGTERM handlers (which
+    would swallow Ctrl-C in this process from then on)."""
+    atexit.unregister(client._cleanup_kernel)
+    loop = ensure_event_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.remove_signal_handler(sig)
+        except (RuntimeError, ValueError):       # not the main thread: nbclient could not have added them
+            pass
+
+
 def kernel_manager(config: Config, workdir: Path, npz: Path, artifacts: Path):
     """→ (a sandboxed kernel manager or None for nbclient's own, a line saying how the kernel is isolated)."""
     if config.sandbox == "off":
@@ -306,7 +347,7 @@ def kernel_manager(config: Config, workdir: Path, npz: Path, artifacts: Path):
                                max_memory_bytes=config.memory_limit_mb * 2**20)
     km = sandbox.sandboxed_kernel_manager(spec)
     if km is None:
-        return None, "none: bubblewrap (bwrap) is missing or may not create namespaces here"
+        return None, f"none: {sandbox.unsandboxed_reason()}"
     limits = "; ".join(f"{name}: {CGROUP_PATH.sub('cgroup', how)}" for name, how in km.limits.items())
     return km, f"bwrap: no network, own filesystem view; {limits}"
 

@@ -25,7 +25,7 @@ from .clock import local_text
 from .config import CHECK_IDS, CHECK_TITLES
 from .intake import file_stem, parse_time
 from .report import format_points
-from .result import ERROR, GRADED, LATE, NO_TIMESTAMP, NOT_GRADED, PASSED, TIMEOUT
+from .result import ERROR, GRADED, LATE, NO_TIMESTAMP, NOT_GRADED, PASSED, TIMEOUT, infrastructure_reasons
 from .result import INFRASTRUCTURE as INFRA
 # status → (Japanese, English, style). Styles: ok (green), warn (amber), bad (red), info (blue: not the student's doing).
 STATUSES = {
@@ -364,6 +364,15 @@ def summary_figure(results: list[dict], config) -> bytes:
     return _png(fig)
 
 
+def _infrastructure_section(results: list[dict]) -> str:
+    """The infrastructure errors and why the runner failed, one line per reason (none: no section): what the
+    instructor must fix before rerunning."""
+    reasons = infrastructure_reasons(results)
+    items = "".join(f"<li><code>{esc(why)}</code>: {esc(', '.join(students))}</li>"
+                    for why, students in reasons.items())
+    return f"<h2>採点環境の問題 / Infrastructure errors</h2><ul>{items}</ul>" if reasons else ""
+
+
 def summary_page(results: list[dict], config, figure_name: str = "summary.png") -> str:
     """The class overview for the instructor: counts, score statistics, pass rates, devices, and links to pages."""
     results = [_dict(r) for r in _list(results)]
@@ -394,7 +403,7 @@ def summary_page(results: list[dict], config, figure_name: str = "summary.png") 
             f'</td><td><span class="badge {style}">{esc(en or ja)}</span></td><td class="num">{_fmt(val, ".4f")}</td>'
             f'<td class="num">{_fmt(seconds, ".1f")}</td></tr>')
     body = (f"<h1>{esc(config.assignment_id)} — 採点結果のまとめ / Grading summary</h1><dl>"
-            + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in stats) + "</dl>"
+            + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in stats) + "</dl>" + _infrastructure_section(results) +
             f'<img alt="summary figure" src="{esc(quote(figure_name))}">'
             "<h2>項目ごとの合格率 / Pass rate per check</h2><table><tr><th>ID</th><th>内容 / What is checked</th>"
             '<th class="num">合格 / passed of graded</th><th class="num">%</th></tr>' + rate_rows + "</table>"

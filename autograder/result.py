@@ -13,6 +13,7 @@ PASSED, FAILED, NOT_GRADED = "passed", "failed", "not graded"
 # (no score is given, regrade it).
 GRADED, TIMEOUT, ERROR, LATE, NO_TIMESTAMP, INFRASTRUCTURE = (
     "graded", "timeout", "error", "late", "no timestamp", "infrastructure error")
+INFRASTRUCTURE_REASON = "infrastructure_reason"   # a batch's infrastructure error: why the runner failed, one line
 
 
 @dataclass(frozen=True)
@@ -66,3 +67,14 @@ class GradeResult:
             "measurements": dict(self.measurements),
             "execution": self.execution,
         }
+
+
+def infrastructure_reasons(results) -> dict[str, list[str]]:
+    """reason → the students whose grading failed for it, over the infrastructure errors among ``results`` (dicts,
+    in order): one broken runner fails a whole class for one reason, which is said once."""
+    groups: dict[str, list[str]] = {}
+    for r in results:
+        if isinstance(r, dict) and r.get("status") == INFRASTRUCTURE:
+            why = str(r.get(INFRASTRUCTURE_REASON) or r.get("status_detail") or "no reason recorded")
+            groups.setdefault(why, []).append(str(r.get("student_id") or r.get("notebook") or "?"))
+    return groups

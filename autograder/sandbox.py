@@ -4,8 +4,10 @@ graders, other submissions or the grader's home, cannot reach the network, and c
 What the kernel sees: /usr (with /bin, /lib… as in the host), a short list of harmless /etc files, the Python
 prefix and site-packages in use, a fresh /proc and minimal /dev (plus /dev/nvidia*, /dev/dri and a read-only
 /sys when a GPU is there), a private /tmp, the workdir (read-write, its cwd and HOME) and the spec's extra binds.
-Everything else, the grader's repo included, does not exist in there. Namespaces: user (with every capability
-dropped), net (loopback only), pid, ipc, uts and cgroup. Its environment is cut down to ``KEEP_ENV``.
+Everything else, the grader's repo included, does not exist in there. bwrap mounts in the order given, so the
+private /tmp comes before every bind: a venv made in /tmp, and the workdir, stay visible on top of it.
+Namespaces: user (with every capability dropped), net (loopback only), pid, ipc, uts and cgroup. Its environment
+is cut down to ``KEEP_ENV``.
 
 Findings that shaped this (Linux 6.18, root, cgroup v1, bwrap 0.8):
 * Run by root, bwrap leaves the sandbox every capability (CapEff ffff…) unless it also unshares the user
@@ -36,6 +38,7 @@ import shutil
 import site
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 import weakref
@@ -44,6 +47,8 @@ from pathlib import Path
 
 from jupyter_client import AsyncKernelManager
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
+
+from .errors import GraderError, meaningful_lines
 
 NAMESPACES = ("--unshare-user", "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
               "--unshare-cgroup-try")
@@ -59,29 +64,35 @@ JOIN = ('d=$1; shift; while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift
 SOCKET_PATH_MAX = 100                        # a unix socket path must fit in 108 bytes
 
 
+# what a kernel imports first (ipykernel_launcher → kernelapp, which pulls in zmq, tornado and IPython) and the
+# compiled library every notebook uses; TensorFlow would make the probe take seconds
+PROBE_CODE = "import ipykernel.kernelapp, numpy"
+PROBE_TIMEOUT_S = 60
+NO_BWRAP = "bubblewrap (bwrap) is not installed (apt-get install bubblewrap)"
+
 UNSANDBOXED_WARNING = (
-    "WARNING: bubblewrap (bwrap) is missing or cannot create namespaces here: students' notebooks run WITHOUT a "
-    "sandbox — with network access, the grader's files in reach, and no memory or process limits. Install it "
-    "(apt-get install bubblewrap) or set SANDBOX = 'require' in grader_config.py to refuse to grade without it.")
+    "WARNING: the sandbox cannot run here ({why}): students' notebooks run WITHOUT a sandbox — with network "
+    "access, the grader's files in reach, and no memory or process limits. Fix that, or set SANDBOX = 'require' "
+    "in grader_config.py to refuse to grade without it.")
 
 
-def warn_unsandboxed() -> None:
-    """Say it loudly, once per process."""
+def warn_unsandboxed(why: str) -> None:
+    """Say it loudly, with the reason, once per process."""
     if not getattr(warn_unsandboxed, "said", False):
         warn_unsandboxed.said = True
-        print(UNSANDBOXED_WARNING, file=sys.stderr, flush=True)
+        print(UNSANDBOXED_WARNING.format(why=why), file=sys.stderr, flush=True)
 
 
 def require(mode: str, warn: bool = True) -> None:
     """Stop before grading when the configuration requires the sandbox and it cannot run here; under "auto", say
     loudly that it is missing (``warn``: official grading; a student's self-check runs their own code)."""
-    if mode == "require" and not sandbox_available():
-        from .errors import GraderError
-
-        raise GraderError("SANDBOX = 'require' in grader_config.py, but bubblewrap (bwrap) is missing or may not "
-                          "create namespaces on this machine (apt-get install bubblewrap)")
-    if mode == "auto" and warn and not sandbox_available():
-        warn_unsandboxed()
+    if mode == "off" or sandbox_available():
+        return
+    if mode == "require":
+        raise GraderError(f"SANDBOX = 'require' in grader_config.py, but the sandbox cannot run here: "
+                          f"{unsandboxed_reason()}")
+    if warn:
+        warn_unsandboxed(unsandboxed_reason())
 
 
 def bwrap_path() -> str | None:
@@ -89,17 +100,49 @@ def bwrap_path() -> str | None:
     return shutil.which("bwrap")
 
 
-@functools.cache
 def sandbox_available() -> bool:
-    """Whether bwrap exists *and* may make the namespaces we use here (containers often forbid it)."""
-    path = bwrap_path()
-    if path is None:
-        return False
-    try:
-        return subprocess.run([path, *NAMESPACES, "--die-with-parent", "--ro-bind", "/", "/", "true"],
-                              capture_output=True, timeout=60).returncode == 0
-    except (OSError, subprocess.SubprocessError):
-        return False
+    """Whether a kernel can start in the sandbox here (the probe, once per process)."""
+    return not sandbox_problem()
+
+
+def unsandboxed_reason() -> str:
+    """Why kernels run without the sandbox, for messages and results: the probe's reason (a generic one where
+    ``sandbox_available`` was overridden, as tests do)."""
+    return sandbox_problem() or ("bubblewrap (bwrap) is missing or may not create namespaces here "
+                                 "(apt-get install bubblewrap)")
+
+
+@functools.cache
+def sandbox_problem() -> str:
+    """Why a kernel cannot start in the sandbox here, or '' when it can. The probe starts what a kernel starts:
+    this interpreter (the kernel's: see ``sandboxed_kernel_manager``) and its first imports, under the same bwrap
+    command line as a real kernel (same binds, a temporary workdir, readable file and writable folder, the
+    kernel's environment). A bind that hides
+    the interpreter, or namespaces a container forbids, are thus found once, before grading, with bwrap's or
+    Python's own words."""
+    if bwrap_path() is None:
+        return NO_BWRAP
+    with tempfile.TemporaryDirectory(prefix="autograder-probe-") as tmp:
+        spec = SandboxSpec(Path(tmp, "work"), readable=(Path(tmp, "data"),), writable=(Path(tmp, "out"),))
+        for folder in (spec.workdir, *spec.writable):
+            folder.mkdir()
+        spec.readable[0].write_bytes(b"")
+        argv = bwrap_argv(spec, [sys.executable, "-c", PROBE_CODE])
+        try:
+            done = subprocess.run(argv, capture_output=True, timeout=PROBE_TIMEOUT_S, env=kernel_environ(os.environ))
+        except subprocess.TimeoutExpired:
+            return f"{sys.executable} did not start inside bwrap within {PROBE_TIMEOUT_S} s"
+        except OSError as exc:
+            return f"bwrap could not be run: {exc}"
+    if done.returncode == 0:
+        return ""
+    said = meaningful_lines(done.stderr.decode("utf-8", "replace"))
+    return f"{sys.executable} does not start inside bwrap: " + (said[0] if said else f"exit status {done.returncode}")
+
+
+def kernel_environ(env) -> dict[str, str]:
+    """The part of ``env`` a sandboxed kernel gets: the grader's secrets (tokens…) stay outside."""
+    return {k: v for k, v in env.items() if k.startswith(KEEP_ENV) and not k.startswith(DROP_ENV)}
 
 
 @dataclass(frozen=True)
@@ -116,15 +159,32 @@ def python_dirs() -> list[str]:
     dirs = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, *site.getsitepackages()}
     if site.ENABLE_USER_SITE and os.path.isdir(site.getusersitepackages()):
         dirs.add(site.getusersitepackages())
-    dirs = sorted(d for d in dirs if os.path.isdir(d))
+    dirs = sorted({p for d in dirs if os.path.isdir(d) for p in bind_paths(d)})
     return [d for d in dirs if not any(d.startswith(p + os.sep) for p in dirs)]
 
 
+def bind_paths(path) -> list[str]:
+    """Where ``path`` must appear inside: as named and, when a link is on the way (/tmp → /private/tmp, a home on
+    another disk), also where it really is, since both names are used (the kernel opens the npz by its name;
+    the venv's python links into the real prefix)."""
+    named = os.path.abspath(path)
+    return list(dict.fromkeys([named, os.path.realpath(named)]))
+
+
+def _binds(option: str, path) -> list[str]:
+    """``option`` (--bind, --ro-bind) of ``path`` at each of its ``bind_paths``."""
+    real = os.path.realpath(path)
+    return [arg for dest in bind_paths(path) for arg in (option, real, dest)]
+
+
 def bwrap_argv(spec: SandboxSpec, kernel_argv: list[str]) -> list[str]:
-    """bwrap's command line for ``kernel_argv``: what the kernel may see, and nothing else."""
+    """bwrap's command line for ``kernel_argv``: what the kernel may see, and nothing else. bwrap mounts in order,
+    a later mount hiding what lies beneath it, so /proc, /dev and the private /tmp come first, then the binds
+    (Python, the workdir and the spec's files may all live under /tmp)."""
     work = str(spec.workdir.resolve())
     argv = [bwrap_path() or "bwrap", *NAMESPACES, "--cap-drop", "ALL", "--die-with-parent", "--new-session",
-            "--unsetenv", "JPY_PARENT_PID", "--ro-bind", "/usr", "/usr"]
+            "--unsetenv", "JPY_PARENT_PID", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
+            "--ro-bind", "/usr", "/usr"]
     for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
         path = f"/{name}"
         if os.path.islink(path):
@@ -135,17 +195,16 @@ def bwrap_argv(spec: SandboxSpec, kernel_argv: list[str]) -> list[str]:
         argv += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
     for path in python_dirs():
         argv += ["--ro-bind", path, path]
-    argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
     gpu = sorted(glob.glob("/dev/nvidia*")) + glob.glob("/dev/dri")
     for dev in gpu:                          # CUDA's libraries come with site-packages/nvidia or /usr
         argv += ["--dev-bind", dev, dev]
     if gpu:
         argv += ["--ro-bind", "/sys", "/sys"]    # the driver and NVML read PCI topology there (untested here)
     for path in spec.readable:
-        argv += ["--ro-bind", str(Path(path).resolve()), str(Path(path).resolve())]
-    argv += ["--bind", work, work]
+        argv += _binds("--ro-bind", path)
+    argv += _binds("--bind", spec.workdir)
     for path in spec.writable:
-        argv += ["--bind", str(Path(path).resolve()), str(Path(path).resolve())]
+        argv += _binds("--bind", path)
     argv += ["--setenv", "HOME", work, "--setenv", "TMPDIR", "/tmp",
              "--setenv", "PATH", f"{sys.prefix}/bin:/usr/local/bin:/usr/bin:/bin", "--chdir", work, "--"]
     return argv + list(kernel_argv)
@@ -271,8 +330,7 @@ class SandboxKernelManager(AsyncKernelManager):
                                  _counter(mem / "memory.oom_control", "oom_kill")) if mem else 0}
 
     async def _async_launch_kernel(self, kernel_cmd, **kw):
-        env = kw.get("env") or os.environ    # the grader's secrets (tokens…) stay outside
-        kw["env"] = {k: v for k, v in env.items() if k.startswith(KEEP_ENV) and not k.startswith(DROP_ENV)}
+        kw["env"] = kernel_environ(kw.get("env") or os.environ)
         await super()._async_launch_kernel(kernel_cmd, **kw)
 
     async def _async_cleanup_resources(self, restart: bool = False) -> None:

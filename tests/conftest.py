@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 
 import nbformat
@@ -51,6 +53,24 @@ def write_notebook(path: Path, *sources: str, metadata: dict | None = None) -> P
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(nbformat.writes(nb), encoding="utf-8")
     return path
+
+
+BROKEN_KERNEL_WORDS = "this kernelspec exits at once"
+
+
+def broken_kernelspec(folder: Path) -> dict[str, str]:
+    """Environment variables under which the python3 kernel cannot start: its kernelspec (found first, through
+    JUPYTER_PATH) runs an interpreter that prints BROKEN_KERNEL_WORDS and exits, as a broken installation would."""
+    spec = folder / "jupyter" / "kernels" / "python3"
+    spec.mkdir(parents=True)
+    argv = [sys.executable, "-c", f"import sys; sys.exit({BROKEN_KERNEL_WORDS!r})", "{connection_file}"]
+    (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "Python 3", "language": "python"}))
+    return {"JUPYTER_PATH": str(folder / "jupyter")}
+
+
+def kernel_start_reason(words: str = BROKEN_KERNEL_WORDS) -> str:
+    """What the grader says of a kernel that died at start after printing ``words``."""
+    return f"the notebook's kernel could not start: Kernel died before replying to kernel_info; its last output: {words}"
 
 
 def grader_source_lines() -> list[tuple[str, str]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import html
 import json
 import os
 import re
@@ -21,7 +22,7 @@ from autograder.errors import GraderError
 from autograder.execute import infrastructure_problem
 from classroom import (LATE, ON_TIME, always_lost, answer, echo_options, exchange_submission, gpu_out_of_memory,
                        inbound_submission, lost_once, short_config, works)
-from conftest import assert_no_grader_source
+from conftest import assert_no_grader_source, broken_kernelspec, kernel_start_reason
 
 
 def read_gradebook(path: Path) -> dict[str, dict]:
@@ -29,10 +30,10 @@ def read_gradebook(path: Path) -> dict[str, dict]:
         return {row["student_id"]: row for row in csv.DictReader(f)}
 
 
-def batch_cli(*args, config: Path):
+def batch_cli(*args, config: Path, env: dict | None = None):
     return subprocess.run([sys.executable, "-m", "autograder", "--config", str(config), "grade", *args, "--quiet"],
                           cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=900,
-                          env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
+                          env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT), **(env or {})})
 
 
 # --- the worker pool, with stand-in grading functions (no training) -----------------------------------------
@@ -68,6 +69,26 @@ def test_a_second_infrastructure_failure_is_reported_never_a_zero(tmp_path, two_
     # Rerunning the same command grades them again (an infrastructure error is never kept as a result).
     again = grade_batch(source, out, config, workers=1, device="cpu", progress=False, grade_fn=works)
     assert again.graded_now == 2 and again.counts == {"graded": 2}
+
+
+def test_a_kernel_that_cannot_start_is_an_infrastructure_error_with_its_reason_everywhere(tmp_path, two_students):
+    """Really graded (no training: the kernel never starts); the reason reaches each place an instructor looks."""
+    source, config = two_students
+    out = tmp_path / "out"
+    run = batch_cli(str(source), "--out", str(out), "--device", "cpu", "--workers", "2", config=config.source,
+                    env=broken_kernelspec(tmp_path))
+    assert run.returncode == 0, run.stderr[-3000:]
+    why = kernel_start_reason()
+    for student in ("s001", "s002"):
+        result = json.loads((out / "results" / f"{student}.json").read_text(encoding="utf-8"))
+        assert result["status"] == "infrastructure error" and result["attempts"] == 2
+        assert result["infrastructure_reason"] == why and why in result["status_detail"]
+        assert result["notes"] == [f"attempt 1: {why}", f"attempt 2: {why}"]
+        log = (out / "logs" / f"{student}.log").read_text(encoding="utf-8")
+        assert f"attempt 1 failed: {why}\n" in log and f"attempt 2 failed: {why}\n" in log
+    summary = (out / "summary.html").read_text(encoding="utf-8")
+    assert f"<li><code>{html.escape(why)}</code>: s001, s002</li>" in summary
+    assert f"infrastructure error: s001, s002: {why}" in run.stderr.splitlines()[-2:]   # one line per reason
 
 
 def test_gpu_failures_reported_by_the_kernel_are_retried_then_reported(tmp_path, two_students):

@@ -9,6 +9,7 @@ import pytest
 
 from autograder import PROJECT_ROOT
 from autograder.device import visible_gpus
+from conftest import broken_kernelspec, kernel_start_reason
 
 
 def autograder(*args, env=None, cwd=PROJECT_ROOT):
@@ -45,6 +46,16 @@ def test_grader_problems_exit_2_with_the_reason(args, env, message):
     run = autograder(*args, env=env)
     assert run.returncode == 2
     assert message in run.stderr
+
+
+@pytest.mark.parametrize("command", [["grade", "--device", "cpu"], ["check"]])
+def test_a_kernel_that_cannot_start_exits_2_with_the_reason_and_no_traceback(tmp_path, command):
+    out = tmp_path / "out"
+    run = autograder(command[0], "assignments/assignment3/assignment3.ipynb", *command[1:],
+                     *(["--out", str(out)] if command[0] == "grade" else []), env=broken_kernelspec(tmp_path))
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert f"autograder: error: {kernel_start_reason()}\n" in run.stderr
+    assert "Traceback" not in run.stderr and not out.exists()
 
 
 def test_bad_configuration_exits_2_naming_the_setting(tmp_path):

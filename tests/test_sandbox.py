@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import ast
+import os
+import re
 import subprocess
+import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -13,7 +17,8 @@ import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 
-from autograder import sandbox
+from autograder import execute, sandbox
+from autograder.errors import GraderError
 from autograder.sandbox import SandboxSpec, bwrap_argv, sandbox_available, sandboxed_kernel_manager
 
 REPO = Path(__file__).resolve().parents[1]
@@ -60,6 +65,38 @@ def test_argv_binds_python_but_not_the_repo(tmp_path):
     assert "/" not in sources and "/etc" not in sources and "/root" not in sources
     assert any(d in sources for d in sandbox.python_dirs())
     assert argv[-3:] == ["python", "-m", "x"] and "--unshare-net" in argv and "--unshare-user" in argv
+
+
+BINDS = ("--bind", "--ro-bind", "--ro-bind-try", "--dev-bind")
+
+
+def test_the_private_tmp_is_mounted_before_every_bind(tmp_path):
+    """bwrap mounts in order: a bind made before ``--tmpfs /tmp`` under /tmp (a venv, the workdir) would vanish."""
+    argv = bwrap_argv(SandboxSpec(tmp_path / "work", readable=(tmp_path / "data.npz",), writable=(tmp_path / "out",)),
+                      ["python"])
+    tmpfs = argv.index("--tmpfs")
+    assert argv[tmpfs + 1] == "/tmp" and argv.index("--proc") < tmpfs and argv.index("--dev") < tmpfs
+    assert all(i > tmpfs for i, a in enumerate(argv) if a in BINDS + ("--symlink",))
+
+
+def test_paths_reached_through_a_link_are_bound_under_both_names(tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    argv = bwrap_argv(SandboxSpec(tmp_path / "real" / "work", readable=(tmp_path / "link" / "data.npz",)), ["python"])
+    binds = {(argv[i + 1], argv[i + 2]) for i, a in enumerate(argv) if a in BINDS}
+    real, named = str(tmp_path / "real" / "data.npz"), str(tmp_path / "link" / "data.npz")
+    assert {(real, real), (real, named)} <= binds
+
+
+@needs_bwrap
+def test_a_kernel_opens_files_by_the_name_that_goes_through_a_link(tmp_path):
+    """The harness hands the kernel paths as named (/tmp/… where /tmp may be a link): they must work inside."""
+    (tmp_path / "real" / "work").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    (tmp_path / "real" / "data.txt").write_text("pinned")
+    named = tmp_path / "link" / "data.txt"
+    cells, _, error = run(tmp_path / "link" / "work", f"print(repr(open({str(named)!r}).read()))", readable=(named,))
+    assert error is None and value(cells[0]) == "pinned"
 
 
 def test_unavailable_sandbox_gives_no_manager(monkeypatch, tmp_path):
@@ -206,3 +243,74 @@ def test_without_bwrap_require_refuses_and_auto_warns_loudly(monkeypatch, capsys
     sandbox.require("auto")
     sandbox.require("off")
     assert capsys.readouterr().err == ""                  # once per process, and never when switched off
+
+
+@pytest.fixture
+def fresh_probe(monkeypatch):
+    """The sandbox probe runs again inside the test, its warning not yet said; after it, the real probe runs anew."""
+    sandbox.sandbox_problem.cache_clear()
+    monkeypatch.setattr(sandbox.warn_unsandboxed, "said", False, raising=False)
+    yield
+    sandbox.sandbox_problem.cache_clear()
+
+
+@needs_bwrap
+def test_the_probe_says_why_a_kernel_cannot_start_and_every_report_carries_it(monkeypatch, tmp_path, fresh_probe,
+                                                                               capsys, config):
+    missing = tmp_path / "no-such-python"
+    monkeypatch.setattr(sys, "executable", str(missing))
+    why = sandbox.sandbox_problem()
+    assert why == f"{missing} does not start inside bwrap: bwrap: execvp {missing}: No such file or directory"
+    assert not sandbox_available() and sandboxed_kernel_manager(SandboxSpec(tmp_path)) is None
+    with pytest.raises(GraderError, match=re.escape(f"SANDBOX = 'require' in grader_config.py, but the sandbox "
+                                                    f"cannot run here: {why}")):
+        sandbox.require("require")
+    sandbox.require("auto")
+    sandbox.require("auto")
+    err = capsys.readouterr().err
+    assert err.count("WITHOUT a sandbox") == 1 and f"({why})" in err          # said once, with the reason
+    _, record = execute.kernel_manager(config, tmp_path, tmp_path / "mnist.npz", tmp_path)
+    assert record == f"none: {why}"
+
+
+@needs_bwrap
+def test_the_probe_imports_what_a_kernel_imports(monkeypatch, fresh_probe):
+    monkeypatch.setattr(sandbox, "PROBE_CODE", "import ipykernel.kernelapp, no_such_module_for_the_probe")
+    assert sandbox.sandbox_problem() == (f"{sys.executable} does not start inside bwrap: ModuleNotFoundError: "
+                                         "No module named 'no_such_module_for_the_probe'")
+
+
+def test_without_bwrap_the_probe_says_to_install_it(monkeypatch, fresh_probe):
+    monkeypatch.setattr(sandbox, "bwrap_path", lambda: None)
+    assert sandbox.sandbox_problem() == "bubblewrap (bwrap) is not installed (apt-get install bubblewrap)"
+    with pytest.raises(GraderError, match=r"cannot run here: bubblewrap \(bwrap\) is not installed"):
+        sandbox.require("require")
+
+
+VENV_KERNEL = """
+import sys, tempfile
+from pathlib import Path
+import nbformat
+from nbclient import NotebookClient
+from autograder import sandbox
+
+assert sandbox.sandbox_problem() == "", sandbox.sandbox_problem()
+with tempfile.TemporaryDirectory() as tmp:
+    km = sandbox.sandboxed_kernel_manager(sandbox.SandboxSpec(Path(tmp)))
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import sys; print(sys.prefix)")])
+    NotebookClient(nb, km=km, timeout=60, resources={"metadata": {"path": tmp}}).execute(cleanup_kc=True)
+    print(nb.cells[0].outputs[0].text.strip())
+"""
+
+
+@needs_bwrap
+def test_a_venv_in_the_system_temp_directory_runs_sandboxed_kernels():
+    """A venv made in /tmp (CI, a quick trial) lives where the sandbox mounts its private /tmp."""
+    with tempfile.TemporaryDirectory(dir="/tmp", prefix="autograder-venv-") as tmp:
+        venv = Path(tmp, "venv")
+        subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)],
+                       check=True, timeout=120)
+        run = subprocess.run([str(venv / "bin" / "python"), "-c", VENV_KERNEL], cwd=REPO, capture_output=True,
+                             text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
+        assert run.returncode == 0, run.stderr[-2000:]
+        assert run.stdout.strip().splitlines()[-1] == str(venv)        # the kernel ran the venv's interpreter
