@@ -225,8 +225,10 @@ class GradingClient(NotebookClient):
         return max(1, min(budget, round(self.deadline - time.monotonic())))
 
     async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
-        if is_harness(cell):                         # not counted: the student's cells keep In [1], In [2], …
-            return await super().async_execute_cell(cell, cell_index, execution_count, store_history=False)
+        if is_harness(cell):
+            await super().async_execute_cell(cell, cell_index, execution_count, store_history=False)
+            self.code_cells_executed -= 1            # nbclient numbers the cells it runs: the student's keep 1, 2, …
+            return cell
         if cell.cell_type != "code":
             return await super().async_execute_cell(cell, cell_index, execution_count, store_history)
         index = self._code_cell = len(self.outcomes)

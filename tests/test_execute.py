@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import re
 
 import nbformat
 import numpy as np
@@ -126,3 +127,22 @@ def test_training_past_the_training_budget_is_stopped_there(tmp_path, config):
     assert [(c.index, c.status) for c in record.cells] == [(0, "ok"), (1, "timeout"), (2, "ok")]
     assert record.cells[1].evalue in ("no reply within 6 s", "no reply within 7 s")
     assert record.seconds < 30
+
+
+def test_notes_number_cells_as_the_notebook_does(tmp_path, config):
+    """Markdown between code cells, harness cells around them: "cell N" is the N-th code cell, In [N] after
+    "Restart & Run All", for errors and for output cut short alike."""
+    from autograder.grade import notes_for
+
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("# title"), nbformat.v4.new_code_cell("x = 1"),
+        nbformat.v4.new_markdown_cell("text"), nbformat.v4.new_code_cell("raise ValueError('second')"),
+        nbformat.v4.new_code_cell("print('y' * 5000)")])
+    executed = tmp_path / "executed.ipynb"
+    record = execute(nb, tmp_path / "artifacts", dataclasses.replace(config, output_limit_kb=1), "cpu",
+                     executed_out=executed)
+    counts = [c.execution_count for c in nbformat.read(executed, as_version=4).cells if c.cell_type == "code"]
+    assert counts == [1, 2, 3]
+    notes = notes_for(record, config)
+    assert any(n.startswith("cell 3 printed more than") for n in notes), notes
+    assert any(re.match(r"cell 2 (\(\S+\) )?error: ValueError: second", n) for n in notes), notes
