@@ -28,8 +28,11 @@ def cmd_release(args) -> int:
 
 
 def cmd_grade(args) -> int:
-    config = load_config(args.config)
     target = Path(args.notebook)
+    if not target.exists():              # said first: before the configuration, TensorFlow or the GPU
+        raise GraderError(f"見つかりません / not found: {target} (no notebook, folder or .zip at "
+                          f"{target.absolute()})")
+    config = load_config(args.config)
     if target.is_dir() or target.suffix.lower() == ".zip":
         return _grade_class(target, args, config)
     from .grade import grade_notebook
@@ -100,8 +103,9 @@ def cmd_demo(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    config_help = "path to grader_config.py (default: the project's, or $AUTOGRADER_CONFIG)"
     parser = argparse.ArgumentParser(prog="python -m autograder", description=__doc__)
-    parser.add_argument("--config", help="path to grader_config.py (default: the project's, or $AUTOGRADER_CONFIG)")
+    parser.add_argument("--config", help=config_help)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("release", help="write the student notebook from the reference (nbgrader preprocessors)")
@@ -148,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="grade the reference, the untouched student notebook and a wrong sample")
     p.add_argument("--device", choices=DEVICES, default="auto")
     p.set_defaults(run=cmd_demo)
+    for p in sub.choices.values():       # --config after the subcommand too; SUPPRESS keeps one given before it
+        p.add_argument("--config", default=argparse.SUPPRESS, help=config_help)
     return parser
 
 

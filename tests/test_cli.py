@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from autograder import PROJECT_ROOT
+from autograder.cli import main
 from autograder.device import visible_gpus
 
 
@@ -37,14 +38,40 @@ def test_broken_notebook_is_graded_zero_not_a_crash(tmp_path):
 
 
 @pytest.mark.parametrize("args, env, message", [
-    (["grade", "no-such.ipynb", "--device", "cpu"], {}, "notebook not found: no-such.ipynb"),
+    (["grade", "no-such.ipynb", "--device", "cpu"], {}, "not found: no-such.ipynb"),
     (["grade", "assignments/assignment3/assignment3.ipynb", "--device", "cpu"],
      {"AUTOGRADER_MNIST_DIR": "/nonexistent/mnist"}, "MNIST file missing: /nonexistent/mnist/train-images"),
 ])
-def test_grader_problems_exit_2_with_the_reason(args, env, message):
-    run = autograder(*args, env=env)
+def test_grader_problems_exit_2_with_the_reason(args, env, message, tmp_path):
+    run = autograder(*args, "--out", str(tmp_path), env=env)
     assert run.returncode == 2
     assert message in run.stderr
+
+
+@pytest.mark.parametrize("missing", ["no-such.ipynb", "no-such-class/", "no-such-export.zip"])
+def test_a_missing_path_is_said_first_before_tensorflow_or_the_gpu(missing):
+    """Without --device cpu, under DEVICE_POLICY 'require-gpu', on a machine without a GPU: still 'not found'."""
+    probe = ("import sys\nfrom autograder.cli import main\ncode = main(['grade', sys.argv[1]])\n"
+             "print('tensorflow imported' if 'tensorflow' in sys.modules else 'tensorflow not imported')\n"
+             "sys.exit(code)")
+    run = subprocess.run([sys.executable, "-c", probe, missing], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}, timeout=120)
+    assert run.returncode == 2
+    assert f"autograder: error: 見つかりません / not found: {missing.rstrip('/')}" in run.stderr
+    assert "GPU" not in run.stderr and "tensorflow not imported" in run.stdout
+    assert not (PROJECT_ROOT / "grades" / "no-such").exists()
+
+
+@pytest.mark.parametrize("where", ["before the subcommand", "after the subcommand"])
+def test_config_is_accepted_before_and_after_the_subcommand(tmp_path, capsys, where):
+    bad = tmp_path / "grader_config.py"
+    bad.write_text((PROJECT_ROOT / "grader_config.py").read_text(encoding="utf-8")
+                   .replace('LATE_POLICY = "reject"', 'LATE_POLICY = "sometimes"'), encoding="utf-8")
+    notebook = str(PROJECT_ROOT / "assignments" / "assignment3" / "assignment3.ipynb")
+    command = ["grade", notebook, "--out", str(tmp_path / "out")]
+    argv = ["--config", str(bad), *command] if where == "before the subcommand" else [*command, "--config", str(bad)]
+    assert main(argv) == 2                 # the configuration is read (and refused) before anything is graded
+    assert "LATE_POLICY = 'sometimes' is unknown" in capsys.readouterr().err
 
 
 def test_bad_configuration_exits_2_naming_the_setting(tmp_path):
