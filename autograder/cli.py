@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from .config import load_config
-from .device import DEVICES
+from .device import DEVICES, native_output_to
 from .errors import GraderError, Refusal
 
 
@@ -33,23 +33,33 @@ def cmd_grade(args) -> int:
         raise GraderError(f"見つかりません / not found: {target} (no notebook, folder or .zip at "
                           f"{target.absolute()})")
     config = load_config(args.config)
-    if target.is_dir() or target.suffix.lower() == ".zip":
-        return _grade_class(target, args, config)
+    is_class = target.is_dir() or target.suffix.lower() == ".zip"
+    out = Path(args.out) if args.out else Path("grades") / target.stem
+    # TensorFlow's native start-up lines (cuInit, oneDNN, absl) go to this log, the grader's own to the terminal
+    with native_output_to(out / "logs" / "grader.log" if is_class else out / "grader.log") as log:
+        try:
+            return _grade_class(target, out, args, config) if is_class else _grade_one(target, out, args, config)
+        except GraderError as exc:
+            if not log.said_something():
+                raise
+            raise GraderError(f"{exc}\n  TensorFlow 自身の出力 / TensorFlow's own messages (e.g. why CUDA did not "
+                              f"start): {log.path}") from exc
+
+
+def _grade_one(target: Path, out: Path, args, config) -> int:
     from .grade import grade_notebook
     from .report import format_table, write_results_json
 
     result = grade_notebook(target, config, device=args.device, fused=not args.exact_fit)
-    out = Path(args.out) if args.out else Path("grades") / target.stem
     print(format_table(result))
     print(f"results: {write_results_json(result, out)}")
     return 0
 
 
-def _grade_class(source: Path, args, config) -> int:
+def _grade_class(source: Path, out: Path, args, config) -> int:
     from .batch import grade_batch
     from .result import INFRASTRUCTURE
 
-    out = Path(args.out) if args.out else Path("grades") / source.stem
     report = grade_batch(source, out, config, workers=args.workers, device=args.device, regrade=args.regrade,
                          exact_fit=args.exact_fit, progress=not args.quiet)
     counts = " · ".join(f"{n} {status}" for status, n in sorted(report.counts.items()))

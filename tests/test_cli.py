@@ -11,6 +11,10 @@ from autograder import PROJECT_ROOT
 from autograder.cli import main
 from autograder.device import visible_gpus
 
+# TensorFlow's native start-up lines (C++ logging, straight to fd 2), as measured on the 2-core CPU machine: on a
+# CPU runner they read like failures, so they belong in the grader's log, never on the terminal.
+TENSORFLOW_CHATTER = ("cuInit", "oneDNN", "absl", "cpu_feature_guard", "cudart_stub")
+
 
 def autograder(*args, env=None, cwd=PROJECT_ROOT):
     return subprocess.run([sys.executable, "-m", "autograder", *args], cwd=cwd, capture_output=True, text=True,
@@ -27,6 +31,10 @@ def test_grade_writes_results_json_and_a_table(tmp_path, config):
     assert {"name", "status", "score", "max_score", "output"} <= set(data["tests"][0])
     assert data["execution"]["device_name"] == "CPU" and data["execution"]["tensorflow"]
     assert data["official"] is False
+    # The grader's own process imported TensorFlow (the graders need Keras): its start-up lines went to the log.
+    assert not [line for line in TENSORFLOW_CHATTER if line in run.stderr], run.stderr
+    log = (tmp_path / "grader.log").read_text(encoding="utf-8")
+    assert [line for line in TENSORFLOW_CHATTER if line in log], log
 
 
 def test_broken_notebook_is_graded_zero_not_a_crash(tmp_path):
@@ -88,11 +96,15 @@ def test_bad_configuration_exits_2_naming_the_setting(tmp_path):
     ("gpu", ["--device gpu: no GPU is visible"]),
     ("auto", ["official grading requires a GPU", "pass --device cpu for an unofficial grade"]),
 ])
-def test_without_a_gpu_official_grading_is_refused_unless_cpu_is_asked_for(device, messages):
-    run = autograder("grade", "assignments/assignment3/assignment3.ipynb", "--device", device)
+def test_without_a_gpu_official_grading_is_refused_unless_cpu_is_asked_for(device, messages, tmp_path):
+    run = autograder("grade", "assignments/assignment3/assignment3.ipynb", "--device", device, "--out", str(tmp_path))
     assert run.returncode == 2
     for message in messages:
         assert message in run.stderr
+    # The refusal alone on the terminal; why CUDA did not start (cuInit) is in the log it names.
+    assert not [line for line in TENSORFLOW_CHATTER if line in run.stderr], run.stderr
+    assert f"TensorFlow's own messages (e.g. why CUDA did not start): {tmp_path / 'grader.log'}" in run.stderr
+    assert "cuInit" in (tmp_path / "grader.log").read_text(encoding="utf-8")
 
 
 @pytest.mark.training
