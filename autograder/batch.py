@@ -35,7 +35,7 @@ from .device import resolve_device
 from .errors import GraderError
 from .execute import HARNESS_TIMEOUT_S, infrastructure_problem
 from .report import format_points, format_table, write_atomic
-from .result import ERROR, INFRASTRUCTURE, LATE, NO_TIMESTAMP, CheckResult, GradeResult
+from .result import ERROR, INFRASTRUCTURE, LATE, NO_TIMESTAMP, CheckResult, GradeResult, is_official
 
 PACKAGE = Path(__file__).parent
 # The code whose change makes every earlier grade stale (a fingerprint input).
@@ -398,10 +398,12 @@ def remove_leftovers(out: Path) -> None:
 
 
 def gradebook_csv(results: list[dict], config: Config) -> str:
-    """One row per student for an LMS import: points per check; no score for an infrastructure error."""
+    """One row per student for an LMS import: points per check; no score for an infrastructure error. ``official``
+    (yes/no) beside the score: a CPU grade under DEVICE_POLICY 'require-gpu' is no final grade."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["student_id", "score", "max_score", *CHECK_IDS, "status", "submitted_at", "file", "detail"])
+    writer.writerow(["student_id", "score", "max_score", "official", *CHECK_IDS, "status", "submitted_at", "file",
+                     "detail"])
     for r in results:
         scored = r.get("status") != INFRASTRUCTURE
         by_check = {t["name"]: t.get("score") for t in r.get("tests", [])}
@@ -409,6 +411,7 @@ def gradebook_csv(results: list[dict], config: Config) -> str:
         if submitted:
             submitted = dt.datetime.fromisoformat(submitted).astimezone(config.timezone).isoformat(timespec="seconds")
         writer.writerow([r.get("student_id"), _points(r.get("score")) if scored else "", _points(config.max_score),
+                         "yes" if is_official(r) else "no",
                          *[_points(by_check.get(c)) if scored else "" for c in CHECK_IDS],
                          r.get("status"), submitted or "", r.get("origin", ""), _detail(r)])
     return buffer.getvalue()

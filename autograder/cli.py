@@ -58,7 +58,8 @@ def _grade_one(target: Path, out: Path, args, config) -> int:
 
 def _grade_class(source: Path, out: Path, args, config) -> int:
     from .batch import grade_batch
-    from .result import INFRASTRUCTURE
+    from .report import unofficial_warning
+    from .result import INFRASTRUCTURE, is_official
 
     report = grade_batch(source, out, config, workers=args.workers, device=args.device, regrade=args.regrade,
                          exact_fit=args.exact_fit, progress=not args.quiet)
@@ -66,6 +67,10 @@ def _grade_class(source: Path, out: Path, args, config) -> int:
     print(f"{len(report.results)} students: {counts} ({report.graded_now} graded now, {report.reused} unchanged "
           f"and kept) in {report.seconds:.0f} s")
     print(f"gradebook: {out / 'gradebook.csv'}\nsummary:   {out / 'summary.html'}\nfeedback:  {out / 'feedback'}/")
+    unofficial = sum(not is_official(r) for r in report.results.values())
+    if unofficial:
+        ja, en = unofficial_warning(unofficial, len(report.results))
+        print(f"警告: {ja}\nWARNING: {en}", file=sys.stderr)
     if report.counts.get(INFRASTRUCTURE):
         print("some submissions hit an infrastructure error (no score given): fix the runner and rerun the same "
               "command; only those are graded again", file=sys.stderr)

@@ -24,8 +24,8 @@ from matplotlib.ticker import MaxNLocator
 from .clock import local_text
 from .config import CHECK_IDS, CHECK_TITLES
 from .intake import file_stem, parse_time
-from .report import format_points
-from .result import ERROR, GRADED, LATE, NO_TIMESTAMP, TIMEOUT
+from .report import format_points, unofficial_warning
+from .result import ERROR, GRADED, LATE, NO_TIMESTAMP, TIMEOUT, is_official
 from .result import INFRASTRUCTURE as INFRA
 # status → (Japanese, English, style). Styles: ok (green), warn (amber), bad (red), info (blue: not the student's doing).
 STATUSES = {
@@ -175,7 +175,7 @@ def _status_block(result: dict) -> tuple[str, str]:
     ja, en, style = _style(status)
     badge = f'<span class="badge {style}">{esc(ja)}{" / " + esc(en) if en else ""}</span>'
     lines = str(result.get("status_detail") or "").splitlines() + (list(INFRA_MESSAGE) if status == INFRA else [])
-    if not result.get("official", True):
+    if not is_official(result):
         lines.append("非公式の採点です (指定の環境以外で採点) / Unofficial: not graded on the required device.")
     box = "".join(f"<p>{esc(line)}</p>" for line in lines)
     box_style = "warn" if style == "ok" else style        # a note on a graded result is worth a look, not a pass
@@ -346,6 +346,16 @@ def summary_figure(results: list[dict], config) -> bytes:
     return _png(fig)
 
 
+def _unofficial_banner(results: list[dict]) -> str:
+    """A red box atop the summary when any grade is unofficial, with the count: the page a TA reads before
+    uploading the gradebook to the LMS."""
+    unofficial = sum(not is_official(r) for r in results)
+    if not unofficial:
+        return ""
+    ja, en = unofficial_warning(unofficial, len(results))
+    return f'<div class="box bad" role="alert"><p><b>{esc(ja)}</b></p><p>{esc(en)}</p></div>'
+
+
 def summary_page(results: list[dict], config, figure_name: str = "summary.png") -> str:
     """The class overview for the instructor: counts, score statistics, pass rates, devices, and links to pages."""
     results = [_dict(r) for r in _list(results)]
@@ -375,7 +385,8 @@ def summary_page(results: list[dict], config, figure_name: str = "summary.png") 
             f'<tr><td>{link}</td><td class="num">{_fmt(score, "g")} / {format_points(max_score or config.max_score)}'
             f'</td><td><span class="badge {style}">{esc(en or ja)}</span></td><td class="num">{_fmt(val, ".4f")}</td>'
             f'<td class="num">{_fmt(seconds, ".1f")}</td></tr>')
-    body = (f"<h1>{esc(config.assignment_id)} — 採点結果のまとめ / Grading summary</h1><dl>"
+    body = (f"<h1>{esc(config.assignment_id)} — 採点結果のまとめ / Grading summary</h1>" + _unofficial_banner(results)
+            + "<dl>"
             + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in stats) + "</dl>"
             f'<img alt="summary figure" src="{esc(quote(figure_name))}">'
             "<h2>項目ごとの合格率 / Pass rate per check</h2><table><tr><th>ID</th><th>内容 / What is checked</th>"

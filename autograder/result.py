@@ -13,6 +13,13 @@ GRADED, TIMEOUT, ERROR, LATE, NO_TIMESTAMP, INFRASTRUCTURE = (
     "graded", "timeout", "error", "late", "no timestamp", "infrastructure error")
 
 
+def is_official(result: dict) -> bool:
+    """Whether a written result (results.json, results/<id>.json) is an official grade: graded on the device the
+    course's policy requires. Anything but ``true`` (a malformed value) counts as unofficial, so that it is never
+    uploaded as final by mistake; a result without the field counts as official, as feedback pages always read it."""
+    return result.get("official", True) is True
+
+
 @dataclass(frozen=True)
 class CheckResult:
     name: str              # stable check id: reshape, one_hot, param_count, ...

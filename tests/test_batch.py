@@ -114,13 +114,36 @@ def test_leftover_temporary_files_of_a_killed_batch_are_removed(tmp_path):
 
 
 def test_gradebook_columns(config):
-    rows = gradebook_csv([{"student_id": "s1", "score": 3.0, "status": "graded", "submitted_at":
-                           "2024-05-15T12:00:00+00:00", "origin": "a.ipynb",
-                           "tests": [{"name": c, "score": 1.0 if c == "predict" else 0.0} for c in CHECK_IDS]}],
-                         config).splitlines()
-    assert rows[0].split(",") == ["student_id", "score", "max_score", *CHECK_IDS, "status", "submitted_at", "file",
-                                  "detail"]
-    assert rows[1] == "s1,3,12,0,0,0,0,0,0,0,1,graded,2024-05-15T21:00:00+09:00,a.ipynb,"
+    row = {"student_id": "s1", "score": 3.0, "status": "graded", "submitted_at": "2024-05-15T12:00:00+00:00",
+           "origin": "a.ipynb", "official": True,
+           "tests": [{"name": c, "score": 1.0 if c == "predict" else 0.0} for c in CHECK_IDS]}
+    rows = gradebook_csv([row, {**row, "student_id": "s2", "official": False}], config).splitlines()
+    assert rows[0].split(",") == ["student_id", "score", "max_score", "official", *CHECK_IDS, "status",
+                                  "submitted_at", "file", "detail"]
+    assert rows[1] == "s1,3,12,yes,0,0,0,0,0,0,0,1,graded,2024-05-15T21:00:00+09:00,a.ipynb,"
+    assert rows[2].startswith("s2,3,12,no,")                  # a CPU grade under require-gpu: not for the LMS
+
+
+def test_cpu_grades_under_require_gpu_are_unofficial_in_the_gradebook_and_the_summary(tmp_path, two_students):
+    source, config = two_students
+    assert config.device_policy == "require-gpu"
+    out = tmp_path / "out"
+    grade_batch(source, out, config, workers=1, device="cpu", progress=False, grade_fn=works)
+    assert {row["official"] for row in read_gradebook(out / "gradebook.csv").values()} == {"no"}
+    summary = (out / "summary.html").read_text(encoding="utf-8")
+    assert "2 件中 2 件は非公式の採点です" in summary and "2 of 2 grades are unofficial" in summary
+
+
+def test_a_cpu_class_grade_ends_by_saying_its_grades_are_unofficial(tmp_path):
+    """From the command line, a class where nobody needs a kernel (one late submission): the last lines warn."""
+    exchange_submission(tmp_path / "class", "s001", answer(), LATE)
+    run = batch_cli(str(tmp_path / "class"), "--out", str(tmp_path / "out"), "--device", "cpu",
+                    config=short_config(tmp_path))
+    assert run.returncode == 0, run.stderr
+    assert "1 students: 1 late" in run.stdout
+    assert "警告: 1 件中 1 件は非公式の採点です" in run.stderr
+    assert "WARNING: 1 of 1 grades are unofficial" in run.stderr and "do not upload them to the LMS" in run.stderr
+    assert (tmp_path / "out" / "logs" / "grader.log").is_file()
 
 
 # --- a small class, really graded ---------------------------------------------------------------------------

@@ -184,6 +184,18 @@ def test_summary_page_lists_each_student_once_with_a_link(config):
     assert "NVIDIA T4" in page and "206 s" in page                          # 5 × 41.2 s
 
 
+def test_summary_page_warns_with_the_count_when_grades_are_unofficial(config):
+    official = [make_result(config, "s001"), make_result(config, "s002")]
+    cpu = [make_result(config, f"s{i:03d}", official=False) for i in (3, 4)]
+    page = summary_page(official + cpu + [make_result(config, "s005", official="no")], config)
+    banner = re.search(r'<div class="box bad" role="alert">(.*?)</div>', page, re.S).group(1)
+    assert page.index(banner) < page.index("<dl>")                    # at the top, before the numbers
+    assert "5 件中 3 件は非公式の採点です" in banner and "LMS にアップロードしないでください" in banner
+    assert ("3 of 5 grades are unofficial: graded on the CPU under DEVICE_POLICY = &#x27;require-gpu&#x27; — do not "
+            "upload them to the LMS as final") in banner
+    assert 'role="alert"' not in summary_page(official, config)
+
+
 def test_pass_rates_count_graded_and_untimed_submissions_only(config):
     results = [make_result(config, "a", failed={"fit": "no"}), make_result(config, "b", status="no timestamp"),
                make_result(config, "c", status="error", failed={"fit": "no"}),
