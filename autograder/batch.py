@@ -208,8 +208,9 @@ class Batch:
             npz = dataset.write_keras_npz(mnist, Path(tmp) / "mnist.npz")
             self._log_batch(len(submissions), len(tasks), reused, refused)
             self._grade(tasks, npz)
-        self._write_class_files()
-        return BatchReport(self.results, len(tasks), reused, round(time.monotonic() - started, 1), self.out)
+        seconds = round(time.monotonic() - started, 1)     # the same wall time on the summary page and the console
+        self._write_class_files(seconds)
+        return BatchReport(self.results, len(tasks), reused, seconds, self.out)
 
     def _unpack(self, tmp: Path) -> tuple[Path, list[str]]:
         if not self.source.exists():
@@ -365,13 +366,13 @@ class Batch:
             print(f"{students} students · {to_grade} to grade on {self.kernel_device} with {self.workers} workers · "
                   f"{reused} already graded (unchanged)", file=sys.stderr)
 
-    def _write_class_files(self) -> None:
+    def _write_class_files(self, wall_seconds: float) -> None:
         from .feedback import summary_figure, summary_page
 
         results = [self.results[s] for s in sorted(self.results)]
         write_atomic(self.out / "gradebook.csv", gradebook_csv(results, self.config))
         write_atomic(self.out / "summary.png", summary_figure(results, self.config))
-        write_atomic(self.out / "summary.html", summary_page(results, self.config))
+        write_atomic(self.out / "summary.html", summary_page(results, self.config, wall_seconds=wall_seconds))
 
 
 def worker_context():

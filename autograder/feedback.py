@@ -356,8 +356,11 @@ def _unofficial_banner(results: list[dict]) -> str:
     return f'<div class="box bad" role="alert"><p><b>{esc(ja)}</b></p><p>{esc(en)}</p></div>'
 
 
-def summary_page(results: list[dict], config, figure_name: str = "summary.png") -> str:
-    """The class overview for the instructor: counts, score statistics, pass rates, devices, and links to pages."""
+def summary_page(results: list[dict], config, figure_name: str = "summary.png",
+                 wall_seconds: float | None = None) -> str:
+    """The class overview for the instructor: counts, score statistics, pass rates, devices, and links to pages.
+    ``wall_seconds``: how long the batch took, shown beside the grading time summed over notebooks (they differ
+    by the number of workers, and by results kept from earlier runs)."""
     results = [_dict(r) for r in _list(results)]
     scores = [s for s, _ in map(_points, results) if s is not None]
     timings = [t for _, t in _timings(results)]
@@ -368,8 +371,11 @@ def summary_page(results: list[dict], config, figure_name: str = "summary.png") 
               f"(n={len(scores)}, infrastructure errors excluded)" if scores else "—"),
              ("中央値 / Median score", format_points(statistics.median(scores)) if scores else "—"),
              ("採点環境 / Devices", esc(", ".join(devices)) or "—"),
-             ("採点時間 / Grading time", f"{sum(timings):.0f} s (平均 / mean {statistics.mean(timings):.1f} s)"
-              if timings else "—")]
+             ("採点時間 (ノートブックごとの合計) / Grading time, summed over notebooks",
+              f"{sum(timings):.0f} s (平均 / mean {statistics.mean(timings):.1f} s, n={len(timings)})"
+              if timings else "—"),
+             *([("経過時間 (この実行) / Wall time of this run", f"{wall_seconds:.0f} s")]
+               if wall_seconds is not None else [])]
     rate_rows = "".join(f'<tr><td><code>{c}</code></td><td>{_bi(*CHECK_TITLES[c])}</td><td class="num">{p} / {n}'
                         f'</td><td class="num">{f"{100 * p / n:.0f}%" if n else "—"}</td></tr>'
                         for c, (p, n) in pass_rates(results).items())

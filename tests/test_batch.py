@@ -128,10 +128,11 @@ def test_cpu_grades_under_require_gpu_are_unofficial_in_the_gradebook_and_the_su
     source, config = two_students
     assert config.device_policy == "require-gpu"
     out = tmp_path / "out"
-    grade_batch(source, out, config, workers=1, device="cpu", progress=False, grade_fn=works)
+    report = grade_batch(source, out, config, workers=1, device="cpu", progress=False, grade_fn=works)
     assert {row["official"] for row in read_gradebook(out / "gradebook.csv").values()} == {"no"}
     summary = (out / "summary.html").read_text(encoding="utf-8")
     assert "2 件中 2 件は非公式の採点です" in summary and "2 of 2 grades are unofficial" in summary
+    assert f"Wall time of this run</dt><dd>{report.seconds:.0f} s" in summary
 
 
 def test_a_cpu_class_grade_ends_by_saying_its_grades_are_unofficial(tmp_path):

@@ -184,6 +184,14 @@ def test_summary_page_lists_each_student_once_with_a_link(config):
     assert "NVIDIA T4" in page and "206 s" in page                          # 5 × 41.2 s
 
 
+def test_summary_page_shows_the_grading_time_summed_over_notebooks_and_the_wall_time(config):
+    results = [make_result(config, f"s{i:03d}") for i in range(5)]
+    page = summary_page(results, config, wall_seconds=95.4)
+    assert "Grading time, summed over notebooks</dt><dd>206 s (平均 / mean 41.2 s, n=5)" in page   # 5 × 41.2 s
+    assert "経過時間 (この実行) / Wall time of this run</dt><dd>95 s" in page
+    assert "Wall time" not in summary_page(results, config)          # not known: not guessed
+
+
 def test_summary_page_warns_with_the_count_when_grades_are_unofficial(config):
     official = [make_result(config, "s001"), make_result(config, "s002")]
     cpu = [make_result(config, f"s{i:03d}", official=False) for i in (3, 4)]
