@@ -135,6 +135,21 @@ def test_cpu_grades_under_require_gpu_are_unofficial_in_the_gradebook_and_the_su
     assert f"Wall time of this run</dt><dd>{report.seconds:.0f} s" in summary
 
 
+def test_result_files_keep_japanese_readable(tmp_path):
+    """results/<id>.json are UTF-8 text a TA can read (and grep), not \\uXXXX escapes: a late refusal's reason and
+    a graded result's explanations alike."""
+    exchange_submission(tmp_path / "class", "s001", answer(), ON_TIME)
+    exchange_submission(tmp_path / "class", "s002", answer(), LATE)
+    config = load_config(short_config(tmp_path))
+    grade_batch(tmp_path / "class", tmp_path / "out", config, workers=1, device="cpu", progress=False,
+                grade_fn=works)
+    graded, late = (tmp_path / "out" / "results" / "s001.json").read_bytes(), (
+        tmp_path / "out" / "results" / "s002.json").read_bytes()
+    assert "テスト".encode("utf-8") in graded and "を過ぎた提出".encode("utf-8") in late
+    assert b"\\u" not in graded + late
+    assert json.loads(late)["status"] == "late"
+
+
 def test_a_cpu_class_grade_ends_by_saying_its_grades_are_unofficial(tmp_path):
     """From the command line, a class where nobody needs a kernel (one late submission): the last lines warn."""
     exchange_submission(tmp_path / "class", "s001", answer(), LATE)

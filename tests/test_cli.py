@@ -43,6 +43,8 @@ def test_broken_notebook_is_graded_zero_not_a_crash(tmp_path):
     run = autograder("grade", str(broken), "--device", "cpu", "--out", str(tmp_path / "out"))
     assert run.returncode == 0, run.stderr
     assert json.loads((tmp_path / "out" / "results.json").read_text())["score"] == 0
+    raw = (tmp_path / "out" / "results.json").read_bytes()
+    assert "JSON が途中で終わっています".encode("utf-8") in raw and b"\\u" not in raw   # readable, not \uXXXX
 
 
 @pytest.mark.parametrize("args, env, message", [
