@@ -37,7 +37,7 @@ from .execute import HARNESS_TIMEOUT_S, infrastructure_problem
 from .graders import GradersBroken, check_graders
 from .report import format_points, format_table, write_atomic
 from .result import (ERROR, INFRASTRUCTURE, INFRASTRUCTURE_REASON, LATE, NO_TIMESTAMP, NOT_GRADED, CheckResult,
-                     GradeResult)
+                     GradeResult, is_official)
 
 PACKAGE = Path(__file__).parent
 # The code whose change makes every earlier grade stale (a fingerprint input).
@@ -216,8 +216,9 @@ class Batch:
                 self._not_run(tasks, broken)
             else:
                 self._grade(tasks, npz)
-        self._write_class_files()
-        return BatchReport(self.results, len(tasks), reused, round(time.monotonic() - started, 1), self.out)
+        seconds = round(time.monotonic() - started, 1)     # the same wall time on the summary page and the console
+        self._write_class_files(seconds)
+        return BatchReport(self.results, len(tasks), reused, seconds, self.out)
 
     def _unpack(self, tmp: Path) -> tuple[Path, list[str]]:
         if not self.source.exists():
@@ -380,13 +381,13 @@ class Batch:
             print(f"{students} students · {to_grade} to grade on {self.kernel_device} with {self.workers} workers · "
                   f"{reused} already graded (unchanged)", file=sys.stderr)
 
-    def _write_class_files(self) -> None:
+    def _write_class_files(self, wall_seconds: float) -> None:
         from .feedback import summary_figure, summary_page
 
         results = [self.results[s] for s in sorted(self.results)]
         write_atomic(self.out / "gradebook.csv", gradebook_csv(results, self.config))
         write_atomic(self.out / "summary.png", summary_figure(results, self.config))
-        write_atomic(self.out / "summary.html", summary_page(results, self.config))
+        write_atomic(self.out / "summary.html", summary_page(results, self.config, wall_seconds=wall_seconds))
 
 
 def graders_broken(config: Config) -> str:
@@ -422,10 +423,13 @@ def remove_leftovers(out: Path) -> None:
 
 
 def gradebook_csv(results: list[dict], config: Config) -> str:
-    """One row per student for an LMS import: points per check; no score for an infrastructure error."""
+    """One row per student for an LMS import: points per check; no score for an infrastructure error. ``official``
+    (yes/no) beside the score: a CPU grade under DEVICE_POLICY 'require-gpu' is no final grade. ``not_graded``: the
+    checks a grader failed on (blank points, left out of the score) — review them before uploading."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["student_id", "score", "max_score", *CHECK_IDS, "status", "submitted_at", "file", "detail"])
+    writer.writerow(["student_id", "score", "max_score", "official", *CHECK_IDS, "status", "not_graded",
+                     "submitted_at", "file", "detail"])
     for r in results:
         scored = r.get("status") != INFRASTRUCTURE
         by_check = {t["name"]: t.get("score") for t in r.get("tests", [])}
@@ -433,8 +437,10 @@ def gradebook_csv(results: list[dict], config: Config) -> str:
         if submitted:
             submitted = dt.datetime.fromisoformat(submitted).astimezone(config.timezone).isoformat(timespec="seconds")
         writer.writerow([r.get("student_id"), _points(r.get("score")) if scored else "", _points(config.max_score),
+                         "yes" if is_official(r) else "no",
                          *[_points(by_check.get(c)) if scored else "" for c in CHECK_IDS],
-                         r.get("status"), submitted or "", r.get("origin", ""), _detail(r)])
+                         r.get("status"), " ".join(r.get("not_graded") or []), submitted or "", r.get("origin", ""),
+                         _detail(r)])
     return buffer.getvalue()
 
 

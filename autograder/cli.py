@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from .config import load_config
-from .device import DEVICES
+from .device import DEVICES, native_output_to
 from .errors import GraderError, Refusal
 
 
@@ -28,25 +28,39 @@ def cmd_release(args) -> int:
 
 
 def cmd_grade(args) -> int:
-    config = load_config(args.config)
     target = Path(args.notebook)
-    if target.is_dir() or target.suffix.lower() == ".zip":
-        return _grade_class(target, args, config)
+    if not target.exists():              # said first: before the configuration, TensorFlow or the GPU
+        raise GraderError(f"見つかりません / not found: {target} (no notebook, folder or .zip at "
+                          f"{target.absolute()})")
+    config = load_config(args.config)
+    is_class = target.is_dir() or target.suffix.lower() == ".zip"
+    out = Path(args.out) if args.out else Path("grades") / target.stem
+    # TensorFlow's native start-up lines (cuInit, oneDNN, absl) go to this log, the grader's own to the terminal
+    with native_output_to(out / "logs" / "grader.log" if is_class else out / "grader.log") as log:
+        try:
+            return _grade_class(target, out, args, config) if is_class else _grade_one(target, out, args, config)
+        except GraderError as exc:
+            if not log.said_something():
+                raise
+            raise GraderError(f"{exc}\n  TensorFlow 自身の出力 / TensorFlow's own messages (e.g. why CUDA did not "
+                              f"start): {log.path}") from exc
+
+
+def _grade_one(target: Path, out: Path, args, config) -> int:
     from .grade import grade_notebook
     from .report import format_table, write_results_json
 
     result = grade_notebook(target, config, device=args.device, fused=not args.exact_fit)
-    out = Path(args.out) if args.out else Path("grades") / target.stem
     print(format_table(result))
     print(f"results: {write_results_json(result, out)}")
     return 0
 
 
-def _grade_class(source: Path, args, config) -> int:
+def _grade_class(source: Path, out: Path, args, config) -> int:
     from .batch import grade_batch
-    from .result import INFRASTRUCTURE, infrastructure_reasons
+    from .report import unofficial_warning
+    from .result import INFRASTRUCTURE, checks_not_graded, infrastructure_reasons, is_official
 
-    out = Path(args.out) if args.out else Path("grades") / source.stem
     report = grade_batch(source, out, config, workers=args.workers, device=args.device, regrade=args.regrade,
                          exact_fit=args.exact_fit, progress=not args.quiet)
     counts = " · ".join(f"{n} {status}" for status, n in sorted(report.counts.items()))
@@ -55,6 +69,15 @@ def _grade_class(source: Path, args, config) -> int:
     print(f"gradebook: {out / 'gradebook.csv'}\nsummary:   {out / 'summary.html'}\nfeedback:  {out / 'feedback'}/")
     for why, students in infrastructure_reasons(report.results[s] for s in sorted(report.results)).items():
         print(f"infrastructure error: {_some(students)}: {why}", file=sys.stderr)
+    flagged = checks_not_graded(report.results[s] for s in sorted(report.results))
+    if flagged:
+        students = _some([f"{student} ({', '.join(checks)})" for student, checks in flagged.items()])
+        print(f"checks not graded (a grader failed; no points given or taken): {students} — fix the grader and "
+              "rerun the same command", file=sys.stderr)
+    unofficial = sum(not is_official(r) for r in report.results.values())
+    if unofficial:
+        ja, en = unofficial_warning(unofficial, len(report.results))
+        print(f"警告: {ja}\nWARNING: {en}", file=sys.stderr)
     if report.counts.get(INFRASTRUCTURE):
         print("some submissions hit an infrastructure error (no score given): fix the runner and rerun the same "
               "command; only those are graded again", file=sys.stderr)
@@ -108,8 +131,9 @@ def cmd_demo(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    config_help = "path to grader_config.py (default: the project's, or $AUTOGRADER_CONFIG)"
     parser = argparse.ArgumentParser(prog="python -m autograder", description=__doc__)
-    parser.add_argument("--config", help="path to grader_config.py (default: the project's, or $AUTOGRADER_CONFIG)")
+    parser.add_argument("--config", help=config_help)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("release", help="write the student notebook from the reference (nbgrader preprocessors)")
@@ -156,6 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="grade the reference, the untouched student notebook and a wrong sample")
     p.add_argument("--device", choices=DEVICES, default="auto")
     p.set_defaults(run=cmd_demo)
+    for p in sub.choices.values():       # --config after the subcommand too; SUPPRESS keeps one given before it
+        p.add_argument("--config", default=argparse.SUPPRESS, help=config_help)
     return parser
 
 

@@ -1,11 +1,75 @@
-"""Decide where a student's kernel trains: the GPU for official grading, the CPU only when the policy allows."""
+"""Decide where a student's kernel trains: the GPU for official grading, the CPU only when the policy allows.
+Also keeps TensorFlow's native start-up output off the grader's terminal (``native_output_to``)."""
 
 from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import sys
+from pathlib import Path
+from typing import Iterator
 
 from .config import Config
 from .errors import GraderError
 
 DEVICES = ("auto", "cpu", "gpu")
+
+
+class NativeLog:
+    """Where the native libraries' output of one command went, and whether they said anything there."""
+
+    def __init__(self, path: Path, start: int):
+        self.path, self.start = path, start
+
+    def said_something(self) -> bool:
+        try:
+            return self.path.stat().st_size > self.start
+        except OSError:
+            return False
+
+
+def _writes_to_fd2(stream) -> bool:
+    try:
+        return stream.fileno() == 2
+    except (AttributeError, OSError, ValueError):    # replaced (pytest's capsys, a StringIO): not fd 2
+        return False
+
+
+@contextlib.contextmanager
+def native_output_to(path: Path) -> Iterator[NativeLog]:
+    """Send what is written straight to file descriptor 2 to the log ``path`` (appended), and keep Python's
+    ``sys.stderr`` — the grader's own messages: the sandbox warning, the progress bar, errors — on the terminal.
+
+    Why: TensorFlow's C++ logging (absl's "All log messages before absl::InitializeLog()", oneDNN,
+    cpu_feature_guard, and on a machine without a GPU "failed call to cuInit: ... UNKNOWN ERROR") bypasses Python
+    and reads like a failure on a CPU runner; redirecting ``sys.stderr`` alone would not catch it. It is kept in
+    the log, which says why CUDA did not start when that matters. Both are restored on exit. The terminal stream
+    made for ``sys.stderr`` is left open on exit: loggers created meanwhile (TensorFlow's own) hold on to it."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(path, "ab")
+    except OSError as exc:
+        raise GraderError(f"ログを書けません / cannot write the grader's log {path}: {exc}") from exc
+    previous, saved = sys.stderr, os.dup(2)
+    try:
+        with log:
+            log.write(f"--- {dt.datetime.now().astimezone().isoformat(timespec='seconds')} · pid {os.getpid()} · "
+                      f"autograder {' '.join(sys.argv[1:])}\n".encode())
+            log.flush()
+            record = NativeLog(path, log.tell())
+            if _writes_to_fd2(previous):
+                previous.flush()
+                sys.stderr = os.fdopen(os.dup(saved), "w", buffering=1, encoding=previous.encoding,
+                                       errors=previous.errors)
+            os.dup2(log.fileno(), 2)
+        yield record
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        sys.stderr = previous
 
 
 def visible_gpus() -> list[str]:

@@ -24,8 +24,9 @@ from matplotlib.ticker import MaxNLocator
 from .clock import local_text
 from .config import CHECK_IDS, CHECK_TITLES
 from .intake import file_stem, parse_time
-from .report import format_points
-from .result import ERROR, GRADED, LATE, NO_TIMESTAMP, NOT_GRADED, PASSED, TIMEOUT, infrastructure_reasons
+from .report import format_points, unofficial_warning
+from .result import (ERROR, GRADED, LATE, NO_TIMESTAMP, NOT_GRADED, PASSED, TIMEOUT, checks_not_graded,
+                     infrastructure_reasons, is_official)
 from .result import INFRASTRUCTURE as INFRA
 # status → (Japanese, English, style). Styles: ok (green), warn (amber), bad (red), info (blue: not the student's doing).
 STATUSES = {
@@ -175,7 +176,7 @@ def _status_block(result: dict) -> tuple[str, str]:
     ja, en, style = _style(status)
     badge = f'<span class="badge {style}">{esc(ja)}{" / " + esc(en) if en else ""}</span>'
     lines = str(result.get("status_detail") or "").splitlines() + (list(INFRA_MESSAGE) if status == INFRA else [])
-    if not result.get("official", True):
+    if not is_official(result):
         lines.append("非公式の採点です (指定の環境以外で採点) / Unofficial: not graded on the required device.")
     box = "".join(f"<p>{esc(line)}</p>" for line in lines)
     box_style = "warn" if style == "ok" else style        # a note on a graded result is worth a look, not a pass
@@ -373,8 +374,33 @@ def _infrastructure_section(results: list[dict]) -> str:
     return f"<h2>採点環境の問題 / Infrastructure errors</h2><ul>{items}</ul>" if reasons else ""
 
 
-def summary_page(results: list[dict], config, figure_name: str = "summary.png") -> str:
-    """The class overview for the instructor: counts, score statistics, pass rates, devices, and links to pages."""
+def _not_graded_banner(results: list[dict]) -> str:
+    """A box atop the summary when a grader failed on some checks: those scores are not final until it is fixed."""
+    flagged = checks_not_graded(results)
+    if not flagged:
+        return ""
+    items = "".join(f"<li>{esc(student)}: <code>{esc(' '.join(checks))}</code></li>" for student, checks in flagged.items())
+    return (f'<div class="box warn" role="alert"><p><b>{len(flagged)} 件の提出で、採点プログラムのエラーのため採点されていない'
+            f'項目があります (点は与えも引きもしていません)。採点プログラムを直して、同じコマンドで採点し直してください。</b></p>'
+            f"<p>{len(flagged)} submission(s) have checks not graded because a grader failed (no points given or taken): "
+            f"fix the grader and run the same command again.</p><ul>{items}</ul></div>")
+
+
+def _unofficial_banner(results: list[dict]) -> str:
+    """A red box atop the summary when any grade is unofficial, with the count: the page a TA reads before
+    uploading the gradebook to the LMS."""
+    unofficial = sum(not is_official(r) for r in results)
+    if not unofficial:
+        return ""
+    ja, en = unofficial_warning(unofficial, len(results))
+    return f'<div class="box bad" role="alert"><p><b>{esc(ja)}</b></p><p>{esc(en)}</p></div>'
+
+
+def summary_page(results: list[dict], config, figure_name: str = "summary.png",
+                 wall_seconds: float | None = None) -> str:
+    """The class overview for the instructor: counts, score statistics, pass rates, devices, and links to pages.
+    ``wall_seconds``: how long the batch took, shown beside the grading time summed over notebooks (they differ
+    by the number of workers, and by results kept from earlier runs)."""
     results = [_dict(r) for r in _list(results)]
     scores = [s for s, _ in map(_points, results) if s is not None]
     timings = [t for _, t in _timings(results)]
@@ -385,8 +411,11 @@ def summary_page(results: list[dict], config, figure_name: str = "summary.png") 
               f"(n={len(scores)}, infrastructure errors excluded)" if scores else "—"),
              ("中央値 / Median score", format_points(statistics.median(scores)) if scores else "—"),
              ("採点環境 / Devices", esc(", ".join(devices)) or "—"),
-             ("採点時間 / Grading time", f"{sum(timings):.0f} s (平均 / mean {statistics.mean(timings):.1f} s)"
-              if timings else "—")]
+             ("採点時間 (ノートブックごとの合計) / Grading time, summed over notebooks",
+              f"{sum(timings):.0f} s (平均 / mean {statistics.mean(timings):.1f} s, n={len(timings)})"
+              if timings else "—"),
+             *([("経過時間 (この実行) / Wall time of this run", f"{wall_seconds:.0f} s")]
+               if wall_seconds is not None else [])]
     rate_rows = "".join(f'<tr><td><code>{c}</code></td><td>{_bi(*CHECK_TITLES[c])}</td><td class="num">{p} / {n}'
                         f'</td><td class="num">{f"{100 * p / n:.0f}%" if n else "—"}</td></tr>'
                         for c, (p, n) in pass_rates(results).items())
@@ -402,7 +431,9 @@ def summary_page(results: list[dict], config, figure_name: str = "summary.png") 
             f'<tr><td>{link}</td><td class="num">{_fmt(score, "g")} / {format_points(max_score or config.max_score)}'
             f'</td><td><span class="badge {style}">{esc(en or ja)}</span></td><td class="num">{_fmt(val, ".4f")}</td>'
             f'<td class="num">{_fmt(seconds, ".1f")}</td></tr>')
-    body = (f"<h1>{esc(config.assignment_id)} — 採点結果のまとめ / Grading summary</h1><dl>"
+    body = (f"<h1>{esc(config.assignment_id)} — 採点結果のまとめ / Grading summary</h1>" + _unofficial_banner(results)
+            + _not_graded_banner(results)
+            + "<dl>"
             + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in stats) + "</dl>" + _infrastructure_section(results) +
             f'<img alt="summary figure" src="{esc(quote(figure_name))}">'
             "<h2>項目ごとの合格率 / Pass rate per check</h2><table><tr><th>ID</th><th>内容 / What is checked</th>"

@@ -33,6 +33,15 @@ def write_results_json(result: GradeResult, out_dir: Path) -> Path:
                         json.dumps(result.to_json(), ensure_ascii=False, indent=2) + "\n")
 
 
+def unofficial_warning(unofficial: int, total: int) -> tuple[str, str]:
+    """(Japanese, English) for a class with unofficial grades, said where a TA looks before uploading grades: the
+    batch's last lines and the summary page (gradebook.csv has its ``official`` column)."""
+    return (f"{total} 件中 {unofficial} 件は非公式の採点です (DEVICE_POLICY = 'require-gpu' のもとで CPU で採点)。"
+            "最終成績として LMS にアップロードしないでください。gradebook.csv では official = no です。",
+            f"{unofficial} of {total} grades are unofficial: graded on the CPU under DEVICE_POLICY = 'require-gpu' "
+            "— do not upload them to the LMS as final. gradebook.csv marks them official = no.")
+
+
 def format_points(value: float) -> str:
     return f"{value:g}"
 

@@ -16,6 +16,13 @@ GRADED, TIMEOUT, ERROR, LATE, NO_TIMESTAMP, INFRASTRUCTURE = (
 INFRASTRUCTURE_REASON = "infrastructure_reason"   # a batch's infrastructure error: why the runner failed, one line
 
 
+def is_official(result: dict) -> bool:
+    """Whether a written result (results.json, results/<id>.json) is an official grade: graded on the device the
+    course's policy requires. Anything but ``true`` (a malformed value) counts as unofficial, so that it is never
+    uploaded as final by mistake; a result without the field counts as official, as feedback pages always read it."""
+    return result.get("official", True) is True
+
+
 @dataclass(frozen=True)
 class CheckResult:
     name: str              # stable check id: reshape, one_hot, param_count, ...
@@ -78,3 +85,10 @@ def infrastructure_reasons(results) -> dict[str, list[str]]:
             why = str(r.get(INFRASTRUCTURE_REASON) or r.get("status_detail") or "no reason recorded")
             groups.setdefault(why, []).append(str(r.get("student_id") or r.get("notebook") or "?"))
     return groups
+
+
+def checks_not_graded(results) -> dict[str, list[str]]:
+    """student → the checks a grader failed on (no points given or taken), over written results: what the
+    instructor must review before the grades are final."""
+    return {str(r.get("student_id") or r.get("notebook") or "?"): list(r["not_graded"])
+            for r in results if isinstance(r, dict) and isinstance(r.get("not_graded"), list) and r["not_graded"]}

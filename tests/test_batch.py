@@ -135,13 +135,55 @@ def test_leftover_temporary_files_of_a_killed_batch_are_removed(tmp_path):
 
 
 def test_gradebook_columns(config):
-    rows = gradebook_csv([{"student_id": "s1", "score": 3.0, "status": "graded", "submitted_at":
-                           "2024-05-15T12:00:00+00:00", "origin": "a.ipynb",
-                           "tests": [{"name": c, "score": 1.0 if c == "predict" else 0.0} for c in CHECK_IDS]}],
-                         config).splitlines()
-    assert rows[0].split(",") == ["student_id", "score", "max_score", *CHECK_IDS, "status", "submitted_at", "file",
-                                  "detail"]
-    assert rows[1] == "s1,3,12,0,0,0,0,0,0,0,1,graded,2024-05-15T21:00:00+09:00,a.ipynb,"
+    row = {"student_id": "s1", "score": 3.0, "status": "graded", "submitted_at": "2024-05-15T12:00:00+00:00",
+           "origin": "a.ipynb", "official": True,
+           "tests": [{"name": c, "score": 1.0 if c == "predict" else 0.0} for c in CHECK_IDS]}
+    flagged = {**row, "student_id": "s3", "not_graded": ["compile"],
+               "tests": [{"name": c, "score": None if c == "compile" else 1.0} for c in CHECK_IDS]}
+    rows = gradebook_csv([row, {**row, "student_id": "s2", "official": False}, flagged], config).splitlines()
+    assert rows[0].split(",") == ["student_id", "score", "max_score", "official", *CHECK_IDS, "status", "not_graded",
+                                  "submitted_at", "file", "detail"]
+    assert rows[1] == "s1,3,12,yes,0,0,0,0,0,0,0,1,graded,,2024-05-15T21:00:00+09:00,a.ipynb,"
+    assert rows[2].startswith("s2,3,12,no,")                  # a CPU grade under require-gpu: not for the LMS
+    assert ",1,1,1,1,,1,1,1,graded,compile," in rows[3]      # a grader failed on compile: no points, flagged
+
+
+def test_cpu_grades_under_require_gpu_are_unofficial_in_the_gradebook_and_the_summary(tmp_path, two_students):
+    source, config = two_students
+    assert config.device_policy == "require-gpu"
+    out = tmp_path / "out"
+    report = grade_batch(source, out, config, workers=1, device="cpu", progress=False, grade_fn=works)
+    assert {row["official"] for row in read_gradebook(out / "gradebook.csv").values()} == {"no"}
+    summary = (out / "summary.html").read_text(encoding="utf-8")
+    assert "2 件中 2 件は非公式の採点です" in summary and "2 of 2 grades are unofficial" in summary
+    assert f"Wall time of this run</dt><dd>{report.seconds:.0f} s" in summary
+
+
+def test_result_files_keep_japanese_readable(tmp_path):
+    """results/<id>.json are UTF-8 text a TA can read (and grep), not \\uXXXX escapes: a late refusal's reason and
+    a graded result's explanations alike."""
+    exchange_submission(tmp_path / "class", "s001", answer(), ON_TIME)
+    exchange_submission(tmp_path / "class", "s002", answer(), LATE)
+    config = load_config(short_config(tmp_path))
+    grade_batch(tmp_path / "class", tmp_path / "out", config, workers=1, device="cpu", progress=False,
+                grade_fn=works)
+    graded, late = (tmp_path / "out" / "results" / "s001.json").read_bytes(), (
+        tmp_path / "out" / "results" / "s002.json").read_bytes()
+    assert "テスト".encode("utf-8") in graded and "を過ぎた提出".encode("utf-8") in late
+    assert b"\\u" not in graded + late
+    assert json.loads(late)["status"] == "late"
+
+
+def test_a_cpu_class_grade_ends_by_saying_its_grades_are_unofficial(tmp_path):
+    """From the command line, a class where nobody needs a kernel (one late submission): the last lines warn."""
+    exchange_submission(tmp_path / "class", "s001", answer(), LATE)
+    run = batch_cli(str(tmp_path / "class"), "--out", str(tmp_path / "out"), "--device", "cpu",
+                    config=short_config(tmp_path))
+    assert run.returncode == 0, run.stderr
+    assert "1 students: 1 late" in run.stdout
+    assert "警告: 1 件中 1 件は非公式の採点です" in run.stderr
+    assert "WARNING: 1 of 1 grades are unofficial" in run.stderr and "do not upload them to the LMS" in run.stderr
+    assert (tmp_path / "out" / "logs" / "grader.log").is_file()
 
 
 # --- a small class, really graded ---------------------------------------------------------------------------

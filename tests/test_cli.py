@@ -8,8 +8,13 @@ import sys
 import pytest
 
 from autograder import PROJECT_ROOT
+from autograder.cli import main
 from autograder.device import visible_gpus
 from conftest import broken_kernelspec, kernel_start_reason
+
+# TensorFlow's native start-up lines (C++ logging, straight to fd 2), as measured on the 2-core CPU machine: on a
+# CPU runner they read like failures, so they belong in the grader's log, never on the terminal.
+TENSORFLOW_CHATTER = ("cuInit", "oneDNN", "absl", "cpu_feature_guard", "cudart_stub")
 
 
 def autograder(*args, env=None, cwd=PROJECT_ROOT):
@@ -27,6 +32,10 @@ def test_grade_writes_results_json_and_a_table(tmp_path, config):
     assert {"name", "status", "score", "max_score", "output"} <= set(data["tests"][0])
     assert data["execution"]["device_name"] == "CPU" and data["execution"]["tensorflow"]
     assert data["official"] is False
+    # The grader's own process imported TensorFlow (the graders need Keras): its start-up lines went to the log.
+    assert not [line for line in TENSORFLOW_CHATTER if line in run.stderr], run.stderr
+    log = (tmp_path / "grader.log").read_text(encoding="utf-8")
+    assert [line for line in TENSORFLOW_CHATTER if line in log], log
 
 
 def test_broken_notebook_is_graded_zero_not_a_crash(tmp_path):
@@ -35,15 +44,17 @@ def test_broken_notebook_is_graded_zero_not_a_crash(tmp_path):
     run = autograder("grade", str(broken), "--device", "cpu", "--out", str(tmp_path / "out"))
     assert run.returncode == 0, run.stderr
     assert json.loads((tmp_path / "out" / "results.json").read_text())["score"] == 0
+    raw = (tmp_path / "out" / "results.json").read_bytes()
+    assert "JSON が途中で終わっています".encode("utf-8") in raw and b"\\u" not in raw   # readable, not \uXXXX
 
 
 @pytest.mark.parametrize("args, env, message", [
-    (["grade", "no-such.ipynb", "--device", "cpu"], {}, "notebook not found: no-such.ipynb"),
+    (["grade", "no-such.ipynb", "--device", "cpu"], {}, "not found: no-such.ipynb"),
     (["grade", "assignments/assignment3/assignment3.ipynb", "--device", "cpu"],
      {"AUTOGRADER_MNIST_DIR": "/nonexistent/mnist"}, "MNIST file missing: /nonexistent/mnist/train-images"),
 ])
-def test_grader_problems_exit_2_with_the_reason(args, env, message):
-    run = autograder(*args, env=env)
+def test_grader_problems_exit_2_with_the_reason(args, env, message, tmp_path):
+    run = autograder(*args, "--out", str(tmp_path), env=env)
     assert run.returncode == 2
     assert message in run.stderr
 
@@ -56,6 +67,32 @@ def test_a_kernel_that_cannot_start_exits_2_with_the_reason_and_no_traceback(tmp
     assert run.returncode == 2, run.stdout + run.stderr
     assert f"autograder: error: {kernel_start_reason()}\n" in run.stderr
     assert "Traceback" not in run.stderr and not out.exists()
+
+
+@pytest.mark.parametrize("missing", ["no-such.ipynb", "no-such-class/", "no-such-export.zip"])
+def test_a_missing_path_is_said_first_before_tensorflow_or_the_gpu(missing):
+    """Without --device cpu, under DEVICE_POLICY 'require-gpu', on a machine without a GPU: still 'not found'."""
+    probe = ("import sys\nfrom autograder.cli import main\ncode = main(['grade', sys.argv[1]])\n"
+             "print('tensorflow imported' if 'tensorflow' in sys.modules else 'tensorflow not imported')\n"
+             "sys.exit(code)")
+    run = subprocess.run([sys.executable, "-c", probe, missing], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}, timeout=120)
+    assert run.returncode == 2
+    assert f"autograder: error: 見つかりません / not found: {missing.rstrip('/')}" in run.stderr
+    assert "GPU" not in run.stderr and "tensorflow not imported" in run.stdout
+    assert not (PROJECT_ROOT / "grades" / "no-such").exists()
+
+
+@pytest.mark.parametrize("where", ["before the subcommand", "after the subcommand"])
+def test_config_is_accepted_before_and_after_the_subcommand(tmp_path, capsys, where):
+    bad = tmp_path / "grader_config.py"
+    bad.write_text((PROJECT_ROOT / "grader_config.py").read_text(encoding="utf-8")
+                   .replace('LATE_POLICY = "reject"', 'LATE_POLICY = "sometimes"'), encoding="utf-8")
+    notebook = str(PROJECT_ROOT / "assignments" / "assignment3" / "assignment3.ipynb")
+    command = ["grade", notebook, "--out", str(tmp_path / "out")]
+    argv = ["--config", str(bad), *command] if where == "before the subcommand" else [*command, "--config", str(bad)]
+    assert main(argv) == 2                 # the configuration is read (and refused) before anything is graded
+    assert "LATE_POLICY = 'sometimes' is unknown" in capsys.readouterr().err
 
 
 def test_bad_configuration_exits_2_naming_the_setting(tmp_path):
@@ -72,11 +109,15 @@ def test_bad_configuration_exits_2_naming_the_setting(tmp_path):
     ("gpu", ["--device gpu: no GPU is visible"]),
     ("auto", ["official grading requires a GPU", "pass --device cpu for an unofficial grade"]),
 ])
-def test_without_a_gpu_official_grading_is_refused_unless_cpu_is_asked_for(device, messages):
-    run = autograder("grade", "assignments/assignment3/assignment3.ipynb", "--device", device)
+def test_without_a_gpu_official_grading_is_refused_unless_cpu_is_asked_for(device, messages, tmp_path):
+    run = autograder("grade", "assignments/assignment3/assignment3.ipynb", "--device", device, "--out", str(tmp_path))
     assert run.returncode == 2
     for message in messages:
         assert message in run.stderr
+    # The refusal alone on the terminal; why CUDA did not start (cuInit) is in the log it names.
+    assert not [line for line in TENSORFLOW_CHATTER if line in run.stderr], run.stderr
+    assert f"TensorFlow's own messages (e.g. why CUDA did not start): {tmp_path / 'grader.log'}" in run.stderr
+    assert "cuInit" in (tmp_path / "grader.log").read_text(encoding="utf-8")
 
 
 @pytest.mark.training

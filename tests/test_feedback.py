@@ -185,6 +185,26 @@ def test_summary_page_lists_each_student_once_with_a_link(config):
     assert "NVIDIA T4" in page and "206 s" in page                          # 5 × 41.2 s
 
 
+def test_summary_page_shows_the_grading_time_summed_over_notebooks_and_the_wall_time(config):
+    results = [make_result(config, f"s{i:03d}") for i in range(5)]
+    page = summary_page(results, config, wall_seconds=95.4)
+    assert "Grading time, summed over notebooks</dt><dd>206 s (平均 / mean 41.2 s, n=5)" in page   # 5 × 41.2 s
+    assert "経過時間 (この実行) / Wall time of this run</dt><dd>95 s" in page
+    assert "Wall time" not in summary_page(results, config)          # not known: not guessed
+
+
+def test_summary_page_warns_with_the_count_when_grades_are_unofficial(config):
+    official = [make_result(config, "s001"), make_result(config, "s002")]
+    cpu = [make_result(config, f"s{i:03d}", official=False) for i in (3, 4)]
+    page = summary_page(official + cpu + [make_result(config, "s005", official="no")], config)
+    banner = re.search(r'<div class="box bad" role="alert">(.*?)</div>', page, re.S).group(1)
+    assert page.index(banner) < page.index("<dl>")                    # at the top, before the numbers
+    assert "5 件中 3 件は非公式の採点です" in banner and "LMS にアップロードしないでください" in banner
+    assert ("3 of 5 grades are unofficial: graded on the CPU under DEVICE_POLICY = &#x27;require-gpu&#x27; — do not "
+            "upload them to the LMS as final") in banner
+    assert 'role="alert"' not in summary_page(official, config)
+
+
 def test_pass_rates_count_graded_and_untimed_submissions_only(config):
     results = [make_result(config, "a", failed={"fit": "no"}), make_result(config, "b", status="no timestamp"),
                make_result(config, "c", status="error", failed={"fit": "no"}),
@@ -244,3 +264,11 @@ def test_histories_recorded_as_acc_or_categorical_accuracy_are_plotted_as_accura
         recorded = {"loss": curves["loss"], prefix: curves["accuracy"], f"val_{prefix}": curves["val_accuracy"]}
         assert _plottable_history({"history": recorded}) == curves, prefix
     assert training_curves_png(_plottable_history({"history": {"acc": [0.9, 0.95]}}), 0.95) is not None
+
+
+def test_summary_page_flags_checks_a_grader_failed_on(config):
+    flagged = make_result(config, "s002", not_graded=["compile"])
+    page = summary_page([make_result(config, "s001"), flagged], config)
+    assert "1 submission(s) have checks not graded because a grader failed" in page
+    assert "<li>s002: <code>compile</code></li>" in page
+    assert "not graded because a grader failed" not in summary_page([make_result(config, "s001")], config)
