@@ -35,10 +35,19 @@ def cmd_grade(args) -> int:
     config = load_config(args.config)
     is_class = target.is_dir() or target.suffix.lower() == ".zip"
     out = Path(args.out) if args.out else Path("grades") / target.stem
-    # TensorFlow's native start-up lines (cuInit, oneDNN, absl) go to this log, the grader's own to the terminal
-    with native_output_to(out / "logs" / "grader.log" if is_class else out / "grader.log") as log:
+    return _logging_tensorflow(out / "logs" / "grader.log" if is_class else out / "grader.log",
+                               lambda: (_grade_class if is_class else _grade_one)(target, out, args, config))
+
+
+COMMAND_LOGS = Path("grades") / "logs"       # the log of a command with no output folder of its own
+
+
+def _logging_tensorflow(log_path: Path, run):
+    """``run()`` with TensorFlow's native start-up lines (cuInit, oneDNN, absl) sent to ``log_path`` and the
+    grader's own lines on the terminal; an error says where TensorFlow's words are, when it said any."""
+    with native_output_to(log_path) as log:
         try:
-            return _grade_class(target, out, args, config) if is_class else _grade_one(target, out, args, config)
+            return run()
         except GraderError as exc:
             if not log.said_something():
                 raise
@@ -67,8 +76,6 @@ def _grade_class(source: Path, out: Path, args, config) -> int:
     print(f"{len(report.results)} students: {counts} ({report.graded_now} graded now, {report.reused} unchanged "
           f"and kept) in {report.seconds:.0f} s")
     print(f"gradebook: {out / 'gradebook.csv'}\nsummary:   {out / 'summary.html'}\nfeedback:  {out / 'feedback'}/")
-    for why, students in infrastructure_reasons(report.results[s] for s in sorted(report.results)).items():
-        print(f"infrastructure error: {_some(students)}: {why}", file=sys.stderr)
     flagged = checks_not_graded(report.results[s] for s in sorted(report.results))
     if flagged:
         students = _some([f"{student} ({', '.join(checks)})" for student, checks in flagged.items()])
@@ -78,6 +85,8 @@ def _grade_class(source: Path, out: Path, args, config) -> int:
     if unofficial:
         ja, en = unofficial_warning(unofficial, len(report.results))
         print(f"警告: {ja}\nWARNING: {en}", file=sys.stderr)
+    for why, students in infrastructure_reasons(report.results[s] for s in sorted(report.results)).items():
+        print(f"infrastructure error: {_some(students)}: {why}", file=sys.stderr)
     if report.counts.get(INFRASTRUCTURE):
         print("some submissions hit an infrastructure error (no score given): fix the runner and rerun the same "
               "command; only those are graded again", file=sys.stderr)
@@ -95,7 +104,8 @@ def cmd_check(args) -> int:
     from .report import format_self_check
 
     config = load_config(args.config)
-    result = grade_notebook(Path(args.notebook), config, device=args.device, cpu_fallback=True)
+    result = _logging_tensorflow(COMMAND_LOGS / "check.log", lambda: grade_notebook(
+        Path(args.notebook), config, device=args.device, cpu_fallback=True))
     print(format_self_check(result, config.public_checks))
     return 0
 
@@ -119,7 +129,9 @@ def cmd_publish(args) -> int:
 
     config = load_config(args.config)
     _require_assignment(args.assignment, config)
-    for path in publish(config, out=Path(args.out) if args.out else None, force=args.force, device=args.device):
+    written = _logging_tensorflow(COMMAND_LOGS / "publish.log", lambda: publish(
+        config, out=Path(args.out) if args.out else None, force=args.force, device=args.device))
+    for path in written:
         print(f"wrote {path}")
     return 0
 
@@ -127,7 +139,8 @@ def cmd_publish(args) -> int:
 def cmd_demo(args) -> int:
     from .demo import run_demo
 
-    return run_demo(load_config(args.config), device=args.device)
+    config = load_config(args.config)
+    return _logging_tensorflow(COMMAND_LOGS / "demo.log", lambda: run_demo(config, device=args.device))
 
 
 def build_parser() -> argparse.ArgumentParser:
