@@ -117,9 +117,8 @@ def sandbox_problem() -> str:
     """Why a kernel cannot start in the sandbox here, or '' when it can. The probe starts what a kernel starts:
     this interpreter (the kernel's: see ``sandboxed_kernel_manager``) and its first imports, under the same bwrap
     command line as a real kernel (same binds, a temporary workdir, readable file and writable folder, the
-    kernel's environment). A bind that hides
-    the interpreter, or namespaces a container forbids, are thus found once, before grading, with bwrap's or
-    Python's own words."""
+    kernel's environment). A bind that hides the interpreter, or namespaces a container forbids, are thus found
+    once, before grading, with bwrap's or Python's own words."""
     if bwrap_path() is None:
         return NO_BWRAP
     with tempfile.TemporaryDirectory(prefix="autograder-probe-") as tmp:

@@ -25,12 +25,12 @@ def expect_shape(name: str, array, expected: tuple) -> None:
              f"{name} should have shape {shape_text(expected)}, found {shape_text(array.shape)}.")
 
 
+NOTE_PROPERTY = "check_note"            # a user property the plugin shows as a passed check's output
+
+
 def note(record_property, ja: str, en: str) -> None:
     """Explain a verdict that passed but is worth knowing (shown with the check, Japanese then English)."""
     record_property(NOTE_PROPERTY, f"{ja}\n{en}")
-
-
-NOTE_PROPERTY = "check_note"
 
 
 # --- reading Keras's compile settings from a .keras archive's config ---------------------------------------------
