@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
 import io
 import math
@@ -275,3 +276,18 @@ def test_summary_page_flags_checks_a_grader_failed_on(config, checks):
     assert "<li>s002: <code>compile</code></li>" in page
     assert "not graded because a grader failed" not in summary_page([make_result(config, "s001")], config, checks)
 
+
+def test_pages_take_titles_and_the_checks_from_the_declared_checks_passed_in(config, checks):
+    renamed = tuple(dataclasses.replace(c, title_ja="予測", title_en="the prediction") if c.id == "predict" else c
+                    for c in checks)
+    result = make_result(config, "s001", failed={"predict": "no"})
+    page = feedback_page(result, config, renamed)
+    row = re.search(r"<code>predict</code>.*?</tr>", page, re.S).group(0)
+    assert "予測" in row and "the prediction" in row and "x_test[1]" not in row
+    summary = summary_page([result], config, renamed)
+    assert re.search(r"<code>predict</code></td><td>予測<br><span class=\"en\">the prediction</span></td>", summary)
+    fewer = tuple(c for c in checks if c.id != "predict")                 # a check no longer declared
+    assert "<code>predict</code>" not in summary_page([result], config, fewer)
+    assert list(pass_rates([result], fewer)) == [c.id for c in fewer]
+    row = re.search(r"<code>predict</code>.*?</tr>", feedback_page(result, config, fewer), re.S).group(0)
+    assert "0 / 2" in row                                                  # the stored result still shows it
