@@ -30,7 +30,8 @@ from multiprocessing.connection import wait
 from pathlib import Path
 
 from . import dataset, intake, sandbox
-from .config import CHECK_IDS, Config, load_config
+from .checks import CheckSpec, max_score
+from .config import Config, load_config
 from .device import resolve_device
 from .errors import GraderError
 from .execute import HARNESS_TIMEOUT_S, infrastructure_problem
@@ -40,8 +41,9 @@ from .result import (ERROR, INFRASTRUCTURE, INFRASTRUCTURE_REASON, LATE, NO_TIME
                      GradeResult, is_official)
 
 PACKAGE = Path(__file__).parent
-# The code whose change makes every earlier grade stale (a fingerprint input).
-GRADING_CODE = ("graders/*.py", "kernel_side.py", "execute.py", "grade.py")
+# The code whose change makes every earlier grade stale (a fingerprint input), with the assignment's own graders
+# (every .py under config.graders_dir).
+GRADING_CODE = ("graders/*.py", "graders/pytest.ini", "checks.py", "kernel_side.py", "execute.py", "grade.py")
 KERNEL_LOG_LIMIT = 1_000_000          # bytes of a kernel's own stdout/stderr kept in the submission's log
 MAX_ATTEMPTS = 2                      # an infrastructure failure is retried once
 FATE_STATUS = {intake.LATE: LATE, intake.NO_TIMESTAMP: NO_TIMESTAMP, intake.UNUSABLE: ERROR}
@@ -70,11 +72,16 @@ class BatchReport:
 # --- fingerprints ------------------------------------------------------------------------------------------
 
 def grading_digest(config: Config) -> str:
-    """grader_config.py and the grading code: computed once per batch, part of every fingerprint."""
+    """grader_config.py, the grading code and the assignment's hidden graders: computed once per batch, part of
+    every fingerprint (a changed grader regrades)."""
     digest = hashlib.sha256(config.source.read_bytes())
     for pattern in GRADING_CODE:
         for path in sorted(PACKAGE.glob(pattern)):
             digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    graders = config.graders_dir
+    for path in sorted(graders.rglob("*.py")) if graders.is_dir() else []:
+        digest.update(b"assignment graders/" + path.relative_to(graders).as_posix().encode() + b"\0"
+                      + path.read_bytes())
     return digest.hexdigest()
 
 
@@ -182,6 +189,7 @@ class Batch:
         sandbox.require(config.sandbox)
         self.workers = workers or default_workers(self.kernel_device)
         self.results: dict[str, dict] = {}
+        self.checks: tuple[CheckSpec, ...] = ()     # as the graders declare them (none known while they are broken)
 
     # paths
     def result_path(self, sub) -> Path:
@@ -196,6 +204,7 @@ class Batch:
         with tempfile.TemporaryDirectory(prefix="autograder-class-") as tmp:
             root, refused = self._unpack(Path(tmp))
             submissions = intake.choose(intake.find_candidates(root, self.config), self.config)
+            self.checks, broken = declared_checks(self.config)     # once, before any notebook is executed
             grading = grading_digest(self.config)
             tasks, reused = [], 0
             for sub in submissions:
@@ -211,7 +220,6 @@ class Batch:
                     tasks.append(Task(sub, fp))
             npz = dataset.write_keras_npz(mnist, Path(tmp) / "mnist.npz")
             self._log_batch(len(submissions), len(tasks), reused, refused)
-            broken = graders_broken(self.config) if tasks else ""
             if broken:
                 self._not_run(tasks, broken)
             else:
@@ -244,8 +252,8 @@ class Batch:
 
         ja, _, en = sub.detail.partition(" / ")
         status = FATE_STATUS[sub.fate]
-        return zero_result(self.config, sub.chosen.path.name if sub.chosen.path else sub.chosen.origin,
-                           ja, en or ja, self.official, status=status).to_json()
+        notebook = sub.chosen.path.name if sub.chosen.path else sub.chosen.origin
+        return zero_result(self.config, self.checks, notebook, ja, en or ja, self.official, status=status).to_json()
 
     def _payload(self, task: Task, npz: Path) -> dict:
         return {"path": str(task.submission.chosen.path), "device": self.kernel_device, "official": self.official,
@@ -331,7 +339,7 @@ class Batch:
         why = task.attempts[-1].strip().splitlines()[-1][:300]
         text = ("採点環境の問題で採点できませんでした。あなたの減点ではありません。再採点します。\n"
                 f"The grading machine failed ({why}); this is not your error and will be regraded.")
-        tests = [CheckResult(c, NOT_GRADED, None, self.config.points[c], text) for c in CHECK_IDS]
+        tests = [CheckResult(c.id, NOT_GRADED, None, c.points, text) for c in self.checks]
         result = GradeResult(self.config.assignment_id, task.submission.chosen.path.name, tests, self.official,
                              notes=[f"attempt {i + 1}: {a.strip()[-500:]}" for i, a in enumerate(task.attempts)],
                              status=INFRASTRUCTURE, status_detail=text.replace("\n", " / "))
@@ -372,7 +380,7 @@ class Batch:
 
         path = self.out / "feedback" / f"{sub.file_stem}.html"
         if not (only_if_missing and path.exists()):
-            write_atomic(path, feedback_page(result, self.config))
+            write_atomic(path, feedback_page(result, self.config, self.checks))
 
     def _log_batch(self, students: int, to_grade: int, reused: int, refused: list[str]) -> None:
         for line in refused:                 # always said, --quiet or not: the export held something hostile
@@ -385,18 +393,18 @@ class Batch:
         from .feedback import summary_figure, summary_page
 
         results = [self.results[s] for s in sorted(self.results)]
-        write_atomic(self.out / "gradebook.csv", gradebook_csv(results, self.config))
-        write_atomic(self.out / "summary.png", summary_figure(results, self.config))
-        write_atomic(self.out / "summary.html", summary_page(results, self.config, wall_seconds=wall_seconds))
+        write_atomic(self.out / "gradebook.csv", gradebook_csv(results, self.config, self.checks))
+        write_atomic(self.out / "summary.png", summary_figure(results, self.config, self.checks))
+        write_atomic(self.out / "summary.html", summary_page(results, self.config, self.checks,
+                                                             wall_seconds=wall_seconds))
 
 
-def graders_broken(config: Config) -> str:
-    """Why the hidden graders cannot be collected, or '' (checked once, before any notebook is executed)."""
+def declared_checks(config: Config) -> tuple[tuple[CheckSpec, ...], str]:
+    """(the checks the hidden graders declare, '') or, when they cannot be collected, ((), why)."""
     try:
-        check_graders(config)
+        return check_graders(config), ""
     except GradersBroken as exc:
-        return str(exc)
-    return ""
+        return (), str(exc)
 
 
 def worker_context():
@@ -422,13 +430,14 @@ def remove_leftovers(out: Path) -> None:
         leftover.unlink(missing_ok=True)
 
 
-def gradebook_csv(results: list[dict], config: Config) -> str:
-    """One row per student for an LMS import: points per check; no score for an infrastructure error. ``official``
+def gradebook_csv(results: list[dict], config: Config, checks: tuple[CheckSpec, ...]) -> str:
+    """One row per student for an LMS import: points per declared check; no score for an infrastructure error. ``official``
     (yes/no) beside the score: a CPU grade under DEVICE_POLICY 'require-gpu' is no final grade. ``not_graded``: the
     checks a grader failed on (blank points, left out of the score) — review them before uploading."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["student_id", "score", "max_score", "official", *CHECK_IDS, "status", "not_graded",
+    ids = [c.id for c in checks]
+    writer.writerow(["student_id", "score", "max_score", "official", *ids, "status", "not_graded",
                      "submitted_at", "file", "detail"])
     for r in results:
         scored = r.get("status") != INFRASTRUCTURE
@@ -436,9 +445,9 @@ def gradebook_csv(results: list[dict], config: Config) -> str:
         submitted = r.get("submitted_at")
         if submitted:
             submitted = dt.datetime.fromisoformat(submitted).astimezone(config.timezone).isoformat(timespec="seconds")
-        writer.writerow([r.get("student_id"), _points(r.get("score")) if scored else "", _points(config.max_score),
+        writer.writerow([r.get("student_id"), _points(r.get("score")) if scored else "", _points(max_score(checks)),
                          "yes" if is_official(r) else "no",
-                         *[_points(by_check.get(c)) if scored else "" for c in CHECK_IDS],
+                         *[_points(by_check.get(c)) if scored else "" for c in ids],
                          r.get("status"), " ".join(r.get("not_graded") or []), submitted or "", r.get("origin", ""),
                          _detail(r)])
     return buffer.getvalue()

@@ -8,30 +8,17 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from types import MappingProxyType
-from typing import Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from . import PROJECT_ROOT
 from .errors import ConfigError
 
-CHECK_IDS = ("reshape", "one_hot", "param_count", "architecture", "compile", "fit", "val_accuracy", "predict")
-# What each check asks, as the assignment states it (shown by `check` and on the published checks page).
-CHECK_TITLES = {
-    "reshape": ("x_train・x_test を (枚数, 784) にして 255 で割る", "x_train, x_test reshaped to (n, 784), divided by 255"),
-    "one_hot": ("y_train・y_test を one-hot 表現 (枚数, 10) にする", "y_train, y_test one-hot encoded, shape (n, 10)"),
-    "param_count": ("モデルのパラメータ数が 25,450", "the model has 25,450 parameters"),
-    "architecture": ("Dense(32, relu) → Dense(10, softmax) のモデル", "a Dense(32, relu) → Dense(10, softmax) model"),
-    "compile": ("categorical_crossentropy・Adam・accuracy で compile", "compiled with categorical_crossentropy, Adam, accuracy"),
-    "fit": ("epochs=30, batch_size=64, validation_split=0.2 で学習", "trained with epochs=30, batch_size=64, validation_split=0.2"),
-    "val_accuracy": ("学習後の val_accuracy が基準以上", "the trained model's val_accuracy reaches the threshold"),
-    "predict": ("test2 = model.predict(x_test) で x_test[1] を 2 と予測", "test2 = model.predict(x_test) predicts x_test[1] as a 2"),
-}
 LATE_POLICIES = ("reject", "accept")
 MISSING_TIMESTAMP_POLICIES = ("grade", "reject")
 SANDBOX_MODES = ("auto", "require", "off")
 DEVICE_POLICIES = ("require-gpu", "allow-cpu")
 DEFAULT_CONFIG_PATH = PROJECT_ROOT / "grader_config.py"
+RETIRED_SETTINGS = ("POINTS", "PUBLIC_CHECKS")   # now declared by each check (autograder.graders.check)
 
 
 @dataclass(frozen=True)
@@ -45,8 +32,6 @@ class Config:
     expected_epochs: int
     expected_batch_size: int
     expected_validation_split: float
-    points: Mapping[str, float]
-    public_checks: tuple[str, ...]
     cell_timeout_s: int
     training_cell_timeout_s: int
     notebook_timeout_s: int
@@ -66,12 +51,13 @@ class Config:
     source: Path
 
     @property
-    def max_score(self) -> float:
-        return float(sum(self.points.values()))
-
-    @property
     def reference_notebook(self) -> Path:
         return self.root / "reference" / self.assignment_id / f"{self.assignment_id}.ipynb"
+
+    @property
+    def graders_dir(self) -> Path:
+        """The assignment's hidden graders (test_*.py); each test declares its check, points and title."""
+        return self.root / "reference" / self.assignment_id / "graders"
 
     @property
     def release_notebook(self) -> Path:
@@ -173,21 +159,11 @@ def _validate(values: dict, path: Path) -> Config:
     if not 0 < split < 1:
         raise ConfigError(f"{path}: setting EXPECTED_VALIDATION_SPLIT = {split!r} must lie in (0, 1)")
 
-    points = _get(values, "POINTS", dict, path)
-    unknown = sorted(set(points) - set(CHECK_IDS))
-    missing = [c for c in CHECK_IDS if c not in points]
-    if unknown or missing:
-        raise ConfigError(f"{path}: setting POINTS must name exactly the checks {', '.join(CHECK_IDS)}"
-                          + (f"; unknown: {', '.join(unknown)}" if unknown else "")
-                          + (f"; missing: {', '.join(missing)}" if missing else ""))
-    for check, value in points.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise ConfigError(f"{path}: setting POINTS[{check!r}] must be a number ≥ 0, got {value!r}")
-
-    public = _get(values, "PUBLIC_CHECKS", tuple, path)
-    if not set(public) <= set(CHECK_IDS):
-        raise ConfigError(f"{path}: setting PUBLIC_CHECKS names unknown checks: "
-                          f"{', '.join(sorted(set(map(str, public)) - set(CHECK_IDS)))}")
+    for name in RETIRED_SETTINGS:
+        if name in values:
+            raise ConfigError(f"{path}: setting {name} is no longer read: each check declares its points, title and "
+                              "visibility where it is written, @check(id, points=…, title=…, public=…) in "
+                              "reference/<assignment>/graders/; delete the setting")
 
     assignment_id = _get(values, "ASSIGNMENT_ID", str, path)
     if not assignment_id.isidentifier():
@@ -207,8 +183,6 @@ def _validate(values: dict, path: Path) -> Config:
         expected_epochs=_positive(values, "EXPECTED_EPOCHS", int, path),
         expected_batch_size=_positive(values, "EXPECTED_BATCH_SIZE", int, path),
         expected_validation_split=split,
-        points=MappingProxyType({c: float(points[c]) for c in CHECK_IDS}),
-        public_checks=tuple(c for c in CHECK_IDS if c in public),
         cell_timeout_s=_positive(values, "CELL_TIMEOUT_S", int, path),
         training_cell_timeout_s=_positive(values, "TRAINING_CELL_TIMEOUT_S", int, path),
         notebook_timeout_s=_positive(values, "NOTEBOOK_TIMEOUT_S", int, path),

@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from .clock import local_text
-from .config import CHECK_IDS, CHECK_TITLES
+from .checks import CheckSpec, max_score, titles
 from .intake import file_stem, parse_time
 from .report import format_points, unofficial_warning
 from .result import (ERROR, GRADED, LATE, NO_TIMESTAMP, NOT_GRADED, PASSED, TIMEOUT, checks_not_graded,
@@ -186,7 +186,10 @@ def _status_block(result: dict) -> tuple[str, str]:
 MARKS = {PASSED: ("✓", "pass"), NOT_GRADED: ("—", "info")}     # anything else: ✗
 
 
-def _check_rows(tests: list) -> str:
+def _check_rows(tests: list, checks: tuple[CheckSpec, ...]) -> str:
+    """One row per check of a stored result, titled from the declared checks (a check no longer declared: no
+    title)."""
+    title = titles(checks)
     rows = []
     for test in map(_dict, tests):
         name = str(test.get("name", "?"))
@@ -194,7 +197,7 @@ def _check_rows(tests: list) -> str:
         mark, style = MARKS.get(status, ("✗", "fail"))
         output = str(test.get("output") or "")
         score = "—" if status == NOT_GRADED else format_points(_num(test.get("score")) or 0)
-        rows.append(f'<tr><td><code>{esc(name)}</code></td><td>{_bi(*CHECK_TITLES.get(name, ("", "")))}'
+        rows.append(f'<tr><td><code>{esc(name)}</code></td><td>{_bi(*title.get(name, ("", "")))}'
                     f'{f"<pre>{esc(output)}</pre>" if output else ""}</td><td class="num">'
                     f'{score} / {format_points(_num(test.get("max_score")) or 0)}'
                     f'</td><td class="mark {style}">{mark}</td></tr>')
@@ -232,12 +235,13 @@ def _page(title: str, body: str) -> str:
             f"<style>{CSS}</style></head>\n<body><main>\n{body}\n</main></body></html>\n")
 
 
-def feedback_page(result: dict, config) -> str:
-    """One student's page: score and status, the checks with their explanations, the training curves, the notes."""
+def feedback_page(result: dict, config, checks: tuple[CheckSpec, ...]) -> str:
+    """One student's page: score and status, the checks with their explanations (titled from ``checks``, the
+    graders' declarations), the training curves, the notes."""
     result = _dict(result)
     student = _text(result.get("student_id"))
-    score, max_score = _points(result)
-    max_text = format_points(max_score if max_score is not None else config.max_score)
+    score, most = _points(result)
+    max_text = format_points(most if most is not None else max_score(checks))
     score_text = format_points(score) if score is not None else "—"
     badge, box = _status_block(result)
     execution, measurements = _dict(result.get("execution")), _dict(result.get("measurements"))
@@ -250,7 +254,7 @@ def feedback_page(result: dict, config) -> str:
              f"<dt>ノートブック / Notebook</dt><dd><code>{_text(result.get('notebook'))}</code></dd></dl>"]
     if _status(result) != INFRA and _list(result.get("tests")):
         parts += ["<h2>採点項目 / Checks</h2><table><tr><th>ID</th><th>内容 / What is checked</th>"
-                  '<th class="num">点 / Points</th><th>結果 / Result</th></tr>', _check_rows(result["tests"]),
+                  '<th class="num">点 / Points</th><th>結果 / Result</th></tr>', _check_rows(result["tests"], checks),
                   "</table><h2>学習曲線 / Training curves</h2>",
                   _val_accuracy_words(result, config.val_accuracy_threshold)]
         png = training_curves_png(_dict(execution.get("history")), config.val_accuracy_threshold,
@@ -274,10 +278,11 @@ def feedback_page(result: dict, config) -> str:
     return _page(f"{esc(config.assignment_id)} — {student}", "\n".join(parts))
 
 
-def pass_rates(results: list[dict]) -> dict[str, tuple[int, int]]:
-    """check id → (passed, judged) over graded submissions: the one count both the figure and the page show."""
+def pass_rates(results: list[dict], checks: tuple[CheckSpec, ...]) -> dict[str, tuple[int, int]]:
+    """check id → (passed, judged) over graded submissions, for each declared check in order: the one count both
+    the figure and the page show."""
     rates = {}
-    for check in CHECK_IDS:
+    for check in (c.id for c in checks):
         outcomes = [_dict(t).get("status") == PASSED for r in results if _is_graded(r)
                     for t in _list(r.get("tests"))
                     if _dict(t).get("name") == check and _dict(t).get("status") != NOT_GRADED]
@@ -308,7 +313,7 @@ def _empty(ax, text: str) -> None:
     ax.set(xticks=[], yticks=[])
 
 
-def summary_figure(results: list[dict], config) -> bytes:
+def summary_figure(results: list[dict], config, checks: tuple[CheckSpec, ...]) -> bytes:
     """Scores, pass rate per check, val_accuracy and grading time of a whole run, as one 2×2 PNG."""
     results = [_dict(r) for r in _list(results)]
     fig = Figure(figsize=(12, 8), layout="constrained")
@@ -317,15 +322,16 @@ def summary_figure(results: list[dict], config) -> bytes:
     fig.suptitle(_plain(f"{config.assignment_id}: {len(results)} submissions" + (f" ({counts})" if counts else "")))
 
     scores = [s for s, _ in map(_points, results) if s is not None]
+    most = max_score(checks)
     scores_ax.set_title(f"Score (n={len(scores)}, infrastructure errors excluded)")
     if scores:
-        scores_ax.hist(scores, bins=[i - .5 for i in range(math.ceil(config.max_score) + 2)], edgecolor="white")
-        scores_ax.set(xlabel="score", ylabel="submissions", xlim=(-.5, config.max_score + .5))
+        scores_ax.hist(scores, bins=[i - .5 for i in range(math.ceil(most) + 2)], edgecolor="white")
+        scores_ax.set(xlabel="score", ylabel="submissions", xlim=(-.5, most + .5))
         scores_ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     else:
         _empty(scores_ax, "no scores")
 
-    rates = {c: (p, n) for c, (p, n) in pass_rates(results).items() if n}
+    rates = {c: (p, n) for c, (p, n) in pass_rates(results, checks).items() if n}
     rates_ax.set_title(f"Pass rate per check (graded submissions, n={max((n for _, n in rates.values()), default=0)})")
     if rates:
         shares = [100 * p / n for p, n in reversed(rates.values())]
@@ -396,18 +402,20 @@ def _unofficial_banner(results: list[dict]) -> str:
     return f'<div class="box bad" role="alert"><p><b>{esc(ja)}</b></p><p>{esc(en)}</p></div>'
 
 
-def summary_page(results: list[dict], config, figure_name: str = "summary.png",
+def summary_page(results: list[dict], config, checks: tuple[CheckSpec, ...], figure_name: str = "summary.png",
                  wall_seconds: float | None = None) -> str:
-    """The class overview for the instructor: counts, score statistics, pass rates, devices, and links to pages.
+    """The class overview for the instructor: counts, score statistics, pass rates (per declared check, titled from
+    ``checks``), devices, and links to pages.
     ``wall_seconds``: how long the batch took, shown beside the grading time summed over notebooks (they differ
     by the number of workers, and by results kept from earlier runs)."""
     results = [_dict(r) for r in _list(results)]
     scores = [s for s, _ in map(_points, results) if s is not None]
     timings = [t for _, t in _timings(results)]
+    most, title = max_score(checks), titles(checks)
     devices = sorted({str(_dict(r.get("execution")).get("device_name")) for r in results} - {"None", ""})
     stats = [("提出数 / Submissions", len(results)),
              *((f"{esc(_style(s)[0])} / {esc(s)}", n) for s, n in _status_counts(results).items()),
-             ("平均点 / Mean score", f"{statistics.mean(scores):.2f} / {format_points(config.max_score)} "
+             ("平均点 / Mean score", f"{statistics.mean(scores):.2f} / {format_points(most)} "
               f"(n={len(scores)}, infrastructure errors excluded)" if scores else "—"),
              ("中央値 / Median score", format_points(statistics.median(scores)) if scores else "—"),
              ("採点環境 / Devices", esc(", ".join(devices)) or "—"),
@@ -416,19 +424,19 @@ def summary_page(results: list[dict], config, figure_name: str = "summary.png",
               if timings else "—"),
              *([("経過時間 (この実行) / Wall time of this run", f"{wall_seconds:.0f} s")]
                if wall_seconds is not None else [])]
-    rate_rows = "".join(f'<tr><td><code>{c}</code></td><td>{_bi(*CHECK_TITLES[c])}</td><td class="num">{p} / {n}'
+    rate_rows = "".join(f'<tr><td><code>{c}</code></td><td>{_bi(*title[c])}</td><td class="num">{p} / {n}'
                         f'</td><td class="num">{f"{100 * p / n:.0f}%" if n else "—"}</td></tr>'
-                        for c, (p, n) in pass_rates(results).items())
+                        for c, (p, n) in pass_rates(results, checks).items())
     student_rows = []
     for r in sorted(results, key=lambda r: str(r.get("student_id") or "")):
         sid = str(r.get("student_id") or "")
-        score, max_score = _points(r)
+        score, out_of = _points(r)
         val, seconds = _val_accuracy(r), _seconds(r)
         ja, en, style = _style(_status(r))
         href = esc(f"feedback/{quote(file_stem(sid), safe='')}.html")   # where the batch writes the page
         link = f'<a href="{href}">{esc(sid)}</a>' if sid else "?"
         student_rows.append(
-            f'<tr><td>{link}</td><td class="num">{_fmt(score, "g")} / {format_points(max_score or config.max_score)}'
+            f'<tr><td>{link}</td><td class="num">{_fmt(score, "g")} / {format_points(out_of or most)}'
             f'</td><td><span class="badge {style}">{esc(en or ja)}</span></td><td class="num">{_fmt(val, ".4f")}</td>'
             f'<td class="num">{_fmt(seconds, ".1f")}</td></tr>')
     body = (f"<h1>{esc(config.assignment_id)} — 採点結果のまとめ / Grading summary</h1>" + _unofficial_banner(results)

@@ -15,6 +15,7 @@ from pathlib import Path
 import nbformat
 
 from . import dataset, sandbox
+from .checks import CheckSpec
 from .config import Config
 from .device import resolve_device
 from .errors import GraderError
@@ -75,10 +76,11 @@ def read_notebook(path: Path, max_mb: int = 50) -> tuple[nbformat.NotebookNode, 
     return nb, notes
 
 
-def zero_result(config: Config, notebook: str, why_ja: str, why_en: str, official: bool,
-                status: str = ERROR) -> GradeResult:
+def zero_result(config: Config, checks: tuple[CheckSpec, ...], notebook: str, why_ja: str, why_en: str,
+                official: bool, status: str = ERROR) -> GradeResult:
+    """Every declared check failed with the same reason (nothing of the notebook could be judged)."""
     output = f"{why_ja}\n{why_en}"
-    tests = [CheckResult(name, FAILED, 0.0, points, output) for name, points in config.points.items()]
+    tests = [CheckResult(c.id, FAILED, 0.0, c.points, output) for c in checks]
     return GradeResult(config.assignment_id, notebook, tests, official, notes=[why_en], status=status,
                        status_detail=f"{why_ja} / {why_en}")
 
@@ -140,11 +142,13 @@ def grade_on(path: Path, config: Config, kernel_device: str, official: bool, mni
     try:
         nb, read_notes = read_notebook(path, config.max_notebook_mb)
     except NotebookUnreadable as exc:
-        return zero_result(config, path.name, f"ノートブックを読み込めませんでした: {exc.ja}",
-                           f"The notebook could not be read: {exc.en}", official)
+        return zero_result(config, check_graders(config), path.name,
+                           f"ノートブックを読み込めませんでした: {exc.ja}", f"The notebook could not be read: {exc.en}",
+                           official)
     clean = sanitize(nb, read_released(config.release_notebook))
     if not any(c.cell_type == "code" and c.source.strip() for c in clean.nb.cells):
-        return zero_result(config, path.name, "コードセルがありません。課題のノートブックに答えを書いて提出してください。",
+        return zero_result(config, check_graders(config), path.name,
+                           "コードセルがありません。課題のノートブックに答えを書いて提出してください。",
                            "The notebook has no code cells: hand in the assignment's notebook with your answers.",
                            official)
     # The graders need Keras in this process; importing it (~3 s) while the kernel trains costs no wall time.

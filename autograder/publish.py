@@ -12,20 +12,23 @@ from nbconvert import HTMLExporter
 from nbconvert.preprocessors import CoalesceStreamsPreprocessor
 
 from . import clock
-from .config import CHECK_TITLES, Config
+from .checks import CheckSpec, max_score
+from .config import Config
 from .dataset import load_mnist
 from .device import resolve_device
 from .errors import GraderError, Refusal
 from .execute import execute
+from .graders import check_graders
 from .release import solution_notebook
 from .report import format_points, write_atomic
 
 
-def checks_page(config: Config) -> str:
+def checks_page(config: Config, checks: tuple[CheckSpec, ...]) -> str:
+    """The checks as the graders declare them: id, what is checked, points; and the total."""
     rows = "\n".join(
-        f"<tr><td><code>{name}</code></td><td>{html.escape(ja)}<br><small>{html.escape(en)}</small></td>"
-        f"<td>{format_points(config.points[name])}</td></tr>"
-        for name, (ja, en) in CHECK_TITLES.items())
+        f"<tr><td><code>{c.id}</code></td><td>{html.escape(c.title_ja)}<br><small>{html.escape(c.title_en)}</small>"
+        f"</td><td>{format_points(c.points)}</td></tr>"
+        for c in checks)
     title = f"{config.assignment_id}: 採点項目 / checks"
     return f"""<!doctype html>
 <html lang="ja"><head><meta charset="utf-8"><title>{title}</title>
@@ -34,7 +37,7 @@ td,th{{border:1px solid #ccc;padding:.4rem .6rem;text-align:left}}td:last-child{
 <body><h1>{title}</h1>
 <table><tr><th>check</th><th>内容 / what is checked</th><th>点 / points</th></tr>
 {rows}
-<tr><th colspan="2">合計 / total</th><th>{format_points(config.max_score)}</th></tr></table>
+<tr><th colspan="2">合計 / total</th><th>{format_points(max_score(checks))}</th></tr></table>
 <p>val_accuracy の基準 / threshold: {config.val_accuracy_threshold}</p>
 </body></html>
 """
@@ -59,6 +62,7 @@ def publish(config: Config, out: Path | None = None, force: bool = False, device
                       f"The solution is published after the deadline ({clock.local_text(config.deadline, config.timezone)}); "
                       f"it is now {clock.local_text(moment, config.timezone)}. Use --force to publish anyway.")
     out = Path(out or config.publish_dir / config.assignment_id)
+    checks = check_graders(config)
     solution = solution_notebook(nbformat.read(config.reference_notebook, as_version=4))
     kernel_device, _ = resolve_device(device, config, cpu_fallback=True)
     with tempfile.TemporaryDirectory(prefix="autograder-publish-") as tmp:
@@ -75,5 +79,5 @@ def publish(config: Config, out: Path | None = None, force: bool = False, device
     return [
         write_atomic(out / f"{stem}.ipynb", nbformat.writes(solved) + "\n"),
         write_atomic(out / f"{stem}.html", body),
-        write_atomic(out / "checks.html", checks_page(config)),
+        write_atomic(out / "checks.html", checks_page(config, checks)),
     ]

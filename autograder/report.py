@@ -7,6 +7,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from .checks import CheckSpec
 from .result import NOT_GRADED, PASSED, GradeResult
 
 
@@ -61,8 +62,10 @@ def name_width(result: GradeResult) -> int:
     return max(len(t.name) for t in result.tests)
 
 
-def format_self_check(result: GradeResult, public: tuple[str, ...]) -> str:
-    """What a student may see before submitting: public checks in full; hidden ones only by name and points."""
+def format_self_check(result: GradeResult, checks: tuple[CheckSpec, ...]) -> str:
+    """What a student may see before submitting: the checks declared public in full; hidden ones only by name and
+    points."""
+    public = {c.id for c in checks if c.public}
     width = name_width(result)
     lines = [f"{result.notebook} — 自己チェック / self-check"]
     for t in result.tests:

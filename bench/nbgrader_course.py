@@ -2,7 +2,7 @@
 
 What an instructor using nbgrader alone would set up:
 - ``source/assignment3/assignment3.ipynb``: our reference notebook plus one autograder test cell per check
-  (nbgrader metadata grade=true, points from grader_config.POINTS, the asserts inside ``### BEGIN HIDDEN TESTS``),
+  (nbgrader metadata grade=true, points as our graders declare them, the asserts inside ``### BEGIN HIDDEN TESTS``),
   written as plain asserts on the kernel's variables, the way an nbgrader course checks its notebooks;
 - ``nbgrader_config.py`` (course root and id, a generous execution timeout) and ``gradebook.db`` with the
   assignment (due date = the course's deadline) and the students;

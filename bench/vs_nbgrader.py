@@ -3,7 +3,7 @@
 Both sides get the same students' answers, each in its own system's released notebook, with the same submission
 times (before the deadline), and are timed end to end, from submissions on disk to grades on disk:
   nbgrader — a throwaway course (bench/nbgrader_course.py): our reference plus one hidden autograder test cell per
-             check (plain asserts in the kernel, points from grader_config.POINTS), `nbgrader generate_assignment`,
+             check (plain asserts in the kernel, points as our graders' @check declares them), `nbgrader generate_assignment`,
              submissions in submitted/<student>/assignment3/, then `nbgrader autograde assignment3` (all students,
              one command); scores read from nbgrader's gradebook;
   ours     — submissions written by our `submit` (exchange layout, same timestamps), then
@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import nbgrader_course as nbc  # noqa: E402
 
 from autograder.batch import default_workers  # noqa: E402
+from autograder.graders import check_graders  # noqa: E402
 
 SAMPLES = ROOT / "reference" / "assignment3" / "samples"
 RESULTS = ROOT / "bench" / "results" / "vs_nbgrader.json"
@@ -158,7 +159,8 @@ def run_nbgrader(config, students, stamps: dict[str, str], work: Path) -> dict:
     from autograder.dataset import load_mnist, write_keras_npz
 
     npz = write_keras_npz(load_mnist(config.dataset_dir), work / "mnist.npz")
-    course = nbc.Course(work / "course", config.reference_notebook, dict(config.points), config.deadline, npz,
+    points = {c.id: c.points for c in check_graders(config)}
+    course = nbc.Course(work / "course", config.reference_notebook, points, config.deadline, npz,
                         config.seed)
     ids = [s for s, _ in students]
     t0 = time.perf_counter()
@@ -289,7 +291,7 @@ def main() -> int:
     from autograder.config import load_config
 
     config = load_config()
-    points = dict(config.points)
+    points = {c.id: c.points for c in check_graders(config)}
     students = make_class(args.students)
     if args.keep:
         if args.keep.exists() and any(args.keep.iterdir()):

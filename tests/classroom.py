@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -21,7 +22,8 @@ LATE = dt.datetime(2024, 5, 16, 15, 30, tzinfo=dt.timezone.utc)      # 5/17 00:3
 
 
 def short_config(folder: Path, **settings) -> Path:
-    """grader_config.py for a 2-epoch course, plus any overridden settings (name → Python literal)."""
+    """grader_config.py for a 2-epoch course, plus any overridden settings (name → Python literal), beside the
+    released notebook and a copy of the hidden graders (reference/assignment3/graders/)."""
     text = (PROJECT_ROOT / "grader_config.py").read_text(encoding="utf-8")
     settings = {"EXPECTED_EPOCHS": "2", "VAL_ACCURACY_THRESHOLD": "0.90",
                 "DATASET_DIR": repr(str(PROJECT_ROOT / "data" / "mnist")), **settings}
@@ -34,6 +36,9 @@ def short_config(folder: Path, **settings) -> Path:
     release = folder / "assignments" / "assignment3" / "assignment3.ipynb"   # what given cells are checked against
     release.parent.mkdir(parents=True, exist_ok=True)
     release.write_bytes((PROJECT_ROOT / "assignments" / "assignment3" / "assignment3.ipynb").read_bytes())
+    graders = folder / "reference" / "assignment3" / "graders"               # the course's hidden graders
+    shutil.copytree(PROJECT_ROOT / "reference" / "assignment3" / "graders", graders, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("__pycache__"))
     path = folder / "grader_config.py"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
@@ -106,9 +111,10 @@ def _csv(rows) -> str:
 
 def _fake_reply(task: dict, config) -> dict:
     from autograder.grade import zero_result
+    from autograder.graders import check_graders
 
-    result = zero_result(config, Path(task["path"]).name, "テスト", "a stand-in result", task["official"],
-                         status="graded")
+    result = zero_result(config, check_graders(config), Path(task["path"]).name, "テスト", "a stand-in result",
+                         task["official"], status="graded")
     return {"result": result.to_json(), "table": "stand-in", "log": "", "infrastructure": ""}
 
 

@@ -13,7 +13,7 @@ from autograder import PROJECT_ROOT
 from autograder.config import load_config
 from autograder.dataset import load_mnist
 from autograder.grade import grade_notebook
-from autograder.graders import GRADERS_DIR
+from autograder.graders import FRAMEWORK_DIR, check_graders
 
 SAMPLES = PROJECT_ROOT / "reference" / "assignment3" / "samples"
 
@@ -21,6 +21,12 @@ SAMPLES = PROJECT_ROOT / "reference" / "assignment3" / "samples"
 @pytest.fixture(scope="session")
 def config():
     return load_config()
+
+
+@pytest.fixture(scope="session")
+def checks(config):
+    """The checks the project's graders declare (reference/assignment3/graders/)."""
+    return check_graders(config)
 
 
 @pytest.fixture(scope="session")
@@ -74,9 +80,10 @@ def kernel_start_reason(words: str = BROKEN_KERNEL_WORDS) -> str:
 
 
 def grader_source_lines() -> list[tuple[str, str]]:
-    """Distinctive lines of the hidden graders' source: none may appear in anything students receive."""
+    """Distinctive lines of the hidden graders' source (the assignment's graders and the framework's plugin,
+    fixtures and support): none may appear in anything students receive."""
     lines = []
-    for source in sorted(GRADERS_DIR.glob("*.py")):
+    for source in sorted(load_config().graders_dir.rglob("*.py")) + sorted(FRAMEWORK_DIR.glob("*.py")):
         for line in source.read_text(encoding="utf-8").splitlines():
             line = line.strip()
             if len(line) > 25 and not line.startswith(("#", "from ", "import ")):

@@ -17,7 +17,7 @@ import nbformat
 from autograder import PROJECT_ROOT
 from classroom import answer
 
-HIDDEN_GRADER = PROJECT_ROOT / "autograder" / "graders" / "test_assignment3.py"
+HIDDEN_GRADER = PROJECT_ROOT / "reference" / "assignment3" / "graders" / "test_assignment3.py"
 SUBMITTED_AT = "2024-05-15 21:00"
 
 

@@ -17,9 +17,10 @@ import pytest
 
 from autograder import PROJECT_ROOT
 from autograder.batch import grade_batch, gradebook_csv, remove_leftovers
-from autograder.config import CHECK_IDS, load_config
+from autograder.config import load_config
 from autograder.errors import GraderError
 from autograder.execute import infrastructure_problem
+from autograder.graders import check_graders
 from classroom import (LATE, ON_TIME, always_lost, answer, echo_options, exchange_submission, gpu_out_of_memory,
                        inbound_submission, lost_once, short_config, works)
 from conftest import assert_no_grader_source, broken_kernelspec, kernel_start_reason
@@ -62,7 +63,9 @@ def test_a_second_infrastructure_failure_is_reported_never_a_zero(tmp_path, two_
     assert report.counts == {"infrastructure error": 2}
     book = read_gradebook(out / "gradebook.csv")
     assert book["s001"]["status"] == "infrastructure error"
-    assert book["s001"]["score"] == "" and all(book["s001"][c] == "" for c in CHECK_IDS)
+    assert book["s001"]["score"] == "" and all(book["s001"][c.id] == "" for c in check_graders(config))
+    assert [t["name"] for t in json.loads((out / "results" / "s001.json").read_text(encoding="utf-8"))["tests"]] == [
+        c.id for c in check_graders(config)]                               # each declared check, not graded
     result = json.loads((out / "results" / "s001.json").read_text(encoding="utf-8"))
     assert result["score"] is None and result["attempts"] == 2
     assert "not your error" in result["status_detail"]
@@ -134,14 +137,15 @@ def test_leftover_temporary_files_of_a_killed_batch_are_removed(tmp_path):
     assert not any(p.exists() for p in leftovers) and (tmp_path / "results" / "s001.json").exists()
 
 
-def test_gradebook_columns(config):
+def test_gradebook_columns(config, checks):
+    ids = [c.id for c in checks]
     row = {"student_id": "s1", "score": 3.0, "status": "graded", "submitted_at": "2024-05-15T12:00:00+00:00",
            "origin": "a.ipynb", "official": True,
-           "tests": [{"name": c, "score": 1.0 if c == "predict" else 0.0} for c in CHECK_IDS]}
+           "tests": [{"name": c, "score": 1.0 if c == "predict" else 0.0} for c in ids]}
     flagged = {**row, "student_id": "s3", "not_graded": ["compile"],
-               "tests": [{"name": c, "score": None if c == "compile" else 1.0} for c in CHECK_IDS]}
-    rows = gradebook_csv([row, {**row, "student_id": "s2", "official": False}, flagged], config).splitlines()
-    assert rows[0].split(",") == ["student_id", "score", "max_score", "official", *CHECK_IDS, "status", "not_graded",
+               "tests": [{"name": c, "score": None if c == "compile" else 1.0} for c in ids]}
+    rows = gradebook_csv([row, {**row, "student_id": "s2", "official": False}, flagged], config, checks).splitlines()
+    assert rows[0].split(",") == ["student_id", "score", "max_score", "official", *ids, "status", "not_graded",
                                   "submitted_at", "file", "detail"]
     assert rows[1] == "s1,3,12,yes,0,0,0,0,0,0,0,1,graded,,2024-05-15T21:00:00+09:00,a.ipynb,"
     assert rows[2].startswith("s2,3,12,no,")                  # a CPU grade under require-gpu: not for the LMS

@@ -1,43 +1,63 @@
-"""The hidden graders' harness: a grader's own failure is never a student's zero, and broken graders stop grading."""
+"""The hidden graders' harness: checks declare themselves, a grader's own failure is never a student's zero, and
+broken graders (or broken declarations) stop grading."""
 
 from __future__ import annotations
 
 import json
-import shutil
+from pathlib import Path
 
 import pytest
 
-import autograder.graders as graders
 from autograder.batch import grade_batch
+from autograder.checks import CheckSpec, max_score
 from autograder.cli import main
-from autograder.config import CHECK_IDS, load_config
+from autograder.config import load_config
+from autograder.feedback import feedback_page
 from autograder.graders import GradersBroken, check_graders, run_graders
+from autograder.report import format_self_check
 from autograder.result import GradeResult
 from classroom import ON_TIME, answer, exchange_submission, short_config, works
 from conftest import write_notebook
 
+CHECK_IDS = ["reshape", "one_hot", "param_count", "architecture", "compile", "fit", "val_accuracy", "predict"]
+
 
 @pytest.fixture
-def graders_copy(tmp_path, monkeypatch):
-    """A copy of the hidden graders that a test may break; the harness runs it instead of the real ones."""
-    copy = tmp_path / "graders"
-    shutil.copytree(graders.GRADERS_DIR, copy, ignore=shutil.ignore_patterns("__pycache__", "__init__.py",
-                                                                              "plugin.py"))
-    monkeypatch.setattr(graders, "GRADERS_DIR", copy)
-    return copy / "test_assignment3.py"
+def course(tmp_path):
+    """A course folder with its own grader_config.py and a copy of the hidden graders
+    (course/reference/assignment3/graders/) that a test may break or extend; its config grades with that copy."""
+    return short_config(tmp_path / "course")
+
+
+def grader_file(course: Path) -> Path:
+    return load_config(course).graders_dir / "test_assignment3.py"
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    source = path.read_text(encoding="utf-8")
+    assert old in source, old
+    path.write_text(source.replace(old, new), encoding="utf-8")
 
 
 def no_kernel(*args, **kwargs):
     raise AssertionError("no notebook may be executed when the graders are broken")
 
 
-def test_a_grader_that_raises_leaves_its_check_not_graded_and_the_rest_judged(graders_copy, tmp_path, config, mnist):
-    source = graders_copy.read_text(encoding="utf-8")
-    graders_copy.write_text(source.replace("def test_reshape(student, mnist):\n",
-                                           "def test_reshape(student, mnist):\n    raise TypeError('a bug in the grader')\n"),
-                            encoding="utf-8")
+def test_the_assignments_graders_declare_its_checks_points_titles_and_visibility(config, checks):
+    assert config.graders_dir == config.root / "reference" / "assignment3" / "graders"
+    assert [c.id for c in checks] == CHECK_IDS                    # in the order the tests are defined
+    assert [c.points for c in checks] == [1, 1, 2, 2, 1, 1, 2, 2] and max_score(checks) == 12
+    assert [c.id for c in checks if c.public] == ["reshape", "one_hot", "param_count"]
+    assert checks[0] == CheckSpec("reshape", 1.0, True, "x_train・x_test を (枚数, 784) にして 255 で割る",
+                                  "x_train, x_test reshaped to (n, 784), divided by 255")
+    assert check_graders(config) is checks                        # collected once while the files are unchanged
+
+
+def test_a_grader_that_raises_leaves_its_check_not_graded_and_the_rest_judged(course, tmp_path, mnist):
+    edit(grader_file(course), "def test_reshape(student, mnist):\n",
+         "def test_reshape(student, mnist):\n    raise TypeError('a bug in the grader')\n")
     (tmp_path / "artifacts").mkdir()
-    run = run_graders(tmp_path / "artifacts", config, mnist)          # nothing exported: every other check fails
+    run = run_graders(tmp_path / "artifacts", load_config(course), mnist)   # nothing exported: the rest fail
     by_name = {t.name: t for t in run.tests}
     assert by_name["reshape"].status == "not graded" and by_name["reshape"].score is None
     assert "grader itself failed" in by_name["reshape"].output and "a bug" not in by_name["reshape"].output
@@ -49,37 +69,129 @@ def test_a_grader_that_raises_leaves_its_check_not_graded_and_the_rest_judged(gr
     assert next(t for t in data["tests"] if t["name"] == "reshape")["score"] is None
 
 
-@pytest.mark.parametrize("breakage", ["syntax", "import", "duplicate check"])
-def test_graders_that_cannot_be_collected_stop_a_single_grade_before_running(graders_copy, tmp_path, monkeypatch,
-                                                                             capsys, breakage):
-    source = graders_copy.read_text(encoding="utf-8")
-    broken = {"syntax": source + "\ndef broken(:\n",
-              "import": source.replace("import pytest\n", "import pytest\nimport no_such_module_here\n"),
-              "duplicate check": source.replace('@pytest.mark.check("fit")', '@pytest.mark.check("compile")')}
-    graders_copy.write_text(broken[breakage], encoding="utf-8")
-    with pytest.raises(GradersBroken, match="cannot run"):
-        check_graders(load_config())
+EXTRA_HEADER = '''import numpy as np
+
+from autograder.graders import check
+from autograder.graders.support import expect_shape, fail, shape_text
+
+N_TEST, N_CLASSES, SAMPLE_INDEX, SAMPLE_DIGIT, SAME_PREDICTION = 10000, 10, 1, 2, 1e-3
+
+
+@check("bonus", points=3, title=("おまけ", "a bonus"))
+def test_bonus():
+    pass
+
+
+'''
+
+
+def test_graders_in_several_files_are_all_collected_and_grade(course, tmp_path, mnist):
+    config = load_config(course)
+    assert [c.id for c in check_graders(config)] == CHECK_IDS
+    main_file = grader_file(course)
+    source = main_file.read_text(encoding="utf-8")
+    cut = source.index('@check("predict"')                       # the last check moves to a file of its own
+    main_file.write_text(source[:cut], encoding="utf-8")
+    (config.graders_dir / "test_extra.py").write_text(EXTRA_HEADER + source[cut:], encoding="utf-8")
+
+    declared = check_graders(config)                               # the files changed: collected again
+    assert [c.id for c in declared] == CHECK_IDS[:-1] + ["bonus", "predict"]
+    assert max_score(declared) == 15
+    (tmp_path / "artifacts").mkdir()
+    run = run_graders(tmp_path / "artifacts", config, mnist)
+    assert [t.name for t in run.tests] == [c.id for c in declared] and not run.errors
+    by_name = {t.name: t for t in run.tests}
+    assert by_name["bonus"].status == "passed" and by_name["bonus"].score == 3
+    for name in CHECK_IDS:                                         # nothing exported: each fails, explained
+        assert by_name[name].status == "failed" and by_name[name].score == 0 and by_name[name].output
+    assert "Variable test2 was not found" in by_name["predict"].output
+    result = GradeResult("assignment3", "nb.ipynb", run.tests, True)
+    assert (result.score, result.max_score) == (3, 15)
+
+
+BREAKAGES = {
+    # breakage: (what is replaced, by what, what the error says)
+    "syntax": ("\nN_TRAIN, N_TEST", "\ndef broken(:\nN_TRAIN, N_TEST", "SyntaxError"),
+    "import": ("import numpy as np\n", "import numpy as np\nimport no_such_module_here\n", "no_such_module_here"),
+    "duplicate check": ('@check("fit", points=1,', '@check("compile", points=1,',
+                        "test_assignment3.py::test_fit: check 'compile' is already declared by "
+                        "test_assignment3.py::test_compile"),
+    "bad title": ('title=("モデルのパラメータ数が 25,450", "the model has 25,450 parameters")',
+                  'title=("モデルのパラメータ数が 25,450", "")',
+                  "test_assignment3.py::test_param_count: check 'param_count': title must be a (Japanese, English) "
+                  "pair of non-empty strings"),
+    "negative points": ('@check("architecture", points=2,', '@check("architecture", points=-1,',
+                        "test_assignment3.py::test_architecture: check 'architecture': points must be a number ≥ 0"),
+    "bad id": ('@check("one_hot"', '@check("one-hot"',
+               "test_assignment3.py::test_one_hot: the check id must be a plain identifier"),
+    "undeclared": ('@check("val_accuracy", points=2,\n       title=("学習後の val_accuracy が基準以上", '
+                   '"the trained model\'s val_accuracy reaches the threshold"))\n', "",
+                   "test_assignment3.py::test_val_accuracy: declares no check"),
+}
+
+
+@pytest.mark.parametrize("breakage", list(BREAKAGES))
+def test_graders_that_cannot_be_collected_stop_a_single_grade_before_running(course, tmp_path, monkeypatch, capsys,
+                                                                             breakage):
+    old, new, said = BREAKAGES[breakage]
+    edit(grader_file(course), old, new)
+    with pytest.raises(GradersBroken, match="cannot run") as broken:
+        check_graders(load_config(course))
+    assert said in str(broken.value)
     monkeypatch.setattr("autograder.grade.execute", no_kernel)
     notebook = write_notebook(tmp_path / "nb.ipynb", "x = 1")
-    assert main(["grade", str(notebook), "--device", "cpu", "--out", str(tmp_path / "out")]) == 2
+    assert main(["grade", str(notebook), "--config", str(course), "--device", "cpu", "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert "the hidden graders" in err and "run the same command again" in err and "Traceback" not in err
-    assert {"syntax": "SyntaxError", "import": "no_such_module_here", "duplicate check": "exactly once"}[breakage] in err
+    assert said in err
     assert not (tmp_path / "out" / "results.json").exists()
 
 
-def test_broken_graders_make_a_batch_infrastructure_errors_and_the_fix_grades_them(graders_copy, tmp_path):
+def test_broken_graders_make_a_batch_infrastructure_errors_and_the_fix_grades_them(course, tmp_path):
     exchange_submission(tmp_path / "class", "s001", answer(), ON_TIME)
-    config = load_config(short_config(tmp_path))
-    good = graders_copy.read_text(encoding="utf-8")
-    graders_copy.write_text(good.replace("import pytest\n", "import pytest\nimport no_such_module_here\n"),
-                            encoding="utf-8")
+    config = load_config(course)
+    good = grader_file(course).read_text(encoding="utf-8")
+    edit(grader_file(course), "import numpy as np\n", "import numpy as np\nimport no_such_module_here\n")
     out = tmp_path / "out"
     report = grade_batch(tmp_path / "class", out, config, workers=1, device="cpu", progress=False, grade_fn=no_kernel)
     result = report.results["s001"]
     assert result["status"] == "infrastructure error" and result["score"] is None
     log = (out / "logs" / "s001.log").read_text(encoding="utf-8")
     assert "no_such_module_here" in log
-    graders_copy.write_text(good, encoding="utf-8")                       # the fix, then the same command
+    grader_file(course).write_text(good, encoding="utf-8")               # the fix, then the same command
     again = grade_batch(tmp_path / "class", out, config, workers=1, device="cpu", progress=False, grade_fn=works)
     assert again.results["s001"]["status"] == "graded" and again.graded_now == 1
+
+
+def test_a_changed_grader_regrades_a_batch(course, tmp_path):
+    exchange_submission(tmp_path / "class", "s001", answer(), ON_TIME)
+    config = load_config(course)
+    grade = dict(workers=1, device="cpu", progress=False, grade_fn=works)
+    assert grade_batch(tmp_path / "class", tmp_path / "out", config, **grade).graded_now == 1
+    assert grade_batch(tmp_path / "class", tmp_path / "out", config, **grade).reused == 1
+    edit(grader_file(course), "AGREEMENT = 0.002", "AGREEMENT = 0.003")
+    again = grade_batch(tmp_path / "class", tmp_path / "out", config, **grade)
+    assert again.graded_now == 1 and again.reused == 0
+
+
+def test_declared_points_titles_and_visibility_reach_results_the_self_check_and_the_feedback_page(course, tmp_path,
+                                                                                                  mnist):
+    edit(grader_file(course), '@check("predict", points=2,\n       title=("test2 = model.predict(x_test) で x_test[1] を 2 と予測",\n'
+                              '              "test2 = model.predict(x_test) predicts x_test[1] as a 2"))',
+         '@check("predict", points=5, public=True, title=("予測を確かめる", "the prediction, checked"))')
+    config = load_config(course)
+    checks = check_graders(config)
+    (tmp_path / "artifacts").mkdir()
+    run = run_graders(tmp_path / "artifacts", config, mnist)
+    result = GradeResult("assignment3", "nb.ipynb", run.tests, True)
+    assert result.max_score == max_score(checks) == 15
+    assert next(t for t in result.tests if t.name == "predict").max_score == 5
+
+    view = format_self_check(result, checks)
+    assert "Variable test2 was not found" in view                     # predict is public now: shown in full
+    assert "Variable result was not found" not in view                # fit is still hidden
+    assert "public checks: 0 / 9 · whole assignment: 15 points" in view
+
+    page = feedback_page(result.to_json(), config, checks)
+    assert "予測を確かめる" in page and "the prediction, checked" in page
+    assert "0 <small>/ 15</small>" in page and "0 / 5" in page

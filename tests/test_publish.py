@@ -8,9 +8,8 @@ import nbformat
 import pytest
 
 from autograder import publish as publish_module
-from autograder.config import CHECK_IDS
 from autograder.errors import Refusal
-from autograder.publish import publish
+from autograder.publish import checks_page, publish
 from tests.conftest import assert_no_grader_source
 from tests.test_cli import autograder
 
@@ -33,6 +32,15 @@ def test_after_the_deadline_publishing_goes_ahead(monkeypatch, config, tmp_path)
     monkeypatch.setattr(publish_module, "execute", execute)   # stop where the reference would start training
     with pytest.raises(Ran):
         publish(config, out=tmp_path, device="cpu")
+
+
+def test_the_checks_page_lists_the_declared_checks_titles_and_points(config, checks):
+    page = checks_page(config, checks)
+    rows = re.findall(r"<tr><td><code>(\w+)</code></td><td>(.*?)<br><small>(.*?)</small></td><td>(.*?)</td></tr>", page)
+    assert [(name, html.unescape(ja), html.unescape(en), float(points)) for name, ja, en, points in rows] == [
+        (c.id, c.title_ja, c.title_en, c.points) for c in checks]
+    assert "<th>12</th>" in page
+    assert_no_grader_source(page)
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +77,7 @@ def test_html_and_checks_page_render_and_hold_no_grader_source(published):
     assert "課題3: 多層パーセプトロン" in visible and "Epoch 30/30" in visible
     assert "data:image/png;base64" in page                      # the training curves and the digit
     checks = (published / "checks.html").read_text(encoding="utf-8")
-    for check in CHECK_IDS:
+    for check in ("reshape", "one_hot", "param_count", "architecture", "compile", "fit", "val_accuracy", "predict"):
         assert f"<code>{check}</code>" in checks
     assert "<th>12</th>" in checks
     for path in published.iterdir():

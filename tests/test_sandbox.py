@@ -22,7 +22,7 @@ from autograder.errors import GraderError
 from autograder.sandbox import SandboxSpec, bwrap_argv, sandbox_available, sandboxed_kernel_manager
 
 REPO = Path(__file__).resolve().parents[1]
-HIDDEN_GRADER = REPO / "autograder" / "graders" / "test_assignment3.py"
+HIDDEN_GRADER = REPO / "reference" / "assignment3" / "graders" / "test_assignment3.py"
 needs_bwrap = pytest.mark.skipif(not sandbox_available(),
                                  reason="bubblewrap (bwrap) is not installed or may not create namespaces here "
                                         "(apt-get install -y bubblewrap)")

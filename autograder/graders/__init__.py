@@ -1,13 +1,20 @@
 """Hidden graders: pytest files run in the grader's own process, never released, never in the student's kernel.
 
-``run_graders`` runs them over one submission's exported artifacts and returns one ``CheckResult`` per check id.
-``check_graders`` collects them without running anything, so a grader that cannot be imported or collected stops
-grading before any notebook is executed (``GradersBroken``), never as every student's zero.
+An assignment's graders live in its folder (``config.graders_dir``: ``reference/<id>/graders/test_*.py``, plain
+pytest); each test declares the check it decides with ``@check(...)``. This package is the framework around them:
+the plugin (``plugin.py``), the fixtures every grader may ask for (``fixtures.py``), what graders import
+(``support.py``) and pytest's settings (``pytest.ini``).
+
+``run_graders`` runs them over one submission's exported artifacts and returns one ``CheckResult`` per declared
+check. ``check_graders`` collects them without running anything and returns the declared checks, so a grader that
+cannot be imported or collected stops grading before any notebook is executed (``GradersBroken``), never as every
+student's zero.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import sys
 from dataclasses import dataclass, field
@@ -15,13 +22,18 @@ from pathlib import Path
 
 import pytest
 
+from ..checks import CheckSpec
 from ..config import Config
 from ..dataset import Mnist
 from ..errors import GraderError
 from ..result import CheckResult
+from . import fixtures
 from .plugin import GradingPlugin
+from .support import check
 
-GRADERS_DIR = Path(__file__).resolve().parent
+FRAMEWORK_DIR = Path(__file__).resolve().parent
+
+__all__ = ["CheckSpec", "FRAMEWORK_DIR", "GraderRun", "GradersBroken", "check", "check_graders", "run_graders"]
 
 
 class GradersBroken(GraderError):
@@ -30,14 +42,14 @@ class GradersBroken(GraderError):
 
 @dataclass
 class GraderRun:
-    tests: list[CheckResult]                             # one per check id
+    tests: list[CheckResult]                             # one per declared check, in order
     measurements: dict = field(default_factory=dict)     # what the graders computed: val_accuracy, param_count, ...
     errors: dict[str, str] = field(default_factory=dict) # check id → a grader's own exception (check not graded)
 
 
-def _pytest(plugin: GradingPlugin, *extra: str) -> tuple[int, str]:
-    """Run pytest over the graders with ``plugin``; → (exit code, what pytest printed)."""
-    args = [str(GRADERS_DIR), "-c", str(GRADERS_DIR / "pytest.ini"), "--rootdir", str(GRADERS_DIR),
+def _pytest(graders: Path, plugin: GradingPlugin, *extra: str) -> tuple[int, str]:
+    """Run pytest over the graders folder with ``plugin``; → (exit code, what pytest printed)."""
+    args = [str(graders), "-c", str(FRAMEWORK_DIR / "pytest.ini"), "--rootdir", str(graders),
             "--import-mode=importlib", "--capture=no", "-q", "--tb=short",
             # The graders fail through CheckFailed, not bare asserts: no assertion rewriting (1–2 s of imports).
             "--assert=plain",
@@ -46,41 +58,65 @@ def _pytest(plugin: GradingPlugin, *extra: str) -> tuple[int, str]:
     log = io.StringIO()
     try:
         with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):   # import errors go to stderr
-            code = pytest.main(args, plugins=[plugin])
+            code = pytest.main(args, plugins=[plugin, fixtures])
     finally:
-        _forget_grader_modules()
+        _forget_grader_modules(graders)
     return int(code), log.getvalue()
 
 
-def _forget_grader_modules() -> None:
+def _forget_grader_modules(graders: Path) -> None:
     """pytest reuses a test module already in sys.modules: forget the graders' files it imported, so the next run
     in this process reads them as they are then (a fixed grader is picked up without a restart)."""
     for name, module in list(sys.modules.items()):
         path = Path(getattr(module, "__file__", None) or "")
-        if path.parent == GRADERS_DIR and (path.name == "conftest.py" or path.name.startswith("test_")):
+        if path.is_relative_to(graders) and (path.name == "conftest.py" or path.name.startswith("test_")):
             del sys.modules[name]
 
 
-def _broken(code: int, log: str) -> GradersBroken:
+def _broken(graders: Path, code: int, log: str) -> GradersBroken:
     lines = [line for line in log.splitlines() if line.strip() and not line.startswith(("=", "-", "_", "!"))]
     errors = [line for line in lines if line.startswith(("E ", "ERROR"))]    # pytest's own summary of the error
     why = "\n  ".join((errors or lines)[-12:]) or f"pytest exit status {code}"
-    return GradersBroken(f"the hidden graders in {GRADERS_DIR} cannot run (pytest exit status {code}); fix them "
+    if code == pytest.ExitCode.NO_TESTS_COLLECTED:
+        why = f"no grader tests found (test_*.py files whose tests declare @check(...)): {why}"
+    return GradersBroken(f"the hidden graders in {graders} cannot run (pytest exit status {code}); fix them "
                          f"and run the same command again:\n  {why}")
 
 
-def check_graders(config: Config) -> None:
-    """Collect the graders without running them; raise ``GradersBroken`` with pytest's reason when that fails."""
-    code, log = _pytest(GradingPlugin(config, GRADERS_DIR, None), "--collect-only")
+def _source_digest(graders: Path) -> str:
+    """The graders' files (and the framework's): what the declared checks depend on."""
+    digest = hashlib.sha256()
+    files = [p for p in graders.rglob("*.py") if "__pycache__" not in p.parts] if graders.is_dir() else []
+    for path in sorted(files) + sorted(FRAMEWORK_DIR.glob("*.py")) + [FRAMEWORK_DIR / "pytest.ini"]:
+        digest.update(str(path).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+_declared: dict[Path, tuple[str, tuple[CheckSpec, ...]]] = {}    # graders folder → (its digest, its checks)
+
+
+def check_graders(config: Config) -> tuple[CheckSpec, ...]:
+    """The checks the assignment's graders declare, in order. Collected without running anything, once per content
+    of the graders folder (a changed file is collected again); ``GradersBroken`` with pytest's reason when that
+    fails."""
+    graders = config.graders_dir
+    digest = _source_digest(graders)
+    known = _declared.get(graders)
+    if known and known[0] == digest:
+        return known[1]
+    plugin = GradingPlugin(config, graders, None)
+    code, log = _pytest(graders, plugin, "--collect-only")
     if code != pytest.ExitCode.OK:
-        raise _broken(code, log)
+        raise _broken(graders, code, log)
+    _declared[graders] = (digest, tuple(plugin.checks))
+    return _declared[graders][1]
 
 
 def run_graders(artifacts: Path, config: Config, mnist: Mnist) -> GraderRun:
-    """Judge one submission's exported artifacts: one result per check id, and what the graders measured."""
+    """Judge one submission's exported artifacts: one result per declared check, and what the graders measured."""
     plugin = GradingPlugin(config, Path(artifacts), mnist)
-    code, log = _pytest(plugin)
+    code, log = _pytest(config.graders_dir, plugin)
     (Path(artifacts) / "graders.log").write_text(log, encoding="utf-8")
     if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
-        raise _broken(code, log)
+        raise _broken(config.graders_dir, code, log)
     return GraderRun(plugin.results(), plugin.measurements, plugin.grader_errors)

@@ -1,7 +1,8 @@
 """A small pytest plugin: hands the graders their context and turns test outcomes into scored check results.
 
-Points come from POINTS in grader_config.py via each test's ``@pytest.mark.check(id)`` marker, so the course sets
-them in one place and the graders stay plain tests. A check is failed only by ``CheckFailed`` (a verdict with its
+Each test declares the check it decides with ``@check(id, points=…, title=…, public=…)``; the plugin reads and
+validates those declarations at collection (``checks``, in the order the tests are defined): a bad one, or an id
+declared twice, is a usage error that stops grading. A check is failed only by ``CheckFailed`` (a verdict with its
 explanation); any other exception is the grader's own failure: the check is "not graded", no points are given or
 taken, and the instructor is told.
 """
@@ -12,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from ..config import CHECK_IDS, Config
+from ..checks import CheckSpec, spec_from_marker
+from ..config import Config
 from ..dataset import Mnist
 from ..result import FAILED, NOT_GRADED, PASSED, CheckResult
 from .support import NOTE_PROPERTY, CheckFailed
@@ -25,6 +27,8 @@ GRADER_FAILED = ("採点プログラム自身のエラーのため、この項�
 class GradingPlugin:
     def __init__(self, config: Config, artifacts: Path, mnist: Mnist):
         self._config, self._artifacts, self._mnist = config, artifacts, mnist
+        self.checks: list[CheckSpec] = []            # what the graders declare, in the order they are defined
+        self._check_of: dict[str, str] = {}          # test node id → the check id it decides
         self._outcomes: dict[str, tuple[str, str]] = {}     # check id → (status, output)
         self.measurements: dict[str, object] = {}    # what graders computed, via pytest's record_property
         self.grader_errors: dict[str, str] = {}      # check id → the exception a grader raised (for the instructor)
@@ -46,14 +50,27 @@ class GradingPlugin:
     def pytest_collection_modifyitems(self, session, items):
         if session.testsfailed:                  # a grader file failed to import: pytest reports that error
             return
-        seen = [check_id(item) for item in items]
-        if sorted(seen) != sorted(CHECK_IDS):
-            raise pytest.UsageError(f"graders must decide each check exactly once; found {seen}")
+        problems, declared_by = [], {}
+        for item in items:
+            try:
+                spec = declared_check(item)
+            except ValueError as exc:
+                problems.append(f"{item.nodeid}: {exc}")
+                continue
+            if spec.id in declared_by:
+                problems.append(f"{item.nodeid}: check {spec.id!r} is already declared by {declared_by[spec.id]}; "
+                                "each check is decided by exactly one test")
+                continue
+            declared_by[spec.id] = item.nodeid
+            self._check_of[item.nodeid] = spec.id
+            self.checks.append(spec)
+        if problems:
+            raise pytest.UsageError(*problems)
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item, call):
         report = (yield).get_result()
-        name = check_id(item)
+        name = self._check_of[item.nodeid]
         properties = dict(report.user_properties)
         note = properties.pop(NOTE_PROPERTY, "")
         self.measurements.update(properties)
@@ -68,9 +85,10 @@ class GradingPlugin:
                 self._outcomes[name] = (NOT_GRADED, "\n".join(GRADER_FAILED))
 
     def results(self) -> list[CheckResult]:
+        """One result per declared check, in order; a check whose test did not run is not graded."""
         results = []
-        for name in CHECK_IDS:
-            points = self._config.points[name]
+        for spec in self.checks:
+            name, points = spec.id, spec.points
             if name not in self._outcomes:
                 self.grader_errors.setdefault(name, "the grader did not run (skipped or stopped early)")
             status, output = self._outcomes.get(name, (NOT_GRADED, "\n".join(GRADER_FAILED)))
@@ -79,8 +97,11 @@ class GradingPlugin:
         return results
 
 
-def check_id(item) -> str:
-    marker = item.get_closest_marker("check")
-    if marker is None:
-        raise pytest.UsageError(f"{item.nodeid} has no @pytest.mark.check(id)")
-    return marker.args[0]
+def declared_check(item) -> CheckSpec:
+    """The check a grader test declares; ValueError when it declares none, several, or a malformed one."""
+    markers = list(item.iter_markers("check"))
+    if not markers:
+        raise ValueError("declares no check: decorate it with @check(id, points=…, title=(ja, en))")
+    if len(markers) > 1:
+        raise ValueError(f"declares {len(markers)} checks; a test decides exactly one")
+    return spec_from_marker(markers[0].args, markers[0].kwargs)

@@ -1,6 +1,22 @@
-"""What a grader test uses to fail with a message a student can act on (Japanese first, then English)."""
+"""What a grader test uses: ``check`` to declare the check it decides, ``fail`` to fail it with a message a student
+can act on (Japanese first, then English)."""
 
 from __future__ import annotations
+
+import pytest
+
+
+def check(id: str, *, points: float, title: tuple[str, str], public: bool = False):
+    """Declare the check a grader test decides, where it is written:
+
+        @check("reshape", points=1, public=True, title=("…を 255 で割る", "… divided by 255"))
+        def test_reshape(student, mnist): ...
+
+    ``id``: stable, a plain identifier (it names the check in every result and the gradebook's column); ``points``:
+    a number ≥ 0; ``title``: what the check asks, (Japanese, English); ``public``: shown in full by `check` before
+    submission. A thin wrapper around ``pytest.mark.check``; the grading plugin validates it at collection (a bad
+    declaration, or an id declared twice, stops grading before any notebook runs)."""
+    return pytest.mark.check(id, points=points, title=title, public=public)
 
 
 class CheckFailed(AssertionError):

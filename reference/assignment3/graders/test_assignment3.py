@@ -1,4 +1,5 @@
-"""Hidden graders for 課題3. Each test decides one check id; each failure says what was expected and found.
+"""Hidden graders for 課題3. Each test decides one check, declared with ``@check`` (id, points, title, and whether
+`check` shows it before submission); each failure says what was expected and found.
 
 They read what the student's kernel exported and recompute what matters with the reloaded model: a number the
 student's process reports (history, count_params, a printed result) is never taken on its word.
@@ -7,9 +8,8 @@ student's process reports (history, count_params, a printed result) is never tak
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
-from autograder.graders.support import (describe_keras, expect_shape, fail, flat_metrics, history_name,
+from autograder.graders.support import (check, describe_keras, expect_shape, fail, flat_metrics, history_name,
                                         keras_identity, note, shape_text, squashed)
 
 N_TRAIN, N_TEST, N_PIXELS, N_CLASSES = 60000, 10000, 784, 10
@@ -38,7 +38,8 @@ def expect_rows(name: str, array, expected: int) -> None:
         fail(*rows_cut(name, len(array), expected))
 
 
-@pytest.mark.check("reshape")
+@check("reshape", points=1, public=True,
+       title=("x_train・x_test を (枚数, 784) にして 255 で割る", "x_train, x_test reshaped to (n, 784), divided by 255"))
 def test_reshape(student, mnist):
     for name, images in (("x_train", mnist.x_train), ("x_test", mnist.x_test)):
         x = student.array(name)
@@ -68,7 +69,8 @@ def equals_scaled_images(x, images, chunk=10000) -> bool:
                for i in range(0, len(images), chunk))
 
 
-@pytest.mark.check("one_hot")
+@check("one_hot", points=1, public=True,
+       title=("y_train・y_test を one-hot 表現 (枚数, 10) にする", "y_train, y_test one-hot encoded, shape (n, 10)"))
 def test_one_hot(student, mnist):
     for name, labels in (("y_train", mnist.y_train), ("y_test", mnist.y_test)):
         y = student.array(name)
@@ -84,7 +86,8 @@ def test_one_hot(student, mnist):
                  f"In {wrong} rows of {name} the 1 is not at the true label.")
 
 
-@pytest.mark.check("param_count")
+@check("param_count", points=2, public=True,
+       title=("モデルのパラメータ数が 25,450", "the model has 25,450 parameters"))
 def test_param_count(model, record_property):
     found = sum(int(np.prod(w.shape)) for w in model.weights)   # counted here, not model.count_params()
     record_property("param_count", found)
@@ -119,7 +122,8 @@ def describe(plan) -> str:
     return " → ".join(f"{k}({u}, {a})" if k == "Dense" else k for k, u, a in plan) or "(no layers)"
 
 
-@pytest.mark.check("architecture")
+@check("architecture", points=2,
+       title=("Dense(32, relu) → Dense(10, softmax) のモデル", "a Dense(32, relu) → Dense(10, softmax) model"))
 def test_architecture(model):
     inputs = getattr(model, "inputs", None) or []
     input_shape = tuple(inputs[0].shape[1:]) if len(inputs) == 1 else None
@@ -145,7 +149,9 @@ def categorical_accuracy_names(compile_config: dict | None) -> list[str]:
     return names + weighted + [f"weighted_{n}" for n in weighted]
 
 
-@pytest.mark.check("compile")
+@check("compile", points=1,
+       title=("categorical_crossentropy・Adam・accuracy で compile",
+              "compiled with categorical_crossentropy, Adam, accuracy"))
 def test_compile(saved_model):
     cfg = saved_model.compile_config
     if not cfg:
@@ -171,7 +177,9 @@ def test_compile(saved_model):
          f"'accuracy' (categorical accuracy) is not among the metrics (given: {given}).")
 
 
-@pytest.mark.check("fit")
+@check("fit", points=1,
+       title=("epochs=30, batch_size=64, validation_split=0.2 で学習",
+              "trained with epochs=30, batch_size=64, validation_split=0.2"))
 def test_fit(student, config, request):
     history, params = student.history()
     epochs, steps = config.expected_epochs, config.expected_steps_per_epoch
@@ -210,7 +218,8 @@ def test_fit(student, config, request):
              "The training record does not match the training done.")
 
 
-@pytest.mark.check("val_accuracy")
+@check("val_accuracy", points=2,
+       title=("学習後の val_accuracy が基準以上", "the trained model's val_accuracy reaches the threshold"))
 def test_val_accuracy(student, mnist, config, request, record_property):
     history, _ = student.history()
     x_train = student.array("x_train")
@@ -247,7 +256,9 @@ def test_val_accuracy(student, mnist, config, request, record_property):
              f"val_accuracy should reach {config.val_accuracy_threshold:g}, found {recomputed:.4f}.")
 
 
-@pytest.mark.check("predict")
+@check("predict", points=2,
+       title=("test2 = model.predict(x_test) で x_test[1] を 2 と予測",
+              "test2 = model.predict(x_test) predicts x_test[1] as a 2"))
 def test_predict(student, request, record_property):
     test2 = student.array("test2")
     if test2.shape == (N_TEST,):
