@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from pathlib import Path
 
-from . import dataset, intake, sandbox
+from . import clock, dataset, intake, sandbox
 from .checks import CheckSpec, max_score
 from .config import Config, load_config
 from .device import resolve_device
@@ -444,7 +444,8 @@ def gradebook_csv(results: list[dict], config: Config, checks: tuple[CheckSpec, 
         by_check = {t["name"]: t.get("score") for t in r.get("tests", [])}
         submitted = r.get("submitted_at")
         if submitted:
-            submitted = dt.datetime.fromisoformat(submitted).astimezone(config.timezone).isoformat(timespec="seconds")
+            moment = clock.parse_time(submitted, config.timezone)
+            submitted = moment.astimezone(config.timezone).isoformat(timespec="seconds")
         writer.writerow([r.get("student_id"), _points(r.get("score")) if scored else "", _points(max_score(checks)),
                          "yes" if is_official(r) else "no",
                          *[_points(by_check.get(c)) if scored else "" for c in ids],

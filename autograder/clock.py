@@ -1,26 +1,77 @@
-"""The current time, from the clock or from $AUTOGRADER_NOW so that deadlines can be tested and rehearsed."""
+"""Time, read and written in one place: every form of a time the project accepts, the current time (the clock or
+$AUTOGRADER_NOW, so that deadlines can be tested and rehearsed), and how times are shown and stamped.
+
+Accepted, by ``read_time``: ISO 8601 with or without an offset (``Z`` included), with slashes for dashes as LMS
+exports write dates (2024/05/15 21:00), and nbgrader's timestamp.txt form (2024-05-15 12:00:00.000000 UTC). What a
+time without an offset means depends on where it comes from, hence the entry points: ``parse_time`` (the course's
+zone), ``parse_deadline`` (the same, and a deadline to the minute includes that minute) and ``now`` (an offset is
+required: a rehearsal must not depend on the machine's zone).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 
 from .errors import GraderError
 
 NOW_VARIABLE = "AUTOGRADER_NOW"
+NBGRADER_FORMAT = "%Y-%m-%d %H:%M:%S.%f %Z"       # what nbgrader writes to timestamp.txt, always in UTC
+# a time given to the minute, with or without an offset: as a deadline it means up to the end of that minute
+TO_THE_MINUTE = re.compile(r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}([+-]\d{2}:?\d{2}|Z)?")
+
+
+def read_time(text: str) -> dt.datetime:
+    """The one parser: nbgrader's timestamp form, else ISO 8601 with slashes read as dashes. The answer is naive
+    when the text names no zone; the entry points below say what that means. ValueError when it is no time."""
+    text = text.strip()
+    try:
+        return parse_nbgrader_timestamp(text)
+    except ValueError:
+        return dt.datetime.fromisoformat(_dashed(text))
+
+
+def _dashed(text: str) -> str:
+    """LMS exports write dates as 2024/05/15; ISO 8601 wants dashes."""
+    return text.replace("/", "-")
+
+
+def parse_nbgrader_timestamp(text: str) -> dt.datetime:
+    """nbgrader's timestamp.txt form, '2024-05-15 12:00:00.000000 UTC', strictly (microseconds and zone name
+    included), as an aware UTC datetime."""
+    return dt.datetime.strptime(text.strip(), NBGRADER_FORMAT).replace(tzinfo=dt.timezone.utc)
+
+
+def parse_time(text: str, tz: dt.tzinfo) -> dt.datetime:
+    """A submission time (timestamp.txt, a manifest's column, a result) → an aware datetime; a time without an
+    offset is in the course's zone ``tz``, as the people who wrote it read it."""
+    moment = read_time(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=tz)
+
+
+def parse_deadline(text: str, tz: dt.tzinfo) -> dt.datetime:
+    """A deadline ('2024-05-16 23:59' local to ``tz``, or with an offset) → an aware datetime.
+
+    A deadline given to the minute includes that whole minute ("23:59 まで" means up to 23:59:59.999999), as
+    students read it; give seconds to be exact."""
+    moment = parse_time(text, tz)
+    if TO_THE_MINUTE.fullmatch(_dashed(text.strip())):
+        moment = moment.replace(second=59, microsecond=999999)
+    return moment
 
 
 def now() -> dt.datetime:
-    """An aware datetime: $AUTOGRADER_NOW (ISO 8601 with an offset, e.g. 2024-05-16T23:58:00+09:00) or the clock."""
+    """An aware datetime: $AUTOGRADER_NOW (a time with an offset, e.g. 2024-05-16T23:58:00+09:00) or the clock."""
     text = os.environ.get(NOW_VARIABLE)
     if not text:
         return dt.datetime.now(dt.timezone.utc)
     try:
-        moment = dt.datetime.fromisoformat(text)
+        moment = read_time(text)
     except ValueError as exc:
         raise GraderError(f"{NOW_VARIABLE}={text!r} is not an ISO 8601 time") from exc
     if moment.tzinfo is None:
-        raise GraderError(f"{NOW_VARIABLE}={text!r} needs an offset, e.g. {text}+09:00")
+        raise GraderError(f"{NOW_VARIABLE}={text!r} needs an offset, e.g. {text.strip()}+09:00")
     return moment
 
 
@@ -31,8 +82,4 @@ def local_text(moment: dt.datetime, tz: dt.tzinfo) -> str:
 
 def nbgrader_timestamp(moment: dt.datetime) -> str:
     """nbgrader's timestamp.txt format: '2024-05-15 12:00:00.000000 UTC'."""
-    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f UTC")
-
-
-def parse_nbgrader_timestamp(text: str) -> dt.datetime:
-    return dt.datetime.strptime(text.strip(), "%Y-%m-%d %H:%M:%S.%f %Z").replace(tzinfo=dt.timezone.utc)
+    return moment.astimezone(dt.timezone.utc).strftime(NBGRADER_FORMAT)     # %Z of UTC is 'UTC'

@@ -5,12 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import importlib.util
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from . import PROJECT_ROOT
+from .clock import parse_deadline
 from .errors import ConfigError
 
 LATE_POLICIES = ("reject", "accept")
@@ -123,18 +123,6 @@ def _choice(values: dict, name: str, choices: tuple[str, ...], path: Path) -> st
     if value not in choices:
         raise ConfigError(f"{path}: setting {name} = {value!r} is unknown; choose one of {', '.join(choices)}")
     return value
-
-
-def parse_deadline(text: str, tz: ZoneInfo) -> dt.datetime:
-    """'2024-05-16 23:59' (local to tz) or ISO 8601 with an offset → an aware datetime.
-
-    A deadline given to the minute includes that whole minute ("23:59 まで" means up to 23:59:59.999999), as
-    students read it; give seconds to be exact."""
-    text = text.strip()
-    moment = dt.datetime.fromisoformat(text)
-    if re.fullmatch(r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}([+-]\d{2}:?\d{2}|Z)?", text):
-        moment = moment.replace(second=59, microsecond=999999)
-    return moment.replace(tzinfo=tz) if moment.tzinfo is None else moment
 
 
 def _validate(values: dict, path: Path) -> Config:

@@ -21,9 +21,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from .clock import local_text
+from .clock import local_text, parse_time
 from .checks import CheckSpec, max_score, titles
-from .intake import file_stem, parse_time
+from .intake import file_stem
 from .report import format_points, unofficial_warning
 from .result import (ERROR, GRADED, LATE, NO_TIMESTAMP, NOT_GRADED, PASSED, TIMEOUT, checks_not_graded,
                      infrastructure_reasons, is_official)

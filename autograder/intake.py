@@ -19,7 +19,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from .clock import local_text, parse_nbgrader_timestamp
+from .clock import local_text, parse_time
 from .config import Config
 from .errors import GraderError
 
@@ -67,17 +67,6 @@ def file_stem(student_id: str) -> str:
     if SAFE_ID.fullmatch(student_id) and ".." not in student_id:
         return student_id
     return "student-" + hashlib.sha256(student_id.encode()).hexdigest()[:12]
-
-
-def parse_time(text: str, tz: dt.tzinfo) -> dt.datetime:
-    """nbgrader's '2024-05-15 12:00:00.000000 UTC', or ISO 8601 (a time without offset is in the course's zone)."""
-    text = text.strip()
-    try:
-        return parse_nbgrader_timestamp(text)
-    except ValueError:
-        pass
-    moment = dt.datetime.fromisoformat(text.replace("/", "-").replace("Z", "+00:00"))
-    return moment if moment.tzinfo else moment.replace(tzinfo=tz)
 
 
 # --- reading the layouts ------------------------------------------------------------------------------------
