@@ -29,6 +29,7 @@ from nbclient.exceptions import DeadKernelError
 from . import dataset, sandbox
 from .config import Config
 from .errors import KernelStartError, meaningful_lines
+from .notebook import grade_id, is_solution
 
 KERNEL_SIDE = Path(__file__).with_name("kernel_side.py")
 HARNESS_TIMEOUT_S = 300                      # each harness cell (setup, export) has its own budget
@@ -85,21 +86,15 @@ class ExecutionRecord:
         return data
 
 
-def nbgrader_metadata(cell) -> dict:
-    """The cell's nbgrader metadata, or {} (a submission's metadata may be missing or malformed)."""
-    meta = cell.get("metadata", {}).get("nbgrader")
-    return meta if isinstance(meta, dict) else {}
-
-
 def is_training_cell(cell) -> bool:
     """Known before it runs to train (its text calls fit); a cell that reaches fit otherwise gets the training
     budget once Keras announces it (``GradingClient``)."""
-    return nbgrader_metadata(cell).get("grade_id") == "fit" or bool(TRAINING_CALL.search(cell.source))
+    return grade_id(cell) == "fit" or bool(TRAINING_CALL.search(cell.source))
 
 
 def has_release_metadata(nb) -> bool:
     """True when the solution cells still carry the nbgrader metadata that release wrote."""
-    return any(nbgrader_metadata(c).get("solution") for c in nb.cells)
+    return any(is_solution(c) for c in nb.cells)
 
 
 def is_harness(cell) -> bool:

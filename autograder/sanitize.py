@@ -22,6 +22,8 @@ from nbgrader.api import MissingEntry
 from nbgrader.preprocessors import ClearOutput, DeduplicateIds, OverwriteCells
 from nbgrader.preprocessors.base import NbGraderPreprocessor
 
+from .notebook import grade_id, nbgrader_metadata
+
 PYTHON_KERNELSPEC = {"name": "python3", "language": "python", "display_name": "Python 3"}
 
 
@@ -38,9 +40,8 @@ class ReleasedCells:
     def __init__(self, released: nbformat.NotebookNode):
         self.cells = {}
         for cell in released.cells:
-            meta = cell.get("metadata", {}).get("nbgrader", {})
-            if meta.get("grade_id"):
-                self.cells[meta["grade_id"]] = (cell, meta)
+            if grade_id(cell):
+                self.cells[grade_id(cell)] = (cell, nbgrader_metadata(cell))
 
     def __enter__(self):
         return self
@@ -80,9 +81,9 @@ def sanitize(nb: nbformat.NotebookNode, released: nbformat.NotebookNode | None) 
     against, e.g. when the release file is missing)."""
     nb = nbformat.from_dict(nb)
     notes = []
-    graded_ids = [c.metadata.get("nbgrader", {}).get("grade_id") for c in nb.cells]
+    graded_ids = [grade_id(c) for c in nb.cells]
     nb, _ = DeduplicateIds().preprocess(nb, {})
-    if graded_ids != [c.metadata.get("nbgrader", {}).get("grade_id") for c in nb.cells]:
+    if graded_ids != [grade_id(c) for c in nb.cells]:
         notes.append("cells copied with their nbgrader ids: the last copy of each counts (nbgrader's DeduplicateIds)")
     nb, _ = ClearOutput().preprocess(nb, {})
     spec = nb.metadata.get("kernelspec") or {}

@@ -19,8 +19,8 @@ from nbgrader.utils import compute_checksum
 from . import clock
 from .config import Config
 from .errors import GraderError, Refusal
-from .execute import nbgrader_metadata
 from .grade import NotebookUnreadable, read_notebook
+from .notebook import grade_id, is_solution, nbgrader_metadata
 
 STUDENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 STUB = "raise NotImplementedError()"
@@ -39,7 +39,8 @@ class Receipt:
 
 
 def cells_by_grade_id(nb) -> dict:
-    return {nbgrader_metadata(c)["grade_id"]: c for c in nb.cells if nbgrader_metadata(c).get("grade_id")}
+    """The cells that carry a grade id, by it: how a submitted cell is matched to the released one."""
+    return {grade_id(c): c for c in nb.cells if grade_id(c)}
 
 
 def checksum(cell) -> str | None:
@@ -53,7 +54,7 @@ def checksum(cell) -> str | None:
 def check_submittable(nb, release_nb, allow_incomplete: bool) -> None:
     """Refuse a notebook that is not this assignment's, whose given cells were edited, or that is unfinished."""
     released, submitted = cells_by_grade_id(release_nb), cells_by_grade_id(nb)
-    solution_ids = [gid for gid, c in released.items() if c.metadata["nbgrader"].get("solution")]
+    solution_ids = [gid for gid, c in released.items() if is_solution(c)]
     if not submitted:
         raise Refusal("このノートブックには配布時の情報 (nbgrader のメタデータ) がありません。配布されたノートブックに"
                       "解答を書いて提出してください。\n"
@@ -62,8 +63,8 @@ def check_submittable(nb, release_nb, allow_incomplete: bool) -> None:
     if not set(solution_ids) & set(submitted):
         raise Refusal("このノートブックは課題3のものではありません。\n"
                       "This notebook is not the one of this assignment (assignment3).")
-    edited = [gid for gid, cell in released.items() if not cell.metadata["nbgrader"].get("solution")
-              and (gid not in submitted or checksum(submitted[gid]) != cell.metadata["nbgrader"]["checksum"])]
+    edited = [gid for gid, cell in released.items() if not is_solution(cell)
+              and (gid not in submitted or checksum(submitted[gid]) != nbgrader_metadata(cell)["checksum"])]
     edited += [gid for gid in solution_ids if gid not in submitted]
     if edited:
         raise Refusal(f"編集してはいけないセルが変更または削除されています: {', '.join(edited)}。配布されたノートブックから"
