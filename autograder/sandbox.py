@@ -9,21 +9,19 @@ private /tmp comes before every bind: a venv made in /tmp, and the workdir, stay
 Namespaces: user (with every capability dropped), net (loopback only), pid, ipc, uts and cgroup. Its environment
 is cut down to ``KEEP_ENV``.
 
-Findings that shaped this (Linux 6.18, root, cgroup v1, bwrap 0.8):
+Findings that shaped this (Linux 6.18, root, cgroup v1, bwrap 0.8; those on the cgroups themselves, why
+processes and memory are capped by them, are in ``cgroups.py``):
 * Run by root, bwrap leaves the sandbox every capability (CapEff ffff…) unless it also unshares the user
   namespace; with ``--unshare-user --cap-drop ALL`` they are all zero. The sandbox still is uid 0 outside, so
   root-only files (0600) in what is bound stay readable: that is why /etc is narrowed to a list.
-* RLIMIT_NPROC cannot cap the sandbox: the kernel skips the check for tasks whose real uid is global root,
-  even inside a user namespace (``prlimit --nproc=50`` + bwrap: 200 forks went through; the same loop as uid
-  65534 stopped at 49). A cgroup ``pids.max`` does stop it (and counts threads). RLIMIT_AS is not used: TF on
-  the CPU maps 2.6 GB of address space for 0.65 GB resident, and CUDA reserves far more.
-* Memory: a cgroup limit (v1 ``memory.limit_in_bytes`` / v2 ``memory.max``) makes the kernel's OOM killer kill
-  the kernel, which nbclient reports as a dead kernel. Without a writable cgroup, RLIMIT_DATA is the fallback:
-  TensorFlow (CPU) trains under it (VmData ≈ 0.45 GB after a small fit), and an allocation beyond it fails with
-  MemoryError in that one process. Untried on a GPU, where the cgroup is the safer of the two.
-* The cgroups are made as children of the grader's own cgroups, and joined by a ``sh`` that then execs bwrap, so
-  no process of the sandbox starts outside them. Where no hierarchy is writable, no process cap applies; the pid
-  namespace with --die-with-parent still ends every process of the sandbox once the kernel or bwrap dies.
+* RLIMIT_AS is not used: TF on the CPU maps 2.6 GB of address space for 0.65 GB resident, and CUDA reserves far
+  more.
+* Memory without a writable cgroup: RLIMIT_DATA is the fallback: TensorFlow (CPU) trains under it (VmData ≈
+  0.45 GB after a small fit), and an allocation beyond it fails with MemoryError in that one process. Untried on
+  a GPU, where the cgroup is the safer of the two.
+* The cgroups are joined by a ``sh`` that then execs bwrap (``JOIN``), so no process of the sandbox starts
+  outside them. Where no hierarchy is writable, no process cap applies; the pid namespace with --die-with-parent
+  still ends every process of the sandbox once the kernel or bwrap dies.
 * Interrupts: jupyter_client's signal mode sends SIGINT to bwrap's process group, which bwrap does not pass on
   (it dies, and the kernel with it); the kernel also is in its own session (--new-session). The kernelspec is
   therefore given ``interrupt_mode="message"``: ipykernel's control thread gets the request and signals itself.
@@ -39,7 +37,6 @@ import site
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 import weakref
 from dataclasses import dataclass
@@ -48,6 +45,7 @@ from pathlib import Path
 from jupyter_client import AsyncKernelManager
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 
+from . import cgroups
 from .errors import GraderError, meaningful_lines
 
 NAMESPACES = ("--unshare-user", "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
@@ -209,104 +207,6 @@ def bwrap_argv(spec: SandboxSpec, kernel_argv: list[str]) -> list[str]:
     return argv + list(kernel_argv)
 
 
-# ----- cgroups: each controller gets a fresh child of the cgroup this process is in, where that is writable
-
-def _cgroup_mounts() -> dict[str, tuple[str, str]]:
-    """controller ("" for cgroup2) -> (root inside the hierarchy, mount point)."""
-    mounts: dict[str, tuple[str, str]] = {}
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        left, _, right = line.partition(" - ")
-        fields, tail = left.split(), right.split()
-        if tail and tail[0] in ("cgroup", "cgroup2"):
-            for key in ([""] if tail[0] == "cgroup2" else tail[2].split(",")):
-                mounts.setdefault(key, (fields[3], fields[4]))
-    return mounts
-
-
-def make_cgroups(name: str, limits: dict[str, int]) -> dict[str, Path]:
-    """Make cgroup ``name`` for each of ``limits`` ("pids", "memory") and set the limit; those that cannot be
-    made are absent from the answer."""
-    try:
-        mounts, lines = _cgroup_mounts(), Path("/proc/self/cgroup").read_text().splitlines()
-    except OSError:
-        return {}
-    made: dict[str, Path] = {}
-    for line in lines:
-        _, controllers, path = line.split(":", 2)
-        for ctl in (controllers.split(",") if controllers else list(limits)):
-            key = ctl if controllers else ""
-            if ctl not in limits or ctl in made or key not in mounts:
-                continue
-            root, mount = mounts[key]
-            rel = os.path.relpath(path, root)
-            if rel.startswith(".."):
-                continue
-            group = Path(mount, rel, name)
-            sweep_stale(group.parent)
-            try:
-                group.mkdir(exist_ok=True)
-                if ctl == "pids":
-                    (group / "pids.max").write_text(str(limits[ctl]))
-                elif (group / "memory.max").exists():                   # v2
-                    (group / "memory.max").write_text(str(limits[ctl]))
-                    if (group / "memory.swap.max").exists():
-                        (group / "memory.swap.max").write_text("0")
-                else:                                                   # v1
-                    (group / "memory.limit_in_bytes").write_text(str(limits[ctl]))
-                    if (group / "memory.memsw.limit_in_bytes").exists():
-                        (group / "memory.memsw.limit_in_bytes").write_text(str(limits[ctl]))
-                made[ctl] = group
-            except OSError:
-                if group not in made.values():
-                    remove_cgroups([group])
-    return made
-
-
-STALE_AFTER_S = 3600
-
-
-def sweep_stale(parent: Path) -> None:
-    """Remove our empty cgroups left by a grader that was killed (SIGKILL runs no clean-up), once they are an hour
-    old: a fresh one may be a moment from being joined."""
-    for group in parent.glob("autograder-*"):
-        try:
-            if time.time() - group.stat().st_mtime > STALE_AFTER_S and not (group / "cgroup.procs").read_text().strip():
-                group.rmdir()
-        except OSError:
-            pass
-
-
-@functools.cache
-def cgroup_limits_available() -> bool:
-    """Whether both kernel-level limits (memory and process count, as cgroups) can be set here."""
-    made = make_cgroups(f"autograder-probe-{uuid.uuid4().hex[:8]}", {"pids": 64, "memory": 2**30})
-    remove_cgroups(made.values())
-    return set(made) == {"pids", "memory"}
-
-
-def remove_cgroups(groups) -> None:
-    for group in dict.fromkeys(groups):
-        for _ in range(50):                  # a killed sandbox takes a moment to leave
-            try:
-                group.rmdir()
-                break
-            except FileNotFoundError:
-                break
-            except OSError:
-                time.sleep(0.05)
-
-
-def _counter(path: Path, key: str) -> int:
-    try:
-        for line in path.read_text().splitlines():
-            name, _, value = line.partition(" ")
-            if name == key:
-                return int(value)
-    except (OSError, ValueError):
-        pass
-    return 0
-
-
 class SandboxKernelManager(AsyncKernelManager):
     """An AsyncKernelManager whose kernelspec is fixed (bwrap-wrapped) and that removes its cgroups at cleanup.
     ``limits`` says how each asked-for limit is enforced; ``limit_hits()`` what they stopped."""
@@ -323,10 +223,7 @@ class SandboxKernelManager(AsyncKernelManager):
         hits = getattr(self, "_hits", None)
         if hits is not None:
             return hits
-        pids, mem = self.cgroups.get("pids"), self.cgroups.get("memory")
-        return {"forks_refused": _counter(pids / "pids.events", "max") if pids else 0,
-                "oom_kills": max(_counter(mem / "memory.events", "oom_kill"),
-                                 _counter(mem / "memory.oom_control", "oom_kill")) if mem else 0}
+        return cgroups.limit_hits(self.cgroups)
 
     async def _async_launch_kernel(self, kernel_cmd, **kw):
         kw["env"] = kernel_environ(kw.get("env") or os.environ)
@@ -336,7 +233,7 @@ class SandboxKernelManager(AsyncKernelManager):
         await super()._async_cleanup_resources(restart=restart)
         if not restart and self.cgroups:
             self._hits = self.limit_hits()
-            remove_cgroups(self.cgroups.values())
+            cgroups.remove_cgroups(self.cgroups.values())
             self.cgroups = {}
 
     cleanup_resources = _async_cleanup_resources
@@ -358,20 +255,20 @@ def sandboxed_kernel_manager(spec: SandboxSpec, kernel_name: str = "python3") ->
     if inner and inner[0] in ("python", "python3", f"python3.{sys.version_info[1]}"):
         inner[0] = sys.executable            # as jupyter_client does, which it can't once bwrap is argv[0]
     wanted = {k: v for k, v in (("pids", spec.max_processes), ("memory", spec.max_memory_bytes)) if v}
-    cgroups = make_cgroups(f"autograder-{tag}", wanted)
-    data_kib = spec.max_memory_bytes // 1024 if spec.max_memory_bytes and "memory" not in cgroups else 0
+    groups = cgroups.make_cgroups(f"autograder-{tag}", wanted)
+    data_kib = spec.max_memory_bytes // 1024 if spec.max_memory_bytes and "memory" not in groups else 0
     argv = bwrap_argv(spec, inner)
-    if cgroups or data_kib:
+    if groups or data_kib:
         argv = ["/bin/sh", "-c", JOIN, "sandbox-join", str(data_kib),
-                *[str(g / "cgroup.procs") for g in dict.fromkeys(cgroups.values())], "--", *argv]
+                *[str(g / "cgroup.procs") for g in dict.fromkeys(groups.values())], "--", *argv]
     km = SandboxKernelManager(kernel_name=kernel_name, transport="ipc", ip=f"{runtime}/k-{tag}",
                               connection_file=f"{runtime}/k-{tag}.json")
     km.sandbox_spec = KernelSpec(argv=argv, env=base.env, display_name=base.display_name,
                                  language=base.language, interrupt_mode="message", metadata=base.metadata,
                                  resource_dir=base.resource_dir)
-    km.cgroups = cgroups
-    km.limits = {ctl: (f"cgroup {cgroups[ctl]}" if ctl in cgroups
+    km.cgroups = groups
+    km.limits = {ctl: (f"cgroup {groups[ctl]}" if ctl in groups
                        else "RLIMIT_DATA (per process)" if ctl == "memory" and data_kib
                        else "not enforced: no writable cgroup") for ctl in wanted}
-    weakref.finalize(km, remove_cgroups, list(cgroups.values()))
+    weakref.finalize(km, cgroups.remove_cgroups, list(groups.values()))
     return km

@@ -11,7 +11,8 @@ import pytest
 
 from autograder.batch import grade_batch
 from autograder.config import load_config
-from autograder.sandbox import cgroup_limits_available, sandbox_available
+from autograder.cgroups import cgroup_limits_available
+from autograder.sandbox import sandbox_available
 from classroom import short_config
 from conftest import assert_no_grader_source
 from hostile_corpus import cases, write_export

@@ -17,7 +17,7 @@ import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 
-from autograder import execute, sandbox
+from autograder import cgroups, execute, sandbox
 from autograder.errors import GraderError
 from autograder.sandbox import SandboxSpec, bwrap_argv, sandbox_available, sandboxed_kernel_manager
 
@@ -223,7 +223,7 @@ def test_memory_hog_is_stopped(workdir):
 
 @needs_bwrap
 def test_without_cgroups_memory_falls_back_to_rlimit_data(workdir, monkeypatch):
-    monkeypatch.setattr(sandbox, "make_cgroups", lambda name, limits: {})
+    monkeypatch.setattr(cgroups, "make_cgroups", lambda name, limits: {})
     cells, km, error = run(
         workdir, "try:\n    hog = bytearray(600 << 20)\nexcept MemoryError:\n    print('MemoryError')",
         "print('alive')", max_memory_bytes=300 << 20, max_processes=64)
