@@ -80,7 +80,7 @@ def sanitize(nb: nbformat.NotebookNode, released: nbformat.NotebookNode | None) 
     """The notebook as it will run. ``released``: the student notebook of the release (None: nothing to restore
     against, e.g. when the release file is missing)."""
     nb = nbformat.from_dict(nb)
-    notes = []
+    notes = drop_malformed_metadata(nb)
     graded_ids = [grade_id(c) for c in nb.cells]
     nb, _ = DeduplicateIds().preprocess(nb, {})
     if graded_ids != [grade_id(c) for c in nb.cells]:
@@ -103,6 +103,21 @@ def sanitize(nb: nbformat.NotebookNode, released: nbformat.NotebookNode | None) 
             notes.append("given cells edited in the submission were restored from the release before running: "
                          + ", ".join(restored))
     return Sanitized(nb, restored, notes)
+
+
+def drop_malformed_metadata(nb: nbformat.NotebookNode) -> list[str]:
+    """nbgrader's preprocessors read a cell's ``nbgrader`` metadata as a dict with a text grade id; a submission
+    may carry anything there (hand-edited, another tool). Such metadata is dropped (the cell runs as the student's
+    own), and the notes say which cells."""
+    dropped = []
+    for cell in nb.cells:
+        if "nbgrader" not in cell.metadata:
+            continue
+        meta = cell.metadata["nbgrader"]
+        if not isinstance(meta, dict) or not isinstance(meta.get("grade_id", ""), str):
+            del cell.metadata["nbgrader"]
+            dropped.append(str(cell.get("id") or "?"))
+    return [f"malformed nbgrader metadata was ignored in the cells with ids {', '.join(dropped)}"] if dropped else []
 
 
 def read_released(path: Path) -> nbformat.NotebookNode | None:

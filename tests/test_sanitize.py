@@ -85,3 +85,13 @@ def test_outputs_are_dropped_and_the_kernel_is_python(released):
 def test_without_the_release_nothing_is_restored_and_it_says_so(released):
     clean = sanitize(released, None)
     assert clean.restored == [] and "could not be checked" in clean.notes[0]
+
+
+@pytest.mark.parametrize("metadata", [None, [], "solution", {"grade_id": ["reshape"], "solution": True}])
+def test_malformed_nbgrader_metadata_is_ignored_with_a_note(released, metadata):
+    nb = nbformat.from_dict(released)
+    answer = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution"))
+    answer.metadata["nbgrader"] = metadata
+    clean = sanitize(nb, released)
+    assert "nbgrader" not in next(c for c in clean.nb.cells if c.get("id") == answer.get("id")).metadata
+    assert clean.notes == [f"malformed nbgrader metadata was ignored in the cells with ids {answer.get('id')}"]
