@@ -1,8 +1,8 @@
 """Fixtures for the hidden graders: the student's exported data, reloaded and re-read on the grader's side.
 
 A pytest plugin module (``run_graders`` passes it to pytest), so that every assignment's graders folder gets these
-fixtures without a conftest of its own. Nothing here calls the student's code. Arrays are read from .npy files (no pickles); the model is rebuilt from
-its .keras file with Keras's safe mode; the training history is plain JSON.
+fixtures without a conftest of its own. Nothing here calls the student's code. Arrays are read from .npy files (no
+pickles); the model is rebuilt from its .keras file with Keras's safe mode; the training history is plain JSON.
 """
 
 from __future__ import annotations
