@@ -1,25 +1,17 @@
-"""Course configuration for the autograder: the one place where settings live.
+"""Course configuration for the autograder: the course-wide settings (each assignment has its own settings.py).
 
 Plain Python, read by ``autograder.config.load_config`` and validated there; a bad value stops the grader with a
 message that names the setting. Paths are relative to this file's folder.
 """
 
-# --- Assignment ---------------------------------------------------------------------------------------------
-ASSIGNMENT_ID = "assignment3"           # 課題3 (MLP①): reference/<id>/<id>.ipynb → assignments/<id>/<id>.ipynb
-DEADLINE = "2024-05-16 23:59"           # local time in TIMEZONE (ISO 8601 with an offset is accepted too)
-TIMEZONE = "Asia/Tokyo"
-LATE_POLICY = "reject"                  # "reject": late work gets 0 points, status "late"; "accept": graded anyway
+# --- Assignments ----------------------------------------------------------------------------------------------
+# Each assignment is a folder, reference/<id>/: its reference notebook <id>.ipynb, its settings.py (title, deadline,
+# late policy, dataset, what the kernel exports, expected values, and any course default below it overrides), its
+# hidden graders (graders/test_*.py, each check declared there with @check(...)) and samples/.
+# `python -m autograder list` shows them.
+TIMEZONE = "Asia/Tokyo"                 # deadlines are local to it
 MISSING_TIMESTAMP = "grade"             # a submission with no usable time: "grade" (graded, flagged in the
                                         # gradebook) or "reject" (0 points, status "no timestamp")
-
-# --- What the graders expect (the lecture's values) ---------------------------------------------------------
-VAL_ACCURACY_THRESHOLD = 0.95           # final val_accuracy must reach this; must lie in (0, 1]
-EXPECTED_EPOCHS = 30
-EXPECTED_BATCH_SIZE = 64
-EXPECTED_VALIDATION_SPLIT = 0.2
-
-# The checks themselves (ids, points, titles, which are public) are declared by the hidden graders, each where it
-# is written: @check(...) in reference/<ASSIGNMENT_ID>/graders/test_*.py.
 
 # --- Execution ----------------------------------------------------------------------------------------------
 CELL_TIMEOUT_S = 120                    # any ordinary cell
@@ -54,5 +46,6 @@ EXCHANGE_DIR = "exchange"               # `submit` writes EXCHANGE_DIR/submitted
 PUBLISH_DIR = "published"               # `publish` writes PUBLISH_DIR/<assignment>/ (solution notebook, HTML, checks)
 
 # --- Data ---------------------------------------------------------------------------------------------------
-# The pinned MNIST (IDX gzip files + SHA256SUMS). The environment variable AUTOGRADER_MNIST_DIR overrides it.
-DATASET_DIR = "data/mnist"
+# The pinned datasets' files, one folder each (data/mnist: the IDX gzip files + SHA256SUMS). An environment
+# variable AUTOGRADER_<NAME>_DIR (e.g. AUTOGRADER_MNIST_DIR) points one elsewhere.
+DATA_DIR = "data"

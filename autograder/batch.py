@@ -12,14 +12,14 @@ returns a GPU/driver failure is retried once on a fresh worker; a second failure
 
 from __future__ import annotations
 
-import csv
+import contextlib
 import datetime as dt
 import hashlib
-import io
 import json
 import multiprocessing
 import multiprocessing.forkserver
 import os
+import re
 import sys
 import tempfile
 import time
@@ -29,20 +29,22 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from pathlib import Path
 
-from . import clock, dataset, intake, sandbox
-from .checks import CheckSpec, max_score
+from . import dataset, intake, sandbox
+from .assignment import assignment_ids, unknown_assignment
+from .checks import CheckSpec
 from .config import Config, load_config
 from .device import resolve_device
-from .errors import GraderError
-from .execute import HARNESS_TIMEOUT_S, infrastructure_problem
+from .errors import ConfigError, GraderError
+from .execute import HARNESS_TIMEOUT_S
 from .graders import GradersBroken, check_graders
-from .report import format_points, format_table, write_atomic
+from .gradebook import gradebook_csv
+from .report import format_table, write_atomic
 from .result import (ERROR, INFRASTRUCTURE, INFRASTRUCTURE_REASON, LATE, NO_TIMESTAMP, NOT_GRADED, CheckResult,
-                     GradeResult, is_official)
+                     GradeResult)
 
 PACKAGE = Path(__file__).parent
 # The code whose change makes every earlier grade stale (a fingerprint input), with the assignment's own graders
-# (every .py under config.graders_dir).
+# (every .py under config.assignment.graders_dir).
 GRADING_CODE = ("graders/*.py", "graders/pytest.ini", "checks.py", "kernel_side.py", "execute.py", "grade.py")
 KERNEL_LOG_LIMIT = 1_000_000          # bytes of a kernel's own stdout/stderr kept in the submission's log
 MAX_ATTEMPTS = 2                      # an infrastructure failure is retried once
@@ -69,16 +71,36 @@ class BatchReport:
         return Counter(r.get("status", "?") for r in self.results.values())
 
 
+# Failures of the runner, not of the student's code: retried once, then reported as an infrastructure error.
+INFRASTRUCTURE_SIGNS = re.compile(
+    r"CUDA_ERROR|CUDA error|cuInit|CUDNN_STATUS|CUBLAS_STATUS|cudaMalloc|failed to create cublas|"
+    r"OOM when allocating|out of memory|Dst tensor is not initialized|driver version is insufficient", re.I)
+
+
+def infrastructure_problem(execution: dict) -> str:
+    """The first sign, in a result's execution record, that the GPU or its driver failed under the student's
+    cells, or ''. Only a GPU run can show one (on the CPU a failed allocation is the notebook's own doing)."""
+    if execution.get("device") != "gpu":
+        return ""
+    for cell in execution.get("cells", []):
+        text = f"{cell.get('ename', '')}: {cell.get('evalue', '')}"
+        if cell.get("status") == "error" and INFRASTRUCTURE_SIGNS.search(text):
+            return f"cell {cell.get('index', 0) + 1}: {text[:300]}"
+    return ""
+
+
 # --- fingerprints ------------------------------------------------------------------------------------------
 
 def grading_digest(config: Config) -> str:
-    """grader_config.py, the grading code and the assignment's hidden graders: computed once per batch, part of
-    every fingerprint (a changed grader regrades)."""
+    """grader_config.py, the grading code, the assignment's settings and hidden graders: computed once per batch,
+    part of every fingerprint (a changed grader or expected value regrades)."""
     digest = hashlib.sha256(config.source.read_bytes())
     for pattern in GRADING_CODE:
         for path in sorted(PACKAGE.glob(pattern)):
             digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    graders = config.graders_dir
+    assignment = config.assignment
+    digest.update(assignment.settings_path.read_bytes())
+    graders = assignment.graders_dir
     for path in sorted(graders.rglob("*.py")) if graders.is_dir() else []:
         digest.update(b"assignment graders/" + path.relative_to(graders).as_posix().encode() + b"\0"
                       + path.read_bytes())
@@ -99,20 +121,21 @@ def fingerprint(sub: intake.Submission, config: Config, kernel_device: str, fuse
 
 # --- the worker side ---------------------------------------------------------------------------------------
 
-def grade_task(task: dict, config: Config, mnist: dataset.Mnist) -> dict:
+def grade_task(task: dict, config: Config, data) -> dict:
     """In a worker: grade one notebook. → {"result": results.json dict, "log": text, "infrastructure": ''|why}."""
     from .grade import grade_on
 
     with tempfile.TemporaryDirectory(prefix="autograder-batch-") as work:
-        result = grade_on(Path(task["path"]), config, task["device"], task["official"], mnist,
-                          fused=task["fused"], npz=Path(task["npz"]), work=Path(work))
+        pins = {name: Path(path) for name, path in task["pins"].items()}
+        result = grade_on(Path(task["path"]), config, task["device"], task["official"], data,
+                          fused=task["fused"], pins=pins, work=Path(work))
         kernel_log = Path(work, "kernel.log")
         log = kernel_log.read_bytes()[-KERNEL_LOG_LIMIT:].decode("utf-8", "replace") if kernel_log.is_file() else ""
     return {"result": result.to_json(), "table": format_table(result), "log": log,
             "infrastructure": infrastructure_problem(result.execution)}
 
 
-def _worker_main(conn, config_path: str, grade_fn, log_path: str, kernel_device: str) -> None:
+def _worker_main(conn, config_path: str, assignment_id: str, grade_fn, log_path: str, kernel_device: str) -> None:
     with open(log_path, "ab") as log:     # TensorFlow's start-up chatter and any crash, off the instructor's screen
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
@@ -120,15 +143,15 @@ def _worker_main(conn, config_path: str, grade_fn, log_path: str, kernel_device:
         from .device import visible_gpus
 
         visible_gpus()                   # hides the GPUs from this process (the graders): they are the kernels'
-    config = load_config(config_path)
-    mnist = LazyMnist(config.dataset_dir)
+    config = load_config(config_path).for_assignment(assignment_id)
+    data = LazyDataset(config)
     while True:
         try:
             task = conn.recv()
         except EOFError:
             return
         try:
-            reply = grade_fn(task, config, mnist)
+            reply = grade_fn(task, config, data)
         except GraderError as exc:       # the grader says why it cannot (a kernel that would not start, ...)
             reply = {"infrastructure": str(exc), "log": traceback.format_exc()}
         except Exception:                # the runner failed otherwise (disk full, ...)
@@ -136,15 +159,16 @@ def _worker_main(conn, config_path: str, grade_fn, log_path: str, kernel_device:
         conn.send(reply)
 
 
-class LazyMnist:
-    """The verified MNIST, read on first use (a worker that only ever dies need not spend a second on it)."""
+class LazyDataset:
+    """The assignment's verified dataset, read on first use (a worker that only ever dies need not spend a second
+    on it)."""
 
-    def __init__(self, directory: Path):
-        self.directory, self.data = directory, None
+    def __init__(self, config: Config):
+        self.config, self.data = config, None
 
     def __getattr__(self, name):
         if self.data is None:
-            self.data = dataset.load_mnist(self.directory)
+            self.data = dataset.load_dataset(self.config)
         return getattr(self.data, name)
 
 
@@ -154,7 +178,8 @@ class Worker:
     def __init__(self, config: Config, grade_fn, context, log_path: Path, kernel_device: str):
         self.conn, child = context.Pipe()
         self.process = context.Process(target=_worker_main, daemon=True,
-                                       args=(child, str(config.source), grade_fn, str(log_path), kernel_device))
+                                       args=(child, str(config.source), config.assignment.id, grade_fn,
+                                             str(log_path), kernel_device))
         self.process.start()
         child.close()
         self.task: Task | None = None
@@ -179,9 +204,11 @@ class Worker:
 # --- the parent side ---------------------------------------------------------------------------------------
 
 class Batch:
-    def __init__(self, source: Path, out: Path, config: Config, *, workers: int | None, device: str,
-                 regrade: bool, exact_fit: bool, progress: bool, grade_fn=grade_task):
-        self.source, self.out, self.config = Path(source), Path(out), config
+    """One assignment's submissions under ``root`` (a folder, an export already unpacked) graded into ``out``."""
+
+    def __init__(self, root: Path, out: Path, config: Config, *, workers: int | None, device: str,
+                 regrade: bool, exact_fit: bool, progress: bool, grade_fn=grade_task, refused: list[str] = ()):
+        self.root, self.out, self.config, self.refused = Path(root), Path(out), config, list(refused)
         if workers is not None and workers < 1:
             raise GraderError(f"--workers must be at least 1, got {workers}")
         self.regrade, self.fused, self.progress, self.grade_fn = regrade, not exact_fit, progress, grade_fn
@@ -198,12 +225,11 @@ class Batch:
     def run(self) -> BatchReport:
         started = time.monotonic()
         worker_context()                     # the fork server imports Keras while intake reads the class
-        mnist = dataset.load_mnist(self.config.dataset_dir)     # verified once, before anything is graded
+        data = dataset.load_dataset(self.config)     # verified once, before anything is graded
         self.out.mkdir(parents=True, exist_ok=True)
         remove_leftovers(self.out)
         with tempfile.TemporaryDirectory(prefix="autograder-class-") as tmp:
-            root, refused = self._unpack(Path(tmp))
-            submissions = intake.choose(intake.find_candidates(root, self.config), self.config)
+            submissions = intake.choose(intake.find_candidates(self.root, self.config), self.config)
             self.checks, broken = declared_checks(self.config)     # once, before any notebook is executed
             grading = grading_digest(self.config)
             tasks, reused = [], 0
@@ -218,25 +244,15 @@ class Batch:
                     self._finish(Task(sub, fp), self._refused(sub), log="", ran=False)
                 else:
                     tasks.append(Task(sub, fp))
-            npz = dataset.write_keras_npz(mnist, Path(tmp) / "mnist.npz")
-            self._log_batch(len(submissions), len(tasks), reused, refused)
+            pins = dataset.kernel_files(self.config, data, Path(tmp))
+            self._log_batch(len(submissions), len(tasks), reused, self.refused)
             if broken:
                 self._not_run(tasks, broken)
             else:
-                self._grade(tasks, npz)
+                self._grade(tasks, pins)
         seconds = round(time.monotonic() - started, 1)     # the same wall time on the summary page and the console
         self._write_class_files(seconds)
         return BatchReport(self.results, len(tasks), reused, seconds, self.out)
-
-    def _unpack(self, tmp: Path) -> tuple[Path, list[str]]:
-        if not self.source.exists():
-            raise GraderError(f"submissions not found: {self.source}")
-        if self.source.is_file():
-            if self.source.suffix.lower() != ".zip":
-                raise GraderError(f"{self.source}: give a folder of submissions or an LMS export .zip")
-            root = tmp / "export"
-            return root, intake.unpack_zip(self.source, root)
-        return self.source, []
 
     def _previous(self, sub, fp: str) -> dict | None:
         try:
@@ -255,11 +271,11 @@ class Batch:
         notebook = sub.chosen.path.name if sub.chosen.path else sub.chosen.origin
         return zero_result(self.config, self.checks, notebook, ja, en or ja, self.official, status=status).to_json()
 
-    def _payload(self, task: Task, npz: Path) -> dict:
+    def _payload(self, task: Task, pins: dict[str, Path]) -> dict:
         return {"path": str(task.submission.chosen.path), "device": self.kernel_device, "official": self.official,
-                "fused": self.fused, "npz": str(npz)}
+                "fused": self.fused, "pins": {name: str(path) for name, path in pins.items()}}
 
-    def _grade(self, tasks: list[Task], npz: Path) -> None:
+    def _grade(self, tasks: list[Task], pins: dict[str, Path]) -> None:
         if not tasks:
             return
         from tqdm import tqdm
@@ -281,7 +297,7 @@ class Batch:
                 for w in pool:
                     if w.task is None and pending:
                         task = pending.popleft()
-                        w.assign(task, self._payload(task, npz))
+                        w.assign(task, self._payload(task, pins))
                 busy = [w for w in pool if w.task]
                 wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout=5)
                 for i, w in enumerate(pool):
@@ -340,7 +356,7 @@ class Batch:
         text = ("採点環境の問題で採点できませんでした。あなたの減点ではありません。再採点します。\n"
                 f"The grading machine failed ({why}); this is not your error and will be regraded.")
         tests = [CheckResult(c.id, NOT_GRADED, None, c.points, text) for c in self.checks]
-        result = GradeResult(self.config.assignment_id, task.submission.chosen.path.name, tests, self.official,
+        result = GradeResult(self.config.assignment.id, task.submission.chosen.path.name, tests, self.official,
                              notes=[f"attempt {i + 1}: {a.strip()[-500:]}" for i, a in enumerate(task.attempts)],
                              status=INFRASTRUCTURE, status_detail=text.replace("\n", " / "))
         return {**result.to_json(), INFRASTRUCTURE_REASON: why}
@@ -386,8 +402,8 @@ class Batch:
         for line in refused:                 # always said, --quiet or not: the export held something hostile
             print(f"zip member refused: {line}", file=sys.stderr)
         if self.progress:
-            print(f"{students} students · {to_grade} to grade on {self.kernel_device} with {self.workers} workers · "
-                  f"{reused} already graded (unchanged)", file=sys.stderr)
+            print(f"{self.config.assignment.id}: {students} students · {to_grade} to grade on {self.kernel_device} "
+                  f"with {self.workers} workers · {reused} already graded (unchanged)", file=sys.stderr)
 
     def _write_class_files(self, wall_seconds: float) -> None:
         from .feedback import summary_figure, summary_page
@@ -430,45 +446,52 @@ def remove_leftovers(out: Path) -> None:
         leftover.unlink(missing_ok=True)
 
 
-def gradebook_csv(results: list[dict], config: Config, checks: tuple[CheckSpec, ...]) -> str:
-    """One row per student for an LMS import: points per declared check; no score for an infrastructure error. ``official``
-    (yes/no) beside the score: a CPU grade under DEVICE_POLICY 'require-gpu' is no final grade. ``not_graded``: the
-    checks a grader failed on (blank points, left out of the score) — review them before uploading."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    ids = [c.id for c in checks]
-    writer.writerow(["student_id", "score", "max_score", "official", *ids, "status", "not_graded",
-                     "submitted_at", "file", "detail"])
-    for r in results:
-        scored = r.get("status") != INFRASTRUCTURE
-        by_check = {t["name"]: t.get("score") for t in r.get("tests", [])}
-        submitted = r.get("submitted_at")
-        if submitted:
-            moment = clock.parse_time(submitted, config.timezone)
-            submitted = moment.astimezone(config.timezone).isoformat(timespec="seconds")
-        writer.writerow([r.get("student_id"), _points(r.get("score")) if scored else "", _points(max_score(checks)),
-                         "yes" if is_official(r) else "no",
-                         *[_points(by_check.get(c)) if scored else "" for c in ids],
-                         r.get("status"), " ".join(r.get("not_graded") or []), submitted or "", r.get("origin", ""),
-                         _detail(r)])
-    return buffer.getvalue()
-
-
-def _points(value) -> str:
-    return "" if value is None else format_points(float(value))
-
-
-def _detail(result: dict) -> str:
-    parts = [result.get("status_detail") or ""]
-    if result.get("superseded"):
-        parts.append(f"{len(result['superseded'])} other submission(s) not graded")
-    return " · ".join(p for p in parts if p)
+@contextlib.contextmanager
+def unpacked(source: Path):
+    """→ (the folder of submissions to read, the zip members refused): ``source`` itself, or an LMS export .zip
+    unpacked into a temporary folder for as long as the block runs."""
+    source = Path(source)
+    if not source.exists():
+        raise GraderError(f"submissions not found: {source}")
+    if not source.is_file():
+        yield source, []
+        return
+    if source.suffix.lower() != ".zip":
+        raise GraderError(f"{source}: give a folder of submissions or an LMS export .zip")
+    with tempfile.TemporaryDirectory(prefix="autograder-export-") as tmp:
+        root = Path(tmp) / "export"
+        yield root, intake.unpack_zip(source, root)
 
 
 def grade_batch(source: Path, out: Path, config: Config, *, workers: int | None = None, device: str = "auto",
                 regrade: bool = False, exact_fit: bool = False, progress: bool = True,
                 grade_fn=grade_task) -> BatchReport:
-    """Grade every submission under ``source`` (a folder or an LMS .zip) into ``out``."""
-    return Batch(source, out, config, workers=workers, device=device, regrade=regrade, exact_fit=exact_fit,
-                 progress=progress, grade_fn=grade_fn).run()
+    """Grade every submission of ``config``'s assignment under ``source`` (a folder or an LMS .zip) into ``out``."""
+    with unpacked(source) as (root, refused):
+        return Batch(root, out, config, workers=workers, device=device, regrade=regrade, exact_fit=exact_fit,
+                     progress=progress, grade_fn=grade_fn, refused=refused).run()
+
+
+def grade_classes(source: Path, out: Path, config: Config, assignment: str | None = None,
+                  **options) -> dict[str, BatchReport]:
+    """Grade a class export holding one assignment or several: each assignment it holds (by its layout's
+    <assignment> folders, or ``assignment`` when given) into its own folder, ``out/<assignment>/`` — or ``out``
+    itself when there is just one."""
+    known = assignment_ids(config)
+    with unpacked(source) as (root, refused):
+        if assignment:
+            if assignment not in known:
+                raise unknown_assignment(config, assignment)
+            ids = [assignment]
+        else:
+            ids = intake.assignments_in(root, known) or known[:1] * (len(known) == 1)
+        if not ids:
+            raise ConfigError(f"cannot tell which assignment the submissions in {source} are for (their layout "
+                              f"names none of {', '.join(known) or 'no assignments'}): add --assignment ID")
+        reports = {}
+        for i, assignment_id in enumerate(ids):
+            target = Path(out) if len(ids) == 1 else Path(out) / assignment_id
+            reports[assignment_id] = Batch(root, target, config.for_assignment(assignment_id),
+                                           refused=refused if i == 0 else [], **options).run()
+        return reports
 

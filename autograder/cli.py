@@ -1,4 +1,6 @@
-"""``python -m autograder``: a thin layer over release, grade (one notebook or a class), check, submit, publish, demo.
+"""``python -m autograder``: a thin layer over list, release, grade (one notebook or a class), check, submit,
+publish, demo and the course gradebook. Every command works on one of the course's assignments (reference/<id>/):
+named, or found from the notebook's release metadata or the exchange layout.
 
 Exit status: 0 done (whatever the score), 1 refused by the course's rules, 2 the grader could not do its job."""
 
@@ -8,19 +10,36 @@ import argparse
 import sys
 from pathlib import Path
 
+from .assignment import which_assignment
 from .config import load_config
 from .device import DEVICES, native_output_to
 from .errors import GraderError, Refusal
 
 
-def _require_assignment(name: str, config) -> None:
-    if name != config.assignment_id:
-        raise GraderError(f"unknown assignment {name!r}; grader_config.py configures {config.assignment_id!r}")
+def cmd_list(args) -> int:
+    from .assignment import assignment_ids
+    from .clock import local_text
+
+    config = load_config(args.config)
+    ids = assignment_ids(config)
+    if not ids:
+        print(f"no assignments: add reference/<id>/settings.py under {config.root}")
+        return 0
+    for assignment_id in ids:
+        try:
+            a = config.for_assignment(assignment_id).assignment
+        except GraderError as exc:
+            print(f"{assignment_id}  (its settings cannot be read: {exc})")
+            continue
+        released = "released" if a.release_notebook.is_file() else "not released"
+        published = "published" if (config.publish_dir / a.id).is_dir() else "not published"
+        print(f"{a.id}  {a.title_ja} / {a.title_en}\n    deadline {local_text(a.deadline, config.timezone)} · "
+              f"late work {'refused' if a.late_policy == 'reject' else 'accepted'} · {released} · {published}")
+    return 0
 
 
 def cmd_release(args) -> int:
-    config = load_config(args.config)
-    _require_assignment(args.assignment, config)
+    config = load_config(args.config).for_assignment(args.assignment)
     from .release import release
 
     print(f"wrote {release(config)}")
@@ -34,6 +53,8 @@ def cmd_grade(args) -> int:
                           f"{target.absolute()})")
     config = load_config(args.config)
     is_class = target.is_dir() or target.suffix.lower() == ".zip"
+    if not is_class:
+        config = config.for_assignment(which_assignment(config, target, args.assignment))
     out = Path(args.out) if args.out else Path("grades") / target.stem
     return _logging_tensorflow(out / "logs" / "grader.log" if is_class else out / "grader.log",
                                lambda: (_grade_class if is_class else _grade_one)(target, out, args, config))
@@ -66,12 +87,22 @@ def _grade_one(target: Path, out: Path, args, config) -> int:
 
 
 def _grade_class(source: Path, out: Path, args, config) -> int:
-    from .batch import grade_batch
+    from .batch import grade_classes
+
+    reports = grade_classes(source, out, config, args.assignment, workers=args.workers, device=args.device,
+                            regrade=args.regrade, exact_fit=args.exact_fit, progress=not args.quiet)
+    for assignment_id, report in reports.items():
+        if len(reports) > 1:
+            print(f"== {assignment_id}")
+        _report_class(report)
+    return 0
+
+
+def _report_class(report) -> None:
     from .report import unofficial_warning
     from .result import INFRASTRUCTURE, checks_not_graded, infrastructure_reasons, is_official
 
-    report = grade_batch(source, out, config, workers=args.workers, device=args.device, regrade=args.regrade,
-                         exact_fit=args.exact_fit, progress=not args.quiet)
+    out = report.out
     counts = " · ".join(f"{n} {status}" for status, n in sorted(report.counts.items()))
     print(f"{len(report.results)} students: {counts} ({report.graded_now} graded now, {report.reused} unchanged "
           f"and kept) in {report.seconds:.0f} s")
@@ -90,7 +121,6 @@ def _grade_class(source: Path, out: Path, args, config) -> int:
     if report.counts.get(INFRASTRUCTURE):
         print("some submissions hit an infrastructure error (no score given): fix the runner and rerun the same "
               "command; only those are graded again", file=sys.stderr)
-    return 0
 
 
 def _some(names: list[str], shown: int = 5) -> str:
@@ -104,7 +134,11 @@ def cmd_check(args) -> int:
     from .graders import check_graders
     from .report import format_self_check
 
+    notebook = Path(args.notebook)
+    if not notebook.is_file():
+        raise GraderError(f"見つかりません / not found: {notebook} (no notebook at {notebook.absolute()})")
     config = load_config(args.config)
+    config = config.for_assignment(which_assignment(config, notebook, args.assignment))
     result = _logging_tensorflow(COMMAND_LOGS / "check.log", lambda: grade_notebook(
         Path(args.notebook), config, device=args.device, cpu_fallback=True))
     print(format_self_check(result, check_graders(config)))     # collected for the grading above: not again
@@ -115,6 +149,7 @@ def cmd_submit(args) -> int:
     from .submit import submit
 
     config = load_config(args.config)
+    config = config.for_assignment(which_assignment(config, Path(args.notebook), args.assignment))
     receipt = submit(Path(args.notebook), args.student, config, allow_incomplete=args.allow_incomplete,
                      exchange=Path(args.exchange) if args.exchange else None)
     if receipt.replaced:
@@ -128,8 +163,7 @@ def cmd_submit(args) -> int:
 def cmd_publish(args) -> int:
     from .publish import publish
 
-    config = load_config(args.config)
-    _require_assignment(args.assignment, config)
+    config = load_config(args.config).for_assignment(args.assignment)
     written = _logging_tensorflow(COMMAND_LOGS / "publish.log", lambda: publish(
         config, out=Path(args.out) if args.out else None, force=args.force, device=args.device))
     for path in written:
@@ -138,10 +172,33 @@ def cmd_publish(args) -> int:
 
 
 def cmd_demo(args) -> int:
+    from .assignment import assignment_ids
     from .demo import run_demo
 
     config = load_config(args.config)
-    return _logging_tensorflow(COMMAND_LOGS / "demo.log", lambda: run_demo(config, device=args.device))
+    ids = [args.assignment] if args.assignment else assignment_ids(config)
+    configs = [config.for_assignment(i) for i in ids]           # every settings file checked before any training
+    failed = [c.assignment.id for c in configs
+              if _logging_tensorflow(COMMAND_LOGS / "demo.log", lambda: run_demo(c, device=args.device))]
+    if len(configs) > 1:
+        print(f"\ndemo of {len(configs)} assignments: " + (f"FAILED: {', '.join(failed)}" if failed else "all OK"))
+    return 1 if failed else 0
+
+
+def cmd_gradebook(args) -> int:
+    from .gradebook import course_gradebook, find_gradebooks
+    from .report import format_points, write_atomic
+
+    gradebooks = find_gradebooks([Path(f) for f in args.folders] or [Path("grades")])
+    text, maxima = course_gradebook(gradebooks)
+    out = Path(args.out)
+    write_atomic(out, text)
+    students = text.count("\n") - 1
+    print(f"{students} students × {len(gradebooks)} assignments "
+          f"({', '.join(f'{a} /{format_points(m)}' for a, m in maxima.items())}): {out}")
+    for assignment, path in gradebooks.items():
+        print(f"  {assignment}: {path}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -150,9 +207,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help=config_help)
     sub = parser.add_subparsers(dest="command", required=True)
 
+    p = sub.add_parser("list", help="the course's assignments: id, title, deadline, released? published?")
+    p.set_defaults(run=cmd_list)
+
     p = sub.add_parser("release", help="write the student notebook from the reference (nbgrader preprocessors)")
-    p.add_argument("assignment", help="assignment id, e.g. assignment3")
+    p.add_argument("assignment", help="assignment id, e.g. assignment3 (`list` shows them)")
     p.set_defaults(run=cmd_release)
+    assignment_help = ("the assignment (default: what the notebook's release metadata, its exchange folder or its "
+                       "name says; needed only when none does)")
 
     p = sub.add_parser("grade", help="grade one notebook, or a whole class (a folder of submissions or an LMS .zip)")
     p.add_argument("notebook", metavar="SUBMISSION",
@@ -168,12 +230,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exact-fit", action="store_true",
                    help="run the student's fit with Keras's own loop (no speed mode, FUSED_FIT_STEPS ignored)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--assignment", help=assignment_help + "; for a class, grade only this one of those it holds")
     p.set_defaults(run=cmd_grade)
 
     p = sub.add_parser("check", help="students: run your notebook as the grader would and see the public checks")
     p.add_argument("notebook")
     p.add_argument("--device", choices=DEVICES, default="auto",
                    help="default auto: the GPU if one is visible, else the CPU")
+    p.add_argument("--assignment", help=assignment_help)
     p.set_defaults(run=cmd_check)
 
     p = sub.add_parser("submit", help="students: hand in your notebook before the deadline")
@@ -182,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-incomplete", action="store_true",
                    help="submit even though some answer cells still raise NotImplementedError")
     p.add_argument("--exchange", help="the exchange folder (default: EXCHANGE_DIR in grader_config.py)")
+    p.add_argument("--assignment", help=assignment_help)
     p.set_defaults(run=cmd_submit)
 
     p = sub.add_parser("publish", help="TAs: publish the solution after the deadline")
@@ -191,9 +256,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=DEVICES, default="auto")
     p.set_defaults(run=cmd_publish)
 
-    p = sub.add_parser("demo", help="grade the reference, the untouched student notebook and a wrong sample")
+    p = sub.add_parser("demo", help="grade an assignment's reference, untouched student notebook and a wrong sample")
+    p.add_argument("assignment", nargs="?", help="assignment id (default: every assignment in turn)")
     p.add_argument("--device", choices=DEVICES, default="auto")
     p.set_defaults(run=cmd_demo)
+
+    p = sub.add_parser("gradebook", help="instructors: join the assignments' gradebooks into the course's")
+    p.add_argument("folders", nargs="*", metavar="FOLDER",
+                   help="folders holding graded classes (default: grades/); each gradebook.csv found counts")
+    p.add_argument("--out", required=True, help="the course gradebook to write, e.g. course.csv")
+    p.set_defaults(run=cmd_gradebook)
     for p in sub.choices.values():       # --config after the subcommand too; SUPPRESS keeps one given before it
         p.add_argument("--config", default=argparse.SUPPRESS, help=config_help)
     return parser

@@ -1,37 +1,131 @@
-"""Load and validate ``grader_config.py``: every other module reads settings from the ``Config`` made here."""
+"""The course's settings (``grader_config.py``), validated on load, and the ``Config`` every stage reads.
+
+A ``Config`` holds what is course-wide (time zone, sandbox and limits, device policy, folders). An assignment's
+own settings (``reference/<id>/settings.py``: title, deadline, dataset, exports, expected values) are read by
+``autograder.assignment``; ``Config.for_assignment`` joins the two, the assignment's overrides of course defaults
+applied, and that joined ``Config`` is what grading, release, submit and publish receive.
+"""
 
 from __future__ import annotations
 
-import datetime as dt
+import dataclasses
 import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from . import PROJECT_ROOT
-from .clock import parse_deadline
 from .errors import ConfigError
 
-LATE_POLICIES = ("reject", "accept")
+if TYPE_CHECKING:
+    from .assignment import Assignment
+
 MISSING_TIMESTAMP_POLICIES = ("grade", "reject")
 SANDBOX_MODES = ("auto", "require", "off")
 DEVICE_POLICIES = ("require-gpu", "allow-cpu")
 DEFAULT_CONFIG_PATH = PROJECT_ROOT / "grader_config.py"
-RETIRED_SETTINGS = ("POINTS", "PUBLIC_CHECKS")   # now declared by each check (autograder.graders.check)
+# Settings that moved: each check declares its points and visibility (@check in the graders), and each assignment
+# its deadline, late policy and expected values (reference/<id>/settings.py).
+RETIRED_SETTINGS = {
+    "POINTS": "each check declares its points where it is written, @check(id, points=…) in reference/<id>/graders/",
+    "PUBLIC_CHECKS": "each check declares its visibility where it is written, @check(id, public=True)",
+    **{name: f"it is an assignment's setting now: write it in reference/<id>/settings.py"
+       for name in ("ASSIGNMENT_ID", "DEADLINE", "LATE_POLICY", "VAL_ACCURACY_THRESHOLD", "EXPECTED_EPOCHS",
+                    "EXPECTED_BATCH_SIZE", "EXPECTED_VALIDATION_SPLIT")},
+    "DATASET_DIR": "datasets live under DATA_DIR/<name>/ (e.g. data/mnist); set DATA_DIR instead",
+}
+
+
+class SettingsFile:
+    """The settings of one Python file, read one by one with the rule each must follow; every error names the
+    file and the setting."""
+
+    def __init__(self, values: dict, path: Path):
+        self.values, self.path = values, path
+
+    def error(self, name: str, problem: str) -> ConfigError:
+        return ConfigError(f"{self.path}: setting {name} {problem}")
+
+    def get(self, name: str, kind, default=dataclasses.MISSING):
+        if name not in self.values:
+            if default is not dataclasses.MISSING:
+                return default
+            raise self.error(name, "is missing")
+        value = self.values[name]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+            raise self.error(name, f"must be {_kind_name(kind)}, got {value!r}")
+        return value
+
+    def positive(self, name: str, kind=int, default=dataclasses.MISSING):
+        value = self.get(name, kind, default)
+        if value <= 0:
+            raise self.error(name, f"must be positive, got {value!r}")
+        return value
+
+    def at_least_zero(self, name: str, default=dataclasses.MISSING) -> int:
+        value = self.get(name, int, default)
+        if value < 0:
+            raise self.error(name, f"must be 0 or more, got {value!r}")
+        return value
+
+    def choice(self, name: str, choices: tuple[str, ...], default=dataclasses.MISSING) -> str:
+        value = self.get(name, str, default)
+        if value not in choices:
+            raise self.error(name, f"= {value!r} is unknown; choose one of {', '.join(choices)}")
+        return value
+
+    def folder(self, value: str | os.PathLike) -> Path:
+        value = Path(value)
+        return value if value.is_absolute() else self.path.parent / value
+
+
+def _kind_name(kind) -> str:
+    names = {str: "a string", int: "an integer", float: "a number", dict: "a dict", tuple: "a tuple",
+             bool: "True or False"}
+    if isinstance(kind, tuple):
+        return " or ".join(names.get(k, k.__name__) for k in kind)
+    return names.get(kind, kind.__name__)
+
+
+def read_settings(path: Path, what: str) -> dict:
+    """The names a settings file defines (its upper-case ones), or ConfigError saying why it cannot be read."""
+    if not path.is_file():
+        raise ConfigError(f"{what} not found: {path}")
+    spec = importlib.util.spec_from_file_location(f"autograder_settings_{abs(hash(str(path)))}", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # a syntax error or a failing expression in the file
+        raise ConfigError(f"{path}: could not be read: {type(exc).__name__}: {exc}") from exc
+    return {name: value for name, value in vars(module).items() if name.isupper()}
+
+
+# Course settings an assignment's settings.py may override (setting name → how it is read); the rest stay
+# course-wide (time zone, sandbox mode, folders).
+OVERRIDABLE: dict[str, Callable[[SettingsFile], object]] = {
+    "MISSING_TIMESTAMP": lambda s: s.choice("MISSING_TIMESTAMP", MISSING_TIMESTAMP_POLICIES),
+    "DEVICE_POLICY": lambda s: s.choice("DEVICE_POLICY", DEVICE_POLICIES),
+    "CELL_TIMEOUT_S": lambda s: s.positive("CELL_TIMEOUT_S"),
+    "TRAINING_CELL_TIMEOUT_S": lambda s: s.positive("TRAINING_CELL_TIMEOUT_S"),
+    "NOTEBOOK_TIMEOUT_S": lambda s: s.positive("NOTEBOOK_TIMEOUT_S"),
+    "SEED": lambda s: s.get("SEED", int),
+    "FUSED_FIT_STEPS": lambda s: s.positive("FUSED_FIT_STEPS"),
+    "KERNEL_CPU_THREADS": lambda s: s.at_least_zero("KERNEL_CPU_THREADS"),
+    "MEMORY_LIMIT_MB": lambda s: s.positive("MEMORY_LIMIT_MB"),
+    "MAX_PROCESSES": lambda s: s.positive("MAX_PROCESSES"),
+    "OUTPUT_LIMIT_KB": lambda s: s.positive("OUTPUT_LIMIT_KB"),
+    "MAX_NOTEBOOK_MB": lambda s: s.positive("MAX_NOTEBOOK_MB"),
+}
 
 
 @dataclass(frozen=True)
 class Config:
-    assignment_id: str
-    deadline: dt.datetime                 # timezone-aware
     timezone: ZoneInfo
-    late_policy: str
     missing_timestamp: str                # what a submission without a usable time gets: "grade" or "reject"
-    val_accuracy_threshold: float
-    expected_epochs: int
-    expected_batch_size: int
-    expected_validation_split: float
     cell_timeout_s: int
     training_cell_timeout_s: int
     notebook_timeout_s: int
@@ -44,148 +138,56 @@ class Config:
     output_limit_kb: int                  # output kept per cell
     max_notebook_mb: int                  # a larger submission file is not run
     device_policy: str
-    dataset_dir: Path
+    data_dir: Path                        # the pinned datasets' files: DATA_DIR/<dataset>/
     exchange_dir: Path
     publish_dir: Path
     root: Path                            # the folder holding grader_config.py; course paths hang off it
     source: Path
+    chosen: Assignment | None = None      # the assignment these settings apply to (see for_assignment)
 
     @property
-    def reference_notebook(self) -> Path:
-        return self.root / "reference" / self.assignment_id / f"{self.assignment_id}.ipynb"
+    def assignment(self) -> Assignment:
+        if self.chosen is None:
+            raise ConfigError("no assignment chosen: name one (e.g. --assignment assignment3); "
+                              "`python -m autograder list` shows the course's assignments")
+        return self.chosen
 
-    @property
-    def graders_dir(self) -> Path:
-        """The assignment's hidden graders (test_*.py); each test declares its check, points and title."""
-        return self.root / "reference" / self.assignment_id / "graders"
+    def for_assignment(self, assignment_id: str) -> Config:
+        """These settings as they apply to one assignment: its settings.py read and validated, its overrides of
+        course defaults applied."""
+        from .assignment import load_assignment
 
-    @property
-    def release_notebook(self) -> Path:
-        return self.root / "assignments" / self.assignment_id / f"{self.assignment_id}.ipynb"
+        assignment = load_assignment(self, assignment_id)
+        return dataclasses.replace(self, chosen=assignment, **assignment.overrides)
 
-    @property
-    def validation_samples(self) -> int:
-        """Samples Keras holds out of the 60,000 with the expected validation_split (the last ones)."""
-        return 60000 - int(60000 * (1 - self.expected_validation_split))
-
-    @property
-    def expected_steps_per_epoch(self) -> int:
-        train = 60000 - self.validation_samples
-        return -(-train // self.expected_batch_size)
+    def dataset_folder(self, name: str) -> Path:
+        """Where a pinned dataset's files are: DATA_DIR/<name>, or $AUTOGRADER_<NAME>_DIR."""
+        return Path(os.environ.get(f"AUTOGRADER_{name.upper()}_DIR") or self.data_dir / name)
 
 
 def load_config(path: str | os.PathLike | None = None) -> Config:
     """Read a grader_config.py (default: the project's, or $AUTOGRADER_CONFIG) and validate every setting."""
     path = Path(path or os.environ.get("AUTOGRADER_CONFIG") or DEFAULT_CONFIG_PATH).resolve()
-    if not path.is_file():
-        raise ConfigError(f"configuration file not found: {path}")
-    spec = importlib.util.spec_from_file_location("grader_config", path)
-    module = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(module)
-    except Exception as exc:  # a syntax error or a failing expression in the course's file
-        raise ConfigError(f"{path}: could not be read: {type(exc).__name__}: {exc}") from exc
-    return _validate(vars(module), path)
+    return _validate(SettingsFile(read_settings(path, "configuration file"), path))
 
 
-def _get(values: dict, name: str, kind, path: Path):
-    if name not in values:
-        raise ConfigError(f"{path}: setting {name} is missing")
-    value = values[name]
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
-        raise ConfigError(f"{path}: setting {name} must be {_kind_name(kind)}, got {value!r}")
-    return value
-
-
-def _kind_name(kind) -> str:
-    names = {str: "a string", int: "an integer", float: "a number", dict: "a dict", tuple: "a tuple"}
-    return names.get(kind, kind.__name__)
-
-
-def _positive(values: dict, name: str, kind, path: Path):
-    value = _get(values, name, kind, path)
-    if value <= 0:
-        raise ConfigError(f"{path}: setting {name} must be positive, got {value!r}")
-    return value
-
-
-def _at_least_zero(values: dict, name: str, path: Path) -> int:
-    value = _get(values, name, int, path)
-    if value < 0:
-        raise ConfigError(f"{path}: setting {name} must be 0 or more, got {value!r}")
-    return value
-
-
-def _choice(values: dict, name: str, choices: tuple[str, ...], path: Path) -> str:
-    value = _get(values, name, str, path)
-    if value not in choices:
-        raise ConfigError(f"{path}: setting {name} = {value!r} is unknown; choose one of {', '.join(choices)}")
-    return value
-
-
-def _validate(values: dict, path: Path) -> Config:
-    tz_name = _get(values, "TIMEZONE", str, path)
+def _validate(s: SettingsFile) -> Config:
+    for name, why in RETIRED_SETTINGS.items():
+        if name in s.values:
+            raise s.error(name, f"is no longer read here: {why}; delete it")
+    tz_name = s.get("TIMEZONE", str)
     try:
         tz = ZoneInfo(tz_name)
     except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ConfigError(f"{path}: setting TIMEZONE = {tz_name!r} is not a known time zone") from exc
-
-    deadline_text = _get(values, "DEADLINE", str, path)
-    try:
-        deadline = parse_deadline(deadline_text, tz)
-    except ValueError as exc:
-        raise ConfigError(
-            f"{path}: setting DEADLINE = {deadline_text!r} cannot be parsed; "
-            "write it as 'YYYY-MM-DD HH:MM' (local to TIMEZONE) or ISO 8601 with an offset") from exc
-
-    threshold = _get(values, "VAL_ACCURACY_THRESHOLD", float, path)
-    if not 0 < threshold <= 1:
-        raise ConfigError(f"{path}: setting VAL_ACCURACY_THRESHOLD = {threshold!r} must lie in (0, 1]")
-    split = _get(values, "EXPECTED_VALIDATION_SPLIT", float, path)
-    if not 0 < split < 1:
-        raise ConfigError(f"{path}: setting EXPECTED_VALIDATION_SPLIT = {split!r} must lie in (0, 1)")
-
-    for name in RETIRED_SETTINGS:
-        if name in values:
-            raise ConfigError(f"{path}: setting {name} is no longer read: each check declares its points, title and "
-                              "visibility where it is written, @check(id, points=…, title=…, public=…) in "
-                              "reference/<assignment>/graders/; delete the setting")
-
-    assignment_id = _get(values, "ASSIGNMENT_ID", str, path)
-    if not assignment_id.isidentifier():
-        raise ConfigError(f"{path}: setting ASSIGNMENT_ID = {assignment_id!r} must be a plain name like 'assignment3'")
-
-    def folder(value: str | os.PathLike) -> Path:
-        value = Path(value)
-        return value if value.is_absolute() else path.parent / value
-
+        raise s.error("TIMEZONE", f"= {tz_name!r} is not a known time zone") from exc
+    overridable = {name.lower(): read(s) for name, read in OVERRIDABLE.items()}
     return Config(
-        assignment_id=assignment_id,
-        deadline=deadline,
         timezone=tz,
-        late_policy=_choice(values, "LATE_POLICY", LATE_POLICIES, path),
-        missing_timestamp=_choice(values, "MISSING_TIMESTAMP", MISSING_TIMESTAMP_POLICIES, path),
-        val_accuracy_threshold=threshold,
-        expected_epochs=_positive(values, "EXPECTED_EPOCHS", int, path),
-        expected_batch_size=_positive(values, "EXPECTED_BATCH_SIZE", int, path),
-        expected_validation_split=split,
-        cell_timeout_s=_positive(values, "CELL_TIMEOUT_S", int, path),
-        training_cell_timeout_s=_positive(values, "TRAINING_CELL_TIMEOUT_S", int, path),
-        notebook_timeout_s=_positive(values, "NOTEBOOK_TIMEOUT_S", int, path),
-        seed=_get(values, "SEED", int, path),
-        fused_fit_steps=_positive(values, "FUSED_FIT_STEPS", int, path),
-        kernel_cpu_threads=_at_least_zero(values, "KERNEL_CPU_THREADS", path),
-        sandbox=_choice(values, "SANDBOX", SANDBOX_MODES, path),
-        memory_limit_mb=_positive(values, "MEMORY_LIMIT_MB", int, path),
-        max_processes=_positive(values, "MAX_PROCESSES", int, path),
-        output_limit_kb=_positive(values, "OUTPUT_LIMIT_KB", int, path),
-        max_notebook_mb=_positive(values, "MAX_NOTEBOOK_MB", int, path),
-        device_policy=_choice(values, "DEVICE_POLICY", DEVICE_POLICIES, path),
-        dataset_dir=folder(os.environ.get("AUTOGRADER_MNIST_DIR") or _get(values, "DATASET_DIR", str, path)),
-        exchange_dir=folder(_get(values, "EXCHANGE_DIR", str, path)),
-        publish_dir=folder(_get(values, "PUBLISH_DIR", str, path)),
-        root=path.parent,
-        source=path,
+        sandbox=s.choice("SANDBOX", SANDBOX_MODES),
+        data_dir=s.folder(s.get("DATA_DIR", str)),
+        exchange_dir=s.folder(s.get("EXCHANGE_DIR", str)),
+        publish_dir=s.folder(s.get("PUBLISH_DIR", str)),
+        root=s.path.parent,
+        source=s.path,
+        **overridable,
     )

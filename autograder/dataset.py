@@ -1,8 +1,17 @@
-"""The pinned MNIST: read the IDX gzip files shipped with the project, verifying SHA-256 before use.
+"""The course's named, pinned datasets: their files, SHA-256 digests, the arrays they give the graders, and how a
+notebook's own loader is answered offline.
 
-The digests are pinned here, not read from the folder, so a copy elsewhere ($AUTOGRADER_MNIST_DIR) is held to the
-same bytes. ``write_keras_npz`` turns the arrays into the ``mnist.npz`` layout that ``keras.datasets.mnist`` reads,
-which is how a student's unchanged ``mnist.load_data()`` gets this data with no network.
+An assignment names its dataset in settings.py (``DATASET = "mnist"``). Each ``PinnedDataset`` verifies its files
+before use (a mismatch stops with the file's name) and says which files the kernel must see:
+
+- ``mnist``: the IDX gzip files shipped in DATA_DIR/mnist. ``write_keras_npz`` turns them into the ``mnist.npz``
+  that ``keras.datasets.mnist`` reads, which is how a student's unchanged ``mnist.load_data()`` gets exactly these
+  arrays with no network (kernel_side's ``pin_mnist``).
+- ``breast_cancer``: the Wisconsin data inside scikit-learn (``load_breast_cancer`` reads the CSV shipped in the
+  package, offline); the installed file is held to its digest.
+
+The digests are pinned here, not read from a folder, so a copy elsewhere ($AUTOGRADER_MNIST_DIR) is held to the
+same bytes.
 """
 
 from __future__ import annotations
@@ -11,10 +20,14 @@ import gzip
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
 from .errors import DatasetError
+
+if TYPE_CHECKING:
+    from .config import Config
 
 # SHA-256 of the gzip files (identical to data/mnist/SHA256SUMS).
 PINNED_SHA256 = {
@@ -25,7 +38,7 @@ PINNED_SHA256 = {
 }
 _IDX_MAGIC = {2051: 3, 2049: 1}  # images: 3 dimensions; labels: 1
 FIX_HINT = ("restore the project's copy with `git checkout -- data/mnist`, or point AUTOGRADER_MNIST_DIR "
-            "(or DATASET_DIR in grader_config.py) at a folder holding the original MNIST IDX .gz files")
+            "(or DATA_DIR in grader_config.py) at a folder holding the original MNIST IDX .gz files")
 
 
 @dataclass(frozen=True)
@@ -88,3 +101,68 @@ def write_keras_npz(mnist: Mnist, path: Path) -> Path:
     path = Path(path)
     np.savez(path, x_train=mnist.x_train, y_train=mnist.y_train, x_test=mnist.x_test, y_test=mnist.y_test)
     return path
+
+
+# --- scikit-learn's breast cancer data ---------------------------------------------------------------------------
+BREAST_CANCER_CSV = "breast_cancer.csv"        # in sklearn/datasets/data/, what load_breast_cancer reads
+BREAST_CANCER_SHA256 = "fed3eb72d0575ef6192293f5093c6e801b1476b577d0386bf4455504522172ed"
+
+
+@dataclass(frozen=True)
+class BreastCancer:
+    data: np.ndarray                 # (569, 30) float64, the features as load_breast_cancer gives them
+    target: np.ndarray               # (569,) int64: 0 = malignant, 1 = benign (scikit-learn's coding)
+    feature_names: tuple[str, ...]
+
+
+def load_breast_cancer_pinned() -> BreastCancer:
+    """scikit-learn's copy of the Wisconsin data, held to its pinned digest (a different scikit-learn could ship
+    other bytes: the students' notebooks would then see other data than the graders expect)."""
+    try:
+        import sklearn.datasets
+    except ImportError as exc:
+        raise DatasetError("the breast_cancer dataset comes with scikit-learn, which is not installed: "
+                           "pip install -r requirements.txt") from exc
+    path = Path(sklearn.datasets.__file__).parent / "data" / BREAST_CANCER_CSV
+    if not path.is_file():
+        raise DatasetError(f"breast_cancer file missing: {path} (expected SHA-256 {BREAST_CANCER_SHA256}); "
+                           "reinstall the pinned scikit-learn: pip install -r requirements.txt")
+    found = sha256_of(path)
+    if found != BREAST_CANCER_SHA256:
+        raise DatasetError(f"breast_cancer file differs: {path} has SHA-256 {found}, expected "
+                           f"{BREAST_CANCER_SHA256}; install the scikit-learn pinned in requirements.txt")
+    bunch = sklearn.datasets.load_breast_cancer()
+    return BreastCancer(np.asarray(bunch.data), np.asarray(bunch.target), tuple(bunch.feature_names))
+
+
+# --- the registry ------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PinnedDataset:
+    name: str
+    load: Callable[["Config"], object]                      # verified arrays, as the graders' `dataset` fixture
+    kernel_files: Callable[[object, Path], dict[str, Path]] # files written for the kernel (read-only there), by
+                                                            # the kernel_side pin that answers the loader with each
+
+
+def _mnist_kernel_files(data: Mnist, folder: Path) -> dict[str, Path]:
+    return {"mnist": write_keras_npz(data, Path(folder) / "mnist.npz")}
+
+
+DATASETS = {
+    "mnist": PinnedDataset("mnist", lambda config: load_mnist(config.dataset_folder("mnist")), _mnist_kernel_files),
+    "breast_cancer": PinnedDataset("breast_cancer", lambda config: load_breast_cancer_pinned(),
+                                   lambda data, folder: {}),
+}
+
+
+def load_dataset(config: "Config"):
+    """The arrays of the chosen assignment's dataset, verified (None for an assignment with no dataset)."""
+    name = config.assignment.dataset
+    return DATASETS[name].load(config) if name else None
+
+
+def kernel_files(config: "Config", data, folder: Path) -> dict[str, Path]:
+    """The files the kernel needs to answer its loader offline, written under ``folder``: pin name → path."""
+    name = config.assignment.dataset
+    return DATASETS[name].kernel_files(data, folder) if name else {}

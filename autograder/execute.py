@@ -2,8 +2,8 @@
 
 One job: turn a notebook into artifacts on disk plus an ``ExecutionRecord``. Like ``nbgrader autograde`` an error
 or a timeout in one cell does not stop the later cells, so every check is judged on what exists. Before the first
-cell the harness pins MNIST and seeds the kernel; after the last one it exports arrays, the model (``.keras``) and
-the training history (see ``kernel_side``).
+cell the harness pins the assignment's dataset and seeds the kernel; after the last one it exports what the
+assignment declares: arrays, the model (``.keras``), the training history, numbers (see ``kernel_side``).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 
 from . import dataset, sandbox
+from .assignment import Exports
 from .config import Config
 from .errors import KernelStartError, meaningful_lines
 from .notebook import grade_id, is_solution
@@ -86,10 +87,10 @@ class ExecutionRecord:
         return data
 
 
-def is_training_cell(cell) -> bool:
-    """Known before it runs to train (its text calls fit); a cell that reaches fit otherwise gets the training
-    budget once Keras announces it (``GradingClient``)."""
-    return grade_id(cell) == "fit" or bool(TRAINING_CALL.search(cell.source))
+def is_training_cell(cell, training_cells: tuple[str, ...] = ()) -> bool:
+    """Known before it runs to train (the assignment lists its grade id, or its text calls fit); a cell that
+    reaches fit otherwise gets the training budget once Keras announces it (``GradingClient``)."""
+    return grade_id(cell) in training_cells or bool(TRAINING_CALL.search(cell.source))
 
 
 def has_release_metadata(nb) -> bool:
@@ -216,7 +217,8 @@ class GradingClient(NotebookClient):
         if is_harness(cell):
             return HARNESS_TIMEOUT_S
         cfg = self.grading_config
-        budget = cfg.training_cell_timeout_s if is_training_cell(cell) else cfg.cell_timeout_s
+        training = is_training_cell(cell, cfg.assignment.training_cells)
+        budget = cfg.training_cell_timeout_s if training else cfg.cell_timeout_s
         return max(1, min(budget, round(self.deadline - time.monotonic())))
 
     async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
@@ -250,13 +252,13 @@ class GradingClient(NotebookClient):
         return cell
 
 
-def prepare(student_nb, npz: Path, artifacts: Path, seed: int, fused_steps: int = 1):
+def prepare(student_nb, pins: dict[str, Path], artifacts: Path, seed: int, exports: Exports, fused_steps: int = 1):
     """The notebook actually run: setup cell, the student's cells (markdown kept, not run), export cell."""
     nb = nbformat.from_dict(student_nb)                     # a copy: the submission stays as it was
-    nb.cells = [harness_cell(harness_code("setup", repr(str(npz)), repr(seed), repr(fused_steps),
-                                              repr(TRAINING_MIME))),
+    pins = {name: str(path) for name, path in pins.items()}
+    nb.cells = [harness_cell(harness_code("setup", repr(pins), repr(seed), repr(fused_steps), repr(TRAINING_MIME))),
                 *nb.cells,
-                harness_cell(harness_code("export", "globals()", repr(str(artifacts))))]
+                harness_cell(harness_code("export", "globals()", repr(str(artifacts)), repr(asdict(exports))))]
     nb.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "Python 3"}
     return nb
 
@@ -267,11 +269,13 @@ def without_harness(nb) -> nbformat.NotebookNode:
     return nb
 
 
-def execute(student_nb, artifacts: Path, config: Config, device: str, mnist: dataset.Mnist | None = None,
-            executed_out: Path | None = None, fused: bool = True, npz: Path | None = None) -> ExecutionRecord:
+def execute(student_nb, artifacts: Path, config: Config, device: str, data=None,
+            executed_out: Path | None = None, fused: bool = True, pins: dict[str, Path] | None = None
+            ) -> ExecutionRecord:
     """Run ``student_nb`` (a NotebookNode) in a fresh kernel; write artifacts under ``artifacts`` and, if asked,
     the notebook with its outputs to ``executed_out``. ``fused``: speed mode (config.fused_fit_steps);
-    ``npz``: a ready Keras mnist.npz (a batch writes it once), else one is written from ``mnist``."""
+    ``pins``: the dataset's files for the kernel, ready (a batch writes them once), else written from ``data``
+    (the assignment's dataset, loaded if not given)."""
     artifacts = Path(artifacts)
     artifacts.mkdir(parents=True, exist_ok=True)
     fused_steps = config.fused_fit_steps if fused else 1
@@ -281,10 +285,10 @@ def execute(student_nb, artifacts: Path, config: Config, device: str, mnist: dat
     with tempfile.TemporaryDirectory(prefix="autograder-run-") as tmp:
         workdir = Path(tmp) / "work"
         workdir.mkdir()
-        if npz is None:
-            npz = dataset.write_keras_npz(mnist or dataset.load_mnist(config.dataset_dir), Path(tmp) / "mnist.npz")
-        nb = prepare(student_nb, npz, artifacts, config.seed, fused_steps)
-        km, record.sandbox = kernel_manager(config, workdir, npz, artifacts)
+        if pins is None:
+            pins = dataset.kernel_files(config, data if data is not None else dataset.load_dataset(config), Path(tmp))
+        nb = prepare(student_nb, pins, artifacts, config.seed, config.assignment.exports, fused_steps)
+        km, record.sandbox = kernel_manager(config, workdir, tuple(pins.values()), artifacts)
         client = GradingClient(nb, config, km=km, resources={"metadata": {"path": str(workdir)}})
         with open(artifacts / "kernel.log", "ab") as log:   # the kernel's own stdout/stderr (TF's chatter)
             log_start = log.tell()
@@ -335,11 +339,11 @@ def _forget_setup(client: NotebookClient) -> None:
             pass
 
 
-def kernel_manager(config: Config, workdir: Path, npz: Path, artifacts: Path):
+def kernel_manager(config: Config, workdir: Path, readable: tuple[Path, ...], artifacts: Path):
     """→ (a sandboxed kernel manager or None for nbclient's own, a line saying how the kernel is isolated)."""
     if config.sandbox == "off":
         return None, "none (SANDBOX = 'off' in grader_config.py)"
-    spec = sandbox.SandboxSpec(workdir, readable=(npz,), writable=(artifacts,),
+    spec = sandbox.SandboxSpec(workdir, readable=readable, writable=(artifacts,),
                                max_processes=config.max_processes,
                                max_memory_bytes=config.memory_limit_mb * 2**20)
     km = sandbox.sandboxed_kernel_manager(spec)
@@ -369,7 +373,7 @@ def _read_kernel_record(artifacts: Path, record: ExecutionRecord) -> None:
         return                                   # written by a process we do not trust: unreadable = not exported
     record.export_ok = True
     record.arrays = exported.get("arrays", {})
-    record.history = _plottable_history(exported.get("history", {}))
+    record.history = _recorded_history(exported.get("history", {}))
     env = exported.get("environment", {})
     record.tensorflow = str(env.get("tensorflow", ""))
     record.keras = str(env.get("keras", ""))
@@ -378,41 +382,15 @@ def _read_kernel_record(artifacts: Path, record: ExecutionRecord) -> None:
         record.device_name = str(gpus[0])
 
 
-# The four curves the feedback page draws, each from the first name Keras may have recorded it under (the name
-# follows the metric as given: metrics=['acc'] records "acc", CategoricalAccuracy() "categorical_accuracy").
-HISTORY_KEYS = {"loss": ("loss",), "accuracy": ("accuracy", "acc", "categorical_accuracy")}
-HISTORY_KEYS.update({f"val_{curve}": tuple(f"val_{n}" for n in names) for curve, names in list(HISTORY_KEYS.items())})
 MAX_EPOCHS_KEPT = 1000
+MAX_CURVES_KEPT = 32
 
 
-def _plottable_history(exported) -> dict[str, list[float]]:
-    """The four curves the feedback page draws, as plain floats, from what the kernel claimed."""
+def _recorded_history(exported) -> dict[str, list[float | None]]:
+    """The per-epoch metrics the kernel claimed, as plain floats (None for NaN: JSON has none), within bounds."""
     history = exported.get("history") if isinstance(exported, dict) else None
     if not isinstance(history, dict):
         return {}
-    by_name = {str(k).lower(): v for k, v in history.items()}          # metrics=['ACC'] records "ACC"
-    curves = {}
-    for key, names in HISTORY_KEYS.items():
-        values = next((by_name[n] for n in names if isinstance(by_name.get(n), list)), None)
-        if isinstance(values, list):
-            curves[key] = [float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
-                           for v in values[:MAX_EPOCHS_KEPT]]          # None: JSON has no NaN
-    return curves
-
-
-# Failures of the runner, not of the student's code: retried once, then reported as an infrastructure error.
-INFRASTRUCTURE_SIGNS = re.compile(
-    r"CUDA_ERROR|CUDA error|cuInit|CUDNN_STATUS|CUBLAS_STATUS|cudaMalloc|failed to create cublas|"
-    r"OOM when allocating|out of memory|Dst tensor is not initialized|driver version is insufficient", re.I)
-
-
-def infrastructure_problem(execution: dict) -> str:
-    """The first sign, in a result's execution record, that the GPU or its driver failed under the student's
-    cells, or ''. Only a GPU run can show one (on the CPU a failed allocation is the notebook's own doing)."""
-    if execution.get("device") != "gpu":
-        return ""
-    for cell in execution.get("cells", []):
-        text = f"{cell.get('ename', '')}: {cell.get('evalue', '')}"
-        if cell.get("status") == "error" and INFRASTRUCTURE_SIGNS.search(text):
-            return f"cell {cell.get('index', 0) + 1}: {text[:300]}"
-    return ""
+    return {str(name)[:100]: [float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
+                              for v in values[:MAX_EPOCHS_KEPT]]
+            for name, values in list(history.items())[:MAX_CURVES_KEPT] if isinstance(values, list)}

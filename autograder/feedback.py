@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from .clock import local_text, parse_time
+from .assignment import TrainingCurve
 from .checks import CheckSpec, max_score, titles
 from .intake import file_stem
 from .report import format_points, unofficial_warning
@@ -137,31 +138,52 @@ def _series(values) -> tuple[list[int], list[float]]:
     return [i for i, v in points if v is not None], [v for _, v in points if v is not None]
 
 
-def training_curves_png(history: dict, threshold: float, measured_val_accuracy: float | None = None) -> bytes | None:
-    """Loss and accuracy per epoch, beside the threshold and the grader's own measurement; None if nothing to plot."""
-    history = _dict(history)
-    series = {name: _series(history.get(name)) for name in ("loss", "val_loss", "accuracy", "val_accuracy")}
+# Names Keras may record a metric under, by the metric as given (metrics=['acc'] records "acc",
+# CategoricalAccuracy() "categorical_accuracy"); any other metric is looked for under its own name.
+METRIC_ALIASES = {"accuracy": ("accuracy", "acc", "categorical_accuracy")}
+
+
+def curves_of(history: dict, metric: str) -> dict[str, list]:
+    """The four curves the page draws, keyed loss, val_loss, <metric>, val_<metric>, each from the first name it
+    was recorded under (any case: metrics=['ACC'] records "ACC")."""
+    by_name = {str(k).lower(): v for k, v in _dict(history).items()}
+    curves = {}
+    for key, names in (("loss", ("loss",)), (metric, METRIC_ALIASES.get(metric, (metric,)))):
+        for prefix in ("", "val_"):
+            values = next((by_name[prefix + n] for n in names if isinstance(by_name.get(prefix + n), list)), None)
+            if values is not None:
+                curves[prefix + key] = values
+    return curves
+
+
+def training_curves_png(history: dict, curve: TrainingCurve, measured: float | None = None) -> bytes | None:
+    """Loss and ``curve.metric`` per epoch, beside the threshold and the grader's own measurement of
+    ``curve.check``; None if nothing to plot."""
+    metric = curve.metric
+    curves = curves_of(history, metric)
+    series = {name: _series(curves.get(name)) for name in ("loss", "val_loss", metric, f"val_{metric}")}
     if not any(xs for xs, _ in series.values()):
         return None
     fig = Figure(figsize=(9, 3.5), layout="constrained")
-    for ax, metric in zip(fig.subplots(1, 2), ("loss", "accuracy")):
-        for name, label, style in ((metric, "training", "-o"), (f"val_{metric}", "validation", "-s")):
+    for ax, shown in zip(fig.subplots(1, 2), ("loss", metric)):
+        for name, label, style in ((shown, "training", "-o"), (f"val_{shown}", "validation", "-s")):
             xs, ys = series[name]
             if xs:
                 ax.plot(xs, ys, style, markersize=3, linewidth=1.5, label=label)
-        if metric == "accuracy":
-            ax.axhline(threshold, color="tab:red", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
-            measured = _num(measured_val_accuracy)
-            if measured is not None:
-                last = max(len(_list(history.get("val_accuracy"))), max(len(xs) for xs, _ in series.values()))
-                ax.plot([last], [measured], "*", color="black", markersize=12,
-                        label=f"val_accuracy measured by the grader ({measured:.4f})")
-        ax.set(title=metric.capitalize(), xlabel="epoch", ylabel=metric)
+        if shown == metric and curve.threshold is not None:
+            ax.axhline(curve.threshold, color="tab:red", linestyle="--", linewidth=1,
+                       label=f"threshold {curve.threshold:g}")
+        measured = _num(measured) if shown == metric else None
+        if measured is not None:
+            last = max(len(xs) for xs, _ in series.values())
+            ax.plot([last], [measured], "*", color="black", markersize=12,
+                    label=f"{curve.check} measured by the grader ({measured:.4f})")
+        ax.set(title=shown.upper() if len(shown) <= 3 else shown.capitalize(), xlabel="epoch", ylabel=shown)
         ax.grid(alpha=.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8, loc="best")
         if not ax.lines:
-            _empty(ax, f"no {metric} recorded")
+            _empty(ax, f"no {shown} recorded")
     return _png(fig)
 
 
@@ -204,23 +226,27 @@ def _check_rows(tests: list, checks: tuple[CheckSpec, ...]) -> str:
     return "\n".join(rows)
 
 
-def _val_accuracy_words(result: dict, threshold: float) -> str:
-    """The caption under the curves: the grader's measurement, worded from the val_accuracy check's own verdict so
-    the page never says one thing in the table and another under the plot."""
-    check = next((t for t in map(_dict, _list(result.get("tests"))) if t.get("name") == "val_accuracy"), {})
+def _curve_words(result: dict, curve: TrainingCurve) -> str:
+    """The caption under the curves: the grader's measurement of ``curve.check`` (the graders record it under
+    the check's id, and the notebook's own value as <id>_reported), worded from that check's own verdict so the
+    page never says one thing in the table and another under the plot."""
+    name, threshold = curve.check, curve.threshold
+    if not name or threshold is None:
+        return ""
+    check = next((t for t in map(_dict, _list(result.get("tests"))) if t.get("name") == name), {})
     measurements = _dict(result.get("measurements"))
-    measured, reported = _num(measurements.get("val_accuracy")), _num(measurements.get("val_accuracy_reported"))
+    measured, reported = _num(measurements.get(name)), _num(measurements.get(f"{name}_reported"))
     status = check.get("status")
     if status == NOT_GRADED:
-        return f"<p>{_bi('val_accuracy の項目は採点されていません (上の表)。', 'The val_accuracy check was not graded (see the table above).')}</p>"
+        return f"<p>{_bi(f'{name} の項目は採点されていません (上の表)。', f'The {name} check was not graded (see the table above).')}</p>"
     if measured is None:
-        return f"<p>{_bi('val_accuracy は測定できませんでした (理由は上の表)。', 'val_accuracy could not be measured (see the table above).')}</p>"
+        return f"<p>{_bi(f'{name} は測定できませんでした (理由は上の表)。', f'{name} could not be measured (see the table above).')}</p>"
     reaches = measured >= threshold
-    ja = f"採点側で再計算した val_accuracy は {measured:.4f} で、基準 {threshold:g} {'以上です' if reaches else 'に届きませんでした'}。"
-    en = f"The grader measured val_accuracy {measured:.4f}, which {'reaches' if reaches else 'is below'} the threshold {threshold:g}."
+    ja = f"採点側で再計算した {name} は {measured:.4f} で、基準 {threshold:g} {'以上です' if reaches else 'に届きませんでした'}。"
+    en = f"The grader measured {name} {measured:.4f}, which {'reaches' if reaches else 'is below'} the threshold {threshold:g}."
     if reported is not None:
         ja += f" ノートブック自身の記録は {reported:.4f} でした。"
-        en += f" The notebook's own final val_accuracy was {reported:.4f}."
+        en += f" The notebook's own final {name} was {reported:.4f}."
     if status == PASSED:
         ja, en = f"合格: {ja}", f"Passed: {en}"
     elif reaches:
@@ -245,22 +271,24 @@ def feedback_page(result: dict, config, checks: tuple[CheckSpec, ...]) -> str:
     score_text = format_points(score) if score is not None else "—"
     badge, box = _status_block(result)
     execution, measurements = _dict(result.get("execution")), _dict(result.get("measurements"))
-    parts = [f"<h1>{esc(config.assignment_id)} — フィードバック / Feedback</h1>",
+    assignment = config.assignment
+    parts = [f"<h1>{esc(assignment.id)} — フィードバック / Feedback</h1><p>{_bi(*assignment.title)}</p>",
              f'<div class="head"><div class="card"><div class="label">得点 / Score</div><div class="score">'
              f'{score_text} <small>/ {max_text}</small></div></div><div>学生 / Student: <b>{student}</b><br>'
              f'{badge}</div></div>{box}',
              f"<dl><dt>提出 / Submitted</dt><dd>{_local_time(result.get('submitted_at'), config)}</dd>"
-             f"<dt>締切 / Deadline</dt><dd>{_local_time(config.deadline, config)}</dd>"
+             f"<dt>締切 / Deadline</dt><dd>{_local_time(config.assignment.deadline, config)}</dd>"
              f"<dt>ノートブック / Notebook</dt><dd><code>{_text(result.get('notebook'))}</code></dd></dl>"]
     if _status(result) != INFRA and _list(result.get("tests")):
         parts += ["<h2>採点項目 / Checks</h2><table><tr><th>ID</th><th>内容 / What is checked</th>"
                   '<th class="num">点 / Points</th><th>結果 / Result</th></tr>', _check_rows(result["tests"], checks),
-                  "</table><h2>学習曲線 / Training curves</h2>",
-                  _val_accuracy_words(result, config.val_accuracy_threshold)]
-        png = training_curves_png(_dict(execution.get("history")), config.val_accuracy_threshold,
-                                  measurements.get("val_accuracy"))
-        parts.append(f'<img alt="training curves" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
-                     if png else f"<p>{_bi('学習の記録がありません。', 'No training history was recorded.')}</p>")
+                  "</table>"]
+        curve = assignment.training_curve
+        if curve:
+            png = training_curves_png(_dict(execution.get("history")), curve, measurements.get(curve.check))
+            parts += ["<h2>学習曲線 / Training curves</h2>", _curve_words(result, curve),
+                      f'<img alt="training curves" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+                      if png else f"<p>{_bi('学習の記録がありません。', 'No training history was recorded.')}</p>"]
     notes = "".join(f"<li>{_text(n)}</li>" for n in _list(result.get("notes")))
     if notes:
         parts.append(f"<h2>メモ / Notes</h2><ul>{notes}</ul>")
@@ -275,7 +303,7 @@ def feedback_page(result: dict, config, checks: tuple[CheckSpec, ...]) -> str:
                 (("TensorFlow", "tensorflow"), ("Keras", "keras"), ("seed", "seed"))),
               f"{_fmt(_seconds(result), '.1f')} s", f"採点日時 / graded {_local_time(result.get('graded_at'), config)}"]
     parts.append(f"<footer>{' · '.join(footer)}<br>{_text(result.get('origin'), '')}</footer>")
-    return _page(f"{esc(config.assignment_id)} — {student}", "\n".join(parts))
+    return _page(f"{esc(config.assignment.id)} — {student}", "\n".join(parts))
 
 
 def pass_rates(results: list[dict], checks: tuple[CheckSpec, ...]) -> dict[str, tuple[int, int]]:
@@ -296,8 +324,8 @@ def _status_counts(results: list[dict]) -> dict[str, int]:
     return {s: counts[s] for s in sorted(counts, key=lambda s: list(STATUSES).index(s) if s in STATUSES else 99)}
 
 
-def _val_accuracy(result: dict) -> float | None:
-    return _num(_dict(result.get("measurements")).get("val_accuracy"))
+def _measured(result: dict, name: str | None) -> float | None:
+    return _num(_dict(result.get("measurements")).get(name)) if name else None
 
 
 def _seconds(result: dict) -> float | None:
@@ -319,7 +347,7 @@ def summary_figure(results: list[dict], config, checks: tuple[CheckSpec, ...]) -
     fig = Figure(figsize=(12, 8), layout="constrained")
     (scores_ax, rates_ax), (val_ax, time_ax) = fig.subplots(2, 2)
     counts = ", ".join(f"{status} {n}" for status, n in _status_counts(results).items())
-    fig.suptitle(_plain(f"{config.assignment_id}: {len(results)} submissions" + (f" ({counts})" if counts else "")))
+    fig.suptitle(_plain(f"{config.assignment.id}: {len(results)} submissions" + (f" ({counts})" if counts else "")))
 
     scores = [s for s, _ in map(_points, results) if s is not None]
     most = max_score(checks)
@@ -341,19 +369,7 @@ def summary_figure(results: list[dict], config, checks: tuple[CheckSpec, ...]) -
     else:
         _empty(rates_ax, "no graded submissions")
 
-    accuracies = [v for v in map(_val_accuracy, filter(_is_graded, results)) if v is not None]
-    below = sum(v < config.val_accuracy_threshold for v in accuracies)
-    val_ax.set_title(f"val_accuracy measured by the grader (n={len(accuracies)}, {below} below threshold)")
-    if accuracies:
-        span = (min(*accuracies, config.val_accuracy_threshold) - .005, max(*accuracies, config.val_accuracy_threshold) + .005)
-        val_ax.hist(accuracies, bins=20, range=span, color="tab:purple", edgecolor="white")   # threshold in view
-        val_ax.axvline(config.val_accuracy_threshold, color="tab:red", linestyle="--",
-                       label=f"threshold {config.val_accuracy_threshold:g}")
-        val_ax.set(xlabel="val_accuracy", ylabel="submissions")
-        val_ax.legend(fontsize=8)
-        val_ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    else:
-        _empty(val_ax, "no val_accuracy measured")
+    _measured_histogram(val_ax, results, config.assignment.training_curve)
 
     timings = _timings(results)
     time_ax.set_title(f"Grading time per submission (n={len(timings)})")
@@ -369,6 +385,27 @@ def summary_figure(results: list[dict], config, checks: tuple[CheckSpec, ...]) -
     for ax in (scores_ax, rates_ax, val_ax, time_ax):
         ax.grid(alpha=.3)
     return _png(fig)
+
+
+def _measured_histogram(ax, results: list[dict], curve: TrainingCurve | None) -> None:
+    """The grader's measurement of the assignment's curve check over graded submissions, with the threshold."""
+    name = curve.check if curve else None
+    values = [v for v in (_measured(r, name) for r in filter(_is_graded, results)) if v is not None]
+    threshold = curve.threshold if curve else None
+    below = sum(v < threshold for v in values) if threshold is not None else 0
+    ax.set_title(f"{name or 'measurement'} measured by the grader (n={len(values)}"
+                 + (f", {below} below threshold)" if threshold is not None else ")"))
+    if not values:
+        _empty(ax, f"no {name or 'measurement'} measured")
+        return
+    edges = [*values, *([threshold] if threshold is not None else [])]
+    span = (min(edges) - .005, max(edges) + .005)
+    ax.hist(values, bins=20, range=span, color="tab:purple", edgecolor="white")   # threshold in view
+    if threshold is not None:
+        ax.axvline(threshold, color="tab:red", linestyle="--", label=f"threshold {threshold:g}")
+        ax.legend(fontsize=8)
+    ax.set(xlabel=name, ylabel="submissions")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def _infrastructure_section(results: list[dict]) -> str:
@@ -411,6 +448,8 @@ def summary_page(results: list[dict], config, checks: tuple[CheckSpec, ...], fig
     results = [_dict(r) for r in _list(results)]
     scores = [s for s, _ in map(_points, results) if s is not None]
     timings = [t for _, t in _timings(results)]
+    curve = config.assignment.training_curve
+    measured_name = curve.check if curve else None
     most, title = max_score(checks), titles(checks)
     devices = sorted({str(_dict(r.get("execution")).get("device_name")) for r in results} - {"None", ""})
     stats = [("提出数 / Submissions", len(results)),
@@ -431,7 +470,7 @@ def summary_page(results: list[dict], config, checks: tuple[CheckSpec, ...], fig
     for r in sorted(results, key=lambda r: str(r.get("student_id") or "")):
         sid = str(r.get("student_id") or "")
         score, out_of = _points(r)
-        val, seconds = _val_accuracy(r), _seconds(r)
+        val, seconds = _measured(r, measured_name), _seconds(r)
         ja, en, style = _style(_status(r))
         href = esc(f"feedback/{quote(file_stem(sid), safe='')}.html")   # where the batch writes the page
         link = f'<a href="{href}">{esc(sid)}</a>' if sid else "?"
@@ -439,7 +478,7 @@ def summary_page(results: list[dict], config, checks: tuple[CheckSpec, ...], fig
             f'<tr><td>{link}</td><td class="num">{_fmt(score, "g")} / {format_points(out_of or most)}'
             f'</td><td><span class="badge {style}">{esc(en or ja)}</span></td><td class="num">{_fmt(val, ".4f")}</td>'
             f'<td class="num">{_fmt(seconds, ".1f")}</td></tr>')
-    body = (f"<h1>{esc(config.assignment_id)} — 採点結果のまとめ / Grading summary</h1>" + _unofficial_banner(results)
+    body = (f"<h1>{esc(config.assignment.id)} — 採点結果のまとめ / Grading summary</h1>" + _unofficial_banner(results)
             + _not_graded_banner(results)
             + "<dl>"
             + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in stats) + "</dl>" + _infrastructure_section(results) +
@@ -447,6 +486,7 @@ def summary_page(results: list[dict], config, checks: tuple[CheckSpec, ...], fig
             "<h2>項目ごとの合格率 / Pass rate per check</h2><table><tr><th>ID</th><th>内容 / What is checked</th>"
             '<th class="num">合格 / passed of graded</th><th class="num">%</th></tr>' + rate_rows + "</table>"
             '<h2>学生一覧 / Students</h2><table class="students"><tr><th>ID</th><th class="num">点 / Score</th>'
-            '<th>状態 / Status</th><th class="num">val_accuracy</th><th class="num">採点時間 / seconds</th></tr>'
+            f'<th>状態 / Status</th><th class="num">{esc(measured_name or "")}</th>'
+            '<th class="num">採点時間 / seconds</th></tr>'
             + "\n".join(student_rows) + "</table>")
-    return _page(f"{esc(config.assignment_id)} — summary", body)
+    return _page(f"{esc(config.assignment.id)} — summary", body)

@@ -81,7 +81,7 @@ def zero_result(config: Config, checks: tuple[CheckSpec, ...], notebook: str, wh
     """Every declared check failed with the same reason (nothing of the notebook could be judged)."""
     output = f"{why_ja}\n{why_en}"
     tests = [CheckResult(c.id, FAILED, 0.0, c.points, output) for c in checks]
-    return GradeResult(config.assignment_id, notebook, tests, official, notes=[why_en], status=status,
+    return GradeResult(config.assignment.id, notebook, tests, official, notes=[why_en], status=status,
                        status_detail=f"{why_ja} / {why_en}")
 
 
@@ -123,7 +123,7 @@ def notes_for(record: ExecutionRecord, config: Config) -> list[str]:
     return notes
 
 
-def grade_notebook(path: Path, config: Config, device: str = "auto", mnist: dataset.Mnist | None = None,
+def grade_notebook(path: Path, config: Config, device: str = "auto", data=None,
                    gpus: list[str] | None = None, cpu_fallback: bool = False, fused: bool = True) -> GradeResult:
     """Grade one notebook file: choose the device under the course's policy, then ``grade_on`` it."""
     if not Path(path).is_file():
@@ -131,21 +131,22 @@ def grade_notebook(path: Path, config: Config, device: str = "auto", mnist: data
     check_graders(config)                    # a broken grader stops here, before minutes of training
     kernel_device, official = resolve_device(device, config, gpus, cpu_fallback)
     sandbox.require(config.sandbox, warn=not cpu_fallback)
-    return grade_on(Path(path), config, kernel_device, official, mnist, fused=fused)
+    return grade_on(Path(path), config, kernel_device, official, data, fused=fused)
 
 
-def grade_on(path: Path, config: Config, kernel_device: str, official: bool, mnist: dataset.Mnist | None = None,
-             *, fused: bool = True, npz: Path | None = None, work: Path | None = None) -> GradeResult:
-    """Run and grade ``path`` on a device already chosen. ``work``: a folder to keep the artifacts and the
-    kernel's log in (default: a temporary one)."""
-    mnist = mnist or dataset.load_mnist(config.dataset_dir)
+def grade_on(path: Path, config: Config, kernel_device: str, official: bool, data=None,
+             *, fused: bool = True, pins: dict[str, Path] | None = None, work: Path | None = None) -> GradeResult:
+    """Run and grade ``path`` on a device already chosen. ``data``: the assignment's dataset, already loaded
+    (default: loaded and verified here); ``pins``: its files for the kernel, already written; ``work``: a folder
+    to keep the artifacts and the kernel's log in (default: a temporary one)."""
+    data = data if data is not None else dataset.load_dataset(config)
     try:
         nb, read_notes = read_notebook(path, config.max_notebook_mb)
     except NotebookUnreadable as exc:
         return zero_result(config, check_graders(config), path.name,
                            f"ノートブックを読み込めませんでした: {exc.ja}", f"The notebook could not be read: {exc.en}",
                            official)
-    clean = sanitize(nb, read_released(config.release_notebook))
+    clean = sanitize(nb, read_released(config.assignment.release_notebook))
     if not any(c.cell_type == "code" and c.source.strip() for c in clean.nb.cells):
         return zero_result(config, check_graders(config), path.name,
                            "コードセルがありません。課題のノートブックに答えを書いて提出してください。",
@@ -155,10 +156,10 @@ def grade_on(path: Path, config: Config, kernel_device: str, official: bool, mni
     threading.Thread(target=importlib.import_module, args=("keras",), daemon=True).start()
     with tempfile.TemporaryDirectory(prefix="autograder-artifacts-") as tmp:
         artifacts = Path(work) if work else Path(tmp)
-        record = execute(clean.nb, artifacts, config, kernel_device, mnist, fused=fused, npz=npz)
-        graders = run_graders(artifacts, config, mnist)
+        record = execute(clean.nb, artifacts, config, kernel_device, data, fused=fused, pins=pins)
+        graders = run_graders(artifacts, config, data)
     notes = read_notes + clean.notes + notes_for(record, config) + grader_error_notes(graders.errors)
-    return GradeResult(config.assignment_id, path.name, graders.tests, official, record.to_dict(), notes,
+    return GradeResult(config.assignment.id, path.name, graders.tests, official, record.to_dict(), notes,
                        graders.measurements, status=status_of(record))
 
 

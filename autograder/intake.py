@@ -80,7 +80,7 @@ def find_candidates(root: Path, config: Config) -> list[Candidate]:
         if (root / "inbound").is_dir():
             found += _inbound(root / "inbound", root, config)
         return found
-    if any(p.is_dir() for p in root.glob(f"*/{config.assignment_id}")):
+    if any(p.is_dir() for p in root.glob(f"*/{config.assignment.id}")):
         return _course_folder(root, root, config)
     manifests = sorted(root.glob("*.csv"))
     if len(manifests) == 1:
@@ -89,9 +89,21 @@ def find_candidates(root: Path, config: Config) -> list[Candidate]:
         raise GraderError(f"{root}: several CSV manifests ({', '.join(m.name for m in manifests)}); keep the one "
                           "the LMS exported")
     raise GraderError(
-        f"no submissions found in {root}: expected nbgrader's submitted/<student>/{config.assignment_id}/ "
-        f"(or inbound/<student>+{config.assignment_id}+<time>/), or an LMS export with a CSV manifest "
+        f"no submissions found in {root}: expected nbgrader's submitted/<student>/{config.assignment.id}/ "
+        f"(or inbound/<student>+{config.assignment.id}+<time>/), or an LMS export with a CSV manifest "
         "(student id, file, submitted-at)")
+
+
+def assignments_in(root: Path, known: list[str]) -> list[str]:
+    """The course's assignments a class folder holds, by its layout's <assignment> folders (nbgrader's
+    submitted/<student>/<assignment>/, inbound/<student>+<assignment>+<time>/, or <student>/<assignment>/); []
+    for a layout that does not say (an LMS export with a CSV manifest)."""
+    found = set()
+    for base in (root / "submitted", root):
+        found.update(p.name for p in base.glob("*/*") if p.is_dir())
+    if (root / "inbound").is_dir():
+        found.update(p.name.split("+")[1] for p in (root / "inbound").iterdir() if p.name.count("+") >= 2)
+    return sorted(found & set(known))
 
 
 def _timestamp_of(folder: Path, tz: dt.tzinfo) -> tuple[dt.datetime | None, str]:
@@ -106,7 +118,7 @@ def _timestamp_of(folder: Path, tz: dt.tzinfo) -> tuple[dt.datetime | None, str]
 
 
 def _notebook_in(folder: Path, config: Config) -> tuple[Path | None, str]:
-    canonical = folder / f"{config.assignment_id}.ipynb"
+    canonical = folder / f"{config.assignment.id}.ipynb"
     if canonical.is_file():
         return canonical, ""
     notebooks = sorted(p for p in folder.glob("*.ipynb") if p.is_file())
@@ -126,12 +138,12 @@ def _folder_candidate(student: str, folder: Path, root: Path, config: Config) ->
 
 def _course_folder(submitted: Path, root: Path, config: Config) -> list[Candidate]:
     return [_folder_candidate(folder.parent.name, folder, root, config)
-            for folder in sorted(submitted.glob(f"*/{config.assignment_id}")) if folder.is_dir()]
+            for folder in sorted(submitted.glob(f"*/{config.assignment.id}")) if folder.is_dir()]
 
 
 def _inbound(inbound: Path, root: Path, config: Config) -> list[Candidate]:
     found = []
-    for folder in sorted(inbound.glob(f"*+{config.assignment_id}+*")):
+    for folder in sorted(inbound.glob(f"*+{config.assignment.id}+*")):
         if folder.is_dir():
             found.append(_folder_candidate(folder.name.split("+", 1)[0], folder, root, config))
     return found
@@ -223,9 +235,9 @@ def choose(candidates: list[Candidate], config: Config) -> list[Submission]:
 
 
 def _decide(student: str, candidates: list[Candidate], config: Config) -> Submission:
-    accept_late = config.late_policy == "accept"
+    accept_late = config.assignment.late_policy == "accept"
     timed = [c for c in candidates if c.submitted_at is not None]
-    on_time = [c for c in timed if accept_late or c.submitted_at <= config.deadline]
+    on_time = [c for c in timed if accept_late or c.submitted_at <= config.assignment.deadline]
     untimed = [c for c in candidates if c.submitted_at is None]
     by_time = lambda c: (c.submitted_at, c.origin)  # noqa: E731 — ties broken by name, deterministically
     if on_time:
@@ -241,7 +253,7 @@ def _decide(student: str, candidates: list[Candidate], config: Config) -> Submis
             continue
         if c.submitted_at is None:
             why = "no usable timestamp"
-        elif c.submitted_at > config.deadline and not accept_late:
+        elif c.submitted_at > config.assignment.deadline and not accept_late:
             why = "after the deadline"
         elif chosen.submitted_at is not None and c.submitted_at <= chosen.submitted_at:
             why = "an earlier submission"
@@ -254,7 +266,7 @@ def _decide(student: str, candidates: list[Candidate], config: Config) -> Submis
 
 
 def _fate(chosen: Candidate, config: Config) -> tuple[str, str]:
-    deadline = local_text(config.deadline, config.timezone)
+    deadline = local_text(config.assignment.deadline, config.timezone)
     if chosen.problem:
         return UNUSABLE, f"提出ファイルを採点できません / the submission cannot be graded: {chosen.problem}"
     if chosen.submitted_at is None:
@@ -263,9 +275,9 @@ def _fate(chosen: Candidate, config: Config) -> tuple[str, str]:
                                   f"({chosen.timestamp_problem})")
         return GRADE, f"提出時刻が確認できません (採点はしました) / submission time unknown, graded anyway " \
                       f"({chosen.timestamp_problem})"
-    if chosen.submitted_at > config.deadline:
+    if chosen.submitted_at > config.assignment.deadline:
         when = local_text(chosen.submitted_at, config.timezone)
-        if config.late_policy == "reject":
+        if config.assignment.late_policy == "reject":
             return LATE, f"締切 {deadline} を過ぎた提出 ({when}) は受理されません / submitted {when}, after the " \
                          f"deadline {deadline}: not accepted"
         return GRADE, f"締切後の提出 ({when}) ですが、設定により採点しました / submitted {when}, after the " \

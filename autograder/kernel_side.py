@@ -6,27 +6,35 @@ from an untrusted process; the graders recompute everything that matters from it
 
 # ruff: noqa  (runs in the student's namespace, so every import stays inside the functions)
 
-ARRAY_NAMES = ("x_train", "x_test", "y_train", "y_test", "test2")
 
-
-def setup(mnist_npz, seed, fused_steps=1, training_mime=None):
-    """Pin MNIST (no network), seed Python, NumPy and TensorFlow, (speed mode) fuse the training loop, and
-    announce training to the grader as display data of type ``training_mime``, which the grader drops."""
+def setup(pins, seed, fused_steps=1, training_mime=None):
+    """Answer the notebook's dataset loaders offline (``pins``: pin name → the file it serves), seed Python, NumPy
+    and TensorFlow, (speed mode) fuse the training loop, and announce training to the grader as display data of
+    type ``training_mime``, which the grader drops."""
     import keras
-    import keras.src.datasets.mnist as keras_mnist
 
-    # keras.datasets.mnist.load_data and tensorflow.keras.datasets.mnist.load_data are this one function; it asks
-    # get_file for the cached mnist.npz and reads it with np.load. Answering with the pinned copy keeps the
-    # student's code unchanged and the arrays exactly those of the course.
-    def pinned_mnist(*args, **kwargs):
-        return mnist_npz
-
-    keras_mnist.get_file = pinned_mnist
+    for name, path in pins.items():
+        PINS[name](path)
     keras.utils.set_random_seed(seed)
     if fused_steps > 1:
         keras.Model.fit = fused_fit(keras.Model.fit, fused_steps)
     if training_mime:
         keras.Model.fit = announced_fit(keras.Model.fit, training_mime)
+
+
+def pin_mnist(npz_path):
+    """keras.datasets.mnist.load_data and tensorflow.keras.datasets.mnist.load_data are one function; it asks
+    get_file for the cached mnist.npz and reads it with np.load. Answering with the pinned copy keeps the
+    student's code unchanged and the arrays exactly those of the course."""
+    import keras.src.datasets.mnist as keras_mnist
+
+    def pinned_mnist(*args, **kwargs):
+        return npz_path
+
+    keras_mnist.get_file = pinned_mnist
+
+
+PINS = {"mnist": pin_mnist}
 
 
 def announced_fit(fit, mime):
@@ -98,21 +106,24 @@ def save_model(model, path):
         del model.get_compile_config
 
 
-def export(namespace, out_dir):
-    """Write the student's arrays, model and training history under out_dir, plus a JSON record of them."""
+def export(namespace, out_dir, exports):
+    """Write what the assignment declares (``exports``: {"arrays": names, "model": name, "history": name,
+    "numbers": names}) under out_dir, plus a JSON record of it: arrays as .npy (no pickles), the model as
+    model.keras, the history and numbers in the record."""
     import hashlib
     import json
+    import math
     import os
     import traceback
 
     import numpy as np
 
-    record = {"arrays": {}, "model": {}, "history": {}, "environment": {}}
+    record = {"arrays": {}, "numbers": {}, "model": {}, "history": {}, "environment": {}}
 
     def problem(exc):
         return f"{type(exc).__name__}: {exc}"
 
-    for name in ARRAY_NAMES:
+    for name in exports.get("arrays", ()):
         if name not in namespace:
             record["arrays"][name] = {"defined": False}
             continue
@@ -134,21 +145,37 @@ def export(namespace, out_dir):
                 os.remove(path)
         record["arrays"][name] = entry
 
-    model = namespace.get("model")
-    if model is None:
-        record["model"] = {"defined": "model" in namespace}
-    else:
-        record["model"] = {"defined": True, "type": type(model).__name__}
+    for name in exports.get("numbers", ()):
+        if name not in namespace:
+            record["numbers"][name] = {"defined": False}
+            continue
+        value = namespace[name]
+        entry = record["numbers"][name] = {"defined": True, "type": type(value).__name__}
+        try:
+            number = float(np.asarray(value).item()) if np.size(value) == 1 else None
+            if number is None or isinstance(value, (str, bytes)):
+                raise TypeError(f"not one number (a {type(value).__name__})")
+            entry["value"] = number if math.isfinite(number) else str(number)   # JSON has no NaN
+        except Exception as exc:
+            entry["error"] = problem(exc)
+
+    model_name = exports.get("model")
+    model = namespace.get(model_name) if model_name else None
+    if model_name and model is None:
+        record["model"] = {"defined": model_name in namespace, "name": model_name}
+    elif model_name:
+        record["model"] = {"defined": True, "type": type(model).__name__, "name": model_name}
         try:
             save_model(model, os.path.join(out_dir, "model.keras"))
         except Exception as exc:
             record["model"]["error"] = problem(exc)
 
-    result = namespace.get("result")
-    if result is None:
-        record["history"] = {"defined": "result" in namespace}
-    else:
-        record["history"] = {"defined": True, "type": type(result).__name__}
+    history_name = exports.get("history")
+    result = namespace.get(history_name) if history_name else None
+    if history_name and result is None:
+        record["history"] = {"defined": history_name in namespace, "name": history_name}
+    elif history_name:
+        record["history"] = {"defined": True, "type": type(result).__name__, "name": history_name}
         try:
             record["history"]["history"] = {str(k): [float(v) for v in vs] for k, vs in dict(result.history).items()}
             record["history"]["params"] = {str(k): v for k, v in dict(result.params).items()

@@ -14,7 +14,7 @@ from nbconvert.preprocessors import CoalesceStreamsPreprocessor
 from . import clock
 from .checks import CheckSpec, max_score
 from .config import Config
-from .dataset import load_mnist
+from .dataset import load_dataset
 from .device import resolve_device
 from .errors import GraderError, Refusal
 from .execute import execute
@@ -29,16 +29,17 @@ def checks_page(config: Config, checks: tuple[CheckSpec, ...]) -> str:
         f"<tr><td><code>{c.id}</code></td><td>{html.escape(c.title_ja)}<br><small>{html.escape(c.title_en)}</small>"
         f"</td><td>{format_points(c.points)}</td></tr>"
         for c in checks)
-    title = f"{config.assignment_id}: 採点項目 / checks"
+    assignment = config.assignment
+    title = f"{assignment.id}: 採点項目 / checks"
     return f"""<!doctype html>
 <html lang="ja"><head><meta charset="utf-8"><title>{title}</title>
 <style>body{{font-family:sans-serif;max-width:48rem;margin:2rem auto}}table{{border-collapse:collapse;width:100%}}
 td,th{{border:1px solid #ccc;padding:.4rem .6rem;text-align:left}}td:last-child{{text-align:right}}</style></head>
 <body><h1>{title}</h1>
+<p>{html.escape(assignment.title_ja)}<br><small>{html.escape(assignment.title_en)}</small></p>
 <table><tr><th>check</th><th>内容 / what is checked</th><th>点 / points</th></tr>
 {rows}
 <tr><th colspan="2">合計 / total</th><th>{format_points(max_score(checks))}</th></tr></table>
-<p>val_accuracy の基準 / threshold: {config.val_accuracy_threshold}</p>
 </body></html>
 """
 
@@ -56,25 +57,25 @@ def tidy_outputs(nb) -> nbformat.NotebookNode:
 
 def publish(config: Config, out: Path | None = None, force: bool = False, device: str = "auto") -> list[Path]:
     moment = clock.now()
-    if moment < config.deadline and not force:
-        raise Refusal(f"解答は締め切り ({clock.local_text(config.deadline, config.timezone)}) の後に公開します。現在 "
+    if moment < config.assignment.deadline and not force:
+        raise Refusal(f"解答は締め切り ({clock.local_text(config.assignment.deadline, config.timezone)}) の後に公開します。現在 "
                       f"{clock.local_text(moment, config.timezone)} です (--force で締め切り前でも公開できます)。\n"
-                      f"The solution is published after the deadline ({clock.local_text(config.deadline, config.timezone)}); "
+                      f"The solution is published after the deadline ({clock.local_text(config.assignment.deadline, config.timezone)}); "
                       f"it is now {clock.local_text(moment, config.timezone)}. Use --force to publish anyway.")
-    out = Path(out or config.publish_dir / config.assignment_id)
+    out = Path(out or config.publish_dir / config.assignment.id)
     checks = check_graders(config)
-    solution = solution_notebook(nbformat.read(config.reference_notebook, as_version=4))
+    solution = solution_notebook(nbformat.read(config.assignment.reference_notebook, as_version=4))
     kernel_device, _ = resolve_device(device, config, cpu_fallback=True)
     with tempfile.TemporaryDirectory(prefix="autograder-publish-") as tmp:
         executed = Path(tmp) / "solution.ipynb"
-        record = execute(solution, Path(tmp) / "artifacts", config, kernel_device, load_mnist(config.dataset_dir),
+        record = execute(solution, Path(tmp) / "artifacts", config, kernel_device, load_dataset(config),
                          executed_out=executed, fused=False)   # the published log is Keras's own, batch by batch
         if record.cell_errors or record.kernel_died:
             failures = ", ".join(f"{c.cell_id or c.index}: {c.ename or c.status}" for c in record.cell_errors)
             raise GraderError(f"the reference notebook did not run cleanly ({failures or 'kernel died'}); "
                               "nothing was published")
         solved = tidy_outputs(nbformat.read(executed, as_version=4))
-    stem = f"{config.assignment_id}-solution"
+    stem = f"{config.assignment.id}-solution"
     body, _ = HTMLExporter().from_notebook_node(solved)
     return [
         write_atomic(out / f"{stem}.ipynb", nbformat.writes(solved) + "\n"),

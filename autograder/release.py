@@ -12,6 +12,7 @@ from pathlib import Path
 import nbformat
 from nbgrader.preprocessors import ClearOutput, ClearSolutions, ComputeChecksums, LockCells
 
+from .assignment import RELEASE_METADATA
 from .config import Config
 from .errors import GraderError
 
@@ -49,12 +50,13 @@ def solution_notebook(reference: nbformat.NotebookNode) -> nbformat.NotebookNode
 
 def release(config: Config, out: Path | None = None) -> Path:
     """Write assignments/<id>/<id>.ipynb from reference/<id>/<id>.ipynb. Deterministic: same input, same bytes."""
-    source = config.reference_notebook
+    source = config.assignment.reference_notebook
     if not source.is_file():
         raise GraderError(f"reference notebook not found: {source}")
     reference = nbformat.read(source, as_version=NBFORMAT_VERSION)
     student = make_student_notebook(reference)
-    target = Path(out) if out else config.release_notebook
+    student.metadata[RELEASE_METADATA] = {"assignment": config.assignment.id}   # how grade/check/submit tell
+    target = Path(out) if out else config.assignment.release_notebook
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(nbformat.writes(student) + "\n", encoding="utf-8")
     return target

@@ -17,6 +17,7 @@ import nbformat
 from nbgrader.utils import compute_checksum
 
 from . import clock
+from .assignment import RELEASE_METADATA
 from .config import Config
 from .errors import GraderError, Refusal
 from .grade import NotebookUnreadable, read_notebook
@@ -51,7 +52,7 @@ def checksum(cell) -> str | None:
         return None
 
 
-def check_submittable(nb, release_nb, allow_incomplete: bool) -> None:
+def check_submittable(nb, release_nb, allow_incomplete: bool, assignment_id: str = "") -> None:
     """Refuse a notebook that is not this assignment's, whose given cells were edited, or that is unfinished."""
     released, submitted = cells_by_grade_id(release_nb), cells_by_grade_id(nb)
     solution_ids = [gid for gid, c in released.items() if is_solution(c)]
@@ -61,8 +62,12 @@ def check_submittable(nb, release_nb, allow_incomplete: bool) -> None:
                       "This notebook carries none of the released assignment's metadata: write your answers in the "
                       "notebook that was handed out and submit that one.")
     if not set(solution_ids) & set(submitted):
-        raise Refusal("このノートブックは課題3のものではありません。\n"
-                      "This notebook is not the one of this assignment (assignment3).")
+        named = named_in(nb)
+        other = named and named != assignment_id
+        raise Refusal(f"このノートブックは {assignment_id} のものではありません"
+                      f"{f' ({named} のノートブックです)' if other else ''}。提出先の課題を確かめてください。\n"
+                      f"This notebook is not the one of {assignment_id}{f' (it is {named}’s)' if other else ''}: "
+                      "check which assignment you are submitting to.")
     edited = [gid for gid, cell in released.items() if not is_solution(cell)
               and (gid not in submitted or checksum(submitted[gid]) != nbgrader_metadata(cell)["checksum"])]
     edited += [gid for gid in solution_ids if gid not in submitted]
@@ -79,32 +84,40 @@ def check_submittable(nb, release_nb, allow_incomplete: bool) -> None:
                       "NotImplementedError). To submit anyway, add --allow-incomplete.")
 
 
+def named_in(nb) -> str | None:
+    """The assignment the notebook's release metadata names, if any."""
+    named = (nb.metadata.get(RELEASE_METADATA) or {}).get("assignment") if isinstance(
+        nb.metadata.get(RELEASE_METADATA), dict) else None
+    return named if isinstance(named, str) else None
+
+
 def submit(path: Path, student: str, config: Config, allow_incomplete: bool = False,
            exchange: Path | None = None) -> Receipt:
     if not STUDENT_ID.fullmatch(student or ""):
         raise GraderError(f"student id {student!r} may hold only letters, digits, '.', '_' and '-'")
     moment = clock.now()
-    late = moment > config.deadline
-    if late and config.late_policy == "reject":
-        raise Refusal(f"締め切り ({clock.local_text(config.deadline, config.timezone)}) を過ぎているため提出できません。"
+    late = moment > config.assignment.deadline
+    if late and config.assignment.late_policy == "reject":
+        raise Refusal(f"締め切り ({clock.local_text(config.assignment.deadline, config.timezone)}) を過ぎているため提出できません。"
                       f"現在 {clock.local_text(moment, config.timezone)} です。\n"
-                      f"The deadline ({clock.local_text(config.deadline, config.timezone)}) has passed; it is now "
+                      f"The deadline ({clock.local_text(config.assignment.deadline, config.timezone)}) has passed; it is now "
                       f"{clock.local_text(moment, config.timezone)}. Late work is not accepted.")
     try:
         nb, _ = read_notebook(Path(path), config.max_notebook_mb)
     except NotebookUnreadable as exc:
         raise Refusal(f"ノートブックとして読み込めません: {exc.ja}\nThe file cannot be read as a notebook: {exc.en}") from exc
-    check_submittable(nb, nbformat.read(config.release_notebook, as_version=4), allow_incomplete)
+    check_submittable(nb, nbformat.read(config.assignment.release_notebook, as_version=4), allow_incomplete,
+                      config.assignment.id)
 
     data = Path(path).read_bytes()
-    target = Path(exchange or config.exchange_dir) / "submitted" / student / config.assignment_id
+    target = Path(exchange or config.exchange_dir) / "submitted" / student / config.assignment.id
     previous = target / "timestamp.txt"
     replaced = previous.read_text(encoding="utf-8").strip() if previous.is_file() else None
-    receipt = Receipt(student, config.assignment_id, clock.nbgrader_timestamp(moment),
+    receipt = Receipt(student, config.assignment.id, clock.nbgrader_timestamp(moment),
                       clock.local_text(moment, config.timezone), hashlib.sha256(data).hexdigest(),
-                      str(target / f"{config.assignment_id}.ipynb"), replaced, late)
+                      str(target / f"{config.assignment.id}.ipynb"), replaced, late)
     _replace_folder(target, {
-        f"{config.assignment_id}.ipynb": data,
+        f"{config.assignment.id}.ipynb": data,
         "timestamp.txt": (receipt.submitted_at + "\n").encode(),
         "receipt.json": (json.dumps(asdict(receipt), ensure_ascii=False, indent=2) + "\n").encode(),
     })

@@ -1,6 +1,6 @@
 """Hidden graders: pytest files run in the grader's own process, never released, never in the student's kernel.
 
-An assignment's graders live in its folder (``config.graders_dir``: ``reference/<id>/graders/test_*.py``, plain
+An assignment's graders live in its folder (``config.assignment.graders_dir``: ``reference/<id>/graders/test_*.py``, plain
 pytest); each test declares the check it decides with ``@check(...)``. This package is the framework around them:
 the plugin (``plugin.py``), the fixtures every grader may ask for (``fixtures.py``), what graders import
 (``support.py``) and pytest's settings (``pytest.ini``).
@@ -24,7 +24,6 @@ import pytest
 
 from ..checks import CheckSpec
 from ..config import Config
-from ..dataset import Mnist
 from ..errors import GraderError
 from ..result import CheckResult
 from . import fixtures
@@ -83,6 +82,10 @@ def _broken(graders: Path, code: int, log: str) -> GradersBroken:
                          f"and run the same command again:\n  {why}")
 
 
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
+
+
 def _source_digest(graders: Path) -> str:
     """The graders' files (and the framework's): what the declared checks depend on."""
     digest = hashlib.sha256()
@@ -99,8 +102,8 @@ def check_graders(config: Config) -> tuple[CheckSpec, ...]:
     """The checks the assignment's graders declare, in order. Collected without running anything, once per content
     of the graders folder (a changed file is collected again); ``GradersBroken`` with pytest's reason when that
     fails."""
-    graders = config.graders_dir
-    digest = _source_digest(graders)
+    graders = config.assignment.graders_dir
+    digest = _source_digest(graders) + sha256_file(config.assignment.settings_path)   # titles read EXPECTED
     known = _declared.get(graders)
     if known and known[0] == digest:
         return known[1]
@@ -112,11 +115,12 @@ def check_graders(config: Config) -> tuple[CheckSpec, ...]:
     return _declared[graders][1]
 
 
-def run_graders(artifacts: Path, config: Config, mnist: Mnist) -> GraderRun:
-    """Judge one submission's exported artifacts: one result per declared check, and what the graders measured."""
-    plugin = GradingPlugin(config, Path(artifacts), mnist)
-    code, log = _pytest(config.graders_dir, plugin)
+def run_graders(artifacts: Path, config: Config, data) -> GraderRun:
+    """Judge one submission's exported artifacts: one result per declared check, and what the graders measured.
+    ``data``: the assignment's dataset (the graders' ``dataset`` fixture)."""
+    plugin = GradingPlugin(config, Path(artifacts), data)
+    code, log = _pytest(config.assignment.graders_dir, plugin)
     (Path(artifacts) / "graders.log").write_text(log, encoding="utf-8")
     if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
-        raise _broken(config.graders_dir, code, log)
+        raise _broken(config.assignment.graders_dir, code, log)
     return GraderRun(plugin.results(), plugin.measurements, plugin.grader_errors)

@@ -1,7 +1,8 @@
 """Fixtures for the hidden graders: the student's exported data, reloaded and re-read on the grader's side.
 
 A pytest plugin module (``run_graders`` passes it to pytest), so that every assignment's graders folder gets these
-fixtures without a conftest of its own. Nothing here calls the student's code. Arrays are read from .npy files (no
+fixtures without a conftest of its own: ``student`` (the exported variables), ``model`` / ``saved_model`` /
+``predict`` (the exported Keras model); the plugin adds ``assignment``, ``dataset``, ``config`` and ``artifacts``. Nothing here calls the student's code. Arrays are read from .npy files (no
 pickles); the model is rebuilt from its .keras file with Keras's safe mode; the training history is plain JSON.
 """
 
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from autograder.assignment import Exports
 from autograder.graders.support import fail
 
 # Functions of tf.nn that students may pass as activations: they save under these names but do not load back
@@ -25,8 +27,10 @@ TF_ACTIVATION_ALIASES = ("softmax_v2", "softmax", "relu", "sigmoid", "tanh", "el
 
 @dataclass
 class Student:
+    """What the student's kernel exported (the variables the assignment's EXPORTS names), read back safely."""
     artifacts: Path
     record: dict
+    exports: Exports
 
     def array(self, name: str) -> np.ndarray:
         entry = self.record.get("arrays", {}).get(name, {"defined": False})
@@ -40,6 +44,20 @@ class Student:
                  f"Variable {name} could not be read as a numeric array ({entry.get('type', '?')}: {reason}).")
         return np.load(path, mmap_mode="r", allow_pickle=False)
 
+    def number(self, name: str) -> float:
+        entry = self.record.get("numbers", {}).get(name, {"defined": False})
+        if not entry.get("defined"):
+            fail(f"変数 {name} が見つかりませんでした。課題のセルで {name} を計算してください。",
+                 f"Variable {name} was not found. Compute {name} in the assignment's cells.")
+        value = entry.get("value")
+        if isinstance(value, str):                 # NaN or an infinity, kept as text
+            value = float(value)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            reason = entry.get("error", "")
+            fail(f"変数 {name} を 1 つの数値として読み取れませんでした ({entry.get('type', '?')}: {reason})。",
+                 f"Variable {name} could not be read as one number ({entry.get('type', '?')}: {reason}).")
+        return float(value)
+
     def defined_arrays(self) -> set[str]:
         """Names of the arrays the kernel exported."""
         return {name for name, entry in self.record.get("arrays", {}).items()
@@ -47,17 +65,18 @@ class Student:
 
     def history(self) -> tuple[dict, dict]:
         entry = self.record.get("history", {})
+        name, model = self.exports.history, self.exports.model or "model"
         if not entry.get("defined"):
-            fail("変数 result が見つかりませんでした。result = model.fit(...) で学習の記録を受け取ってください。",
-                 "Variable result was not found. Keep the training record: result = model.fit(...).")
+            fail(f"変数 {name} が見つかりませんでした。{name} = {model}.fit(...) で学習の記録を受け取ってください。",
+                 f"Variable {name} was not found. Keep the training record: {name} = {model}.fit(...).")
         if "history" not in entry:
-            fail(f"result から学習の記録 (history) を読み取れませんでした ({entry.get('error', entry.get('type'))})。",
-                 f"No training history could be read from result ({entry.get('error', entry.get('type'))}).")
+            fail(f"{name} から学習の記録 (history) を読み取れませんでした ({entry.get('error', entry.get('type'))})。",
+                 f"No training history could be read from {name} ({entry.get('error', entry.get('type'))}).")
         history, params = entry["history"], entry.get("params", {})
         if not isinstance(history, dict) or not isinstance(params, dict) or not all(
                 isinstance(v, list) for v in history.values()):
-            fail("result の学習の記録 (history) が Keras の形式ではありません。",
-                 "The training record in result (history) is not in Keras's form.")
+            fail(f"{name} の学習の記録 (history) が Keras の形式ではありません。",
+                 f"The training record in {name} (history) is not in Keras's form.")
         return history, params
 
 
@@ -69,24 +88,27 @@ class SavedModel:
 
 
 @pytest.fixture(scope="session")
-def student(artifacts) -> Student:
+def student(artifacts, assignment) -> Student:
     try:
         record = json.loads((artifacts / "kernel_record.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         record = {}                              # nothing exported: every variable reads as not defined
-    return Student(artifacts, record if isinstance(record, dict) else {})
+    record = record if isinstance(record, dict) else {}
+    record = {key: value if isinstance(value, dict) else {} for key, value in record.items()}
+    return Student(artifacts, record, assignment.exports)
 
 
 @pytest.fixture(scope="session")
 def model_path(artifacts, student) -> Path:
     path = artifacts / "model.keras"
     entry = student.record.get("model", {})
+    name = student.exports.model or "model"
     if not entry.get("defined"):
-        fail("変数 model が見つかりませんでした。model = Sequential() などでモデルを作ってください。",
-             "Variable model was not found. Build your model into a variable named model.")
+        fail(f"変数 {name} が見つかりませんでした。{name} = Sequential() などでモデルを作ってください。",
+             f"Variable {name} was not found. Build your model into a variable named {name}.")
     if not path.is_file():
-        fail(f"model を保存できませんでした ({entry.get('type')}: {entry.get('error', '')})。Keras のモデルですか？",
-             f"model could not be saved ({entry.get('type')}: {entry.get('error', '')}). Is it a Keras model?")
+        fail(f"{name} を保存できませんでした ({entry.get('type')}: {entry.get('error', '')})。Keras のモデルですか？",
+             f"{name} could not be saved ({entry.get('type')}: {entry.get('error', '')}). Is it a Keras model?")
     return path
 
 

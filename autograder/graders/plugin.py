@@ -9,13 +9,14 @@ taken, and the instructor is told.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
+from ..assignment import Assignment
 from ..checks import CheckSpec, spec_from_marker
 from ..config import Config
-from ..dataset import Mnist
 from ..result import FAILED, NOT_GRADED, PASSED, CheckResult
 from .support import NOTE_PROPERTY, CheckFailed
 
@@ -25,26 +26,33 @@ GRADER_FAILED = ("採点プログラム自身のエラーのため、この項�
 
 
 class GradingPlugin:
-    def __init__(self, config: Config, artifacts: Path, mnist: Mnist):
-        self._config, self._artifacts, self._mnist = config, artifacts, mnist
+    def __init__(self, config: Config, artifacts: Path, data):
+        self._config, self._artifacts, self._data = config, artifacts, data
         self.checks: list[CheckSpec] = []            # what the graders declare, in the order they are defined
         self._check_of: dict[str, str] = {}          # test node id → the check id it decides
         self._outcomes: dict[str, tuple[str, str]] = {}     # check id → (status, output)
         self.measurements: dict[str, object] = {}    # what graders computed, via pytest's record_property
         self.grader_errors: dict[str, str] = {}      # check id → the exception a grader raised (for the instructor)
 
-    # --- fixtures: what every grader may ask for ----------------------------------------------------------
+    # --- fixtures: the grading context (fixtures.py builds the rest on them) ------------------------------
     @pytest.fixture(scope="session")
     def config(self) -> Config:
+        """The course's settings as they apply to this assignment."""
         return self._config
+
+    @pytest.fixture(scope="session")
+    def assignment(self) -> Assignment:
+        """The assignment's settings: ``assignment.expected[...]`` holds the values its graders check against."""
+        return self._config.assignment
 
     @pytest.fixture(scope="session")
     def artifacts(self) -> Path:
         return self._artifacts
 
     @pytest.fixture(scope="session")
-    def mnist(self) -> Mnist:
-        return self._mnist
+    def dataset(self):
+        """The assignment's pinned dataset, verified (e.g. ``dataset.x_train`` for mnist)."""
+        return self._data
 
     # --- hooks --------------------------------------------------------------------------------------------
     def pytest_collection_modifyitems(self, session, items):
@@ -53,7 +61,7 @@ class GradingPlugin:
         problems, declared_by = [], {}
         for item in items:
             try:
-                spec = declared_check(item)
+                spec = declared_check(item, self._config.assignment.expected)
             except ValueError as exc:
                 problems.append(f"{item.nodeid}: {exc}")
                 continue
@@ -97,11 +105,18 @@ class GradingPlugin:
         return results
 
 
-def declared_check(item) -> CheckSpec:
-    """The check a grader test declares; ValueError when it declares none, several, or a malformed one."""
+def declared_check(item, expected: dict) -> CheckSpec:
+    """The check a grader test declares, its title filled in from the assignment's expected values
+    (``title=("epochs={epochs} で学習", …)``); ValueError when it declares none, several, or a malformed one."""
     markers = list(item.iter_markers("check"))
     if not markers:
         raise ValueError("declares no check: decorate it with @check(id, points=…, title=(ja, en))")
     if len(markers) > 1:
         raise ValueError(f"declares {len(markers)} checks; a test decides exactly one")
-    return spec_from_marker(markers[0].args, markers[0].kwargs)
+    spec = spec_from_marker(markers[0].args, markers[0].kwargs)
+    try:
+        return dataclasses.replace(spec, title_ja=spec.title_ja.format_map(expected),
+                                   title_en=spec.title_en.format_map(expected))
+    except (KeyError, ValueError, IndexError) as exc:
+        raise ValueError(f"check {spec.id!r}: its title names {exc} in braces, which is not among the assignment's "
+                         f"EXPECTED values ({', '.join(expected) or 'none'}); write a literal brace as {{{{ }}}}") from exc

@@ -10,7 +10,7 @@ def check(id: str, *, points: float, title: tuple[str, str], public: bool = Fals
     """Declare the check a grader test decides, where it is written:
 
         @check("reshape", points=1, public=True, title=("…を 255 で割る", "… divided by 255"))
-        def test_reshape(student, mnist): ...
+        def test_reshape(student, dataset): ...
 
     ``id``: stable, a plain identifier (it names the check in every result and the gradebook's column); ``points``:
     a number ≥ 0; ``title``: what the check asks, (Japanese, English); ``public``: shown in full by `check` before

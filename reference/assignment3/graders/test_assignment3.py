@@ -38,10 +38,19 @@ def expect_rows(name: str, array, expected: int) -> None:
         fail(*rows_cut(name, len(array), expected))
 
 
+def validation_rows(expected: dict, n_train: int = N_TRAIN) -> int:
+    """Rows Keras holds out of x_train for validation_split (the last ones), as Keras computes them."""
+    return n_train - int(n_train * (1 - expected["validation_split"]))
+
+
+def steps_per_epoch(expected: dict, n_train: int = N_TRAIN) -> int:
+    return -(-(n_train - validation_rows(expected, n_train)) // expected["batch_size"])
+
+
 @check("reshape", points=1, public=True,
        title=("x_train・x_test を (枚数, 784) にして 255 で割る", "x_train, x_test reshaped to (n, 784), divided by 255"))
-def test_reshape(student, mnist):
-    for name, images in (("x_train", mnist.x_train), ("x_test", mnist.x_test)):
+def test_reshape(student, dataset):
+    for name, images in (("x_train", dataset.x_train), ("x_test", dataset.x_test)):
         x = student.array(name)
         if x.ndim == 2 and x.shape[1] == N_PIXELS:
             expect_rows(name, x, len(images))
@@ -71,8 +80,8 @@ def equals_scaled_images(x, images, chunk=10000) -> bool:
 
 @check("one_hot", points=1, public=True,
        title=("y_train・y_test を one-hot 表現 (枚数, 10) にする", "y_train, y_test one-hot encoded, shape (n, 10)"))
-def test_one_hot(student, mnist):
-    for name, labels in (("y_train", mnist.y_train), ("y_test", mnist.y_test)):
+def test_one_hot(student, dataset):
+    for name, labels in (("y_train", dataset.y_train), ("y_test", dataset.y_test)):
         y = student.array(name)
         if y.ndim == 2 and y.shape[1] == N_CLASSES:
             expect_rows(name, y, len(labels))
@@ -178,27 +187,27 @@ def test_compile(saved_model):
 
 
 @check("fit", points=1,
-       title=("epochs=30, batch_size=64, validation_split=0.2 で学習",
-              "trained with epochs=30, batch_size=64, validation_split=0.2"))
-def test_fit(student, config, request):
+       title=("epochs={epochs}, batch_size={batch_size}, validation_split={validation_split} で学習",
+              "trained with epochs={epochs}, batch_size={batch_size}, validation_split={validation_split}"))
+def test_fit(student, assignment, request):
+    expected = assignment.expected
     history, params = student.history()
-    epochs, steps = config.expected_epochs, config.expected_steps_per_epoch
+    epochs, steps, split = expected["epochs"], steps_per_epoch(expected), expected["validation_split"]
+    batch_size, n_fit = expected["batch_size"], N_TRAIN - validation_rows(expected)
     ran = len(history.get("loss", []))
     if ran != epochs or params.get("epochs") != epochs:
         fail(f"epochs={epochs} で学習するはずですが、{ran} エポックでした。",
              f"Training should run epochs={epochs}; it ran {ran} epochs.")
     if "val_loss" not in history:
-        fail(f"検証用データがありません。validation_split={config.expected_validation_split} を指定してください。",
-             f"There is no validation data. Pass validation_split={config.expected_validation_split}.")
+        fail(f"検証用データがありません。validation_split={split} を指定してください。",
+             f"There is no validation data. Pass validation_split={split}.")
     if params.get("steps") != steps:
         if "x_train" in student.defined_arrays():
             expect_rows("x_train", student.array("x_train"), N_TRAIN)
-        fail(f"1 エポックは {steps} ステップ (48,000 枚 ÷ {config.expected_batch_size}) のはずですが、"
-             f"{params.get('steps')} でした。batch_size={config.expected_batch_size} と "
-             f"validation_split={config.expected_validation_split} を確かめてください。",
-             f"An epoch should take {steps} steps (48,000 samples / {config.expected_batch_size}), found "
-             f"{params.get('steps')}. Check batch_size={config.expected_batch_size} and "
-             f"validation_split={config.expected_validation_split}.")
+        fail(f"1 エポックは {steps} ステップ ({n_fit:,} 枚 ÷ {batch_size}) のはずですが、"
+             f"{params.get('steps')} でした。batch_size={batch_size} と validation_split={split} を確かめてください。",
+             f"An epoch should take {steps} steps ({n_fit:,} samples / {batch_size}), found "
+             f"{params.get('steps')}. Check batch_size={batch_size} and validation_split={split}.")
     updates = request.getfixturevalue("saved_model").optimizer_iterations   # after the history: its messages first
     expected = epochs * steps
     if updates is None:
@@ -220,7 +229,9 @@ def test_fit(student, config, request):
 
 @check("val_accuracy", points=2,
        title=("学習後の val_accuracy が基準以上", "the trained model's val_accuracy reaches the threshold"))
-def test_val_accuracy(student, mnist, config, request, record_property):
+def test_val_accuracy(student, dataset, assignment, request, record_property):
+    expected = assignment.expected
+    split, threshold = expected["validation_split"], expected["val_accuracy_threshold"]
     history, _ = student.history()
     x_train = student.array("x_train")
     expect_rows("x_train", x_train, N_TRAIN)
@@ -228,13 +239,11 @@ def test_val_accuracy(student, mnist, config, request, record_property):
         fail(f"x_train は {N_TRAIN:,} 枚のはずですが、{len(x_train):,} 枚でした。",
              f"x_train should hold {N_TRAIN:,} samples, found {len(x_train):,}.")
     if "val_loss" not in history:
-        fail(f"学習の記録に検証用データの結果がありません。validation_split={config.expected_validation_split} で"
-             "学習させてください。",
-             f"The training record has no validation results. Train with "
-             f"validation_split={config.expected_validation_split}.")
-    n_val = config.validation_samples
+        fail(f"学習の記録に検証用データの結果がありません。validation_split={split} で学習させてください。",
+             f"The training record has no validation results. Train with validation_split={split}.")
+    n_val = validation_rows(expected)
     predicted = request.getfixturevalue("predict")(x_train[-n_val:]).argmax(axis=1)
-    recomputed = float((predicted == mnist.y_train[-n_val:]).mean())
+    recomputed = float((predicted == dataset.y_train[-n_val:]).mean())
     record_property("val_accuracy", recomputed)
     names = categorical_accuracy_names(request.getfixturevalue("saved_model").compile_config)
     reported = next((history[f"val_{n}"] for n in names if history.get(f"val_{n}")), None)
@@ -251,9 +260,9 @@ def test_val_accuracy(student, mnist, config, request, record_property):
                  f"{n_val:,} 枚) から計算し直した値 ({recomputed:.4f}) が一致しません。",
                  f"The last recorded val_accuracy ({reported[-1]:.4f}) does not match the grader's own evaluation "
                  f"on the validation data (the last {n_val:,} samples of x_train): {recomputed:.4f}.")
-    if recomputed < config.val_accuracy_threshold:
-        fail(f"val_accuracy は {config.val_accuracy_threshold:g} 以上のはずですが、{recomputed:.4f} でした。",
-             f"val_accuracy should reach {config.val_accuracy_threshold:g}, found {recomputed:.4f}.")
+    if recomputed < threshold:
+        fail(f"val_accuracy は {threshold:g} 以上のはずですが、{recomputed:.4f} でした。",
+             f"val_accuracy should reach {threshold:g}, found {recomputed:.4f}.")
 
 
 @check("predict", points=2,

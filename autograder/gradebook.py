@@ -1,0 +1,117 @@
+"""Gradebooks: one assignment's (``gradebook.csv`` beside a batch's results) and the course's, joined from them.
+
+The course gradebook reads what the batches wrote, nothing else: one row per student, a column per assignment
+with the score it counts (blank when there is none: not submitted, or an infrastructure error), the total.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+from . import clock
+from .checks import CheckSpec, max_score
+from .config import Config
+from .errors import GraderError
+from .report import format_points
+from .result import INFRASTRUCTURE, is_official
+
+
+def gradebook_csv(results: list[dict], config: Config, checks: tuple[CheckSpec, ...]) -> str:
+    """One row per student for an LMS import: points per declared check; no score for an infrastructure error. ``official``
+    (yes/no) beside the score: a CPU grade under DEVICE_POLICY 'require-gpu' is no final grade. ``not_graded``: the
+    checks a grader failed on (blank points, left out of the score) — review them before uploading."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    ids = [c.id for c in checks]
+    writer.writerow(["student_id", "score", "max_score", "official", *ids, "status", "not_graded",
+                     "submitted_at", "file", "detail"])
+    for r in results:
+        scored = r.get("status") != INFRASTRUCTURE
+        by_check = {t["name"]: t.get("score") for t in r.get("tests", [])}
+        submitted = r.get("submitted_at")
+        if submitted:
+            moment = clock.parse_time(submitted, config.timezone)
+            submitted = moment.astimezone(config.timezone).isoformat(timespec="seconds")
+        writer.writerow([r.get("student_id"), _points(r.get("score")) if scored else "", _points(max_score(checks)),
+                         "yes" if is_official(r) else "no",
+                         *[_points(by_check.get(c)) if scored else "" for c in ids],
+                         r.get("status"), " ".join(r.get("not_graded") or []), submitted or "", r.get("origin", ""),
+                         _detail(r)])
+    return buffer.getvalue()
+
+
+def _points(value) -> str:
+    return "" if value is None else format_points(float(value))
+
+
+def _detail(result: dict) -> str:
+    parts = [result.get("status_detail") or ""]
+    if result.get("superseded"):
+        parts.append(f"{len(result['superseded'])} other submission(s) not graded")
+    return " · ".join(p for p in parts if p)
+
+
+def assignment_of(folder: Path) -> str | None:
+    """The assignment a batch's output folder holds, as its results say."""
+    for path in sorted((folder / "results").glob("*.json")):
+        try:
+            named = json.loads(path.read_text(encoding="utf-8")).get("assignment")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(named, str) and named:
+            return named
+    return None
+
+
+def find_gradebooks(folders: list[Path]) -> dict[str, Path]:
+    """assignment id → its gradebook.csv, from the batch output folders under ``folders``. Two folders grading
+    the same assignment are refused (which one counts is the instructor's decision)."""
+    found: dict[str, Path] = {}
+    for folder in folders:
+        if not Path(folder).is_dir():
+            raise GraderError(f"not a folder of graded classes: {folder}")
+        for gradebook in sorted(Path(folder).rglob("gradebook.csv")):
+            assignment = assignment_of(gradebook.parent)
+            if assignment is None:
+                continue                     # a class with no results yet
+            if assignment in found and found[assignment] != gradebook:
+                raise GraderError(f"two gradebooks for {assignment}: {found[assignment]} and {gradebook}; give the "
+                                  "folders of the one that counts")
+            found[assignment] = gradebook
+    if not found:
+        raise GraderError(f"no graded classes found under {', '.join(map(str, folders))} (each has a gradebook.csv "
+                          "and results/ written by `grade`)")
+    return dict(sorted(found.items()))
+
+
+def course_gradebook(gradebooks: dict[str, Path]) -> tuple[str, dict[str, float]]:
+    """→ (the course CSV: student_id, one score column per assignment, total, max_total, notes; the maximum of
+    each assignment). A status other than graded is named in notes (late, error, unofficial ...)."""
+    scores: dict[str, dict[str, str]] = {}
+    notes: dict[str, list[str]] = {}
+    maxima: dict[str, float] = {}
+    for assignment, path in gradebooks.items():
+        with open(path, encoding="utf-8", newline="") as f:
+            for row in csv.DictReader(f):
+                student = row.get("student_id") or ""
+                scores.setdefault(student, {})[assignment] = row.get("score") or ""
+                if row.get("max_score"):
+                    maxima[assignment] = float(row["max_score"])
+                status = row.get("status") or ""
+                if status not in ("graded", ""):
+                    notes.setdefault(student, []).append(f"{assignment}: {status}")
+                if row.get("official") == "no":
+                    notes.setdefault(student, []).append(f"{assignment}: unofficial")
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["student_id", *gradebooks, "total", "max_total", "notes"])
+    most = sum(maxima.values())
+    for student in sorted(scores):
+        row = [scores[student].get(a, "") for a in gradebooks]
+        total = sum(float(s) for s in row if s)
+        writer.writerow([student, *row, format_points(total), format_points(most),
+                         "; ".join(notes.get(student, []))])
+    return buffer.getvalue(), maxima
