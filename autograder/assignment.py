@@ -168,7 +168,7 @@ def _exports(s: SettingsFile) -> Exports:
     for kind in ("model", "history"):
         name = exports.get(kind)
         if name is not None and not (isinstance(name, str) and name.isidentifier()):
-            raise s.error("EXPORTS", f"[{kind!r}] must be one variable name, got {name!r}")
+            raise s.error(f"EXPORTS[{kind!r}]", f"must be one variable name, got {name!r}")
         single[kind] = name
     return Exports(arrays=_names(s, "EXPORTS", exports.get("arrays", ()), "variable names"),
                    numbers=_names(s, "EXPORTS", exports.get("numbers", ()), "variable names"), **single)
@@ -180,7 +180,7 @@ def _expected(s: SettingsFile) -> dict:
         if not (isinstance(key, str) and key.isidentifier()):
             raise s.error("EXPECTED", f"keys must be plain names, got {key!r}")
         if not isinstance(value, EXPECTED_VALUE_TYPES):
-            raise s.error("EXPECTED", f"[{key!r}] must be a number, text or a tuple of them, got {value!r}")
+            raise s.error(f"EXPECTED[{key!r}]", f"must be a number, text or a tuple of them, got {value!r}")
     return dict(expected)
 
 
@@ -194,7 +194,7 @@ def _training_curve(s: SettingsFile) -> TrainingCurve | None:
                                         f"optionally 'threshold' and 'check', got {curve!r}")
     threshold = curve.get("threshold")
     if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))):
-        raise s.error("TRAINING_CURVE", f"['threshold'] must be a number, got {threshold!r}")
+        raise s.error("TRAINING_CURVE['threshold']", f"must be a number, got {threshold!r}")
     return TrainingCurve(curve["metric"], None if threshold is None else float(threshold), curve.get("check"))
 
 

@@ -1,6 +1,6 @@
 """Build small classes of submissions, in the layouts instructors receive, for the batch tests.
 
-A "short" course trains 2 epochs (EXPECTED_EPOCHS = 2, threshold 0.90) so that a class of several students
+A "short" course trains 2 epochs (assignment3's EXPECTED epochs 2, threshold 0.90) so that a class of several students
 grades in well under a minute; the grading code is the same as for the 30-epoch assignment.
 """
 
@@ -21,27 +21,41 @@ ON_TIME = dt.datetime(2024, 5, 15, 12, 0, tzinfo=dt.timezone.utc)
 LATE = dt.datetime(2024, 5, 16, 15, 30, tzinfo=dt.timezone.utc)      # 5/17 00:30 JST
 
 
-def short_config(folder: Path, **settings) -> Path:
-    """grader_config.py for a 2-epoch course, plus any overridden settings (name → Python literal), beside the
-    released notebook and a copy of the hidden graders (reference/assignment3/graders/)."""
+def short_config(folder: Path, assignment: dict | None = None, **settings) -> Path:
+    """A course folder for a 2-epoch assignment3: grader_config.py (course settings overridden by ``settings``,
+    name → Python literal), assignment3's settings.py with EXPECTED epochs 2 and threshold 0.90 (and
+    ``assignment``'s overrides), its hidden graders and its released notebook. → the grader_config.py."""
     text = (PROJECT_ROOT / "grader_config.py").read_text(encoding="utf-8")
-    settings = {"EXPECTED_EPOCHS": "2", "VAL_ACCURACY_THRESHOLD": "0.90",
-                "DATASET_DIR": repr(str(PROJECT_ROOT / "data" / "mnist")), **settings}
-    lines = []
-    for line in text.splitlines():
-        name = line.split("=", 1)[0].strip()
-        lines.append(f"{name} = {settings.pop(name)}" if name in settings else line)
-    lines += [f"{name} = {value}" for name, value in settings.items()]
+    settings = {"DATA_DIR": repr(str(PROJECT_ROOT / "data")), **settings}
+    path = folder / "grader_config.py"
     folder.mkdir(parents=True, exist_ok=True)
+    path.write_text(_overridden(text, settings), encoding="utf-8")
+    reference = folder / "reference" / "assignment3"
+    shutil.copytree(PROJECT_ROOT / "reference" / "assignment3", reference, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("__pycache__", "samples", "*.ipynb"))
+    settings_py = reference / "settings.py"
+    short = {"EXPECTED": "{**EXPECTED, 'epochs': 2, 'val_accuracy_threshold': 0.90}", **(assignment or {})}
+    settings_py.write_text(settings_py.read_text(encoding="utf-8") + "\n" + "".join(
+        f"{name} = {value}\n" for name, value in short.items()), encoding="utf-8")
     release = folder / "assignments" / "assignment3" / "assignment3.ipynb"   # what given cells are checked against
     release.parent.mkdir(parents=True, exist_ok=True)
     release.write_bytes((PROJECT_ROOT / "assignments" / "assignment3" / "assignment3.ipynb").read_bytes())
-    graders = folder / "reference" / "assignment3" / "graders"               # the course's hidden graders
-    shutil.copytree(PROJECT_ROOT / "reference" / "assignment3" / "graders", graders, dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    path = folder / "grader_config.py"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+def _overridden(text: str, settings: dict[str, str]) -> str:
+    settings, lines = dict(settings), []
+    for line in text.splitlines():
+        name = line.split("=", 1)[0].strip()
+        lines.append(f"{name} = {settings.pop(name)}" if name in settings else line)
+    return "\n".join(lines + [f"{name} = {value}" for name, value in settings.items()]) + "\n"
+
+
+def load_course(config_path: Path, assignment: str = "assignment3"):
+    """The course at ``config_path`` as it applies to ``assignment``."""
+    from autograder.config import load_config
+
+    return load_config(config_path).for_assignment(assignment)
 
 
 def answer(epochs: int = 2, normalise: bool = True) -> str:

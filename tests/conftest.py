@@ -20,7 +20,8 @@ SAMPLES = PROJECT_ROOT / "reference" / "assignment3" / "samples"
 
 @pytest.fixture(scope="session")
 def config():
-    return load_config()
+    """The project's course settings as they apply to assignment3."""
+    return load_config().for_assignment("assignment3")
 
 
 @pytest.fixture(scope="session")
@@ -31,7 +32,7 @@ def checks(config):
 
 @pytest.fixture(scope="session")
 def mnist(config):
-    return load_mnist(config.dataset_dir)
+    return load_mnist(config.dataset_folder("mnist"))
 
 
 @pytest.fixture(scope="session")
@@ -42,7 +43,7 @@ def graded(config, mnist):
     def grade(path: Path):
         path = Path(path)
         if path not in cache:
-            cache[path] = grade_notebook(path, config, device="cpu", mnist=mnist)
+            cache[path] = grade_notebook(path, config, device="cpu", data=mnist)
         return cache[path]
 
     return grade
@@ -83,7 +84,7 @@ def grader_source_lines() -> list[tuple[str, str]]:
     """Distinctive lines of the hidden graders' source (the assignment's graders and the framework's plugin,
     fixtures and support): none may appear in anything students receive."""
     lines = []
-    for source in sorted(load_config().graders_dir.rglob("*.py")) + sorted(FRAMEWORK_DIR.glob("*.py")):
+    for source in sorted(load_config().for_assignment("assignment3").assignment.graders_dir.rglob("*.py")) + sorted(FRAMEWORK_DIR.glob("*.py")):
         for line in source.read_text(encoding="utf-8").splitlines():
             line = line.strip()
             if len(line) > 25 and not line.startswith(("#", "from ", "import ")):

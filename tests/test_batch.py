@@ -19,9 +19,9 @@ from autograder import PROJECT_ROOT
 from autograder.batch import grade_batch, gradebook_csv, remove_leftovers
 from autograder.config import load_config
 from autograder.errors import GraderError
-from autograder.execute import infrastructure_problem
+from autograder.batch import infrastructure_problem
 from autograder.graders import check_graders
-from classroom import (LATE, ON_TIME, always_lost, answer, echo_options, exchange_submission, gpu_out_of_memory,
+from classroom import (LATE, ON_TIME, always_lost, answer, echo_options, exchange_submission, gpu_out_of_memory, load_course,
                        inbound_submission, lost_once, short_config, works)
 from conftest import assert_no_grader_source, broken_kernelspec, kernel_start_reason
 
@@ -43,7 +43,7 @@ def batch_cli(*args, config: Path, env: dict | None = None):
 def two_students(tmp_path):
     exchange_submission(tmp_path / "class", "s001", answer(), ON_TIME)
     exchange_submission(tmp_path / "class", "s002", answer(), ON_TIME)
-    return tmp_path / "class", load_config(short_config(tmp_path))
+    return tmp_path / "class", load_course(short_config(tmp_path))
 
 
 def test_a_lost_worker_is_retried_once_on_a_fresh_one(tmp_path, two_students):
@@ -168,7 +168,7 @@ def test_result_files_keep_japanese_readable(tmp_path):
     a graded result's explanations alike."""
     exchange_submission(tmp_path / "class", "s001", answer(), ON_TIME)
     exchange_submission(tmp_path / "class", "s002", answer(), LATE)
-    config = load_config(short_config(tmp_path))
+    config = load_course(short_config(tmp_path))
     grade_batch(tmp_path / "class", tmp_path / "out", config, workers=1, device="cpu", progress=False,
                 grade_fn=works)
     graded, late = (tmp_path / "out" / "results" / "s001.json").read_bytes(), (
@@ -236,7 +236,7 @@ def test_one_row_per_student_with_the_right_status(graded_class):
 @pytest.mark.training
 def test_each_student_gets_a_result_a_log_and_a_feedback_page(graded_class):
     tmp, config_path, _, _ = graded_class
-    config = load_config(config_path)
+    config = load_course(config_path)
     out = tmp / "out"
     for student in ["s001", "s002", "s003", "s004", "s005", "s006"]:
         result = json.loads((out / "results" / f"{student}.json").read_text(encoding="utf-8"))

@@ -23,7 +23,7 @@ def autograder(*args, env=None, cwd=PROJECT_ROOT):
 
 
 def test_grade_writes_results_json_and_a_table(tmp_path, config, checks):
-    run = autograder("grade", str(config.release_notebook), "--device", "cpu", "--out", str(tmp_path))
+    run = autograder("grade", str(config.assignment.release_notebook), "--device", "cpu", "--out", str(tmp_path))
     assert run.returncode == 0, run.stderr
     assert "reshape" in run.stdout and "0 / 12" in run.stdout
     data = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))
@@ -87,21 +87,21 @@ def test_a_missing_path_is_said_first_before_tensorflow_or_the_gpu(missing):
 def test_config_is_accepted_before_and_after_the_subcommand(tmp_path, capsys, where):
     bad = tmp_path / "grader_config.py"
     bad.write_text((PROJECT_ROOT / "grader_config.py").read_text(encoding="utf-8")
-                   .replace('LATE_POLICY = "reject"', 'LATE_POLICY = "sometimes"'), encoding="utf-8")
+                   .replace('SANDBOX = "auto"', 'SANDBOX = "sometimes"'), encoding="utf-8")
     notebook = str(PROJECT_ROOT / "assignments" / "assignment3" / "assignment3.ipynb")
     command = ["grade", notebook, "--out", str(tmp_path / "out")]
     argv = ["--config", str(bad), *command] if where == "before the subcommand" else [*command, "--config", str(bad)]
     assert main(argv) == 2                 # the configuration is read (and refused) before anything is graded
-    assert "LATE_POLICY = 'sometimes' is unknown" in capsys.readouterr().err
+    assert "SANDBOX = 'sometimes' is unknown" in capsys.readouterr().err
 
 
 def test_bad_configuration_exits_2_naming_the_setting(tmp_path):
     bad = tmp_path / "grader_config.py"
     bad.write_text((PROJECT_ROOT / "grader_config.py").read_text(encoding="utf-8")
-                   .replace('LATE_POLICY = "reject"', 'LATE_POLICY = "sometimes"'), encoding="utf-8")
+                   .replace('SANDBOX = "auto"', 'SANDBOX = "sometimes"'), encoding="utf-8")
     run = autograder("--config", str(bad), "grade", "assignments/assignment3/assignment3.ipynb")
     assert run.returncode == 2
-    assert "LATE_POLICY = 'sometimes' is unknown" in run.stderr
+    assert "SANDBOX = 'sometimes' is unknown" in run.stderr
 
 
 @pytest.mark.skipif(bool(visible_gpus()), reason="checks the refusals of a machine without a GPU")
@@ -129,7 +129,7 @@ def test_demo_grades_reference_untouched_and_wrong_sample(tmp_path):
 
 
 def test_check_shows_public_checks_in_full_and_hidden_ones_only_by_points(config):
-    run = autograder("check", str(config.release_notebook))          # auto: no GPU needed for a self-check
+    run = autograder("check", str(config.assignment.release_notebook))          # auto: no GPU needed for a self-check
     assert run.returncode == 0, run.stderr
     lines = run.stdout.splitlines()
     assert "x_train should have shape (60000, 784), found (60000, 28, 28)." in run.stdout   # public: in full

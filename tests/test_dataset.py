@@ -18,14 +18,14 @@ def test_pinned_mnist_is_the_real_mnist(mnist):
 
 
 def test_shipped_checksum_file_matches_the_pinned_digests(config):
-    listed = dict(reversed(line.split()) for line in (config.dataset_dir / "SHA256SUMS").read_text().splitlines())
+    listed = dict(reversed(line.split()) for line in (config.dataset_folder("mnist") / "SHA256SUMS").read_text().splitlines())
     assert listed == PINNED_SHA256
 
 
 @pytest.fixture
 def copy_of_mnist(config, tmp_path):
     target = tmp_path / "mnist"
-    shutil.copytree(config.dataset_dir, target)
+    shutil.copytree(config.dataset_folder("mnist"), target)
     return target
 
 

@@ -13,9 +13,10 @@ from html.parser import HTMLParser
 import matplotlib.image
 import pytest
 
-from autograder.graders import check_graders
-from autograder.feedback import (feedback_page, pass_rates, summary_figure, summary_page,
+from autograder.assignment import TrainingCurve
+from autograder.feedback import (curves_of, feedback_page, pass_rates, summary_figure, summary_page,
                                  training_curves_png)
+from autograder.graders import check_graders
 from autograder.intake import file_stem
 from tests.conftest import assert_no_grader_source
 
@@ -140,13 +141,16 @@ def test_a_page_without_usable_history_has_no_plot(config, checks, bad_history):
     assert score_card(page) == "12 <small>/ 12</small>"
 
 
+ACCURACY_CURVE = TrainingCurve("accuracy", 0.95, "val_accuracy")
+
+
 def test_training_curves_skip_non_finite_points_and_uneven_lengths():
     partial = {"loss": [0.5, math.nan, 0.3, math.inf], "val_accuracy": [0.9, 0.95, None, "x", 0.97]}
-    image = read_png(training_curves_png(partial, 0.95, measured_val_accuracy=0.9699))
+    image = read_png(training_curves_png(partial, ACCURACY_CURVE, measured=0.9699))
     assert image.shape[:2] == (350, 900)
-    assert training_curves_png({"accuracy": [0.9]}, 0.95, measured_val_accuracy=math.nan).startswith(PNG_SIGNATURE)
-    assert training_curves_png({}, 0.95, measured_val_accuracy=0.96) is None
-    assert training_curves_png({"loss": [math.nan, math.inf]}, 0.95) is None
+    assert training_curves_png({"accuracy": [0.9]}, ACCURACY_CURVE, measured=math.nan).startswith(PNG_SIGNATURE)
+    assert training_curves_png({}, ACCURACY_CURVE, measured=0.96) is None
+    assert training_curves_png({"loss": [math.nan, math.inf]}, ACCURACY_CURVE) is None
 
 
 def test_a_malformed_or_older_result_still_makes_a_page(config, checks):
@@ -260,13 +264,18 @@ def test_a_check_not_graded_shows_neither_points_nor_a_cross(config, checks):
 
 
 def test_histories_recorded_as_acc_or_categorical_accuracy_are_plotted_as_accuracy():
-    from autograder.execute import _plottable_history
-
     curves = {"accuracy": [0.9, 0.95], "val_accuracy": [0.91, 0.96], "loss": [0.3, 0.2]}
     for prefix in ("acc", "categorical_accuracy", "ACC"):
         recorded = {"loss": curves["loss"], prefix: curves["accuracy"], f"val_{prefix}": curves["val_accuracy"]}
-        assert _plottable_history({"history": recorded}) == curves, prefix
-    assert training_curves_png(_plottable_history({"history": {"acc": [0.9, 0.95]}}), 0.95) is not None
+        assert curves_of(recorded, "accuracy") == curves, prefix
+    assert training_curves_png({"acc": [0.9, 0.95]}, ACCURACY_CURVE) is not None
+
+
+def test_another_assignments_metric_is_plotted_under_its_own_name():
+    recorded = {"loss": [0.5, 0.3], "val_loss": [0.6, 0.4], "auc": [0.9, 0.95], "val_auc": [0.91, 0.96],
+                "accuracy": [0.8, 0.9]}
+    assert curves_of(recorded, "auc") == {k: v for k, v in recorded.items() if k != "accuracy"}
+    assert read_png(training_curves_png(recorded, TrainingCurve("auc"))).shape[:2] == (350, 900)
 
 
 def test_summary_page_flags_checks_a_grader_failed_on(config, checks):

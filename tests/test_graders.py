@@ -16,7 +16,7 @@ from autograder.feedback import feedback_page
 from autograder.graders import GradersBroken, check_graders, run_graders
 from autograder.report import format_self_check
 from autograder.result import GradeResult
-from classroom import ON_TIME, answer, exchange_submission, short_config, works
+from classroom import ON_TIME, answer, exchange_submission, load_course, short_config, works
 from conftest import write_notebook
 
 CHECK_IDS = ["reshape", "one_hot", "param_count", "architecture", "compile", "fit", "val_accuracy", "predict"]
@@ -30,7 +30,7 @@ def course(tmp_path):
 
 
 def grader_file(course: Path) -> Path:
-    return load_config(course).graders_dir / "test_assignment3.py"
+    return load_course(course).assignment.graders_dir / "test_assignment3.py"
 
 
 def edit(path: Path, old: str, new: str) -> None:
@@ -44,7 +44,7 @@ def no_kernel(*args, **kwargs):
 
 
 def test_the_assignments_graders_declare_its_checks_points_titles_and_visibility(config, checks):
-    assert config.graders_dir == config.root / "reference" / "assignment3" / "graders"
+    assert config.assignment.graders_dir == config.root / "reference" / "assignment3" / "graders"
     assert [c.id for c in checks] == CHECK_IDS                    # in the order the tests are defined
     assert [c.points for c in checks] == [1, 1, 2, 2, 1, 1, 2, 2] and max_score(checks) == 12
     assert [c.id for c in checks if c.public] == ["reshape", "one_hot", "param_count"]
@@ -54,10 +54,10 @@ def test_the_assignments_graders_declare_its_checks_points_titles_and_visibility
 
 
 def test_a_grader_that_raises_leaves_its_check_not_graded_and_the_rest_judged(course, tmp_path, mnist):
-    edit(grader_file(course), "def test_reshape(student, mnist):\n",
-         "def test_reshape(student, mnist):\n    raise TypeError('a bug in the grader')\n")
+    edit(grader_file(course), "def test_reshape(student, dataset):\n",
+         "def test_reshape(student, dataset):\n    raise TypeError('a bug in the grader')\n")
     (tmp_path / "artifacts").mkdir()
-    run = run_graders(tmp_path / "artifacts", load_config(course), mnist)   # nothing exported: the rest fail
+    run = run_graders(tmp_path / "artifacts", load_course(course), mnist)   # nothing exported: the rest fail
     by_name = {t.name: t for t in run.tests}
     assert by_name["reshape"].status == "not graded" and by_name["reshape"].score is None
     assert "grader itself failed" in by_name["reshape"].output and "a bug" not in by_name["reshape"].output
@@ -86,13 +86,13 @@ def test_bonus():
 
 
 def test_graders_in_several_files_are_all_collected_and_grade(course, tmp_path, mnist):
-    config = load_config(course)
+    config = load_course(course)
     assert [c.id for c in check_graders(config)] == CHECK_IDS
     main_file = grader_file(course)
     source = main_file.read_text(encoding="utf-8")
     cut = source.index('@check("predict"')                       # the last check moves to a file of its own
     main_file.write_text(source[:cut], encoding="utf-8")
-    (config.graders_dir / "test_extra.py").write_text(EXTRA_HEADER + source[cut:], encoding="utf-8")
+    (config.assignment.graders_dir / "test_extra.py").write_text(EXTRA_HEADER + source[cut:], encoding="utf-8")
 
     declared = check_graders(config)                               # the files changed: collected again
     assert [c.id for c in declared] == CHECK_IDS[:-1] + ["bonus", "predict"]
@@ -136,7 +136,7 @@ def test_graders_that_cannot_be_collected_stop_a_single_grade_before_running(cou
     old, new, said = BREAKAGES[breakage]
     edit(grader_file(course), old, new)
     with pytest.raises(GradersBroken, match="cannot run") as broken:
-        check_graders(load_config(course))
+        check_graders(load_course(course))
     assert said in str(broken.value)
     monkeypatch.setattr("autograder.grade.execute", no_kernel)
     notebook = write_notebook(tmp_path / "nb.ipynb", "x = 1")
@@ -149,7 +149,7 @@ def test_graders_that_cannot_be_collected_stop_a_single_grade_before_running(cou
 
 def test_broken_graders_make_a_batch_infrastructure_errors_and_the_fix_grades_them(course, tmp_path):
     exchange_submission(tmp_path / "class", "s001", answer(), ON_TIME)
-    config = load_config(course)
+    config = load_course(course)
     good = grader_file(course).read_text(encoding="utf-8")
     edit(grader_file(course), "import numpy as np\n", "import numpy as np\nimport no_such_module_here\n")
     out = tmp_path / "out"
@@ -165,7 +165,7 @@ def test_broken_graders_make_a_batch_infrastructure_errors_and_the_fix_grades_th
 
 def test_a_changed_grader_regrades_a_batch(course, tmp_path):
     exchange_submission(tmp_path / "class", "s001", answer(), ON_TIME)
-    config = load_config(course)
+    config = load_course(course)
     grade = dict(workers=1, device="cpu", progress=False, grade_fn=works)
     assert grade_batch(tmp_path / "class", tmp_path / "out", config, **grade).graded_now == 1
     assert grade_batch(tmp_path / "class", tmp_path / "out", config, **grade).reused == 1
@@ -179,7 +179,7 @@ def test_declared_points_titles_and_visibility_reach_results_the_self_check_and_
     edit(grader_file(course), '@check("predict", points=2,\n       title=("test2 = model.predict(x_test) で x_test[1] を 2 と予測",\n'
                               '              "test2 = model.predict(x_test) predicts x_test[1] as a 2"))',
          '@check("predict", points=5, public=True, title=("予測を確かめる", "the prediction, checked"))')
-    config = load_config(course)
+    config = load_course(course)
     checks = check_graders(config)
     (tmp_path / "artifacts").mkdir()
     run = run_graders(tmp_path / "artifacts", config, mnist)

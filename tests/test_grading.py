@@ -45,7 +45,7 @@ def assert_explained(result):
 
 @pytest.mark.training
 def test_reference_scores_full_marks(graded, config):
-    result = graded(config.reference_notebook)
+    result = graded(config.assignment.reference_notebook)
     assert failed(result) == set()
     assert result.score == result.max_score == 12
     assert [t.name for t in result.tests] == list(CHECK_IDS)
@@ -57,7 +57,7 @@ def test_reference_scores_full_marks(graded, config):
 
 
 def test_untouched_student_notebook_scores_zero_and_finishes(graded, config):
-    result = graded(config.release_notebook)
+    result = graded(config.assignment.release_notebook)
     assert result.score == 0 and failed(result) == set(CHECK_IDS)
     assert_explained(result)
     assert any("NotImplementedError" in note for note in result.notes)
@@ -99,7 +99,7 @@ def test_regrading_reproduces_val_accuracy(graded, config, mnist):
     """Seeded: the same notebook on the same machine trains to the same val_accuracy (measured: identical)."""
     path = SAMPLES / "submitted-few-epochs.ipynb"
     first = graded(path).measurements["val_accuracy"]
-    again = grade_notebook(path, config, device="cpu", mnist=mnist).measurements["val_accuracy"]
+    again = grade_notebook(path, config, device="cpu", data=mnist).measurements["val_accuracy"]
     assert again == pytest.approx(first, abs=1e-9)
 
 
@@ -113,7 +113,7 @@ def test_regrading_reproduces_val_accuracy(graded, config, mnist):
 def test_unreadable_notebook_scores_zero_with_the_reason(tmp_path, config, mnist, content, reason):
     path = tmp_path / "broken.ipynb"
     path.write_bytes(content)
-    result = grade_notebook(path, config, device="cpu", mnist=mnist)
+    result = grade_notebook(path, config, device="cpu", data=mnist)
     assert result.score == 0 and failed(result) == set(CHECK_IDS)
     assert all(reason in t.output for t in result.tests)
     assert_explained(result)

@@ -13,7 +13,7 @@ from autograder.batch import grade_batch
 from autograder.config import load_config
 from autograder.cgroups import cgroup_limits_available
 from autograder.sandbox import sandbox_available
-from classroom import short_config
+from classroom import load_course, short_config
 from conftest import assert_no_grader_source
 from hostile_corpus import cases, write_export
 
@@ -33,7 +33,7 @@ def hostile_batch(tmp_path_factory):
     out = tmp / "out"
     corpus = cases(tmp / "never-extracted", out)
     export = write_export(tmp / "export.zip", corpus)
-    config = load_config(short_config(tmp / "course", **LIMITS))
+    config = load_course(short_config(tmp / "course", **LIMITS))
     before = sorted(p.relative_to(tmp) for p in tmp.rglob("*"))
     started = time.monotonic()
     report = grade_batch(export, out, config, workers=3, device="cpu", progress=False)

@@ -29,7 +29,7 @@ def test_exchange_layout_on_time_late_and_missing_timestamp(tmp_path, config):
     assert subs["s003"].fate == intake.GRADE and "timestamp.txt is missing" in subs["s003"].detail
     strict = dataclasses.replace(config, missing_timestamp="reject")
     assert decide(tmp_path, strict)["s003"].fate == intake.NO_TIMESTAMP
-    relaxed = dataclasses.replace(config, late_policy="accept")
+    relaxed = dataclasses.replace(config, chosen=dataclasses.replace(config.assignment, late_policy="accept"))
     assert decide(tmp_path, relaxed)["s002"].fate == intake.GRADE
     assert "LATE_POLICY = 'accept'" in decide(tmp_path, relaxed)["s002"].detail
 

@@ -21,7 +21,7 @@ def test_release_is_deterministic(config, fresh, tmp_path):
 
 
 def test_committed_student_notebook_equals_a_fresh_release(config, fresh):
-    assert config.release_notebook.read_bytes() == fresh.read_bytes(), \
+    assert config.assignment.release_notebook.read_bytes() == fresh.read_bytes(), \
         "assignments/ is stale: run `python -m autograder release assignment3` and commit the result"
 
 

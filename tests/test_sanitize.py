@@ -15,7 +15,7 @@ from hostile_corpus import duplicate_ids, huge_notebook, nbformat3, notebook
 
 @pytest.fixture(scope="module")
 def released(config):
-    return nbformat.read(config.release_notebook, as_version=4)
+    return nbformat.read(config.assignment.release_notebook, as_version=4)
 
 
 @pytest.mark.parametrize("data, says", [

@@ -93,9 +93,9 @@ def test_deleted_given_cell_is_refused(monkeypatch, config, exchange, tmp_path):
 def test_incomplete_notebook_needs_allow_incomplete(monkeypatch, config, exchange):
     at(monkeypatch, BEFORE)
     with pytest.raises(Refusal, match="reshape, one_hot, model, compile, fit, predict.*--allow-incomplete"):
-        submit(config.release_notebook, "s001", config, exchange=exchange)
-    receipt = submit(config.release_notebook, "s001", config, allow_incomplete=True, exchange=exchange)
-    assert receipt.sha256 == hashlib.sha256(config.release_notebook.read_bytes()).hexdigest()
+        submit(config.assignment.release_notebook, "s001", config, exchange=exchange)
+    receipt = submit(config.assignment.release_notebook, "s001", config, allow_incomplete=True, exchange=exchange)
+    assert receipt.sha256 == hashlib.sha256(config.assignment.release_notebook.read_bytes()).hexdigest()
 
 
 def test_notebook_of_another_assignment_is_refused(monkeypatch, config, exchange, tmp_path):
@@ -105,7 +105,7 @@ def test_notebook_of_another_assignment_is_refused(monkeypatch, config, exchange
         for cell in nb.cells:
             cell.metadata["nbgrader"]["grade_id"] = "a2-" + cell.metadata["nbgrader"]["grade_id"]
 
-    with pytest.raises(Refusal, match="not the one of this assignment"):
+    with pytest.raises(Refusal, match="not the one of assignment3"):
         submit(copy_of(FINISHED, tmp_path, other), "s001", config, exchange=exchange)
 
 
