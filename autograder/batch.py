@@ -1,53 +1,41 @@
-"""Grade a whole class: intake → a pool of worker processes (execute + graders) → results, feedback, gradebook.
+"""Grade a whole class: intake → plan → a pool of worker processes (execute + graders) → a store of results,
+feedback pages and the gradebook.
 
-Loss-free and resumable. The parent process alone writes under the output folder, each file atomically, and a
-student's result the moment it is known; a result carries a fingerprint of what produced it (the notebook's
-bytes, its submission time, grader_config.py, the graders' code, the device, speed mode), so rerunning the
-same command grades only what is missing or changed. Killing the batch loses at most the notebooks in flight.
-
-Each worker grades one notebook at a time in its own kernel. A worker that dies, hangs past every budget, or
-returns a GPU/driver failure is retried once on a fresh worker; a second failure is reported as an
-``infrastructure error`` (no score), never as the student's zero.
+Loss-free and resumable. The plan compares each submission with what the store already holds: a result carries a
+fingerprint of what produced it (the notebook's bytes, its submission time, grader_config.py, the assignment's
+settings and graders, the grading code, the device, speed mode), so rerunning the same command grades only what is
+missing or changed. The pool (``pool.py``) runs the notebooks and retries a runner's failure once; the store
+(``store.py``) writes each file atomically the moment it is known. Killing the batch loses at most the notebooks
+in flight.
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import hashlib
-import json
-import multiprocessing
-import multiprocessing.forkserver
-import os
-import re
 import sys
 import tempfile
 import time
-import traceback
-from collections import Counter, deque
+from collections import Counter
 from dataclasses import dataclass, field
-from multiprocessing.connection import wait
 from pathlib import Path
 
-from . import dataset, intake, sandbox
+from . import clock, dataset, intake, sandbox
 from .assignment import assignment_ids, unknown_assignment
 from .checks import CheckSpec
-from .config import Config, load_config
+from .config import Config
 from .device import resolve_device
 from .errors import ConfigError, GraderError
-from .execute import HARNESS_TIMEOUT_S
-from .graders import GradersBroken, check_graders
 from .gradebook import gradebook_csv
-from .report import format_table, write_atomic
-from .result import (ERROR, INFRASTRUCTURE, INFRASTRUCTURE_REASON, LATE, NO_TIMESTAMP, NOT_GRADED, CheckResult,
-                     GradeResult)
+from .graders import GradersBroken, check_graders
+from .pool import default_workers, grade_task, graded, worker_context
+from .result import ERROR, INFRASTRUCTURE, INFRASTRUCTURE_REASON, LATE, NO_TIMESTAMP, NOT_GRADED, CheckResult, GradeResult
+from .store import ResultStore
 
 PACKAGE = Path(__file__).parent
-# The code whose change makes every earlier grade stale (a fingerprint input), with the assignment's own graders
-# (every .py under config.assignment.graders_dir).
+# The code whose change makes every earlier grade stale (a fingerprint input), with the assignment's own settings
+# and graders (every .py under its graders/).
 GRADING_CODE = ("graders/*.py", "graders/pytest.ini", "checks.py", "kernel_side.py", "execute.py", "grade.py")
-KERNEL_LOG_LIMIT = 1_000_000          # bytes of a kernel's own stdout/stderr kept in the submission's log
-MAX_ATTEMPTS = 2                      # an infrastructure failure is retried once
 FATE_STATUS = {intake.LATE: LATE, intake.NO_TIMESTAMP: NO_TIMESTAMP, intake.UNUSABLE: ERROR}
 
 
@@ -56,6 +44,14 @@ class Task:
     submission: intake.Submission
     fingerprint: str
     attempts: list[str] = field(default_factory=list)   # one line per failed attempt
+
+
+@dataclass
+class Plan:
+    """What a run does with each student: reuse a stored result, refuse (late, unusable), or grade."""
+    reuse: dict[str, dict] = field(default_factory=dict)     # student id → the stored result, still valid
+    refuse: list[Task] = field(default_factory=list)
+    grade: list[Task] = field(default_factory=list)
 
 
 @dataclass
@@ -69,24 +65,6 @@ class BatchReport:
     @property
     def counts(self) -> Counter:
         return Counter(r.get("status", "?") for r in self.results.values())
-
-
-# Failures of the runner, not of the student's code: retried once, then reported as an infrastructure error.
-INFRASTRUCTURE_SIGNS = re.compile(
-    r"CUDA_ERROR|CUDA error|cuInit|CUDNN_STATUS|CUBLAS_STATUS|cudaMalloc|failed to create cublas|"
-    r"OOM when allocating|out of memory|Dst tensor is not initialized|driver version is insufficient", re.I)
-
-
-def infrastructure_problem(execution: dict) -> str:
-    """The first sign, in a result's execution record, that the GPU or its driver failed under the student's
-    cells, or ''. Only a GPU run can show one (on the CPU a failed allocation is the notebook's own doing)."""
-    if execution.get("device") != "gpu":
-        return ""
-    for cell in execution.get("cells", []):
-        text = f"{cell.get('ename', '')}: {cell.get('evalue', '')}"
-        if cell.get("status") == "error" and INFRASTRUCTURE_SIGNS.search(text):
-            return f"cell {cell.get('index', 0) + 1}: {text[:300]}"
-    return ""
 
 
 # --- fingerprints ------------------------------------------------------------------------------------------
@@ -119,89 +97,22 @@ def fingerprint(sub: intake.Submission, config: Config, kernel_device: str, fuse
     return digest.hexdigest()
 
 
-# --- the worker side ---------------------------------------------------------------------------------------
+def plan(submissions: list[intake.Submission], fingerprint_of, stored, regrade: bool) -> Plan:
+    """Decide, without running anything, what happens to each submission. ``fingerprint_of(sub)``: what would
+    produce its result now; ``stored(sub)``: the result an earlier run wrote, or None. A stored result is reused
+    when it was produced the same way and is a grade (an infrastructure error is always retried)."""
+    decided = Plan()
+    for sub in submissions:
+        task = Task(sub, fingerprint_of(sub))
+        previous = None if regrade else stored(sub)
+        if previous and previous.get("fingerprint") == task.fingerprint and previous.get("status") != INFRASTRUCTURE:
+            decided.reuse[sub.student_id] = previous
+        elif sub.fate != intake.GRADE:
+            decided.refuse.append(task)
+        else:
+            decided.grade.append(task)
+    return decided
 
-def grade_task(task: dict, config: Config, data) -> dict:
-    """In a worker: grade one notebook. → {"result": results.json dict, "log": text, "infrastructure": ''|why}."""
-    from .grade import grade_on
-
-    with tempfile.TemporaryDirectory(prefix="autograder-batch-") as work:
-        pins = {name: Path(path) for name, path in task["pins"].items()}
-        result = grade_on(Path(task["path"]), config, task["device"], task["official"], data,
-                          fused=task["fused"], pins=pins, work=Path(work))
-        kernel_log = Path(work, "kernel.log")
-        log = kernel_log.read_bytes()[-KERNEL_LOG_LIMIT:].decode("utf-8", "replace") if kernel_log.is_file() else ""
-    return {"result": result.to_json(), "table": format_table(result), "log": log,
-            "infrastructure": infrastructure_problem(result.execution)}
-
-
-def _worker_main(conn, config_path: str, assignment_id: str, grade_fn, log_path: str, kernel_device: str) -> None:
-    with open(log_path, "ab") as log:     # TensorFlow's start-up chatter and any crash, off the instructor's screen
-        os.dup2(log.fileno(), 1)
-        os.dup2(log.fileno(), 2)
-    if kernel_device == "gpu":
-        from .device import visible_gpus
-
-        visible_gpus()                   # hides the GPUs from this process (the graders): they are the kernels'
-    config = load_config(config_path).for_assignment(assignment_id)
-    data = LazyDataset(config)
-    while True:
-        try:
-            task = conn.recv()
-        except EOFError:
-            return
-        try:
-            reply = grade_fn(task, config, data)
-        except GraderError as exc:       # the grader says why it cannot (a kernel that would not start, ...)
-            reply = {"infrastructure": str(exc), "log": traceback.format_exc()}
-        except Exception:                # the runner failed otherwise (disk full, ...)
-            reply = {"infrastructure": traceback.format_exc(limit=3)[-2000:], "log": traceback.format_exc()}
-        conn.send(reply)
-
-
-class LazyDataset:
-    """The assignment's verified dataset, read on first use (a worker that only ever dies need not spend a second
-    on it)."""
-
-    def __init__(self, config: Config):
-        self.config, self.data = config, None
-
-    def __getattr__(self, name):
-        if self.data is None:
-            self.data = dataset.load_dataset(self.config)
-        return getattr(self.data, name)
-
-
-class Worker:
-    """One spawned process and the task it holds, so a lost worker's submission is known and retried."""
-
-    def __init__(self, config: Config, grade_fn, context, log_path: Path, kernel_device: str):
-        self.conn, child = context.Pipe()
-        self.process = context.Process(target=_worker_main, daemon=True,
-                                       args=(child, str(config.source), config.assignment.id, grade_fn,
-                                             str(log_path), kernel_device))
-        self.process.start()
-        child.close()
-        self.task: Task | None = None
-        self.started = 0.0
-
-    def assign(self, task: Task, payload: dict) -> None:
-        self.task, self.started = task, time.monotonic()
-        self.conn.send(payload)
-
-    def lost(self) -> str:
-        self.process.join(timeout=10)        # its pipe closes a moment before its exit status is known
-        return f"worker lost (exit code {self.process.exitcode})"
-
-    def stop(self) -> None:
-        """End the process. An idle worker holds nothing (its kernel is shut down after each notebook), so it is
-        killed rather than left to unload TensorFlow (seconds); a busy one loses only its notebook in flight, whose
-        kernel exits with it (ipykernel watches its parent)."""
-        self.process.kill()
-        self.process.join()
-
-
-# --- the parent side ---------------------------------------------------------------------------------------
 
 class Batch:
     """One assignment's submissions under ``root`` (a folder, an export already unpacked) graded into ``out``."""
@@ -218,51 +129,59 @@ class Batch:
         self.results: dict[str, dict] = {}
         self.checks: tuple[CheckSpec, ...] = ()     # as the graders declare them (none known while they are broken)
 
-    # paths
-    def result_path(self, sub) -> Path:
-        return self.out / "results" / f"{sub.file_stem}.json"
-
     def run(self) -> BatchReport:
         started = time.monotonic()
         worker_context()                     # the fork server imports Keras while intake reads the class
         data = dataset.load_dataset(self.config)     # verified once, before anything is graded
-        self.out.mkdir(parents=True, exist_ok=True)
-        remove_leftovers(self.out)
+        store = ResultStore(self.out)
         with tempfile.TemporaryDirectory(prefix="autograder-class-") as tmp:
             submissions = intake.choose(intake.find_candidates(self.root, self.config), self.config)
             self.checks, broken = declared_checks(self.config)     # once, before any notebook is executed
             grading = grading_digest(self.config)
-            tasks, reused = [], 0
+            todo = plan(submissions, lambda sub: fingerprint(sub, self.config, self.kernel_device, self.fused, grading),
+                        lambda sub: store.previous(sub.file_stem), self.regrade)
             for sub in submissions:
-                fp = fingerprint(sub, self.config, self.kernel_device, self.fused, grading)
-                previous = None if self.regrade else self._previous(sub, fp)
-                if previous:
-                    self.results[sub.student_id] = previous
-                    self._write_feedback(sub, previous, only_if_missing=True)
-                    reused += 1
-                elif sub.fate != intake.GRADE:
-                    self._finish(Task(sub, fp), self._refused(sub), log="", ran=False)
-                else:
-                    tasks.append(Task(sub, fp))
+                if sub.student_id in todo.reuse:
+                    self.results[sub.student_id] = todo.reuse[sub.student_id]
+                    if not store.feedback_path(sub.file_stem).exists():
+                        self._save_feedback(store, sub, todo.reuse[sub.student_id])
+            for task in todo.refuse:
+                self._finish(store, task, self._refused(task.submission), log="", ran=False)
             pins = dataset.kernel_files(self.config, data, Path(tmp))
-            self._log_batch(len(submissions), len(tasks), reused, self.refused)
+            self._log_batch(len(submissions), len(todo.grade), len(todo.reuse))
             if broken:
-                self._not_run(tasks, broken)
+                for task in todo.grade:      # nothing is executed: each is an infrastructure error, graded when the
+                    task.attempts.append(broken)      # same command runs again after the fix
+                    self._finish(store, task, self._infrastructure_result(task), log=broken, ran=False)
             else:
-                self._grade(tasks, pins)
+                self._grade(store, todo.grade, pins)
         seconds = round(time.monotonic() - started, 1)     # the same wall time on the summary page and the console
-        self._write_class_files(seconds)
-        return BatchReport(self.results, len(tasks), reused, seconds, self.out)
+        self._write_class_files(store, seconds)
+        return BatchReport(self.results, len(todo.grade), len(todo.reuse), seconds, self.out)
 
-    def _previous(self, sub, fp: str) -> dict | None:
+    def _grade(self, store: ResultStore, tasks: list[Task], pins: dict[str, Path]) -> None:
+        from tqdm import tqdm
+
+        def payload(task: Task) -> dict:
+            return {"path": str(task.submission.chosen.path), "device": self.kernel_device,
+                    "official": self.official, "fused": self.fused,
+                    "pins": {name: str(path) for name, path in pins.items()}}
+
+        bar = tqdm(total=len(tasks), unit="nb", desc="grading", disable=not self.progress or not tasks,
+                   file=sys.stderr, dynamic_ncols=True)
         try:
-            previous = json.loads(self.result_path(sub).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        if previous.get("fingerprint") != fp or previous.get("status") == INFRASTRUCTURE:
-            return None
-        return previous
+            for task, reply in graded(tasks, self.config, payload=payload, workers=self.workers,
+                                      kernel_device=self.kernel_device, log_path=self.out / "logs" / "workers.log",
+                                      grade_fn=self.grade_fn):
+                result = self._infrastructure_result(task) if reply.get("infrastructure") else reply["result"]
+                log = "\n".join(filter(None, [reply.get("table", ""), "--- kernel log ---", reply.get("log", "")]))
+                self._finish(store, task, result, log)
+                bar.update(1)
+                bar.set_postfix(dict(Counter(r["status"] for r in self.results.values())), refresh=False)
+        finally:
+            bar.close()
 
+    # --- results ----------------------------------------------------------------------------------------------
     def _refused(self, sub) -> dict:
         from .grade import zero_result
 
@@ -270,86 +189,6 @@ class Batch:
         status = FATE_STATUS[sub.fate]
         notebook = sub.chosen.path.name if sub.chosen.path else sub.chosen.origin
         return zero_result(self.config, self.checks, notebook, ja, en or ja, self.official, status=status).to_json()
-
-    def _payload(self, task: Task, pins: dict[str, Path]) -> dict:
-        return {"path": str(task.submission.chosen.path), "device": self.kernel_device, "official": self.official,
-                "fused": self.fused, "pins": {name: str(path) for name, path in pins.items()}}
-
-    def _grade(self, tasks: list[Task], pins: dict[str, Path]) -> None:
-        if not tasks:
-            return
-        from tqdm import tqdm
-
-        context = worker_context()
-        pending = deque(tasks)
-        log_path = self.out / "logs" / "workers.log"
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-
-        def new_worker() -> Worker:
-            return Worker(self.config, self.grade_fn, context, log_path, self.kernel_device)
-
-        pool = [new_worker() for _ in range(min(self.workers, len(tasks)))]
-        hard_limit = self.config.notebook_timeout_s + 2 * HARNESS_TIMEOUT_S + 600
-        bar = tqdm(total=len(tasks), unit="nb", desc="grading", disable=not self.progress, file=sys.stderr,
-                   dynamic_ncols=True)
-        try:
-            while pending or any(w.task for w in pool):
-                for w in pool:
-                    if w.task is None and pending:
-                        task = pending.popleft()
-                        w.assign(task, self._payload(task, pins))
-                busy = [w for w in pool if w.task]
-                wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout=5)
-                for i, w in enumerate(pool):
-                    if w.task is None:
-                        continue
-                    reply, lost = None, ""
-                    if w.conn.poll():
-                        try:
-                            reply = w.conn.recv()
-                        except (EOFError, OSError):
-                            lost = w.lost()
-                    elif not w.process.is_alive():
-                        lost = w.lost()
-                    elif time.monotonic() - w.started > hard_limit:
-                        lost = f"no answer from the worker within {hard_limit} s"
-                    else:
-                        continue
-                    task = w.task
-                    w.task = None
-                    if lost:
-                        w.stop()
-                        pool[i] = new_worker()
-                        reply = {"infrastructure": lost, "log": ""}
-                    if self._settle(task, reply, pending):
-                        bar.update(1)
-                        bar.set_postfix(dict(Counter(r["status"] for r in self.results.values())), refresh=False)
-        finally:
-            bar.close()
-            for w in pool:
-                w.stop()
-
-    def _not_run(self, tasks: list[Task], why: str) -> None:
-        """The graders cannot run: nothing is executed, every submission waiting is an infrastructure error (no
-        score), graded when the same command is run again after the fix."""
-        for task in tasks:
-            task.attempts.append(why)
-            self._finish(task, self._infrastructure_result(task), log=why, ran=False)
-
-    def _settle(self, task: Task, reply: dict, pending: deque) -> bool:
-        """Record a worker's answer; → False when the task went back in the queue for another attempt."""
-        problem = reply.get("infrastructure", "")
-        if problem:
-            task.attempts.append(problem)
-            if len(task.attempts) < MAX_ATTEMPTS:
-                pending.append(task)
-                return False
-            result = self._infrastructure_result(task)
-        else:
-            result = reply["result"]
-        log = "\n".join(filter(None, [reply.get("table", ""), "--- kernel log ---", reply.get("log", "")]))
-        self._finish(task, result, log)
-        return True
 
     def _infrastructure_result(self, task: Task) -> dict:
         why = task.attempts[-1].strip().splitlines()[-1][:300]
@@ -361,7 +200,7 @@ class Batch:
                              status=INFRASTRUCTURE, status_detail=text.replace("\n", " / "))
         return {**result.to_json(), INFRASTRUCTURE_REASON: why}
 
-    def _finish(self, task: Task, result: dict, log: str, ran: bool = True) -> None:
+    def _finish(self, store: ResultStore, task: Task, result: dict, log: str, ran: bool = True) -> None:
         sub = task.submission
         chosen = sub.chosen
         if sub.detail and not result.get("status_detail"):
@@ -374,13 +213,12 @@ class Batch:
             superseded=[{"origin": c.origin, "submitted_at": c.submitted_at.isoformat() if c.submitted_at else None,
                          "reason": why} for c, why in sub.superseded],
             attempts=len(task.attempts) + (ran and result.get("status") != INFRASTRUCTURE),
-            graded_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            graded_at=clock.now().isoformat(timespec="seconds"),
             fingerprint=task.fingerprint,
         )
-        write_atomic(self.out / "logs" / f"{sub.file_stem}.log", self._log_text(task, result, log))
-        write_atomic(self.result_path(sub), json.dumps(result, ensure_ascii=False, indent=2) + "\n")
+        store.save(sub.file_stem, result, self._log_text(task, result, log))
         self.results[sub.student_id] = result
-        self._write_feedback(sub, result)
+        self._save_feedback(store, sub, result)
 
     def _log_text(self, task: Task, result: dict, log: str) -> str:
         sub = task.submission
@@ -391,28 +229,27 @@ class Batch:
         lines += [f"attempt {i + 1} failed: {a.strip()}" for i, a in enumerate(task.attempts)]
         return "\n".join(lines) + "\n\n" + log + "\n"
 
-    def _write_feedback(self, sub, result: dict, only_if_missing: bool = False) -> None:
+    def _save_feedback(self, store: ResultStore, sub, result: dict) -> None:
         from .feedback import feedback_page
 
-        path = self.out / "feedback" / f"{sub.file_stem}.html"
-        if not (only_if_missing and path.exists()):
-            write_atomic(path, feedback_page(result, self.config, self.checks))
+        store.save_feedback(sub.file_stem, feedback_page(result, self.config, self.checks))
 
-    def _log_batch(self, students: int, to_grade: int, reused: int, refused: list[str]) -> None:
-        for line in refused:                 # always said, --quiet or not: the export held something hostile
+    def _log_batch(self, students: int, to_grade: int, reused: int) -> None:
+        for line in self.refused:            # always said, --quiet or not: the export held something hostile
             print(f"zip member refused: {line}", file=sys.stderr)
         if self.progress:
             print(f"{self.config.assignment.id}: {students} students · {to_grade} to grade on {self.kernel_device} "
                   f"with {self.workers} workers · {reused} already graded (unchanged)", file=sys.stderr)
 
-    def _write_class_files(self, wall_seconds: float) -> None:
+    def _write_class_files(self, store: ResultStore, wall_seconds: float) -> None:
         from .feedback import summary_figure, summary_page
 
         results = [self.results[s] for s in sorted(self.results)]
-        write_atomic(self.out / "gradebook.csv", gradebook_csv(results, self.config, self.checks))
-        write_atomic(self.out / "summary.png", summary_figure(results, self.config, self.checks))
-        write_atomic(self.out / "summary.html", summary_page(results, self.config, self.checks,
-                                                             wall_seconds=wall_seconds))
+        store.save_class_files({
+            "gradebook.csv": gradebook_csv(results, self.config, self.checks),
+            "summary.png": summary_figure(results, self.config, self.checks),
+            "summary.html": summary_page(results, self.config, self.checks, wall_seconds=wall_seconds),
+        })
 
 
 def declared_checks(config: Config) -> tuple[tuple[CheckSpec, ...], str]:
@@ -421,29 +258,6 @@ def declared_checks(config: Config) -> tuple[tuple[CheckSpec, ...], str]:
         return check_graders(config), ""
     except GradersBroken as exc:
         return (), str(exc)
-
-
-def worker_context():
-    """Workers are forked from a fork server that has imported Keras once (``worker_preload``); never from this
-    process, which may hold TensorFlow's device state (``--device auto``). Started at once, it loads in the
-    background."""
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["autograder.worker_preload"])
-    multiprocessing.forkserver.ensure_running()
-    return context
-
-
-def default_workers(kernel_device: str) -> int:
-    """One kernel per core, and on the CPU one more: each kernel trains on one thread (KERNEL_CPU_THREADS), and
-    the extra one keeps the cores busy while another kernel starts, exports or is being graded."""
-    cores = os.cpu_count() or 1
-    return cores + 1 if kernel_device == "cpu" else cores
-
-
-def remove_leftovers(out: Path) -> None:
-    """Temporary files of a batch that was killed mid-write (``write_atomic`` names them ``.name.*.tmp``)."""
-    for leftover in list(out.glob(".*.tmp")) + list(out.glob("*/.*.tmp")):
-        leftover.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -494,4 +308,3 @@ def grade_classes(source: Path, out: Path, config: Config, assignment: str | Non
             reports[assignment_id] = Batch(root, target, config.for_assignment(assignment_id),
                                            refused=refused if i == 0 else [], **options).run()
         return reports
-

@@ -75,10 +75,10 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=30)
     args = parser.parse_args()
-    config = load_config()
+    config = load_config().for_assignment("assignment3")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        npz = dataset.write_keras_npz(dataset.load_mnist(config.dataset_dir), Path(tmp) / "mnist.npz")
+        npz = dataset.write_keras_npz(dataset.load_mnist(config.dataset_folder("mnist")), Path(tmp) / "mnist.npz")
         for seed in range(config.seed, config.seed + args.seeds):
             exact = train(npz, seed, args.epochs, 1)
             fused = train(npz, seed, args.epochs, config.fused_fit_steps)

@@ -30,11 +30,11 @@ def bare(notebook: Path) -> None:
     from autograder.dataset import load_mnist, write_keras_npz
     from autograder.execute import harness_cell, harness_code, kernel_env
 
-    config = load_config()
+    config = load_config().for_assignment("assignment3")
     nb = nbformat.read(notebook, as_version=4)
     with tempfile.TemporaryDirectory() as tmp:
-        npz = write_keras_npz(load_mnist(config.dataset_dir), Path(tmp) / "mnist.npz")
-        pin = harness_code("setup", repr(str(npz)), repr(config.seed))
+        npz = write_keras_npz(load_mnist(config.dataset_folder("mnist")), Path(tmp) / "mnist.npz")
+        pin = harness_code("setup", repr({"mnist": str(npz)}), repr(config.seed))
         nb.cells.insert(0, harness_cell(pin))
         env = kernel_env("cpu", config, Path(tmp))
         NotebookClient(nb, timeout=None, kernel_name="python3", allow_errors=True,

@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import nbgrader_course as nbc  # noqa: E402
 
-from autograder.batch import default_workers  # noqa: E402
+from autograder.pool import default_workers  # noqa: E402
 from autograder.graders import check_graders  # noqa: E402
 
 SAMPLES = ROOT / "reference" / "assignment3" / "samples"
@@ -94,7 +94,7 @@ def submit_ours(config, students, exchange: Path, staging: Path) -> dict[str, st
     timestamps written (nbgrader's format), which the nbgrader side reuses."""
     from autograder.submit import submit
 
-    released = nbformat.read(config.release_notebook, as_version=4)
+    released = nbformat.read(config.assignment.release_notebook, as_version=4)
     stamps, saved = {}, os.environ.get("AUTOGRADER_NOW")
     try:
         for i, (student, scenario) in enumerate(students):
@@ -158,9 +158,9 @@ def ours_seconds(out: Path, rows: dict[str, dict]) -> dict[str, float]:
 def run_nbgrader(config, students, stamps: dict[str, str], work: Path) -> dict:
     from autograder.dataset import load_mnist, write_keras_npz
 
-    npz = write_keras_npz(load_mnist(config.dataset_dir), work / "mnist.npz")
+    npz = write_keras_npz(load_mnist(config.dataset_folder("mnist")), work / "mnist.npz")
     points = {c.id: c.points for c in check_graders(config)}
-    course = nbc.Course(work / "course", config.reference_notebook, points, config.deadline, npz,
+    course = nbc.Course(work / "course", config.assignment.reference_notebook, points, config.assignment.deadline, npz,
                         config.seed)
     ids = [s for s, _ in students]
     t0 = time.perf_counter()
@@ -290,7 +290,7 @@ def main() -> int:
 
     from autograder.config import load_config
 
-    config = load_config()
+    config = load_config().for_assignment("assignment3")
     points = {c.id: c.points for c in check_graders(config)}
     students = make_class(args.students)
     if args.keep:

@@ -1,0 +1,205 @@
+"""Worker processes that grade notebooks side by side, and the loop that keeps them busy.
+
+``graded(tasks, …)`` hands each task to a worker (a process forked from a server that imported Keras once) and
+yields ``(task, reply)`` as each is settled. A worker that dies, hangs past every budget, or answers with a
+GPU/driver failure is replaced and its task retried once on a fresh worker; after ``MAX_ATTEMPTS`` the reply says
+``infrastructure`` — never the student's zero. Nothing here writes results: the batch's store does.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import multiprocessing.forkserver
+import os
+import re
+import tempfile
+import time
+import traceback
+from collections import deque
+from multiprocessing.connection import wait
+from pathlib import Path
+from typing import Callable, Iterator
+
+from . import dataset
+from .config import Config, load_config
+from .errors import GraderError
+from .execute import HARNESS_TIMEOUT_S
+from .report import format_table
+
+KERNEL_LOG_LIMIT = 1_000_000          # bytes of a kernel's own stdout/stderr kept in the submission's log
+MAX_ATTEMPTS = 2                      # an infrastructure failure is retried once
+
+
+# Failures of the runner, not of the student's code: retried once, then reported as an infrastructure error.
+INFRASTRUCTURE_SIGNS = re.compile(
+    r"CUDA_ERROR|CUDA error|cuInit|CUDNN_STATUS|CUBLAS_STATUS|cudaMalloc|failed to create cublas|"
+    r"OOM when allocating|out of memory|Dst tensor is not initialized|driver version is insufficient", re.I)
+
+
+def infrastructure_problem(execution: dict) -> str:
+    """The first sign, in a result's execution record, that the GPU or its driver failed under the student's
+    cells, or ''. Only a GPU run can show one (on the CPU a failed allocation is the notebook's own doing)."""
+    if execution.get("device") != "gpu":
+        return ""
+    for cell in execution.get("cells", []):
+        text = f"{cell.get('ename', '')}: {cell.get('evalue', '')}"
+        if cell.get("status") == "error" and INFRASTRUCTURE_SIGNS.search(text):
+            return f"cell {cell.get('index', 0) + 1}: {text[:300]}"
+    return ""
+
+
+# --- the worker side ---------------------------------------------------------------------------------------
+
+def grade_task(task: dict, config: Config, data) -> dict:
+    """In a worker: grade one notebook. → {"result": results.json dict, "log": text, "infrastructure": ''|why}."""
+    from .grade import grade_on
+
+    with tempfile.TemporaryDirectory(prefix="autograder-batch-") as work:
+        pins = {name: Path(path) for name, path in task["pins"].items()}
+        result = grade_on(Path(task["path"]), config, task["device"], task["official"], data,
+                          fused=task["fused"], pins=pins, work=Path(work))
+        kernel_log = Path(work, "kernel.log")
+        log = kernel_log.read_bytes()[-KERNEL_LOG_LIMIT:].decode("utf-8", "replace") if kernel_log.is_file() else ""
+    return {"result": result.to_json(), "table": format_table(result), "log": log,
+            "infrastructure": infrastructure_problem(result.execution)}
+
+
+def _worker_main(conn, config_path: str, assignment_id: str, grade_fn, log_path: str, kernel_device: str) -> None:
+    with open(log_path, "ab") as log:     # TensorFlow's start-up chatter and any crash, off the instructor's screen
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+    if kernel_device == "gpu":
+        from .device import visible_gpus
+
+        visible_gpus()                   # hides the GPUs from this process (the graders): they are the kernels'
+    config = load_config(config_path).for_assignment(assignment_id)
+    data = LazyDataset(config)
+    while True:
+        try:
+            task = conn.recv()
+        except EOFError:
+            return
+        try:
+            reply = grade_fn(task, config, data)
+        except GraderError as exc:       # the grader says why it cannot (a kernel that would not start, ...)
+            reply = {"infrastructure": str(exc), "log": traceback.format_exc()}
+        except Exception:                # the runner failed otherwise (disk full, ...)
+            reply = {"infrastructure": traceback.format_exc(limit=3)[-2000:], "log": traceback.format_exc()}
+        conn.send(reply)
+
+
+class LazyDataset:
+    """The assignment's verified dataset, read on first use (a worker that only ever dies need not spend a second
+    on it)."""
+
+    def __init__(self, config: Config):
+        self.config, self.data = config, None
+
+    def __getattr__(self, name):
+        if self.data is None:
+            self.data = dataset.load_dataset(self.config)
+        return getattr(self.data, name)
+
+
+class Worker:
+    """One spawned process and the task it holds, so a lost worker's submission is known and retried."""
+
+    def __init__(self, config: Config, grade_fn, context, log_path: Path, kernel_device: str):
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=_worker_main, daemon=True,
+                                       args=(child, str(config.source), config.assignment.id, grade_fn,
+                                             str(log_path), kernel_device))
+        self.process.start()
+        child.close()
+        self.task = None                         # the task it holds (a batch's Task)
+        self.started = 0.0
+
+    def assign(self, task, payload: dict) -> None:
+        self.task, self.started = task, time.monotonic()
+        self.conn.send(payload)
+
+    def lost(self) -> str:
+        self.process.join(timeout=10)        # its pipe closes a moment before its exit status is known
+        return f"worker lost (exit code {self.process.exitcode})"
+
+    def stop(self) -> None:
+        """End the process. An idle worker holds nothing (its kernel is shut down after each notebook), so it is
+        killed rather than left to unload TensorFlow (seconds); a busy one loses only its notebook in flight, whose
+        kernel exits with it (ipykernel watches its parent)."""
+        self.process.kill()
+        self.process.join()
+
+
+# --- the parent side ---------------------------------------------------------------------------------------
+
+def graded(tasks: list, config: Config, *, payload: Callable[[object], dict], workers: int, kernel_device: str,
+           log_path: Path, grade_fn=grade_task, max_attempts: int = MAX_ATTEMPTS) -> Iterator[tuple[object, dict]]:
+    """Grade ``tasks`` (each with an ``attempts`` list) on ``workers`` processes; yield ``(task, reply)`` once each
+    is settled. ``payload(task)`` is what a worker receives. A reply carrying ``infrastructure`` goes back in the
+    queue until ``max_attempts`` failed attempts (each noted in ``task.attempts``)."""
+    if not tasks:
+        return
+    context = worker_context()
+    pending = deque(tasks)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+
+    def new_worker() -> Worker:
+        return Worker(config, grade_fn, context, log_path, kernel_device)
+
+    pool = [new_worker() for _ in range(min(workers, len(tasks)))]
+    hard_limit = config.notebook_timeout_s + 2 * HARNESS_TIMEOUT_S + 600
+    try:
+        while pending or any(w.task for w in pool):
+            for w in pool:
+                if w.task is None and pending:
+                    task = pending.popleft()
+                    w.assign(task, payload(task))
+            busy = [w for w in pool if w.task]
+            wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout=5)
+            for i, w in enumerate(pool):
+                if w.task is None:
+                    continue
+                reply, lost = None, ""
+                if w.conn.poll():
+                    try:
+                        reply = w.conn.recv()
+                    except (EOFError, OSError):
+                        lost = w.lost()
+                elif not w.process.is_alive():
+                    lost = w.lost()
+                elif time.monotonic() - w.started > hard_limit:
+                    lost = f"no answer from the worker within {hard_limit} s"
+                else:
+                    continue
+                task, w.task = w.task, None
+                if lost:
+                    w.stop()
+                    pool[i] = new_worker()
+                    reply = {"infrastructure": lost, "log": ""}
+                problem = reply.get("infrastructure", "")
+                if problem:
+                    task.attempts.append(problem)
+                    if len(task.attempts) < max_attempts:
+                        pending.append(task)
+                        continue
+                yield task, reply
+    finally:
+        for w in pool:
+            w.stop()
+
+
+def worker_context():
+    """Workers are forked from a fork server that has imported Keras once (``worker_preload``); never from this
+    process, which may hold TensorFlow's device state (``--device auto``). Started at once, it loads in the
+    background."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["autograder.worker_preload"])
+    multiprocessing.forkserver.ensure_running()
+    return context
+
+
+def default_workers(kernel_device: str) -> int:
+    """One kernel per core, and on the CPU one more: each kernel trains on one thread (KERNEL_CPU_THREADS), and
+    the extra one keeps the cores busy while another kernel starts, exports or is being graded."""
+    cores = os.cpu_count() or 1
+    return cores + 1 if kernel_device == "cpu" else cores
