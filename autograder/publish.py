@@ -3,7 +3,6 @@ rendering, and a page of the checks and their points. Grader source is never par
 
 from __future__ import annotations
 
-import html
 import tempfile
 from pathlib import Path
 
@@ -19,29 +18,14 @@ from .device import resolve_device
 from .errors import GraderError, Refusal
 from .execute import execute
 from .graders import check_graders
+from .pages import render
 from .release import solution_notebook
-from .report import format_points, write_atomic
+from .report import write_atomic
 
 
 def checks_page(config: Config, checks: tuple[CheckSpec, ...]) -> str:
     """The checks as the graders declare them: id, what is checked, points; and the total."""
-    rows = "\n".join(
-        f"<tr><td><code>{c.id}</code></td><td>{html.escape(c.title_ja)}<br><small>{html.escape(c.title_en)}</small>"
-        f"</td><td>{format_points(c.points)}</td></tr>"
-        for c in checks)
-    assignment = config.assignment
-    title = f"{assignment.id}: 採点項目 / checks"
-    return f"""<!doctype html>
-<html lang="ja"><head><meta charset="utf-8"><title>{title}</title>
-<style>body{{font-family:sans-serif;max-width:48rem;margin:2rem auto}}table{{border-collapse:collapse;width:100%}}
-td,th{{border:1px solid #ccc;padding:.4rem .6rem;text-align:left}}td:last-child{{text-align:right}}</style></head>
-<body><h1>{title}</h1>
-<p>{html.escape(assignment.title_ja)}<br><small>{html.escape(assignment.title_en)}</small></p>
-<table><tr><th>check</th><th>内容 / what is checked</th><th>点 / points</th></tr>
-{rows}
-<tr><th colspan="2">合計 / total</th><th>{format_points(max_score(checks))}</th></tr></table>
-</body></html>
-"""
+    return render("checks.html.j2", assignment=config.assignment, checks=checks, total=max_score(checks))
 
 
 def tidy_outputs(nb) -> nbformat.NotebookNode:

@@ -36,10 +36,11 @@ def test_after_the_deadline_publishing_goes_ahead(monkeypatch, config, tmp_path)
 
 def test_the_checks_page_lists_the_declared_checks_titles_and_points(config, checks):
     page = checks_page(config, checks)
-    rows = re.findall(r"<tr><td><code>(\w+)</code></td><td>(.*?)<br><small>(.*?)</small></td><td>(.*?)</td></tr>", page)
+    rows = re.findall(r'<tr><td><code>(\w+)</code></td><td>(.*?)<br><span class="en">(.*?)</span></td>'
+                      r'<td class="num">(.*?)</td></tr>', page)
     assert [(name, html.unescape(ja), html.unescape(en), float(points)) for name, ja, en, points in rows] == [
         (c.id, c.title_ja, c.title_en, c.points) for c in checks]
-    assert "<th>12</th>" in page
+    assert '<th class="num">12</th>' in page
     assert_no_grader_source(page)
 
 
@@ -79,6 +80,6 @@ def test_html_and_checks_page_render_and_hold_no_grader_source(published):
     checks = (published / "checks.html").read_text(encoding="utf-8")
     for check in ("reshape", "one_hot", "param_count", "architecture", "compile", "fit", "val_accuracy", "predict"):
         assert f"<code>{check}</code>" in checks
-    assert "<th>12</th>" in checks
+    assert '<th class="num">12</th>' in checks
     for path in published.iterdir():
         assert_no_grader_source(path.read_text(encoding="utf-8"))
