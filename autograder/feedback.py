@@ -1,8 +1,9 @@
 """The pages and plots of a batch grading run: one feedback page per student, a class summary page and figure.
 
 Pages are static, self-contained HTML (inline CSS, the plot inlined as base64) so they can be emailed or served as
-files. Everything taken from a result — notes, check outputs, names, ids, paths — is student-influenced text and is
-escaped. Plots use matplotlib's Figure directly (Agg canvas, no pyplot state: safe in worker processes) and English
+files. Their markup is in autograder/templates/ (see pages.py); this module gives the templates plain data. Everything
+taken from a result — notes, check outputs, names, ids, paths — is student-influenced text, which the templates
+escape. Plots use matplotlib's Figure directly (Agg canvas, no pyplot state: safe in worker processes) and English
 labels only, since the grading machine may lack CJK fonts.
 """
 
@@ -10,13 +11,13 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import html
 import io
 import math
 import statistics
 from collections import Counter
 from urllib.parse import quote
 
+from markupsafe import Markup
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
@@ -25,10 +26,12 @@ from .clock import local_text, parse_time
 from .assignment import TrainingCurve
 from .checks import CheckSpec, max_score, titles
 from .intake import file_stem
+from .pages import render
 from .report import format_points, unofficial_warning
 from .result import (ERROR, GRADED, LATE, NO_TIMESTAMP, NOT_GRADED, PASSED, TIMEOUT, checks_not_graded,
                      infrastructure_reasons, is_official)
 from .result import INFRASTRUCTURE as INFRA
+
 # status → (Japanese, English, style). Styles: ok (green), warn (amber), bad (red), info (blue: not the student's doing).
 STATUSES = {
     GRADED: ("採点済み", "Graded", "ok"),
@@ -40,33 +43,6 @@ STATUSES = {
 }
 INFRA_MESSAGE = ("これはあなたの提出物の問題ではありません。採点をやり直します。この結果は成績ではありません。",
                  "This is not a problem with your submission. It will be regraded; this is not your grade.")
-
-CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI","Hiragino Sans","Noto Sans JP","Noto Sans CJK JP","Yu Gothic",
- Meiryo,sans-serif;color:#1f2933;background:#f5f7fa;margin:0;line-height:1.55}
-main{max-width:60rem;margin:1.5rem auto;background:#fff;padding:1.5rem 2rem 1rem;border:1px solid #e4e7eb;
- border-radius:8px}h1{font-size:1.45rem;margin:.2rem 0 1rem}h2{font-size:1.1rem;margin:1.8rem 0 .6rem;
- padding-bottom:.25rem;border-bottom:1px solid #e4e7eb}code,pre{font-family:ui-monospace,Menlo,Consolas,
- "Noto Sans Mono CJK JP",monospace;font-size:.88em}.head{display:flex;gap:1.5rem;align-items:center}
-.card{border:1px solid #e4e7eb;border-radius:8px;padding:.4rem 1.2rem;text-align:center;min-width:7rem}
-.label,.en,dt,footer{color:#616e7c}.label{font-size:.8rem}.score{font-size:2.2rem;font-weight:700;line-height:1.2}
-.score small{font-size:1rem;font-weight:400;color:#616e7c}.head .badge{margin-top:.3rem}.badge{display:inline-block;
- padding:.15rem .7rem;border-radius:999px;font-weight:600;font-size:.9rem;white-space:nowrap}
-.ok{background:#e3f9e5;color:#1f6d2c}.warn{background:#fff3c4;color:#8d5b00}.bad{background:#ffe3e3;color:#a61b1b}
-.info{background:#e0f0ff;color:#0b4f8a}.box{padding:.6rem 1rem;border-radius:6px;margin:1rem 0;
- border-left:5px solid currentColor}.box p{margin:.15rem 0;color:#1f2933}table{border-collapse:collapse;width:100%;
- font-size:.95rem}th,td{border-bottom:1px solid #e4e7eb;padding:.45rem .6rem;text-align:left;vertical-align:top}
-th{background:#f5f7fa;font-weight:600}.students td{vertical-align:middle}td.num,th.num{text-align:right}
-td.num{white-space:nowrap}.en{font-size:.88em}.mark{font-size:1.15rem;text-align:center}.pass{color:#1f7a34}
-.fail{color:#c62828}pre{white-space:pre-wrap;word-break:break-word;background:#fafbfc;border:1px solid #e4e7eb;
- border-radius:4px;padding:.45rem .6rem;margin:.4rem 0 0}img{display:block;max-width:100%;height:auto;
- margin:.5rem auto}dl{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1.2rem;margin:1rem 0}dd{margin:0}
-footer{margin-top:2rem;padding-top:.6rem;border-top:1px solid #e4e7eb;font-size:.82rem}ul{padding-left:1.3rem}
-@media(max-width:40rem){main{margin:0;border:0;border-radius:0;padding:1rem}th,td{padding:.4rem .25rem}td{overflow-wrap:anywhere}td>code{overflow-wrap:normal}}
-"""
-
-esc = html.escape
-
 
 def _num(value) -> float | None:
     """A finite float, or None for anything else (missing, NaN, inf, text): results may be malformed."""
@@ -80,8 +56,8 @@ def _fmt(value: float | None, spec: str) -> str:
 
 
 def _text(value, default: str = "?") -> str:
-    """Any value from a result as escaped HTML text (a default when it is missing)."""
-    return default if value is None or value == "" else esc(str(value))
+    """Any value from a result as text (a default when it is missing)."""
+    return default if value is None or value == "" else str(value)
 
 
 def _dict(value) -> dict:
@@ -187,28 +163,22 @@ def training_curves_png(history: dict, curve: TrainingCurve, measured: float | N
     return _png(fig)
 
 
-def _bi(ja: str, en: str) -> str:
-    """Japanese, then English on its own line in a quieter style (both escaped)."""
-    return f'{esc(ja)}<br><span class="en">{esc(en)}</span>'
-
-
-def _status_block(result: dict) -> tuple[str, str]:
-    """The status as a badge, and for anything but a plain grade the reason in a highlighted box."""
+def _status_view(result: dict) -> dict:
+    """The status as a badge (ja, en, style), and for anything but a plain grade the reason as the lines of a
+    highlighted box (box_style)."""
     status = _status(result)
     ja, en, style = _style(status)
-    badge = f'<span class="badge {style}">{esc(ja)}{" / " + esc(en) if en else ""}</span>'
     lines = str(result.get("status_detail") or "").splitlines() + (list(INFRA_MESSAGE) if status == INFRA else [])
     if not is_official(result):
         lines.append("非公式の採点です (指定の環境以外で採点) / Unofficial: not graded on the required device.")
-    box = "".join(f"<p>{esc(line)}</p>" for line in lines)
     box_style = "warn" if style == "ok" else style        # a note on a graded result is worth a look, not a pass
-    return badge, (f'<div class="box {box_style}">{box}</div>' if box else "")
+    return {"ja": ja, "en": en, "style": style, "lines": lines, "box_style": box_style}
 
 
 MARKS = {PASSED: ("✓", "pass"), NOT_GRADED: ("—", "info")}     # anything else: ✗
 
 
-def _check_rows(tests: list, checks: tuple[CheckSpec, ...]) -> str:
+def _check_rows(tests: list, checks: tuple[CheckSpec, ...]) -> list[dict]:
     """One row per check of a stored result, titled from the declared checks (a check no longer declared: no
     title)."""
     title = titles(checks)
@@ -217,30 +187,27 @@ def _check_rows(tests: list, checks: tuple[CheckSpec, ...]) -> str:
         name = str(test.get("name", "?"))
         status = test.get("status")
         mark, style = MARKS.get(status, ("✗", "fail"))
-        output = str(test.get("output") or "")
-        score = "—" if status == NOT_GRADED else format_points(_num(test.get("score")) or 0)
-        rows.append(f'<tr><td><code>{esc(name)}</code></td><td>{_bi(*title.get(name, ("", "")))}'
-                    f'{f"<pre>{esc(output)}</pre>" if output else ""}</td><td class="num">'
-                    f'{score} / {format_points(_num(test.get("max_score")) or 0)}'
-                    f'</td><td class="mark {style}">{mark}</td></tr>')
-    return "\n".join(rows)
+        rows.append({"id": name, "title": title.get(name, ("", "")), "output": str(test.get("output") or ""),
+                     "score": "—" if status == NOT_GRADED else format_points(_num(test.get("score")) or 0),
+                     "most": format_points(_num(test.get("max_score")) or 0), "mark": mark, "style": style})
+    return rows
 
 
-def _curve_words(result: dict, curve: TrainingCurve) -> str:
-    """The caption under the curves: the grader's measurement of ``curve.check`` (the graders record it under
-    the check's id, and the notebook's own value as <id>_reported), worded from that check's own verdict so the
-    page never says one thing in the table and another under the plot."""
+def _curve_words(result: dict, curve: TrainingCurve) -> tuple[str, str] | None:
+    """The caption under the curves, (Japanese, English): the grader's measurement of ``curve.check`` (the graders
+    record it under the check's id, and the notebook's own value as <id>_reported), worded from that check's own
+    verdict so the page never says one thing in the table and another under the plot."""
     name, threshold = curve.check, curve.threshold
     if not name or threshold is None:
-        return ""
+        return None
     check = next((t for t in map(_dict, _list(result.get("tests"))) if t.get("name") == name), {})
     measurements = _dict(result.get("measurements"))
     measured, reported = _num(measurements.get(name)), _num(measurements.get(f"{name}_reported"))
     status = check.get("status")
     if status == NOT_GRADED:
-        return f"<p>{_bi(f'{name} の項目は採点されていません (上の表)。', f'The {name} check was not graded (see the table above).')}</p>"
+        return f"{name} の項目は採点されていません (上の表)。", f"The {name} check was not graded (see the table above)."
     if measured is None:
-        return f"<p>{_bi(f'{name} は測定できませんでした (理由は上の表)。', f'{name} could not be measured (see the table above).')}</p>"
+        return f"{name} は測定できませんでした (理由は上の表)。", f"{name} could not be measured (see the table above)."
     reaches = measured >= threshold
     ja = f"採点側で再計算した {name} は {measured:.4f} で、基準 {threshold:g} {'以上です' if reaches else 'に届きませんでした'}。"
     en = f"The grader measured {name} {measured:.4f}, which {'reaches' if reaches else 'is below'} the threshold {threshold:g}."
@@ -252,58 +219,43 @@ def _curve_words(result: dict, curve: TrainingCurve) -> str:
     elif reaches:
         ja += " それでもこの項目が不合格なのは、上の表の理由によります。"
         en += " The check still failed, for the reason in the table above."
-    return f"<p>{_bi(ja, en)}</p>"
+    return ja, en
 
 
-def _page(title: str, body: str) -> str:
-    return (f'<!doctype html>\n<html lang="ja"><head><meta charset="utf-8">'
-            f'<meta name="viewport" content="width=device-width,initial-scale=1"><title>{title}</title>'
-            f"<style>{CSS}</style></head>\n<body><main>\n{body}\n</main></body></html>\n")
+def _curves(result: dict, curve: TrainingCurve) -> dict:
+    """The training curves section: its caption, and the plot as a data URI (None: nothing was recorded)."""
+    execution, measurements = _dict(result.get("execution")), _dict(result.get("measurements"))
+    png = training_curves_png(_dict(execution.get("history")), curve, measurements.get(curve.check))
+    # Markup: the one piece of markup made here, trusted as it is — base64 of the PNG just drawn, nothing to escape.
+    uri = Markup(f"data:image/png;base64,{base64.b64encode(png).decode('ascii')}") if png else None
+    return {"caption": _curve_words(result, curve), "png": uri}
 
 
 def feedback_page(result: dict, config, checks: tuple[CheckSpec, ...]) -> str:
     """One student's page: score and status, the checks with their explanations (titled from ``checks``, the
     graders' declarations), the training curves, the notes."""
     result = _dict(result)
-    student = _text(result.get("student_id"))
     score, most = _points(result)
-    max_text = format_points(most if most is not None else max_score(checks))
-    score_text = format_points(score) if score is not None else "—"
-    badge, box = _status_block(result)
-    execution, measurements = _dict(result.get("execution")), _dict(result.get("measurements"))
+    execution = _dict(result.get("execution"))
     assignment = config.assignment
-    parts = [f"<h1>{esc(assignment.id)} — フィードバック / Feedback</h1><p>{_bi(*assignment.title)}</p>",
-             f'<div class="head"><div class="card"><div class="label">得点 / Score</div><div class="score">'
-             f'{score_text} <small>/ {max_text}</small></div></div><div>学生 / Student: <b>{student}</b><br>'
-             f'{badge}</div></div>{box}',
-             f"<dl><dt>提出 / Submitted</dt><dd>{_local_time(result.get('submitted_at'), config)}</dd>"
-             f"<dt>締切 / Deadline</dt><dd>{_local_time(config.assignment.deadline, config)}</dd>"
-             f"<dt>ノートブック / Notebook</dt><dd><code>{_text(result.get('notebook'))}</code></dd></dl>"]
-    if _status(result) != INFRA and _list(result.get("tests")):
-        parts += ["<h2>採点項目 / Checks</h2><table><tr><th>ID</th><th>内容 / What is checked</th>"
-                  '<th class="num">点 / Points</th><th>結果 / Result</th></tr>', _check_rows(result["tests"], checks),
-                  "</table>"]
-        curve = assignment.training_curve
-        if curve:
-            png = training_curves_png(_dict(execution.get("history")), curve, measurements.get(curve.check))
-            parts += ["<h2>学習曲線 / Training curves</h2>", _curve_words(result, curve),
-                      f'<img alt="training curves" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
-                      if png else f"<p>{_bi('学習の記録がありません。', 'No training history was recorded.')}</p>"]
-    notes = "".join(f"<li>{_text(n)}</li>" for n in _list(result.get("notes")))
-    if notes:
-        parts.append(f"<h2>メモ / Notes</h2><ul>{notes}</ul>")
-    superseded = "".join(
-        f"<li>採点対象外 / not graded: <code>{_text(s.get('origin'))}</code> "
-        f"({_local_time(s.get('submitted_at'), config)}) — {_text(s.get('reason'), '')}</li>"
-        for s in map(_dict, _list(result.get("superseded"))))
-    if superseded:
-        parts.append(f"<h2>採点対象外の提出 / Submissions not graded</h2><ul>{superseded}</ul>")
-    footer = [f"status: {esc(_status(result))}", f"{_text(execution.get('device_name'))} ({_text(execution.get('device'))})",
+    graded = _status(result) != INFRA and bool(_list(result.get("tests")))
+    curve = assignment.training_curve
+    footer = [f"status: {_status(result)}", f"{_text(execution.get('device_name'))} ({_text(execution.get('device'))})",
               *(f"{label} {_text(execution.get(key))}" for label, key in
                 (("TensorFlow", "tensorflow"), ("Keras", "keras"), ("seed", "seed"))),
               f"{_fmt(_seconds(result), '.1f')} s", f"採点日時 / graded {_local_time(result.get('graded_at'), config)}"]
-    parts.append(f"<footer>{' · '.join(footer)}<br>{_text(result.get('origin'), '')}</footer>")
-    return _page(f"{esc(config.assignment.id)} — {student}", "\n".join(parts))
+    return render(
+        "feedback.html.j2", assignment=assignment, student=_text(result.get("student_id")),
+        score=format_points(score) if score is not None else "—",
+        most=format_points(most if most is not None else max_score(checks)), status=_status_view(result),
+        submitted=_local_time(result.get("submitted_at"), config), deadline=_local_time(assignment.deadline, config),
+        notebook=_text(result.get("notebook")),
+        rows=_check_rows(result["tests"], checks) if graded else [],
+        curves=_curves(result, curve) if graded and curve else None,
+        notes=[_text(n) for n in _list(result.get("notes"))],
+        superseded=[{"origin": _text(s.get("origin")), "submitted": _local_time(s.get("submitted_at"), config),
+                     "reason": _text(s.get("reason"), "")} for s in map(_dict, _list(result.get("superseded")))],
+        footer=footer, origin=_text(result.get("origin"), ""))
 
 
 def pass_rates(results: list[dict], checks: tuple[CheckSpec, ...]) -> dict[str, tuple[int, int]]:
@@ -408,41 +360,13 @@ def _measured_histogram(ax, results: list[dict], curve: TrainingCurve | None) ->
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
 
 
-def _infrastructure_section(results: list[dict]) -> str:
-    """The infrastructure errors and why the runner failed, one line per reason (none: no section): what the
-    instructor must fix before rerunning."""
-    reasons = infrastructure_reasons(results)
-    items = "".join(f"<li><code>{esc(why)}</code>: {esc(', '.join(students))}</li>"
-                    for why, students in reasons.items())
-    return f"<h2>採点環境の問題 / Infrastructure errors</h2><ul>{items}</ul>" if reasons else ""
-
-
-def _not_graded_banner(results: list[dict]) -> str:
-    """A box atop the summary when a grader failed on some checks: those scores are not final until it is fixed."""
-    flagged = checks_not_graded(results)
-    if not flagged:
-        return ""
-    items = "".join(f"<li>{esc(student)}: <code>{esc(' '.join(checks))}</code></li>" for student, checks in flagged.items())
-    return (f'<div class="box warn" role="alert"><p><b>{len(flagged)} 件の提出で、採点プログラムのエラーのため採点されていない'
-            f'項目があります (点は与えも引きもしていません)。採点プログラムを直して、同じコマンドで採点し直してください。</b></p>'
-            f"<p>{len(flagged)} submission(s) have checks not graded because a grader failed (no points given or taken): "
-            f"fix the grader and run the same command again.</p><ul>{items}</ul></div>")
-
-
-def _unofficial_banner(results: list[dict]) -> str:
-    """A red box atop the summary when any grade is unofficial, with the count: the page a TA reads before
-    uploading the gradebook to the LMS."""
-    unofficial = sum(not is_official(r) for r in results)
-    if not unofficial:
-        return ""
-    ja, en = unofficial_warning(unofficial, len(results))
-    return f'<div class="box bad" role="alert"><p><b>{esc(ja)}</b></p><p>{esc(en)}</p></div>'
-
-
 def summary_page(results: list[dict], config, checks: tuple[CheckSpec, ...], figure_name: str = "summary.png",
                  wall_seconds: float | None = None) -> str:
     """The class overview for the instructor: counts, score statistics, pass rates (per declared check, titled from
-    ``checks``), devices, and links to pages.
+    ``checks``), devices, and links to pages; atop it a red banner when any grade is unofficial (the page a TA reads
+    before uploading the gradebook to the LMS) and a box when a grader failed on some checks (those scores are not
+    final until it is fixed); the infrastructure errors with why the runner failed (what the instructor must fix
+    before rerunning).
     ``wall_seconds``: how long the batch took, shown beside the grading time summed over notebooks (they differ
     by the number of workers, and by results kept from earlier runs)."""
     results = [_dict(r) for r in _list(results)]
@@ -453,40 +377,31 @@ def summary_page(results: list[dict], config, checks: tuple[CheckSpec, ...], fig
     most, title = max_score(checks), titles(checks)
     devices = sorted({str(_dict(r.get("execution")).get("device_name")) for r in results} - {"None", ""})
     stats = [("提出数 / Submissions", len(results)),
-             *((f"{esc(_style(s)[0])} / {esc(s)}", n) for s, n in _status_counts(results).items()),
+             *((f"{_style(s)[0]} / {s}", n) for s, n in _status_counts(results).items()),
              ("平均点 / Mean score", f"{statistics.mean(scores):.2f} / {format_points(most)} "
               f"(n={len(scores)}, infrastructure errors excluded)" if scores else "—"),
              ("中央値 / Median score", format_points(statistics.median(scores)) if scores else "—"),
-             ("採点環境 / Devices", esc(", ".join(devices)) or "—"),
+             ("採点環境 / Devices", ", ".join(devices) or "—"),
              ("採点時間 (ノートブックごとの合計) / Grading time, summed over notebooks",
               f"{sum(timings):.0f} s (平均 / mean {statistics.mean(timings):.1f} s, n={len(timings)})"
               if timings else "—"),
              *([("経過時間 (この実行) / Wall time of this run", f"{wall_seconds:.0f} s")]
                if wall_seconds is not None else [])]
-    rate_rows = "".join(f'<tr><td><code>{c}</code></td><td>{_bi(*title[c])}</td><td class="num">{p} / {n}'
-                        f'</td><td class="num">{f"{100 * p / n:.0f}%" if n else "—"}</td></tr>'
-                        for c, (p, n) in pass_rates(results, checks).items())
-    student_rows = []
+    rates = [{"id": c, "title": title[c], "passed": p, "judged": n, "share": f"{100 * p / n:.0f}%" if n else "—"}
+             for c, (p, n) in pass_rates(results, checks).items()]
+    students = []
     for r in sorted(results, key=lambda r: str(r.get("student_id") or "")):
         sid = str(r.get("student_id") or "")
         score, out_of = _points(r)
-        val, seconds = _measured(r, measured_name), _seconds(r)
         ja, en, style = _style(_status(r))
-        href = esc(f"feedback/{quote(file_stem(sid), safe='')}.html")   # where the batch writes the page
-        link = f'<a href="{href}">{esc(sid)}</a>' if sid else "?"
-        student_rows.append(
-            f'<tr><td>{link}</td><td class="num">{_fmt(score, "g")} / {format_points(out_of or most)}'
-            f'</td><td><span class="badge {style}">{esc(en or ja)}</span></td><td class="num">{_fmt(val, ".4f")}</td>'
-            f'<td class="num">{_fmt(seconds, ".1f")}</td></tr>')
-    body = (f"<h1>{esc(config.assignment.id)} — 採点結果のまとめ / Grading summary</h1>" + _unofficial_banner(results)
-            + _not_graded_banner(results)
-            + "<dl>"
-            + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in stats) + "</dl>" + _infrastructure_section(results) +
-            f'<img alt="summary figure" src="{esc(quote(figure_name))}">'
-            "<h2>項目ごとの合格率 / Pass rate per check</h2><table><tr><th>ID</th><th>内容 / What is checked</th>"
-            '<th class="num">合格 / passed of graded</th><th class="num">%</th></tr>' + rate_rows + "</table>"
-            '<h2>学生一覧 / Students</h2><table class="students"><tr><th>ID</th><th class="num">点 / Score</th>'
-            f'<th>状態 / Status</th><th class="num">{esc(measured_name or "")}</th>'
-            '<th class="num">採点時間 / seconds</th></tr>'
-            + "\n".join(student_rows) + "</table>")
-    return _page(f"{esc(config.assignment.id)} — summary", body)
+        students.append({"id": sid, "href": f"feedback/{quote(file_stem(sid), safe='')}.html",  # as the batch writes it
+                         "score": _fmt(score, "g"), "most": format_points(out_of or most), "status": en or ja,
+                         "style": style, "measured": _fmt(_measured(r, measured_name), ".4f"),
+                         "seconds": _fmt(_seconds(r), ".1f")})
+    unofficial = sum(not is_official(r) for r in results)
+    return render(
+        "summary.html.j2", assignment=config.assignment,
+        unofficial=unofficial_warning(unofficial, len(results)) if unofficial else None,
+        not_graded=[(student, " ".join(ids)) for student, ids in checks_not_graded(results).items()],
+        stats=stats, infrastructure=[(why, ", ".join(who)) for why, who in infrastructure_reasons(results).items()],
+        figure=quote(figure_name), rates=rates, measured_name=measured_name or "", students=students)
