@@ -10,8 +10,9 @@ import nbformat
 import pytest
 
 from autograder import PROJECT_ROOT
+from autograder.assignment import which_assignment
 from autograder.config import load_config
-from autograder.dataset import load_mnist
+from autograder.dataset import load_dataset, load_mnist
 from autograder.grade import grade_notebook
 from autograder.graders import FRAMEWORK_DIR, check_graders
 
@@ -37,13 +38,20 @@ def mnist(config):
 
 @pytest.fixture(scope="session")
 def graded(config, mnist):
-    """graded(path) → GradeResult, graded on the CPU once per session however many tests ask."""
-    cache = {}
+    """graded(path) → GradeResult, graded on the CPU once per session however many tests ask; the assignment is
+    found as the CLI finds it (release metadata, folder, name; a sample under reference/<id>/samples/ is <id>'s)."""
+    cache, courses = {}, {"assignment3": (config, mnist)}
 
     def grade(path: Path):
         path = Path(path)
         if path not in cache:
-            cache[path] = grade_notebook(path, config, device="cpu", data=mnist)
+            assignment = next((p.name for p in path.parents if p.parent.name == "reference"), None)
+            assignment = which_assignment(config, path, assignment)
+            if assignment not in courses:
+                course = load_config().for_assignment(assignment)
+                courses[assignment] = (course, load_dataset(course))
+            course, data = courses[assignment]
+            cache[path] = grade_notebook(path, course, device="cpu", data=data)
         return cache[path]
 
     return grade
@@ -81,10 +89,11 @@ def kernel_start_reason(words: str = BROKEN_KERNEL_WORDS) -> str:
 
 
 def grader_source_lines() -> list[tuple[str, str]]:
-    """Distinctive lines of the hidden graders' source (the assignment's graders and the framework's plugin,
+    """Distinctive lines of the hidden graders' source (every assignment's graders and the framework's plugin,
     fixtures and support): none may appear in anything students receive."""
     lines = []
-    for source in sorted(load_config().for_assignment("assignment3").assignment.graders_dir.rglob("*.py")) + sorted(FRAMEWORK_DIR.glob("*.py")):
+    graders = sorted((PROJECT_ROOT / "reference").glob("*/graders/*.py"))
+    for source in graders + sorted(FRAMEWORK_DIR.glob("*.py")):
         for line in source.read_text(encoding="utf-8").splitlines():
             line = line.strip()
             if len(line) > 25 and not line.startswith(("#", "from ", "import ")):
