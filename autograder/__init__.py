@@ -1,7 +1,8 @@
-"""Autograder for 医療とAI・ビッグデータ応用, MLP① (課題3): a Keras MLP on MNIST.
+"""An autograding framework for 医療とAI・ビッグデータ応用: Keras notebooks graded by hidden pytest graders.
 
-Stages, one module each, data flowing one way:
-config → dataset → release → execute → graders → result → report (→ batch, later).
+Each assignment is a folder, ``reference/<id>/`` (reference notebook, settings.py, graders, samples), that the
+framework discovers. Stages, one module each, data flowing one way:
+config → assignment → dataset → release → execute → graders → result → report (→ batch: plan, pool, store).
 """
 
 from pathlib import Path

@@ -10,7 +10,7 @@ class ConfigError(GraderError):
 
 
 class DatasetError(GraderError):
-    """The pinned MNIST files are missing or do not match their SHA-256 digests."""
+    """A pinned dataset's files are missing or do not match their SHA-256 digests."""
 
 
 class Refusal(Exception):

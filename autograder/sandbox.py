@@ -145,7 +145,7 @@ def kernel_environ(env) -> dict[str, str]:
 @dataclass(frozen=True)
 class SandboxSpec:
     workdir: Path                            # read-write; the kernel's cwd and HOME; holds .runtime/ (sockets)
-    readable: tuple[Path, ...] = ()          # extra read-only binds (the MNIST npz, harness code)
+    readable: tuple[Path, ...] = ()          # extra read-only binds (a dataset's pinned files, harness code)
     writable: tuple[Path, ...] = ()          # extra read-write binds (the artifacts folder)
     max_processes: int | None = None         # tasks (threads count too: TensorFlow starts dozens)
     max_memory_bytes: int | None = None
