@@ -152,9 +152,9 @@ def export(namespace, out_dir, exports):
         value = namespace[name]
         entry = record["numbers"][name] = {"defined": True, "type": type(value).__name__}
         try:
-            number = float(np.asarray(value).item()) if np.size(value) == 1 else None
-            if number is None or isinstance(value, (str, bytes)):
+            if isinstance(value, (str, bytes)) or np.size(value) != 1:
                 raise TypeError(f"not one number (a {type(value).__name__})")
+            number = float(np.asarray(value).item())
             entry["value"] = number if math.isfinite(number) else str(number)   # JSON has no NaN
         except Exception as exc:
             entry["error"] = problem(exc)

@@ -46,3 +46,28 @@ def test_corrupted_file_is_refused_before_use(copy_of_mnist):
     path.write_bytes(bytes(data))
     with pytest.raises(DatasetError, match="corrupted: .*train-labels-idx1-ubyte.gz"):
         verify(copy_of_mnist)
+
+
+def test_the_breast_cancer_data_is_scikit_learns_pinned_copy():
+    from autograder.dataset import load_breast_cancer_pinned
+
+    data = load_breast_cancer_pinned()
+    assert data.data.shape == (569, 30) and data.target.shape == (569,)
+    assert np.bincount(data.target).tolist() == [212, 357]            # 212 malignant (0), 357 benign (1)
+    assert data.feature_names[0] == "mean radius"
+
+
+def test_a_breast_cancer_file_that_differs_is_named_with_both_digests(monkeypatch):
+    import autograder.dataset as dataset
+
+    monkeypatch.setattr(dataset, "BREAST_CANCER_SHA256", "0" * 64)
+    with pytest.raises(DatasetError, match=r"breast_cancer file differs: .*breast_cancer\.csv has SHA-256 fed3eb72.*"
+                                           r"expected 0{64}; install the scikit-learn pinned in requirements.txt"):
+        dataset.load_breast_cancer_pinned()
+
+
+def test_each_assignment_names_a_registered_dataset(config):
+    from autograder.assignment import assignment_ids
+    from autograder.dataset import DATASETS
+
+    assert {config.for_assignment(i).assignment.dataset for i in assignment_ids(config)} <= set(DATASETS)

@@ -146,3 +146,28 @@ def test_notes_number_cells_as_the_notebook_does(tmp_path, config):
     notes = notes_for(record, config)
     assert any(n.startswith("cell 3 printed more than") for n in notes), notes
     assert any(re.match(r"cell 2 (\(\S+\) )?error: ValueError: second", n) for n in notes), notes
+
+
+def test_the_kernel_exports_what_the_assignment_declares(tmp_path, config):
+    """Arrays, numbers, the model and the history named in EXPORTS — under any variable names — and nothing else;
+    a value that is not what its kind needs is recorded with why."""
+    from autograder.assignment import Exports
+
+    exports = Exports(arrays=("features", "words"), model="net", history="run", numbers=("score", "name", "bad", "gone"))
+    chosen = dataclasses.replace(config.assignment, exports=exports, dataset=None)
+    record, artifacts = run(tmp_path, config, """
+import numpy as np
+features = np.arange(6.0).reshape(2, 3)
+words = np.array(["a", "b"])
+x_train = np.ones(3)                      # not declared: not exported
+score, name, bad = np.float32(0.25), "text", float("nan")
+net = run = None
+""", chosen=chosen)
+    kernel = json.loads((artifacts / "kernel_record.json").read_text(encoding="utf-8"))
+    assert np.array_equal(np.load(artifacts / "features.npy"), np.arange(6.0).reshape(2, 3))
+    assert "not a numeric array" in kernel["arrays"]["words"]["error"] and not (artifacts / "words.npy").exists()
+    assert not (artifacts / "x_train.npy").exists() and "x_train" not in kernel["arrays"]
+    assert kernel["numbers"]["score"] == {"defined": True, "type": "float32", "value": 0.25}
+    assert "not one number" in kernel["numbers"]["name"]["error"]
+    assert kernel["numbers"]["bad"]["value"] == "nan" and kernel["numbers"]["gone"] == {"defined": False}
+    assert kernel["model"] == {"defined": True, "name": "net"} and kernel["history"] == {"defined": True, "name": "run"}
