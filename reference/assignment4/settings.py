@@ -1,0 +1,48 @@
+"""Settings of 課題4 (MLP②): plain Python constants, read by the framework and, through ``assignment.expected``,
+by the graders. Every number a grader compares with or writes in a message is in EXPECTED."""
+
+TITLE = ("課題4 (MLP②): 乳がんの良性・悪性を分類する", "Assignment 4 (MLP 2): malignant or benign breast tumours")
+DEADLINE = "2024-05-23 23:59"          # local time in the course's TIMEZONE (Asia/Tokyo)
+LATE_POLICY = "reject"
+DATASET = "breast_cancer"              # scikit-learn's Wisconsin breast-cancer data, pinned by the framework
+EXPORTS = {"arrays": ("X_train", "X_test", "y_train", "y_test", "proba", "pred"),
+           "model": "model", "history": "result", "numbers": ("sensitivity", "auc")}
+TRAINING_CELLS = ("fit",)              # grade ids of the cells that train
+DEVICE_POLICY = "allow-cpu"            # overrides the course default: it trains in about 20 s on a CPU
+
+EXPECTED = {
+    # the data: load_breast_cancer(), y = (target == 0) → 1 = malignant (the positive class)
+    "n_samples": 569,
+    "n_features": 30,
+    # step 1: train_test_split(X, y, test_size=0.2, random_state=0, stratify=y)
+    "test_size": 0.2,
+    "random_state": 0,
+    "n_train": 455,                    # 569 − 114
+    "n_test": 114,                     # ceil(569 × 0.2), as scikit-learn rounds
+    # step 3: Input(30) → Dense(16, relu) → Dropout(0.2) → Dense(1, sigmoid)
+    "units": 16,
+    "hidden_activation": "relu",
+    "dropout": 0.2,
+    "output_units": 1,
+    "output_activation": "sigmoid",
+    "parameters": 513,                 # (30 + 1) × 16 + (16 + 1) × 1
+    # step 4: compile
+    "loss": "binary_crossentropy",
+    "optimizer": "Adam",
+    "auc_metric_name": "auc",          # keras.metrics.AUC(name='auc'): recorded as auc / val_auc
+    # step 5: fit with EarlyStopping
+    "epochs": 200,
+    "batch_size": 32,
+    "validation_split": 0.2,
+    "validation_samples": 91,          # Keras keeps the last 455 − floor(455 × 0.8) rows of X_train
+    "steps_per_epoch": 12,             # ceil(364 / 32)
+    "monitor": "val_loss",
+    "patience": 10,
+    "val_loss_tolerance": 1e-4,        # |grader's val_loss with the saved weights − the history's minimum|
+    # step 6: predict and evaluate
+    "decision_threshold": 0.5,         # pred = (proba >= 0.5)
+    "same_prediction": 1e-3,           # |proba − grader's own prediction| per tumour
+    "auc_threshold": 0.97,
+    "auc_tolerance": 1e-3,             # |auc − grader's own test AUC|
+    "sensitivity_threshold": 0.90,
+}
