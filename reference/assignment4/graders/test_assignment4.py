@@ -321,11 +321,11 @@ def test_architecture(model, assignment):
     plan = layer_plan(model)
     if plan and plan[-1][0] == "Dense" and plan[-1][1] == e["output_units"] and plan[-1][2] == "softmax":
         fail(f"出力層が Dense({e['output_units']}, softmax) です。softmax は出力どうしの合計を 1 にする関数なので、出力が "
-             f"{e['output_units']} 個だと常に 1.0 (すべて悪性) を出し、何も学習できません。出力 1 個の二値分類では "
-             f"activation='{e['output_activation']}' を使ってください。",
-             f"The output layer is Dense({e['output_units']}, softmax). Softmax makes the outputs sum to 1, so a "
-             f"single output is always 1.0 (every tumour malignant) and nothing is learned. A binary classifier with one "
-             f"output uses activation='{e['output_activation']}'.")
+             f"{e['output_units']} 個だと model.predict は常に 1.0 (すべて悪性) を返し、悪性と良性を見分けられません。"
+             f"出力 1 個の二値分類では activation='{e['output_activation']}' を使ってください。",
+             f"The output layer is Dense({e['output_units']}, softmax). Softmax makes the outputs sum to 1, so with a "
+             f"single output model.predict always returns 1.0 (every tumour malignant) and tells nothing apart. A "
+             f"binary classifier with one output uses activation='{e['output_activation']}'.")
     if not same_plan(plan, expected):
         hint_ja, hint_en = "", ""
         if "Dropout" not in [k for k, _, _ in plan]:
@@ -350,6 +350,15 @@ def is_auc(entry) -> bool:
 def entry_config(entry) -> dict:
     config = entry.get("config") if isinstance(entry, dict) else None
     return config if isinstance(config, dict) else {}
+
+
+def auc_history_name(entry) -> str:
+    """The name Keras records an AUC under: the name given, else AUC's own default, 'auc' (for a class given as
+    such, support's history_name would derive 'a_u_c' from the capitals)."""
+    kind, _ = keras_identity(entry)
+    if kind == "class" and not entry_config(entry).get("name"):
+        return "auc"
+    return history_name(entry)
 
 
 @check("compile", points=1,
@@ -392,7 +401,7 @@ def test_compile(saved_model, student, assignment):
              "です。curve は指定しないでください (既定値 'ROC')。",
              f"The AUC was given curve='{entry_config(aucs[0]).get('curve')}'; this assignment's AUC is the area under "
              "the ROC curve. Leave curve out (its default is 'ROC').")
-    recorded = [history_name(m) for m in aucs]
+    recorded = [auc_history_name(m) for m in aucs]
     if name not in recorded:
         fail(f"AUC が学習の記録に '{recorded[0]}' という名前で残ります。keras.metrics.AUC(name='{name}') として、"
              f"'{name}'・'val_{name}' という名前で記録されるようにしてください。",
@@ -409,14 +418,25 @@ def test_compile(saved_model, student, assignment):
 
 # --- 5. early stopping ---------------------------------------------------------------------------------------------
 
-def keras_val_loss(predict, x_val, y_val) -> float:
-    """binary_crossentropy of the saved model on the validation rows, computed by Keras's own loss function."""
+def keras_val_loss(model, predict, x_val, y_val, e) -> float:
+    """The saved model's loss on the validation rows, computed as fit computed val_loss: by Keras's own evaluate
+    with the expected loss (Keras takes a sigmoid's or softmax's logits into the loss when it can, so computing the
+    loss from predict's probabilities would not always give the recorded value)."""
     p = predict(x_val)
-    if p.shape != (len(x_val), 1):
-        fail(f"model の出力の形が {shape_text(p.shape[1:])} です。出力は確率 1 個 ((1,)) のはずです。",
-             f"The model's output has shape {shape_text(p.shape[1:])}; it should be one probability, (1,).")
-    losses = keras.losses.binary_crossentropy(np.asarray(y_val, dtype=np.float32).reshape(-1, 1), p)
-    return float(np.mean(keras.ops.convert_to_numpy(losses), dtype=np.float64))
+    if p.shape != (len(x_val), e["output_units"]):
+        fail(f"model の出力の形が {shape_text(p.shape[1:])} です。出力は確率 {e['output_units']} 個 "
+             f"({shape_text((e['output_units'],))}) のはずです。",
+             f"The model's output has shape {shape_text(p.shape[1:])}; it should be "
+             f"{shape_text((e['output_units'],))}, one probability.")
+    try:
+        model.compile(loss=e["loss"])            # the grader's own compile: the loss only, no optimizer state needed
+        return float(model.evaluate(np.asarray(x_val, dtype=np.float32),
+                                    np.asarray(y_val, dtype=np.float32).reshape(-1, 1),
+                                    batch_size=e["batch_size"], verbose=0))
+    except Exception as exc:
+        fail(f"保存された model で検証用データの損失を計算できませんでした ({type(exc).__name__}: {str(exc)[:200]})。",
+             f"The saved model's loss on the validation data could not be computed ({type(exc).__name__}: "
+             f"{str(exc)[:200]}).")
 
 
 def stops_as(values: list, patience: int, mode: str) -> bool:
@@ -488,7 +508,8 @@ def test_early_stopping(student, request, assignment, record_property):
     if len(x_train) != e["n_train"] or len(y_train) != e["n_train"]:
         fail(f"X_train・y_train は {e['n_train']} 行のはずですが、{len(x_train)}・{len(y_train)} 行でした。",
              f"X_train and y_train should hold {e['n_train']} rows, found {len(x_train)} and {len(y_train)}.")
-    own = keras_val_loss(request.getfixturevalue("predict"), x_train[-n_val:], y_train[-n_val:])
+    own = keras_val_loss(request.getfixturevalue("model"), request.getfixturevalue("predict"), x_train[-n_val:],
+                         y_train[-n_val:], e)
     best = float(min(val_loss))
     record_property("val_loss_recomputed", own)
     record_property("val_loss_best", best)
@@ -511,8 +532,9 @@ def test_early_stopping(student, request, assignment, record_property):
 # --- 6. evaluation on the test set ---------------------------------------------------------------------------------
 
 def evaluation_rows(student, dataset, e, what):
+    x_test = rows_of(student, "X_test")
     split = split_needed(student, dataset, e, what)
-    return rows_of(student, "X_test"), true_labels(dataset, split.test), split
+    return x_test, true_labels(dataset, split.test), split
 
 
 def own_probabilities(predict, x) -> np.ndarray:
@@ -535,7 +557,7 @@ def test_test_auc(student, dataset, assignment, request, record_property):
     record_property("test_auc", grader_auc)
     if grader_auc < e["auc_threshold"]:
         constant = np.ptp(own) < 1e-6
-        why = (f" model はどの腫瘍にも同じ確率 ({own[0]:.3g}) を出しています。" if constant else "")
+        why = (f"model はどの腫瘍にも同じ確率 ({own[0]:.3g}) を出しています。" if constant else "")
         why_en = (f" The model gives every tumour the same probability ({own[0]:.3g})." if constant else "")
         fail(f"学習した model のテスト用データでの AUC は {e['auc_threshold']:g} 以上のはずですが、{grader_auc:.4f} でした。{why}",
              f"The trained model's AUC on the test set should reach {e['auc_threshold']:g}, "
