@@ -33,9 +33,8 @@ EXPECTED = {
     # step 5: fit with EarlyStopping
     "epochs": 200,
     "batch_size": 32,
-    "validation_split": 0.2,
-    "validation_samples": 91,          # Keras keeps the last 455 − floor(455 × 0.8) rows of X_train
-    "steps_per_epoch": 12,             # ceil(364 / 32)
+    "validation_split": 0.2,           # Keras validates on the last 455 − floor(455 × 0.8) = 91 rows of X_train;
+                                       # an epoch is ceil(364 / 32) = 12 steps (the graders compute both)
     "monitor": "val_loss",
     "patience": 10,
     "val_loss_tolerance": 1e-4,        # |grader's val_loss with the saved weights − the history's minimum|

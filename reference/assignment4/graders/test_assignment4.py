@@ -161,6 +161,12 @@ def test_split(student, dataset, assignment):
     if shapes["X_train"] == (e["n_samples"], n_features):
         fail(f"X_train が {e['n_samples']} 行 (データ全体) のままです。{expected_call(e)} で分けてください。",
              f"X_train still holds all {e['n_samples']} rows. Split it with {expected_call(e)}.")
+    rows = (shapes["X_train"][0] if shapes["X_train"] else 0, shapes["X_test"][0] if shapes["X_test"] else 0)
+    if sum(rows) == e["n_samples"] and rows[1] != n_test:
+        fail(f"テスト用データが {rows[1]} 個あります。test_size={e['test_size']:g} で、{e['n_samples']} 個のうち "
+             f"{n_test} 個をテスト用にしてください。",
+             f"The test set holds {rows[1]} rows. Use test_size={e['test_size']:g}: {n_test} of the "
+             f"{e['n_samples']} rows for testing.")
     expect_shape("X_train", arrays["X_train"], (n_train, n_features))
     expect_shape("X_test", arrays["X_test"], (n_test, n_features))
     expect_shape("y_train", arrays["y_train"], (n_train,))
@@ -439,6 +445,13 @@ def keras_val_loss(model, predict, x_val, y_val, e) -> float:
              f"{str(exc)[:200]}).")
 
 
+def validation_rows(n_rows: int, e) -> tuple[int, int, int]:
+    """(rows trained on, rows Keras sets aside for validation — the last ones —, steps per epoch) for X_train of
+    n_rows rows, computed as Keras's validation_split does."""
+    kept = int(np.floor(n_rows * (1.0 - e["validation_split"])))
+    return kept, n_rows - kept, -(-kept // e["batch_size"])
+
+
 def stops_as(values: list, patience: int, mode: str) -> bool:
     """Whether a run of len(values) epochs is what EarlyStopping(patience) on these values would have done."""
     best = int(np.argmin(values) if mode == "min" else np.argmax(values))
@@ -451,7 +464,7 @@ def stops_as(values: list, patience: int, mode: str) -> bool:
 def test_early_stopping(student, request, assignment, record_property):
     e = assignment.expected
     history, params = student.history()
-    patience, n_val, steps = e["patience"], e["validation_samples"], e["steps_per_epoch"]
+    patience = e["patience"]
     if "val_loss" not in history or not history["val_loss"]:
         fail(f"検証用データがありません。fit に validation_split={e['validation_split']:g} を指定してください。"
              "EarlyStopping は検証用データの val_loss を見て止めます。",
@@ -460,11 +473,17 @@ def test_early_stopping(student, request, assignment, record_property):
     val_loss, ran = history["val_loss"], len(history.get("loss", history["val_loss"]))
     record_property("epochs_run", ran)
     record_property("best_epoch", int(np.argmin(val_loss)) + 1)
+    x_train, y_train = rows_of(student, "X_train"), np.asarray(student.array("y_train"))
+    if x_train.ndim != 2 or len(y_train) != len(x_train):
+        fail(f"X_train と y_train の行数が合いません ({shape_text(x_train.shape)}・{shape_text(y_train.shape)})。",
+             f"X_train and y_train do not hold the same rows ({shape_text(x_train.shape)}, "
+             f"{shape_text(y_train.shape)}).")
+    kept, n_val, steps = validation_rows(len(x_train), e)
     if params.get("steps") != steps:
-        fail(f"1 エポックは {steps} ステップ ({e['n_train'] - n_val} 個 ÷ {e['batch_size']}) のはずですが、"
+        fail(f"1 エポックは {steps} ステップ ({kept} 個 ÷ {e['batch_size']}) のはずですが、"
              f"{params.get('steps')} でした。batch_size={e['batch_size']} と validation_split={e['validation_split']:g} "
              "を確かめてください。",
-             f"An epoch should take {steps} steps ({e['n_train'] - n_val} samples / {e['batch_size']}), found "
+             f"An epoch should take {steps} steps ({kept} samples / {e['batch_size']}), found "
              f"{params.get('steps')}. Check batch_size={e['batch_size']} and "
              f"validation_split={e['validation_split']:g}.")
     planned = params.get("epochs")
@@ -504,10 +523,6 @@ def test_early_stopping(student, request, assignment, record_property):
              f"{updates:,} 回でした。学習の記録 (result) と実際の学習が合いません。{twice}",
              f"The weights should have been updated {ran} epochs × {steps} = {ran * steps:,} times; the saved model "
              f"says {updates:,}. The training record (result) does not match the training done.{twice_en}")
-    x_train, y_train = rows_of(student, "X_train"), np.asarray(student.array("y_train"))
-    if len(x_train) != e["n_train"] or len(y_train) != e["n_train"]:
-        fail(f"X_train・y_train は {e['n_train']} 行のはずですが、{len(x_train)}・{len(y_train)} 行でした。",
-             f"X_train and y_train should hold {e['n_train']} rows, found {len(x_train)} and {len(y_train)}.")
     own = keras_val_loss(request.getfixturevalue("model"), request.getfixturevalue("predict"), x_train[-n_val:],
                          y_train[-n_val:], e)
     best = float(min(val_loss))
@@ -550,7 +565,7 @@ def own_probabilities(predict, x) -> np.ndarray:
               "the test AUC reaches the threshold, and auc = roc_auc_score(y_test, proba)"))
 def test_test_auc(student, dataset, assignment, request, record_property):
     e = assignment.expected
-    x_test, truth, split = evaluation_rows(student, dataset, e, ("テスト用データの AUC", "the test AUC"))
+    x_test, truth, split = evaluation_rows(student, dataset, e, ("テスト用データの AUC ", "the test AUC"))
     predict = request.getfixturevalue("predict")
     own = own_probabilities(predict, x_test)
     grader_auc = float(roc_auc_score(truth, own))
@@ -600,17 +615,18 @@ def test_test_auc(student, dataset, assignment, request, record_property):
               "the test set's sensitivity (recall) from proba and pred reaches the threshold"))
 def test_sensitivity(student, dataset, assignment, request, record_property):
     e = assignment.expected
-    n_test, threshold = e["n_test"], e["decision_threshold"]
+    threshold = e["decision_threshold"]
     proba = np.asarray(student.array("proba"), dtype=np.float64)
+    x_test, truth, split = evaluation_rows(student, dataset, e, ("感度", "the sensitivity"))
+    n_test, n_train = len(split.test), len(split.train)
     if proba.shape == (n_test, 1):
         proba = proba.ravel()                     # model.predict(X_test) without .ravel(): the same probabilities
-    if proba.shape == (e["n_train"],) or proba.shape == (e["n_train"], 1):
-        fail(f"proba が {e['n_train']} 個あります。学習用データではなく、テスト用データ X_test を予測してください: "
+    if proba.shape == (n_train,) or proba.shape == (n_train, 1):
+        fail(f"proba が {n_train} 個あります。学習用データではなく、テスト用データ X_test を予測してください: "
              "proba = model.predict(X_test).ravel()。",
-             f"proba holds {e['n_train']} values: predict the test set X_test, not the training set: "
+             f"proba holds {n_train} values: predict the test set X_test, not the training set: "
              "proba = model.predict(X_test).ravel().")
     expect_shape("proba", proba, (n_test,))
-    x_test, truth, split = evaluation_rows(student, dataset, e, ("感度", "the sensitivity"))
     predict = request.getfixturevalue("predict")
     own = own_probabilities(predict, x_test)
     if not np.allclose(proba, own, atol=e["same_prediction"], rtol=0):
