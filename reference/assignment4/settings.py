@@ -1,5 +1,9 @@
-"""Settings of 課題4 (MLP②): plain Python constants, read by the framework and, through ``assignment.expected``,
-by the graders. Every number a grader compares with or writes in a message is in EXPECTED."""
+"""課題4 (MLP②): the assignment's own settings, read and validated by ``autograder.assignment``.
+
+Course-wide settings (time zone, sandbox, limits, folders) are in grader_config.py; a setting of theirs written
+here overrides the course's for this assignment only (here DEVICE_POLICY). Every number a grader compares with or
+writes in a message is in EXPECTED (read as ``assignment.expected[...]``).
+"""
 
 TITLE = ("課題4 (MLP②): 乳がんの良性・悪性を分類する", "Assignment 4 (MLP 2): malignant or benign breast tumours")
 DEADLINE = "2024-05-23 23:59"          # local time in the course's TIMEZONE (Asia/Tokyo)
@@ -45,3 +49,8 @@ EXPECTED = {
     "auc_tolerance": 1e-3,             # |auc − grader's own test AUC|
     "sensitivity_threshold": 0.90,
 }
+
+# The feedback page plots loss and AUC per epoch (training and validation) with the test AUC's threshold, and marks
+# the grader's own test AUC (recorded under the check's id, the notebook's auc as test_auc_reported).
+TRAINING_CURVE = {"metric": "auc", "threshold": EXPECTED["auc_threshold"], "check": "test_auc"}
+DEMO_SAMPLE = "submitted-leakage"      # the wrong sample `demo` grades: a scaler fitted on all of X (scaling fails)

@@ -578,7 +578,7 @@ def test_test_auc(student, dataset, assignment, request, record_property):
              f"The trained model's AUC on the test set should reach {e['auc_threshold']:g}, "
              f"found {grader_auc:.4f}.{why_en}")
     auc = student.number("auc")
-    record_property("auc_reported", auc)
+    record_property("test_auc_reported", auc)        # the feedback caption reads <check>_reported
     if abs(auc - grader_auc) <= e["auc_tolerance"]:
         return
     diagnoses = []
