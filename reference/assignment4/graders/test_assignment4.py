@@ -312,7 +312,7 @@ def same_plan(found, expected) -> bool:
         for f, x in zip(found, expected))
 
 
-@check("architecture", points=2, public=True,
+@check("architecture", points=2,
        title=("Dense(relu) → Dropout → Dense(1, sigmoid) のモデル", "a Dense(relu) → Dropout → Dense(1, sigmoid) model"))
 def test_architecture(model, assignment):
     e = assignment.expected
