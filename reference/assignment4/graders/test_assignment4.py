@@ -141,8 +141,8 @@ def rows_of(student, name: str) -> np.ndarray:
 # --- 1. split ----------------------------------------------------------------------------------------------------
 
 @check("split", points=1, public=True,
-       title=("train_test_split で層化抽出して分ける (test_size・random_state・stratify=y)",
-              "split with train_test_split: test_size, random_state and stratify=y"))
+       title=("train_test_split(X, y, test_size={test_size}, random_state={random_state}, stratify=y) で分ける",
+              "split by train_test_split(X, y, test_size={test_size}, random_state={random_state}, stratify=y)"))
 def test_split(student, dataset, assignment):
     e = assignment.expected
     n_train, n_test, n_features = e["n_train"], e["n_test"], e["n_features"]
@@ -265,8 +265,7 @@ def test_scaling(student, dataset, assignment):
 # --- 3. the model --------------------------------------------------------------------------------------------------
 
 @check("param_count", points=1, public=True,
-       title=("モデルのパラメータ数 ((入力+1)×中間層 + (中間層+1)×出力)",
-              "the model's number of parameters ((inputs+1)×hidden + (hidden+1)×outputs)"))
+       title=("モデルのパラメータ数が {parameters:,}", "the model has {parameters:,} parameters"))
 def test_param_count(model, assignment, record_property):
     e = assignment.expected
     found = sum(int(np.prod(w.shape)) for w in model.weights)   # counted here, not model.count_params()
@@ -313,7 +312,10 @@ def same_plan(found, expected) -> bool:
 
 
 @check("architecture", points=2,
-       title=("Dense(relu) → Dropout → Dense(1, sigmoid) のモデル", "a Dense(relu) → Dropout → Dense(1, sigmoid) model"))
+       title=("Dense({units}, {hidden_activation}) → Dropout({dropout}) → Dense({output_units}, {output_activation}) "
+              "のモデル",
+              "a Dense({units}, {hidden_activation}) → Dropout({dropout}) → Dense({output_units}, {output_activation}) "
+              "model"))
 def test_architecture(model, assignment):
     e = assignment.expected
     expected = [("Dense", e["units"], e["hidden_activation"]), ("Dropout", float(e["dropout"]), None),
@@ -368,8 +370,8 @@ def auc_history_name(entry) -> str:
 
 
 @check("compile", points=1,
-       title=("binary_crossentropy・Adam・accuracy と AUC (name='auc') で compile",
-              "compiled with binary_crossentropy, Adam, accuracy and an AUC named 'auc'"))
+       title=("{loss}・{optimizer}・accuracy と AUC (name='{auc_metric_name}') で compile",
+              "compiled with {loss}, {optimizer}, accuracy and an AUC named '{auc_metric_name}'"))
 def test_compile(saved_model, student, assignment):
     e = assignment.expected
     cfg = saved_model.compile_config
@@ -459,8 +461,10 @@ def stops_as(values: list, patience: int, mode: str) -> bool:
 
 
 @check("early_stopping", points=1,
-       title=("EarlyStopping (val_loss・patience・restore_best_weights=True) で止め、最良エポックの重みを残す",
-              "stopped by EarlyStopping on val_loss (patience, restore_best_weights=True): the best epoch's weights"))
+       title=("EarlyStopping(monitor='{monitor}', patience={patience}, restore_best_weights=True) で止め、"
+              "最良エポックの重みを残す",
+              "stopped by EarlyStopping(monitor='{monitor}', patience={patience}, restore_best_weights=True), "
+              "keeping the best epoch's weights"))
 def test_early_stopping(student, request, assignment, record_property):
     e = assignment.expected
     history, params = student.history()
@@ -561,8 +565,8 @@ def own_probabilities(predict, x) -> np.ndarray:
 
 
 @check("test_auc", points=2,
-       title=("テスト用データの AUC が基準以上で、auc = roc_auc_score(y_test, proba)",
-              "the test AUC reaches the threshold, and auc = roc_auc_score(y_test, proba)"))
+       title=("テスト用データの AUC が {auc_threshold} 以上で、auc = roc_auc_score(y_test, proba)",
+              "the test AUC reaches {auc_threshold}, and auc = roc_auc_score(y_test, proba)"))
 def test_test_auc(student, dataset, assignment, request, record_property):
     e = assignment.expected
     x_test, truth, split = evaluation_rows(student, dataset, e, ("テスト用データの AUC ", "the test AUC"))
@@ -611,8 +615,10 @@ def test_test_auc(student, dataset, assignment, request, record_property):
 
 
 @check("sensitivity", points=2,
-       title=("proba・pred から求めたテスト用データの感度 (recall) が基準以上",
-              "the test set's sensitivity (recall) from proba and pred reaches the threshold"))
+       title=("テスト用データの感度 recall_score(y_test, pred) が {sensitivity_threshold} 以上 "
+              "(pred = proba >= {decision_threshold})",
+              "the test set's sensitivity, recall_score(y_test, pred), reaches {sensitivity_threshold} "
+              "(pred = proba >= {decision_threshold})"))
 def test_sensitivity(student, dataset, assignment, request, record_property):
     e = assignment.expected
     threshold = e["decision_threshold"]
