@@ -483,6 +483,13 @@ def test_early_stopping(student, request, assignment, record_property):
              f"X_train and y_train do not hold the same rows ({shape_text(x_train.shape)}, "
              f"{shape_text(y_train.shape)}).")
     kept, n_val, steps = validation_rows(len(x_train), e)
+    if params.get("steps") != steps and params.get("steps") == -(-len(x_train) // e["batch_size"]):
+        fail(f"X_train の {len(x_train)} 個すべてで学習しています。検証用データを validation_data で別に渡していませんか？ "
+             f"validation_split={e['validation_split']:g} で X_train の一部を検証用にしてください。テスト用データを"
+             "検証 (止める時点の判断) に使うと、データ漏洩になります。",
+             f"Training used all {len(x_train)} rows of X_train: was the validation set passed separately, as "
+             f"validation_data? Use validation_split={e['validation_split']:g} to set part of X_train aside. Validating "
+             "(deciding when to stop) on the test set is data leakage.")
     if params.get("steps") != steps:
         fail(f"1 エポックは {steps} ステップ ({kept} 個 ÷ {e['batch_size']}) のはずですが、"
              f"{params.get('steps')} でした。batch_size={e['batch_size']} と validation_split={e['validation_split']:g} "
