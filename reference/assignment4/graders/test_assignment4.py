@@ -488,8 +488,8 @@ def test_early_stopping(student, request, assignment, record_property):
              f"validation_split={e['validation_split']:g} で X_train の一部を検証用にしてください。テスト用データを"
              "検証 (止める時点の判断) に使うと、データ漏洩になります。",
              f"Training used all {len(x_train)} rows of X_train: was the validation set passed separately, as "
-             f"validation_data? Use validation_split={e['validation_split']:g} to set part of X_train aside. Validating "
-             "(deciding when to stop) on the test set is data leakage.")
+             f"validation_data? Use validation_split={e['validation_split']:g} to set part of X_train aside. "
+             "Validating (deciding when to stop) on the test set is data leakage.")
     if params.get("steps") != steps:
         fail(f"1 エポックは {steps} ステップ ({kept} 個 ÷ {e['batch_size']}) のはずですが、"
              f"{params.get('steps')} でした。batch_size={e['batch_size']} と validation_split={e['validation_split']:g} "
