@@ -4,6 +4,7 @@ broken graders (or broken declarations) stop grading."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -195,3 +196,15 @@ def test_declared_points_titles_and_visibility_reach_results_the_self_check_and_
     page = feedback_page(result.to_json(), config, checks)
     assert "予測を確かめる" in page and "the prediction, checked" in page
     assert "0 <small>/ 15</small>" in page and "0 / 5" in page
+
+
+def test_a_module_of_this_process_named_like_a_grader_file_is_not_taken_for_it(course, monkeypatch):
+    """A project test module `test_assignment3` already imported (as pytest imports the course's own tests) must
+    not be collected as the graders' test_assignment3.py — and is left in place afterwards."""
+    import types
+
+    impostor = types.ModuleType("test_assignment3")
+    impostor.__file__ = "/elsewhere/test_assignment3.py"
+    monkeypatch.setitem(sys.modules, "test_assignment3", impostor)
+    assert [c.id for c in check_graders(load_course(course))] == CHECK_IDS
+    assert sys.modules["test_assignment3"] is impostor

@@ -55,12 +55,26 @@ def _pytest(graders: Path, plugin: GradingPlugin, *extra: str) -> tuple[int, str
             # Not wanted here: a cache folder in the package, and the end-of-session gc sweeps (~1 s).
             "-p", "no:cacheprovider", "-p", "no:unraisableexception", "-p", "no:threadexception", *extra]
     log = io.StringIO()
+    shadowing = _modules_named_like_graders(graders)
     try:
         with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):   # import errors go to stderr
             code = pytest.main(args, plugins=[plugin, fixtures])
     finally:
         _forget_grader_modules(graders)
+        sys.modules.update(shadowing)
     return int(code), log.getvalue()
+
+
+def _modules_named_like_graders(graders: Path) -> dict:
+    """Set aside modules of this process named like a grader file but loaded from elsewhere (a project test module
+    `test_assignment4`, say): pytest would take such a module for the grader file and collect the wrong tests."""
+    stems = {p.stem for p in graders.glob("*.py")} if graders.is_dir() else set()
+    aside = {}
+    for name in [n for n in sys.modules if n.rsplit(".", 1)[-1] in stems]:
+        path = Path(getattr(sys.modules[name], "__file__", None) or "")
+        if not path.is_relative_to(graders):
+            aside[name] = sys.modules.pop(name)
+    return aside
 
 
 def _forget_grader_modules(graders: Path) -> None:
