@@ -149,11 +149,11 @@ def training_curves_png(history: dict, curve: TrainingCurve, measured: float | N
         if shown == metric and curve.threshold is not None:
             ax.axhline(curve.threshold, color="tab:red", linestyle="--", linewidth=1,
                        label=f"threshold {curve.threshold:g}")
-        measured = _num(measured) if shown == metric else None
-        if measured is not None:
+        mark = _num(measured) if shown == metric else None
+        if mark is not None:
             last = max(len(xs) for xs, _ in series.values())
-            ax.plot([last], [measured], "*", color="black", markersize=12,
-                    label=f"{curve.check} measured by the grader ({measured:.4f})")
+            ax.plot([last], [mark], "*", color="black", markersize=12,
+                    label=f"{curve.check} measured by the grader ({mark:.4f})")
         ax.set(title=shown.upper() if len(shown) <= 3 else shown.capitalize(), xlabel="epoch", ylabel=shown)
         ax.grid(alpha=.3)
         if ax.get_legend_handles_labels()[0]:

@@ -93,12 +93,14 @@ class LazyDataset:
     on it)."""
 
     def __init__(self, config: Config):
-        self.config, self.data = config, None
+        self._config, self._loaded = config, None
 
-    def __getattr__(self, name):
-        if self.data is None:
-            self.data = dataset.load_dataset(self.config)
-        return getattr(self.data, name)
+    def __getattr__(self, name):            # only names this object lacks: the dataset's own (data, target, …)
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if self._loaded is None:
+            self._loaded = dataset.load_dataset(self._config)
+        return getattr(self._loaded, name)
 
 
 class Worker:

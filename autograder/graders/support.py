@@ -3,6 +3,8 @@ can act on (Japanese first, then English)."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 
@@ -82,8 +84,15 @@ def history_name(entry) -> str:
         config = entry.get("config")
         if isinstance(config, dict) and config.get("name"):
             return str(config["name"])
-        return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")   # Keras's default
+        return keras_snake_case(name)                        # Keras's default name for the class
     return name
+
+
+def keras_snake_case(name: str) -> str:
+    """Keras's own ``to_snake_case``: 'CategoricalAccuracy' → 'categorical_accuracy', 'AUC' → 'auc'."""
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
 def flat_metrics(metrics) -> list:

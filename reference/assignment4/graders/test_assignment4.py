@@ -360,15 +360,6 @@ def entry_config(entry) -> dict:
     return config if isinstance(config, dict) else {}
 
 
-def auc_history_name(entry) -> str:
-    """The name Keras records an AUC under: the name given, else AUC's own default, 'auc' (for a class given as
-    such, support's history_name would derive 'a_u_c' from the capitals)."""
-    kind, _ = keras_identity(entry)
-    if kind == "class" and not entry_config(entry).get("name"):
-        return "auc"
-    return history_name(entry)
-
-
 @check("compile", points=1,
        title=("{loss}・{optimizer}・accuracy と AUC (name='{auc_metric_name}') で compile",
               "compiled with {loss}, {optimizer}, accuracy and an AUC named '{auc_metric_name}'"))
@@ -409,7 +400,7 @@ def test_compile(saved_model, student, assignment):
              "です。curve は指定しないでください (既定値 'ROC')。",
              f"The AUC was given curve='{entry_config(aucs[0]).get('curve')}'; this assignment's AUC is the area under "
              "the ROC curve. Leave curve out (its default is 'ROC').")
-    recorded = [auc_history_name(m) for m in aucs]
+    recorded = [history_name(m) for m in aucs]
     if name not in recorded:
         fail(f"AUC が学習の記録に '{recorded[0]}' という名前で残ります。keras.metrics.AUC(name='{name}') として、"
              f"'{name}'・'val_{name}' という名前で記録されるようにしてください。",
