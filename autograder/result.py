@@ -57,6 +57,16 @@ class GradeResult:
         """Checks a grader failed on: the score leaves them out, and the instructor must look."""
         return [t.name for t in self.tests if t.status == NOT_GRADED]
 
+    @classmethod
+    def from_json(cls, data: dict) -> GradeResult:
+        """A result written by ``to_json`` (results.json, a batch's results/<id>.json), typed again; the fields a
+        batch adds (student, times, fingerprint) are not part of it."""
+        tests = [CheckResult(t["name"], t["status"], t.get("score"), t["max_score"], t.get("output", ""))
+                 for t in data.get("tests", [])]
+        return cls(data.get("assignment", ""), data.get("notebook", ""), tests, data.get("official", True) is True,
+                   data.get("execution") or {}, list(data.get("notes") or []), dict(data.get("measurements") or {}),
+                   data.get("status", GRADED), data.get("status_detail") or "")
+
     def to_json(self) -> dict:
         """Gradescope's results.json (score, max_score, tests[]) plus our execution record and notes. An
         infrastructure error has no score: the runner failed, not the student."""

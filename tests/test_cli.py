@@ -42,6 +42,11 @@ def test_broken_notebook_is_graded_zero_not_a_crash(tmp_path):
     broken = tmp_path / "broken.ipynb"
     broken.write_text('{"cells": [', encoding="utf-8")
     run = autograder("grade", str(broken), "--device", "cpu", "--out", str(tmp_path / "out"))
+    assert run.returncode == 2                      # nothing in it says which of the course's assignments it is
+    assert "cannot tell which assignment" in run.stderr and "add --assignment ID (one of assignment3, assignment4)" \
+        in run.stderr and not (tmp_path / "out").exists()
+    run = autograder("grade", str(broken), "--assignment", "assignment3", "--device", "cpu", "--out",
+                     str(tmp_path / "out"))
     assert run.returncode == 0, run.stderr
     assert json.loads((tmp_path / "out" / "results.json").read_text())["score"] == 0
     raw = (tmp_path / "out" / "results.json").read_bytes()
