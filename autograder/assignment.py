@@ -217,15 +217,16 @@ def named_by_notebook(path: Path) -> str | None:
 
 def which_assignment(config: Config, path: Path, given: str | None = None) -> str:
     """The assignment a notebook is for: ``--assignment`` when given; else what its release metadata says; else
-    its exchange folder (…/<assignment>/x.ipynb) or its file name (<assignment>.ipynb); else the course's only
-    assignment. ConfigError asking for --assignment when none of these tells."""
+    the nearest folder above it named after one (the exchange's …/<assignment>/x.ipynb, a sample in
+    reference/<assignment>/samples/) or its file name (<assignment>.ipynb); else the course's only assignment.
+    ConfigError asking for --assignment when none of these tells."""
     known = assignment_ids(config)
     if given:
         if given not in known:
             raise unknown_assignment(config, given)
         return given
     path = Path(path)
-    for candidate in (named_by_notebook(path), path.parent.name, path.stem):
+    for candidate in (named_by_notebook(path), *(p.name for p in path.absolute().parents), path.stem):
         if candidate in known:
             return candidate
     if len(known) == 1:

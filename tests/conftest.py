@@ -40,7 +40,7 @@ def mnist(config):
 @pytest.fixture(scope="session")
 def graded(request, config, mnist, tmp_path_factory):
     """graded(path) → GradeResult, graded on the CPU once per session however many tests ask; the assignment is
-    found as the CLI finds it (release metadata, folder, name; a sample under reference/<id>/samples/ is <id>'s).
+    found as the CLI finds it (release metadata, a folder named after it, the file name).
     The assignment3 samples that the session's selected tests name as parameters are graded first, side by side,
     as one class (the batch's workers keep both cores busy; each result is the same as grading it alone)."""
     cache, courses = {}, {"assignment3": (config, mnist)}
@@ -54,8 +54,7 @@ def graded(request, config, mnist, tmp_path_factory):
             cache.update(grade_side_by_side([p for p in wanted if p not in cache], config,
                                             tmp_path_factory.mktemp("samples")))
         if path not in cache:
-            assignment = next((p.name for p in path.parents if p.parent.name == "reference"), None)
-            assignment = which_assignment(config, path, assignment)
+            assignment = which_assignment(config, path)
             if assignment not in courses:
                 course = load_config().for_assignment(assignment)
                 courses[assignment] = (course, load_dataset(course))

@@ -19,7 +19,6 @@ from autograder import PROJECT_ROOT
 from autograder.batch import grade_batch
 from autograder.gradebook import gradebook_csv
 from autograder.store import remove_leftovers
-from autograder.config import load_config
 from autograder.errors import GraderError
 from autograder.pool import infrastructure_problem
 from autograder.graders import check_graders

@@ -131,6 +131,8 @@ def test_which_assignment_a_notebook_is_for(tmp_path):
     folder.write_text("{}", encoding="utf-8")
     assert which_assignment(config, folder) == "assignment3"                    # the exchange folder
     assert which_assignment(config, folder, "assignment4") == "assignment4"     # --assignment wins
+    sample = PROJECT / "reference" / "assignment4" / "samples" / "submitted-leakage.ipynb"
+    assert which_assignment(config, sample) == "assignment4"                    # a sample in its folder
     unknown = tmp_path / "notebook.ipynb"
     unknown.write_text("{}", encoding="utf-8")
     with pytest.raises(ConfigError, match="cannot tell which assignment .* add --assignment ID"):

@@ -6,7 +6,6 @@ import re
 
 import nbformat
 import numpy as np
-import pytest
 
 from autograder.execute import execute
 from tests.conftest import write_notebook

@@ -12,7 +12,6 @@ import pytest
 from autograder.batch import grade_batch
 from autograder.checks import CheckSpec, max_score
 from autograder.cli import main
-from autograder.config import load_config
 from autograder.feedback import feedback_page
 from autograder.graders import GradersBroken, check_graders, run_graders
 from autograder.report import format_self_check

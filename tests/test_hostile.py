@@ -10,7 +10,6 @@ import time
 import pytest
 
 from autograder.batch import grade_batch
-from autograder.config import load_config
 from autograder.cgroups import cgroup_limits_available
 from autograder.sandbox import sandbox_available
 from classroom import load_course, short_config

@@ -102,3 +102,30 @@ def flat_metrics(metrics) -> list:
     if isinstance(metrics, (list, tuple)):
         return [entry for item in metrics for entry in flat_metrics(item)]
     return [] if metrics is None else [metrics]
+
+
+# --- a Keras model's layers, whatever API built it ---------------------------------------------------------------
+
+def activation_name(fn) -> str:
+    """A Keras or tf.nn activation by its name: relu, softmax (tf.nn's softmax_v2 too), linear."""
+    name = getattr(fn, "__name__", type(fn).__name__)
+    return name.removesuffix("_v2")
+
+
+def layer_plan(model) -> list[tuple]:
+    """The model as (kind, units or rate, activation) steps, whatever API built it: Activation layers fold into the
+    Dense before them, input layers are skipped."""
+    plan: list[tuple] = []
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if kind == "InputLayer":
+            continue
+        if kind == "Activation" and plan and plan[-1][0] == "Dense" and plan[-1][2] == "linear":
+            plan[-1] = ("Dense", plan[-1][1], activation_name(layer.activation))
+        elif kind == "Dense":
+            plan.append(("Dense", layer.units, activation_name(layer.activation)))
+        elif kind == "Dropout":
+            plan.append(("Dropout", float(layer.rate), None))
+        else:
+            plan.append((kind, None, None))
+    return plan

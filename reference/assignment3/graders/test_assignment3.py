@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from autograder.graders.support import (check, describe_keras, expect_shape, fail, flat_metrics, history_name,
-                                        keras_identity, note, shape_text, squashed)
+                                        keras_identity, layer_plan, note, shape_text, squashed)
 
 N_TRAIN, N_TEST, N_PIXELS, N_CLASSES = 60000, 10000, 784, 10
 EXPECTED_LAYERS = [("Dense", 32, "relu"), ("Dense", 10, "softmax")]
@@ -103,28 +103,6 @@ def test_param_count(model, record_property):
     if found != EXPECTED_PARAMS:
         fail(f"パラメータ数は 25,450 ((784+1)×32 + (32+1)×10) のはずですが、{found:,} でした。",
              f"The model should have 25,450 parameters ((784+1)×32 + (32+1)×10), found {found:,}.")
-
-
-def activation_name(fn) -> str:
-    name = getattr(fn, "__name__", type(fn).__name__)
-    return name.removesuffix("_v2")
-
-
-def layer_plan(model) -> list[tuple]:
-    """The model as (kind, units, activation) steps, whatever API built it: Activation layers fold into the
-    Dense before them, input layers are skipped."""
-    plan: list[tuple] = []
-    for layer in model.layers:
-        kind = type(layer).__name__
-        if kind == "InputLayer":
-            continue
-        if kind == "Activation" and plan and plan[-1][0] == "Dense" and plan[-1][2] == "linear":
-            plan[-1] = ("Dense", plan[-1][1], activation_name(layer.activation))
-        elif kind == "Dense":
-            plan.append(("Dense", layer.units, activation_name(layer.activation)))
-        else:
-            plan.append((kind, None, None))
-    return plan
 
 
 def describe(plan) -> str:

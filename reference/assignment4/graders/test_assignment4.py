@@ -17,7 +17,7 @@ from sklearn.metrics import accuracy_score, precision_score, recall_score, roc_a
 from sklearn.model_selection import train_test_split
 
 from autograder.graders.support import (check, describe_keras, expect_shape, fail, flat_metrics, history_name,
-                                        keras_identity, note, shape_text, squashed)
+                                        keras_identity, layer_plan, note, shape_text, squashed)
 
 SAME_ROWS = 1e-6         # 1 − correlation allowed between a student's column and the raw column it was scaled from
 SAME_VALUES = 1e-5       # |student − recomputed| for scaled features (a float32 copy keeps about 7 digits)
@@ -274,30 +274,6 @@ def test_param_count(model, assignment, record_property):
         formula = f"({e['n_features']}+1)×{e['units']} + ({e['units']}+1)×{e['output_units']}"
         fail(f"パラメータ数は {e['parameters']:,} ({formula}) のはずですが、{found:,} でした。",
              f"The model should have {e['parameters']:,} parameters ({formula}), found {found:,}.")
-
-
-def activation_name(fn) -> str:
-    name = getattr(fn, "__name__", type(fn).__name__)
-    return name.removesuffix("_v2")
-
-
-def layer_plan(model) -> list[tuple]:
-    """The model as (kind, units or rate, activation) steps, whatever API built it: Activation layers fold into the
-    Dense before them, input layers are skipped."""
-    plan: list[tuple] = []
-    for layer in model.layers:
-        kind = type(layer).__name__
-        if kind == "InputLayer":
-            continue
-        if kind == "Activation" and plan and plan[-1][0] == "Dense" and plan[-1][2] == "linear":
-            plan[-1] = ("Dense", plan[-1][1], activation_name(layer.activation))
-        elif kind == "Dense":
-            plan.append(("Dense", layer.units, activation_name(layer.activation)))
-        elif kind == "Dropout":
-            plan.append(("Dropout", float(layer.rate), None))
-        else:
-            plan.append((kind, None, None))
-    return plan
 
 
 def describe(plan) -> str:
