@@ -104,7 +104,8 @@ def unknown_assignment(config: Config, assignment_id: str) -> ConfigError:
 def load_assignment(config: Config, assignment_id: str) -> Assignment:
     """Read and validate reference/<id>/settings.py; ConfigError naming the file and the setting when wrong."""
     if not (isinstance(assignment_id, str) and assignment_id.isidentifier()):
-        raise ConfigError(f"an assignment id is a plain name like 'assignment3', got {assignment_id!r}")
+        raise ConfigError(f"an assignment id is the name of its folder under reference/ (letters, digits, _), got "
+                          f"{assignment_id!r}")
     folder = config.root / "reference" / assignment_id
     path = folder / SETTINGS_FILE
     if not path.is_file():

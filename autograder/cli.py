@@ -211,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_list)
 
     p = sub.add_parser("release", help="write the student notebook from the reference (nbgrader preprocessors)")
-    p.add_argument("assignment", help="assignment id, e.g. assignment3 (`list` shows them)")
+    p.add_argument("assignment", help="assignment id: its folder's name under reference/ (`list` shows them)")
     p.set_defaults(run=cmd_release)
     assignment_help = ("the assignment (default: what the notebook's release metadata, its exchange folder or its "
                        "name says; needed only when none does)")

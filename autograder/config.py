@@ -148,7 +148,7 @@ class Config:
     @property
     def assignment(self) -> Assignment:
         if self.chosen is None:
-            raise ConfigError("no assignment chosen: name one (e.g. --assignment assignment3); "
+            raise ConfigError("no assignment chosen: name one (--assignment ID, or the command's ID); "
                               "`python -m autograder list` shows the course's assignments")
         return self.chosen
 

@@ -159,23 +159,25 @@ def export(namespace, out_dir, exports):
         except Exception as exc:
             entry["error"] = problem(exc)
 
-    model_name = exports.get("model")
-    model = namespace.get(model_name) if model_name else None
-    if model_name and model is None:
-        record["model"] = {"defined": model_name in namespace, "name": model_name}
-    elif model_name:
-        record["model"] = {"defined": True, "type": type(model).__name__, "name": model_name}
+    def variable(name):
+        """(its value, its entry in the record); a variable holding None is recorded as defined but not read."""
+        value = namespace.get(name)
+        if value is None:
+            return None, {"defined": name in namespace, "name": name}
+        return value, {"defined": True, "type": type(value).__name__, "name": name}
+
+    model = result = None
+    if exports.get("model"):
+        model, record["model"] = variable(exports["model"])
+    if model is not None:
         try:
             save_model(model, os.path.join(out_dir, "model.keras"))
         except Exception as exc:
             record["model"]["error"] = problem(exc)
 
-    history_name = exports.get("history")
-    result = namespace.get(history_name) if history_name else None
-    if history_name and result is None:
-        record["history"] = {"defined": history_name in namespace, "name": history_name}
-    elif history_name:
-        record["history"] = {"defined": True, "type": type(result).__name__, "name": history_name}
+    if exports.get("history"):
+        result, record["history"] = variable(exports["history"])
+    if result is not None:
         try:
             record["history"]["history"] = {str(k): [float(v) for v in vs] for k, vs in dict(result.history).items()}
             record["history"]["params"] = {str(k): v for k, v in dict(result.params).items()

@@ -48,6 +48,16 @@ def solution_notebook(reference: nbformat.NotebookNode) -> nbformat.NotebookNode
     return nb
 
 
+def solved_with(reference: Path, **sources: str) -> nbformat.NotebookNode:
+    """A sample submission: the reference solved (``solution_notebook``), the named cells' code (by cell id)
+    replaced by ``sources`` — how each assignment's samples/make_samples.py writes its scenarios."""
+    nb = solution_notebook(nbformat.read(reference, as_version=NBFORMAT_VERSION))
+    cells = {c.get("id"): c for c in nb.cells}
+    for cell_id, source in sources.items():
+        cells[cell_id].source = source.strip("\n")
+    return nb
+
+
 def release(config: Config, out: Path | None = None) -> Path:
     """Write assignments/<id>/<id>.ipynb from reference/<id>/<id>.ipynb. Deterministic: same input, same bytes."""
     source = config.assignment.reference_notebook

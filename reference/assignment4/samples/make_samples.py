@@ -8,23 +8,18 @@ PYTHONPATH=. python reference/assignment4/samples/make_samples.py
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import nbformat
 
-from autograder.release import solution_notebook
+from autograder.release import solved_with
 
 HERE = Path(__file__).resolve().parent
 REFERENCE = HERE.parent / "assignment4.ipynb"
 
 
-def with_cells(**sources):
-    """A submission: the solved reference with the named cells' code replaced."""
-    nb = solution_notebook(nbformat.read(REFERENCE, as_version=4))
-    cells = {c.get("id"): c for c in nb.cells}
-    for cell_id, source in sources.items():
-        cells[cell_id].source = source.strip("\n")
-    return nb
+with_cells = functools.partial(solved_with, REFERENCE)     # a submission: the solved reference, named cells replaced
 
 
 SCALING_PRINTS = """
