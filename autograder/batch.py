@@ -1,17 +1,19 @@
 """Grade a whole class: intake → plan → a pool of worker processes (execute + graders) → a store of results,
-feedback pages and the gradebook.
+kept runs, feedback pages and the gradebook.
 
-Loss-free and resumable. The plan compares each submission with what the store already holds: a result carries a
-fingerprint of what produced it (the notebook's bytes, its submission time, grader_config.py, the assignment's
-settings and graders, the grading code, the device, speed mode), so rerunning the same command grades only what is
-missing or changed. The pool (``pool.py``) runs the notebooks and retries a runner's failure once; the store
-(``store.py``) writes each file atomically the moment it is known. Killing the batch loses at most the notebooks
-in flight.
+Loss-free, resumable, and no more work than what changed. Each result records what produced it (``fingerprint``:
+the run, the grading, and intake's decision), and each execution's artifacts are kept (``store.RunStore``). So the
+plan, for each student: keeps a result whose inputs are all unchanged; runs only the graders on the stored run when
+just the grading changed (a grader, a threshold: seconds, no kernel, no GPU); executes the notebook when its run
+changed (the notebook, the release, the harness, the execution settings, the libraries) or no sound run is stored.
+The pool (``pool.py``) does the work and retries a runner's failure once; the store (``store.py``) writes each
+file atomically the moment it is known. Killing the batch loses at most the notebooks in flight.
 """
 
 from __future__ import annotations
 
 import contextlib
+import difflib
 import hashlib
 import sys
 import tempfile
@@ -24,93 +26,108 @@ from . import clock, dataset, intake, sandbox
 from .assignment import assignment_ids, unknown_assignment
 from .checks import CheckSpec
 from .config import Config
-from .device import resolve_device
+from .device import official_on, resolve_device
 from .errors import ConfigError, GraderError
+from .fingerprint import grading_fingerprint, run_contexts, run_fingerprints
 from .gradebook import gradebook_csv
 from .graders import GradersBroken, check_graders
 from .pool import default_workers, grade_task, graded, worker_context
-from .result import ERROR, INFRASTRUCTURE, INFRASTRUCTURE_REASON, LATE, NO_TIMESTAMP, NOT_GRADED, CheckResult, GradeResult
+from .result import (ERROR, EXECUTED, INFRASTRUCTURE, INFRASTRUCTURE_REASON, LATE, NO_TIMESTAMP, NOT_GRADED, REFUSED,
+                     REGRADED, CheckResult, GradeResult)
 from .store import ResultStore
 
-PACKAGE = Path(__file__).parent
-# The code whose change makes every earlier grade stale (a fingerprint input), with the assignment's own settings
-# and graders (every .py under its graders/).
-GRADING_CODE = ("graders/*.py", "graders/pytest.ini", "checks.py", "kernel_side.py", "execute.py", "grade.py")
 FATE_STATUS = {intake.LATE: LATE, intake.NO_TIMESTAMP: NO_TIMESTAMP, intake.UNUSABLE: ERROR}
 
 
 @dataclass
 class Task:
     submission: intake.Submission
-    fingerprint: str
+    runs: dict[str, str]                  # device → the run fingerprint there, of the runs that may stand for it
+    device: str                           # where it executes if it must
+    stored: dict | None = None            # the stored run to judge again (graders only), or None: execute
+    note: str = ""                        # why a stored run of it could not be used
     attempts: list[str] = field(default_factory=list)   # one line per failed attempt
+
+    @property
+    def run_fingerprint(self) -> str:
+        return self.stored["run_fingerprint"] if self.stored else self.runs[self.device]
+
+    @property
+    def run_device(self) -> str:
+        return self.stored.get("device", "") if self.stored else self.device
 
 
 @dataclass
 class Plan:
-    """What a run does with each student: reuse a stored result, refuse (late, unusable), or grade."""
+    """What a run does with each student: keep a stored result, refuse (late, unusable), regrade a stored run
+    (graders only, no kernel), or execute."""
     reuse: dict[str, dict] = field(default_factory=dict)     # student id → the stored result, still valid
     refuse: list[Task] = field(default_factory=list)
-    grade: list[Task] = field(default_factory=list)
+    regrade: list[Task] = field(default_factory=list)
+    execute: list[Task] = field(default_factory=list)
 
 
 @dataclass
 class BatchReport:
     results: dict[str, dict]                             # student id → the result written for them
-    graded_now: int
+    executed: int
+    regraded: int                                        # graded again from stored runs, no kernel
     reused: int
     seconds: float
     out: Path
+
+    @property
+    def graded_now(self) -> int:
+        return self.executed + self.regraded
 
     @property
     def counts(self) -> Counter:
         return Counter(r.get("status", "?") for r in self.results.values())
 
 
-# --- fingerprints ------------------------------------------------------------------------------------------
-
-def grading_digest(config: Config) -> str:
-    """grader_config.py, the grading code, the assignment's settings and hidden graders: computed once per batch,
-    part of every fingerprint (a changed grader or expected value regrades)."""
-    digest = hashlib.sha256(config.source.read_bytes())
-    for pattern in GRADING_CODE:
-        for path in sorted(PACKAGE.glob(pattern)):
-            digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    assignment = config.assignment
-    digest.update(assignment.settings_path.read_bytes())
-    graders = assignment.graders_dir
-    for path in sorted(graders.rglob("*.py")) if graders.is_dir() else []:
-        digest.update(b"assignment graders/" + path.relative_to(graders).as_posix().encode() + b"\0"
-                      + path.read_bytes())
-    return digest.hexdigest()
-
-
-def fingerprint(sub: intake.Submission, config: Config, kernel_device: str, fused: bool, grading: str) -> str:
-    """What produced a result; a result with the same fingerprint need not be graded again. ``grading``: the
-    ``grading_digest`` of the configuration and code."""
-    digest = hashlib.sha256()
+def intake_fingerprint(sub: intake.Submission) -> str:
+    """What intake decided about a submission (its file, time and fate): a result stands only while these hold."""
     chosen = sub.chosen
-    notebook = chosen.path.read_bytes() if chosen.path and chosen.path.is_file() else chosen.problem.encode()
-    for part in (hashlib.sha256(notebook).hexdigest(), str(chosen.submitted_at), sub.fate, grading, kernel_device,
-                 str(config.fused_fit_steps if fused else 1)):
-        digest.update(part.encode() + b"\0")
-    return digest.hexdigest()
+    facts = [chosen.origin, str(chosen.submitted_at), chosen.timestamp_problem, sub.fate, sub.detail,
+             *(f"{c.origin} {c.submitted_at} {why}" for c, why in sub.superseded)]
+    return hashlib.sha256("\0".join(map(str, facts)).encode()).hexdigest()
 
 
-def plan(submissions: list[intake.Submission], fingerprint_of, stored, regrade: bool) -> Plan:
-    """Decide, without running anything, what happens to each submission. ``fingerprint_of(sub)``: what would
-    produce its result now; ``stored(sub)``: the result an earlier run wrote, or None. A stored result is reused
-    when it was produced the same way and is a grade (an infrastructure error is always retried)."""
+def notebook_bytes(sub: intake.Submission) -> bytes:
+    chosen = sub.chosen
+    return chosen.path.read_bytes() if chosen.path and chosen.path.is_file() else chosen.problem.encode()
+
+
+def plan(submissions: list[intake.Submission], task_of, grading_of, stored_result, find_run, *,
+         regrade: bool = False, rerun: bool = False, only: set[str] | None = None) -> Plan:
+    """Decide, without running anything, what happens to each submission. ``task_of(sub)``: its Task (the run
+    fingerprints that may stand for it); ``grading_of(device)``: the grading fingerprint for a run on that device;
+    ``stored_result(sub)``: the result an earlier batch wrote, or None; ``find_run(fingerprints)``: (the first
+    sound stored run among them, or None; what was wrong with a stored one). A stored result is kept when it came
+    from one of the task's runs, the same grading and the same intake (never an infrastructure error); otherwise a
+    sound stored run is judged again, and only a submission without one is executed. ``only``: the students to
+    grade; everyone else's result is kept as it is. ``regrade``: no result is kept; ``rerun``: nothing stored is
+    used."""
     decided = Plan()
     for sub in submissions:
-        task = Task(sub, fingerprint_of(sub))
-        previous = None if regrade else stored(sub)
-        if previous and previous.get("fingerprint") == task.fingerprint and previous.get("status") != INFRASTRUCTURE:
+        previous = stored_result(sub)
+        if only is not None and sub.student_id not in only:
+            if previous is not None:
+                decided.reuse[sub.student_id] = previous
+            continue
+        task = task_of(sub)
+        if previous and not (regrade or rerun or only) and previous.get("status") != INFRASTRUCTURE \
+                and previous.get("intake_fingerprint") == intake_fingerprint(sub) \
+                and any(previous.get("run_fingerprint") == fp and previous.get("grading_fingerprint") == grading_of(d)
+                        for d, fp in task.runs.items()):
             decided.reuse[sub.student_id] = previous
         elif sub.fate != intake.GRADE:
             decided.refuse.append(task)
         else:
-            decided.grade.append(task)
+            if not rerun:
+                task.stored, problem = find_run(task.runs.values())
+                task.note = f"the stored run could not be used ({problem}): executed again" if problem else ""
+            (decided.regrade if task.stored else decided.execute).append(task)
     return decided
 
 
@@ -118,16 +135,27 @@ class Batch:
     """One assignment's submissions under ``root`` (a folder, an export already unpacked) graded into ``out``."""
 
     def __init__(self, root: Path, out: Path, config: Config, *, workers: int | None, device: str,
-                 regrade: bool, exact_fit: bool, progress: bool, grade_fn=grade_task, refused: list[str] = ()):
+                 regrade: bool = False, rerun: bool = False, only: list[str] | None = None, exact_fit: bool = False,
+                 progress: bool = True, grade_fn=grade_task, refused: list[str] = ()):
         self.root, self.out, self.config, self.refused = Path(root), Path(out), config, list(refused)
         if workers is not None and workers < 1:
             raise GraderError(f"--workers must be at least 1, got {workers}")
-        self.regrade, self.fused, self.progress, self.grade_fn = regrade, not exact_fit, progress, grade_fn
+        self.regrade, self.rerun, self.fused, self.progress, self.grade_fn = (regrade, rerun, not exact_fit,
+                                                                               progress, grade_fn)
+        self.only = set(only) if only else None
         self.kernel_device, self.official = resolve_device(device, config)
         sandbox.require(config.sandbox)
         self.workers = workers or default_workers(self.kernel_device)
         self.results: dict[str, dict] = {}
         self.checks: tuple[CheckSpec, ...] = ()     # as the graders declare them (none known while they are broken)
+        self._gradings: dict[bool, str] = {}
+
+    def grading_of(self, device: str) -> str:
+        """The grading fingerprint of a result from a run on ``device`` (computed once per officialness)."""
+        official = official_on(device, self.config)
+        if official not in self._gradings:
+            self._gradings[official] = grading_fingerprint(self.config, official)
+        return self._gradings[official]
 
     def run(self) -> BatchReport:
         started = time.monotonic()
@@ -136,28 +164,43 @@ class Batch:
         store = ResultStore(self.out)
         with tempfile.TemporaryDirectory(prefix="autograder-class-") as tmp:
             submissions = intake.choose(intake.find_candidates(self.root, self.config), self.config)
+            self._check_only(submissions)
             self.checks, broken = declared_checks(self.config)     # once, before any notebook is executed
-            grading = grading_digest(self.config)
-            todo = plan(submissions, lambda sub: fingerprint(sub, self.config, self.kernel_device, self.fused, grading),
-                        lambda sub: store.previous(sub.file_stem), self.regrade)
+            contexts = run_contexts(self.config, self.kernel_device, self.fused)
+            todo = plan(submissions, lambda sub: Task(sub, run_fingerprints(notebook_bytes(sub), contexts),
+                                                      self.kernel_device),
+                        self.grading_of, lambda sub: store.previous(sub.file_stem), store.runs.find_first,
+                        regrade=self.regrade, rerun=self.rerun, only=self.only)
             for sub in submissions:
                 if sub.student_id in todo.reuse:
                     self.results[sub.student_id] = todo.reuse[sub.student_id]
                     if not store.feedback_path(sub.file_stem).exists():
                         self._save_feedback(store, sub, todo.reuse[sub.student_id])
             for task in todo.refuse:
-                self._finish(store, task, self._refused(task.submission), log="", ran=False)
-            pins = dataset.kernel_files(self.config, data, Path(tmp))
-            self._log_batch(len(submissions), len(todo.grade), len(todo.reuse))
+                self._finish(store, task, self._refused(task.submission), log="", how=REFUSED)
+            self._log_batch(len(submissions), todo)
+            tasks = todo.execute + todo.regrade         # the long runs first; stored runs fill the other workers
             if broken:
-                for task in todo.grade:      # nothing is executed: each is an infrastructure error, graded when the
+                for task in tasks:           # nothing is run: each is an infrastructure error, graded when the
                     task.attempts.append(broken)      # same command runs again after the fix
-                    self._finish(store, task, self._infrastructure_result(task), log=broken, ran=False)
-            else:
-                self._grade(store, todo.grade, pins)
+                    self._finish(store, task, self._infrastructure_result(task), log=broken, how=None)
+            elif tasks:
+                pins = dataset.kernel_files(self.config, data, Path(tmp)) if todo.execute else {}
+                self._grade(store, tasks, pins)
         seconds = round(time.monotonic() - started, 1)     # the same wall time on the summary page and the console
         self._write_class_files(store, seconds)
-        return BatchReport(self.results, len(todo.grade), len(todo.reuse), seconds, self.out)
+        return BatchReport(self.results, len(todo.execute), len(todo.regrade), len(todo.reuse), seconds, self.out)
+
+    def _check_only(self, submissions: list[intake.Submission]) -> None:
+        if self.only is None:
+            return
+        known = {sub.student_id for sub in submissions}
+        unknown = sorted(self.only - known)
+        if unknown:
+            close = {s: difflib.get_close_matches(s, known, n=1) for s in unknown}
+            said = ", ".join(f"{s} (did you mean {close[s][0]}?)" if close[s] else s for s in unknown)
+            raise GraderError(f"--only names students with no submission here: {said}; the class has "
+                              f"{len(known)} students")
 
     def _grade(self, store: ResultStore, tasks: list[Task], pins: dict[str, Path]) -> None:
         from tqdm import tqdm
@@ -165,7 +208,8 @@ class Batch:
         def payload(task: Task) -> dict:
             return {"path": str(task.submission.chosen.path), "device": self.kernel_device,
                     "official": self.official, "fused": self.fused,
-                    "pins": {name: str(path) for name, path in pins.items()}}
+                    "pins": {name: str(path) for name, path in pins.items()},
+                    "store": str(store.runs.root), "run_fingerprint": task.run_fingerprint, "stored": task.stored}
 
         bar = tqdm(total=len(tasks), unit="nb", desc="grading", disable=not self.progress or not tasks,
                    file=sys.stderr, dynamic_ncols=True)
@@ -173,9 +217,13 @@ class Batch:
             for task, reply in graded(tasks, self.config, payload=payload, workers=self.workers,
                                       kernel_device=self.kernel_device, log_path=self.out / "logs" / "workers.log",
                                       grade_fn=self.grade_fn):
-                result = self._infrastructure_result(task) if reply.get("infrastructure") else reply["result"]
+                infrastructure = bool(reply.get("infrastructure"))
+                if reply.get("run") and not infrastructure:
+                    store.runs.save(reply["run"])        # the run first, then the result that names it
+                result = self._infrastructure_result(task) if infrastructure else reply["result"]
                 log = "\n".join(filter(None, [reply.get("table", ""), "--- kernel log ---", reply.get("log", "")]))
-                self._finish(store, task, result, log)
+                self._finish(store, task, result, log, how=None if infrastructure else
+                             REGRADED if task.stored else EXECUTED)
                 bar.update(1)
                 bar.set_postfix(dict(Counter(r["status"] for r in self.results.values())), refresh=False)
         finally:
@@ -200,11 +248,15 @@ class Batch:
                              status=INFRASTRUCTURE, status_detail=text.replace("\n", " / "))
         return {**result.to_json(), INFRASTRUCTURE_REASON: why}
 
-    def _finish(self, store: ResultStore, task: Task, result: dict, log: str, ran: bool = True) -> None:
+    def _finish(self, store: ResultStore, task: Task, result: dict, log: str, how: str | None) -> None:
+        """Write a student's result, log and page. ``how``: EXECUTED, REGRADED, REFUSED, or None when nothing ran
+        (an infrastructure error)."""
         sub = task.submission
         chosen = sub.chosen
         if sub.detail and not result.get("status_detail"):
             result["status_detail"] = sub.detail
+        if task.note and how == EXECUTED:
+            result["notes"] = [*result.get("notes", []), task.note]
         result.update(
             student_id=sub.student_id,
             origin=chosen.origin,
@@ -212,9 +264,12 @@ class Batch:
             timestamp_problem=chosen.timestamp_problem,
             superseded=[{"origin": c.origin, "submitted_at": c.submitted_at.isoformat() if c.submitted_at else None,
                          "reason": why} for c, why in sub.superseded],
-            attempts=len(task.attempts) + (ran and result.get("status") != INFRASTRUCTURE),
+            attempts=len(task.attempts) + (how in (EXECUTED, REGRADED)),
             graded_at=clock.now().isoformat(timespec="seconds"),
-            fingerprint=task.fingerprint,
+            graded_from=how or INFRASTRUCTURE,
+            run_fingerprint=task.run_fingerprint,
+            grading_fingerprint=self.grading_of(task.run_device),
+            intake_fingerprint=intake_fingerprint(sub),
         )
         store.save(sub.file_stem, result, self._log_text(task, result, log))
         self.results[sub.student_id] = result
@@ -226,6 +281,11 @@ class Batch:
                  f"submitted at: {sub.chosen.submitted_at or 'unknown (' + sub.chosen.timestamp_problem + ')'}",
                  f"status: {result.get('status')}" + (f" — {result.get('status_detail')}" if result.get("status_detail") else "")]
         lines += [f"not graded: {c.origin} ({why})" for c, why in sub.superseded]
+        if task.stored:
+            lines.append(f"regraded from the stored run {task.run_fingerprint[:16]} (executed "
+                         f"{task.stored.get('executed_at', '?')} on {task.run_device}): no kernel was started")
+        elif task.note:
+            lines.append(task.note)
         lines += [f"attempt {i + 1} failed: {a.strip()}" for i, a in enumerate(task.attempts)]
         return "\n".join(lines) + "\n\n" + log + "\n"
 
@@ -234,12 +294,13 @@ class Batch:
 
         store.save_feedback(sub.file_stem, feedback_page(result, self.config, self.checks))
 
-    def _log_batch(self, students: int, to_grade: int, reused: int) -> None:
+    def _log_batch(self, students: int, todo: Plan) -> None:
         for line in self.refused:            # always said, --quiet or not: the export held something hostile
             print(f"zip member refused: {line}", file=sys.stderr)
         if self.progress:
-            print(f"{self.config.assignment.id}: {students} students · {to_grade} to grade on {self.kernel_device} "
-                  f"with {self.workers} workers · {reused} already graded (unchanged)", file=sys.stderr)
+            print(f"{self.config.assignment.id}: {students} students · {len(todo.execute)} to execute on "
+                  f"{self.kernel_device} · {len(todo.regrade)} to regrade from stored runs · {self.workers} workers · "
+                  f"{len(todo.reuse)} unchanged", file=sys.stderr)
 
     def _write_class_files(self, store: ResultStore, wall_seconds: float) -> None:
         from .feedback import summary_figure, summary_page
@@ -277,13 +338,13 @@ def unpacked(source: Path):
         yield root, intake.unpack_zip(source, root)
 
 
-def grade_batch(source: Path, out: Path, config: Config, *, workers: int | None = None, device: str = "auto",
-                regrade: bool = False, exact_fit: bool = False, progress: bool = True,
-                grade_fn=grade_task) -> BatchReport:
-    """Grade every submission of ``config``'s assignment under ``source`` (a folder or an LMS .zip) into ``out``."""
+def grade_batch(source: Path, out: Path, config: Config, **options) -> BatchReport:
+    """Grade every submission of ``config``'s assignment under ``source`` (a folder or an LMS .zip) into ``out``;
+    ``options``: as ``Batch`` takes them (workers, device, regrade, rerun, only, exact_fit, progress, …)."""
+    options.setdefault("workers", None)
+    options.setdefault("device", "auto")
     with unpacked(source) as (root, refused):
-        return Batch(root, out, config, workers=workers, device=device, regrade=regrade, exact_fit=exact_fit,
-                     progress=progress, grade_fn=grade_fn, refused=refused).run()
+        return Batch(root, out, config, refused=refused, **options).run()
 
 
 def grade_classes(source: Path, out: Path, config: Config, assignment: str | None = None,

@@ -1,5 +1,5 @@
 """``python -m autograder``: a thin layer over list, release, grade (one notebook or a class), check, submit,
-publish, demo and the course gradebook. Every command works on one of the course's assignments (reference/<id>/):
+publish, demo, the course gradebook and the store of runs kept for regrading. Every command works on one of the course's assignments (reference/<id>/):
 named, or found from the notebook's release metadata or the exchange layout.
 
 Exit status: 0 done (whatever the score), 1 refused by the course's rules, 2 the grader could not do its job."""
@@ -77,12 +77,15 @@ def _logging_tensorflow(log_path: Path, run):
 
 
 def _grade_one(target: Path, out: Path, args, config) -> int:
-    from .grade import grade_notebook
-    from .report import format_table, write_results_json
+    from .grade import grade_into
+    from .report import format_table
 
-    result = grade_notebook(target, config, device=args.device, fused=not args.exact_fit)
+    if args.only:
+        raise GraderError("--only chooses students of a class: give a folder of submissions or an LMS .zip")
+    result, how = grade_into(target, out, config, device=args.device, fused=not args.exact_fit, rerun=args.rerun,
+                             regrade=args.regrade)
     print(format_table(result))
-    print(f"results: {write_results_json(result, out)}")
+    print(f"results: {out / 'results.json'} ({how})")
     return 0
 
 
@@ -90,7 +93,8 @@ def _grade_class(source: Path, out: Path, args, config) -> int:
     from .batch import grade_classes
 
     reports = grade_classes(source, out, config, args.assignment, workers=args.workers, device=args.device,
-                            regrade=args.regrade, exact_fit=args.exact_fit, progress=not args.quiet)
+                            regrade=args.regrade, rerun=args.rerun, only=args.only, exact_fit=args.exact_fit,
+                            progress=not args.quiet)
     for assignment_id, report in reports.items():
         if len(reports) > 1:
             print(f"== {assignment_id}")
@@ -104,8 +108,8 @@ def _report_class(report) -> None:
 
     out = report.out
     counts = " · ".join(f"{n} {status}" for status, n in sorted(report.counts.items()))
-    print(f"{len(report.results)} students: {counts} ({report.graded_now} graded now, {report.reused} unchanged "
-          f"and kept) in {report.seconds:.0f} s")
+    print(f"{len(report.results)} students: {counts} ({report.regraded} regraded from stored runs, "
+          f"{report.executed} executed, {report.reused} unchanged) in {report.seconds:.0f} s")
     print(f"gradebook: {out / 'gradebook.csv'}\nsummary:   {out / 'summary.html'}\nfeedback:  {out / 'feedback'}/")
     flagged = checks_not_graded(report.results[s] for s in sorted(report.results))
     if flagged:
@@ -185,6 +189,19 @@ def cmd_demo(args) -> int:
     return 1 if failed else 0
 
 
+def cmd_store(args) -> int:
+    from .store import find_run_stores, format_usage
+
+    for store, referenced in find_run_stores(Path(args.out)):
+        if args.action == "du":
+            print(format_usage(store, store.usage(referenced)))
+        else:
+            runs, objects, freed = store.collect_garbage(referenced)
+            print(f"{store.root}: removed {runs} runs no result refers to and {objects} files no run holds "
+                  f"({freed / 1e6:.1f} MB freed); {len(referenced)} runs kept")
+    return 0
+
+
 def cmd_gradebook(args) -> int:
     from .gradebook import course_gradebook, find_gradebooks
     from .report import format_points, write_atomic
@@ -226,7 +243,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where the student's model trains (default: auto — the GPU if one is visible)")
     p.add_argument("--workers", type=int, help="notebooks graded at once, each in its own kernel "
                                               "(default: one per CPU core, plus one when training on the CPU)")
-    p.add_argument("--regrade", action="store_true", help="grade again even submissions already graded unchanged")
+    p.add_argument("--regrade", action="store_true",
+                   help="grade again even what is unchanged (from the stored runs: the graders only, no kernel)")
+    p.add_argument("--rerun", action="store_true",
+                   help="execute every notebook graded again, even where a stored run could be regraded")
+    p.add_argument("--only", nargs="+", metavar="STUDENT",
+                   help="grade only these students of the class (again, from their stored runs where sound); every "
+                        "other student's files are left exactly as they are")
     p.add_argument("--exact-fit", action="store_true",
                    help="run the student's fit with Keras's own loop (no speed mode, FUSED_FIT_STEPS ignored)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -260,6 +283,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("assignment", nargs="?", help="assignment id (default: every assignment in turn)")
     p.add_argument("--device", choices=DEVICES, default="auto")
     p.set_defaults(run=cmd_demo)
+
+    p = sub.add_parser("store", help="instructors: the runs kept for regrading — their sizes (du), or remove "
+                                     "those no result refers to any more (gc)")
+    p.add_argument("action", choices=("du", "gc"))
+    p.add_argument("--out", required=True,
+                   help="the output folder of `grade … --out DIR` (a class's or one notebook's), or a folder of them")
+    p.set_defaults(run=cmd_store)
 
     p = sub.add_parser("gradebook", help="instructors: join the assignments' gradebooks into the course's")
     p.add_argument("folders", nargs="*", metavar="FOLDER",

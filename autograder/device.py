@@ -85,6 +85,11 @@ def visible_gpus() -> list[str]:
     return [g.name for g in gpus]
 
 
+def official_on(device: str, config: Config) -> bool:
+    """Whether a run on ``device`` gives an official grade under the course's policy."""
+    return device == "gpu" or config.device_policy == "allow-cpu"
+
+
 def resolve_device(requested: str, config: Config, gpus: list[str] | None = None,
                    cpu_fallback: bool = False) -> tuple[str, bool]:
     """→ (device for the kernel, whether the grade is official under the course's device policy).

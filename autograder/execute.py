@@ -17,7 +17,7 @@ import shutil
 import signal
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from queue import Empty
 
@@ -79,6 +79,14 @@ class ExecutionRecord:
     @property
     def cell_errors(self) -> list[CellOutcome]:
         return [c for c in self.cells if c.status != "ok"]
+
+    @classmethod
+    def from_json(cls, data: dict) -> ExecutionRecord:
+        """A record kept whole (``asdict``) with a stored run, typed again."""
+        known = {f.name for f in fields(cls)}
+        record = cls(**{k: v for k, v in data.items() if k in known and k != "cells"})
+        record.cells = [CellOutcome(**cell) for cell in data.get("cells", [])]
+        return record
 
     def to_dict(self) -> dict:
         data = asdict(self)

@@ -7,73 +7,24 @@ only problems of the grader itself (configuration, dataset, an unreadable path) 
 from __future__ import annotations
 
 import importlib
-import json
 import tempfile
 import threading
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import nbformat
-
-from . import dataset, sandbox
+from . import clock, dataset, sandbox
 from .checks import CheckSpec
 from .config import Config
-from .device import resolve_device
+from .device import official_on, resolve_device
 from .errors import GraderError
 from .execute import ExecutionRecord, execute
+from .fingerprint import grading_fingerprint, run_contexts, run_fingerprints
 from .graders import check_graders, run_graders
-from .result import ERROR, FAILED, GRADED, TIMEOUT, CheckResult, GradeResult
+from .notebook import NotebookUnreadable, read_notebook
+from .report import write_results_json
+from .result import ERROR, EXECUTED, FAILED, GRADED, REGRADED, TIMEOUT, UNCHANGED, CheckResult, GradeResult
 from .sanitize import read_released, sanitize
-
-
-class NotebookUnreadable(Exception):
-    """The submission is not a notebook we can run (the student's problem, graded as zero)."""
-
-    def __init__(self, ja: str, en: str):
-        super().__init__(en)
-        self.ja, self.en = ja, en
-
-
-def read_notebook(path: Path, max_mb: int = 50) -> tuple[nbformat.NotebookNode, list[str]]:
-    """→ (the notebook as nbformat 4, notes on what was converted). Each way a file can fail to be a notebook
-    gets its own explanation."""
-    path = Path(path)
-    if not path.is_file():
-        raise GraderError(f"notebook not found: {path}")
-    size = path.stat().st_size
-    if size == 0:
-        raise NotebookUnreadable("空のファイルです。", "The file is empty (0 bytes).")
-    if size > max_mb * 2**20:
-        mb = size / 2**20
-        raise NotebookUnreadable(f"ファイルが大きすぎます ({mb:.0f} MB、上限 {max_mb} MB)。出力を消して保存し直してください。",
-                                 f"The file is {mb:.0f} MB, over the {max_mb} MB limit (MAX_NOTEBOOK_MB); clear "
-                                 "the outputs and save it again.")
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except PermissionError as exc:
-        raise GraderError(f"cannot read {path}: {exc}") from exc
-    except UnicodeDecodeError as exc:
-        raise NotebookUnreadable("UTF-8 のテキストではありません (別のファイルの名前を .ipynb にしたものでは?)。",
-                                 f"The file is not UTF-8 text ({exc.reason} at byte {exc.start}): is it another "
-                                 "kind of file renamed to .ipynb?") from exc
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        if exc.pos >= len(text.rstrip()) - 1:
-            raise NotebookUnreadable("JSON が途中で終わっています (保存が途中で切れたのでは?)。",
-                                     f"The JSON ends early ({exc.msg}): was the file cut off while saving?") from exc
-        raise NotebookUnreadable("JSON として読めません。", f"The file is not JSON ({exc.msg} at line {exc.lineno}, "
-                                                            f"column {exc.colno}).") from exc
-    version = data.get("nbformat") if isinstance(data, dict) else None
-    try:
-        nb = nbformat.reads(text, as_version=4)
-    except Exception as exc:
-        raise NotebookUnreadable("Jupyter ノートブックの形式ではありません。",
-                                 f"The JSON is not a Jupyter notebook ({type(exc).__name__}: {str(exc)[:200]}).") from exc
-    notes = [f"an nbformat {version} notebook, converted to nbformat 4"] if version != 4 else []
-    ids = [c.get("id") for c in data.get("cells", []) if isinstance(c, dict) and c.get("id")]
-    if len(ids) != len(set(ids)):
-        notes.append("duplicate cell ids were renumbered (nbformat repairs them on reading)")
-    return nb, notes
+from .store import STORE, RunStore, read_result
 
 
 def zero_result(config: Config, checks: tuple[CheckSpec, ...], notebook: str, why_ja: str, why_en: str,
@@ -140,27 +91,129 @@ def grade_on(path: Path, config: Config, kernel_device: str, official: bool, dat
     (default: loaded and verified here); ``pins``: its files for the kernel, already written; ``work``: a folder
     to keep the artifacts and the kernel's log in (default: a temporary one)."""
     data = data if data is not None else dataset.load_dataset(config)
+    with tempfile.TemporaryDirectory(prefix="autograder-artifacts-") as tmp:
+        artifacts = Path(work or tmp)
+        run = run_notebook(path, config, kernel_device, data, artifacts, fused=fused, pins=pins)
+        return judge(run, artifacts, config, data, official, path.name)
+
+
+@dataclass
+class Run:
+    """What running a submission gave besides its artifacts: the kernel's record and the notes on reading the
+    notebook — or, for a notebook that could not be run, why (ja, en). Kept with the artifacts (``RunStore``), so
+    that the graders can judge the run again without a kernel."""
+    notes: list[str] = field(default_factory=list)
+    record: ExecutionRecord | None = None
+    not_run: tuple[str, str] | None = None
+
+    def to_json(self) -> dict:
+        return {"notes": list(self.notes), "record": asdict(self.record) if self.record else None,
+                "not_run": list(self.not_run) if self.not_run else None}
+
+    @classmethod
+    def from_json(cls, data: dict) -> Run:
+        record, not_run = data.get("record"), data.get("not_run")
+        return cls(list(data.get("notes") or []), ExecutionRecord.from_json(record) if record else None,
+                   tuple(not_run) if not_run else None)
+
+
+def run_notebook(path: Path, config: Config, kernel_device: str, data, artifacts: Path, *, fused: bool = True,
+                 pins: dict[str, Path] | None = None, executed_out: Path | None = None) -> Run:
+    """Read, sanitize and execute ``path``: its exports land in ``artifacts``, the notebook with its outputs in
+    ``executed_out`` (if given)."""
     try:
         nb, read_notes = read_notebook(path, config.max_notebook_mb)
     except NotebookUnreadable as exc:
-        return zero_result(config, check_graders(config), path.name,
-                           f"ノートブックを読み込めませんでした: {exc.ja}", f"The notebook could not be read: {exc.en}",
-                           official)
+        return Run(not_run=(f"ノートブックを読み込めませんでした: {exc.ja}", f"The notebook could not be read: {exc.en}"))
     clean = sanitize(nb, read_released(config.assignment.release_notebook))
     if not any(c.cell_type == "code" and c.source.strip() for c in clean.nb.cells):
-        return zero_result(config, check_graders(config), path.name,
-                           "コードセルがありません。課題のノートブックに答えを書いて提出してください。",
-                           "The notebook has no code cells: hand in the assignment's notebook with your answers.",
-                           official)
+        return Run(not_run=("コードセルがありません。課題のノートブックに答えを書いて提出してください。",
+                            "The notebook has no code cells: hand in the assignment's notebook with your answers."))
     # The graders need Keras in this process; importing it (~3 s) while the kernel trains costs no wall time.
     threading.Thread(target=importlib.import_module, args=("keras",), daemon=True).start()
-    with tempfile.TemporaryDirectory(prefix="autograder-artifacts-") as tmp:
-        artifacts = Path(work) if work else Path(tmp)
-        record = execute(clean.nb, artifacts, config, kernel_device, data, fused=fused, pins=pins)
-        graders = run_graders(artifacts, config, data)
-    notes = read_notes + clean.notes + notes_for(record, config) + grader_error_notes(graders.errors)
-    return GradeResult(config.assignment.id, path.name, graders.tests, official, record.to_dict(), notes,
-                       graders.measurements, status=status_of(record))
+    record = execute(clean.nb, artifacts, config, kernel_device, data, fused=fused, pins=pins,
+                     executed_out=executed_out)
+    return Run(read_notes + clean.notes, record)
+
+
+def judge(run: Run, artifacts: Path, config: Config, data, official: bool, notebook: str) -> GradeResult:
+    """The hidden graders' verdicts on a run's artifacts (fresh, or restored from the store)."""
+    if run.not_run:
+        return zero_result(config, check_graders(config), notebook, *run.not_run, official)
+    graders = run_graders(artifacts, config, data)
+    notes = run.notes + notes_for(run.record, config) + grader_error_notes(graders.errors)
+    return GradeResult(config.assignment.id, notebook, graders.tests, official, run.record.to_dict(), notes,
+                       graders.measurements, status=status_of(run.record))
+
+
+# --- runs kept for regrading ---------------------------------------------------------------------------------
+
+EXECUTED_NOTEBOOK = "executed.ipynb"
+
+
+def kept_files(config: Config, artifacts: Path, executed: Path) -> dict[str, Path]:
+    """The files of a run worth keeping: the declared exports, the kernel's record and log, the executed notebook
+    (whatever else the kernel left in its folder is not kept)."""
+    exports = config.assignment.exports
+    names = [f"{name}.npy" for name in exports.arrays] + ["model.keras", "kernel_record.json", "kernel.log"]
+    return {**{name: artifacts / name for name in names}, EXECUTED_NOTEBOOK: executed}
+
+
+def grade_and_keep(path: Path, config: Config, kernel_device: str, official: bool, data, store: RunStore,
+                   fingerprint: str, work: Path, *, fused: bool = True,
+                   pins: dict[str, Path] | None = None) -> tuple[GradeResult, dict]:
+    """``grade_on``, keeping the run in ``store`` under ``fingerprint`` (before the graders run: a grader that
+    fails leaves a run to regrade once it is fixed); → (the result, the run's manifest, for the caller to save)."""
+    artifacts = Path(work) / "artifacts"
+    run = run_notebook(path, config, kernel_device, data, artifacts, fused=fused, pins=pins,
+                       executed_out=Path(work) / EXECUTED_NOTEBOOK)
+    manifest = store.keep(kept_files(config, artifacts, Path(work) / EXECUTED_NOTEBOOK), fingerprint,
+                          {"device": kernel_device, "executed_at": clock.now().isoformat(timespec="seconds"),
+                           "run": run.to_json()})
+    return judge(run, artifacts, config, data, official, path.name), manifest
+
+
+def regrade_kept(manifest: dict, store: RunStore, config: Config, data, notebook: str, work: Path) -> GradeResult:
+    """The graders on a stored run, no kernel: the grade is official as the run's device was."""
+    artifacts = Path(work) / "artifacts"
+    store.restore(manifest, artifacts)
+    return judge(Run.from_json(manifest.get("run") or {}), artifacts, config, data,
+                 official_on(manifest.get("device", ""), config), notebook)
+
+
+def grade_into(path: Path, out: Path, config: Config, device: str = "auto", *, fused: bool = True,
+               rerun: bool = False, regrade: bool = False) -> tuple[GradeResult, str]:
+    """Grade one notebook into ``out`` (results.json; the run kept in out/store/), doing no more than what changed
+    since the last time: → (the result, ``EXECUTED``, ``REGRADED`` — the graders on the stored run, no kernel — or
+    ``UNCHANGED``). ``regrade``: judge the stored run again even if nothing changed; ``rerun``: execute."""
+    path, out = Path(path), Path(out)
+    if not path.is_file():
+        raise GraderError(f"notebook not found: {path}")
+    check_graders(config)                    # a broken grader stops here, before minutes of training
+    kernel_device, official = resolve_device(device, config)
+    sandbox.require(config.sandbox)
+    store = RunStore(out / STORE)
+    fingerprints = run_fingerprints(path.read_bytes(), run_contexts(config, kernel_device, fused))
+    manifest, problem = (None, "") if rerun else store.find_first(fingerprints.values())
+    if manifest:
+        official = official_on(manifest.get("device", ""), config)
+    extra = {"run_fingerprint": manifest["run_fingerprint"] if manifest else fingerprints[kernel_device],
+             "grading_fingerprint": grading_fingerprint(config, official)}
+    previous = read_result(out / "results.json")
+    if manifest and previous and not regrade and all(previous.get(k) == v for k, v in extra.items()):
+        return GradeResult.from_json(previous), UNCHANGED
+    data = dataset.load_dataset(config)
+    with tempfile.TemporaryDirectory(prefix="autograder-one-") as work:
+        if manifest:
+            result, how = regrade_kept(manifest, store, config, data, path.name, Path(work)), REGRADED
+        else:
+            result, manifest = grade_and_keep(path, config, kernel_device, official, data, store,
+                                              fingerprints[kernel_device], Path(work), fused=fused)
+            store.save(manifest)
+            result.notes += [f"the stored run could not be used ({problem}): executed again"] * bool(problem)
+            how = EXECUTED
+    write_results_json(result, out, **extra, graded_from=how)
+    return result, how
 
 
 def grader_error_notes(errors: dict[str, str]) -> list[str]:

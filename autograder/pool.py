@@ -25,6 +25,7 @@ from .config import Config, load_config
 from .errors import GraderError
 from .execute import HARNESS_TIMEOUT_S
 from .report import format_table
+from .store import RunStore
 
 KERNEL_LOG_LIMIT = 1_000_000          # bytes of a kernel's own stdout/stderr kept in the submission's log
 MAX_ATTEMPTS = 2                      # an infrastructure failure is retried once
@@ -51,17 +52,25 @@ def infrastructure_problem(execution: dict) -> str:
 # --- the worker side ---------------------------------------------------------------------------------------
 
 def grade_task(task: dict, config: Config, data) -> dict:
-    """In a worker: grade one notebook. → {"result": results.json dict, "log": text, "infrastructure": ''|why}."""
-    from .grade import grade_on
+    """In a worker: grade one notebook — execute it and keep its run in the store, or, when the task carries a
+    stored run (``stored``), run the graders again on that run with no kernel. → {"result": results.json dict,
+    "table", "log": text, "infrastructure": ''|why, "run": the new run's manifest (to save) or None}."""
+    from .grade import grade_and_keep, regrade_kept
 
+    store = RunStore(Path(task["store"]))
+    path = Path(task["path"])
     with tempfile.TemporaryDirectory(prefix="autograder-batch-") as work:
-        pins = {name: Path(path) for name, path in task["pins"].items()}
-        result = grade_on(Path(task["path"]), config, task["device"], task["official"], data,
-                          fused=task["fused"], pins=pins, work=Path(work))
-        kernel_log = Path(work, "kernel.log")
+        work = Path(work)
+        if task.get("stored"):
+            result, manifest = regrade_kept(task["stored"], store, config, data, path.name, work), None
+        else:
+            pins = {name: Path(p) for name, p in task["pins"].items()}
+            result, manifest = grade_and_keep(path, config, task["device"], task["official"], data, store,
+                                              task["run_fingerprint"], work, fused=task["fused"], pins=pins)
+        kernel_log = work / "artifacts" / "kernel.log"
         log = kernel_log.read_bytes()[-KERNEL_LOG_LIMIT:].decode("utf-8", "replace") if kernel_log.is_file() else ""
     return {"result": result.to_json(), "table": format_table(result), "log": log,
-            "infrastructure": infrastructure_problem(result.execution)}
+            "infrastructure": infrastructure_problem(result.execution), "run": manifest}
 
 
 def _worker_main(conn, config_path: str, assignment_id: str, grade_fn, log_path: str, kernel_device: str) -> None:

@@ -29,9 +29,10 @@ def write_atomic(path: Path, data: str | bytes) -> Path:
     return path
 
 
-def write_results_json(result: GradeResult, out_dir: Path) -> Path:
+def write_results_json(result: GradeResult, out_dir: Path, **extra) -> Path:
+    """``out_dir/results.json``: the result, and ``extra`` fields (what produced it)."""
     return write_atomic(Path(out_dir) / "results.json",
-                        json.dumps(result.to_json(), ensure_ascii=False, indent=2) + "\n")
+                        json.dumps({**result.to_json(), **extra}, ensure_ascii=False, indent=2) + "\n")
 
 
 def unofficial_warning(unofficial: int, total: int) -> tuple[str, str]:

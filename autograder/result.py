@@ -13,7 +13,10 @@ PASSED, FAILED, NOT_GRADED = "passed", "failed", "not graded"
 # (no score is given, regrade it).
 GRADED, TIMEOUT, ERROR, LATE, NO_TIMESTAMP, INFRASTRUCTURE = (
     "graded", "timeout", "error", "late", "no timestamp", "infrastructure error")
-INFRASTRUCTURE_REASON = "infrastructure_reason"   # a batch's infrastructure error: why the runner failed, one line
+INFRASTRUCTURE_REASON = "infrastructure_reason"
+# How a result was come by (its ``graded_from``): the notebook executed, the graders run again on its stored run
+# (no kernel), an earlier result kept as it was, or refused at intake (late, unusable).
+EXECUTED, REGRADED, UNCHANGED, REFUSED = "executed", "regraded from the stored run", "unchanged", "refused at intake"   # a batch's infrastructure error: why the runner failed, one line
 
 
 def is_official(result: dict) -> bool:

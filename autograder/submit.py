@@ -20,7 +20,7 @@ from . import clock
 from .assignment import RELEASE_METADATA
 from .config import Config
 from .errors import GraderError, Refusal
-from .grade import NotebookUnreadable, read_notebook
+from .notebook import NotebookUnreadable, read_notebook
 from .notebook import grade_id, is_solution, nbgrader_metadata
 
 STUDENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")

@@ -8,7 +8,7 @@ import nbformat
 import pytest
 from nbformat.warnings import DuplicateCellId
 
-from autograder.grade import NotebookUnreadable, read_notebook
+from autograder.notebook import NotebookUnreadable, read_notebook
 from autograder.sanitize import sanitize
 from hostile_corpus import duplicate_ids, huge_notebook, nbformat3, notebook
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,18 +72,22 @@ def _modules_named_like_graders(graders: Path) -> dict:
     stems = {p.stem for p in graders.glob("*.py")} if graders.is_dir() else set()
     aside = {}
     for name in [n for n in sys.modules if n.rsplit(".", 1)[-1] in stems]:
-        path = Path(getattr(sys.modules[name], "__file__", None) or "")
-        if not path.is_relative_to(graders):
+        if not _inside(getattr(sys.modules[name], "__file__", None), graders):
             aside[name] = sys.modules.pop(name)
     return aside
+
+
+def _inside(file, folder: Path) -> bool:
+    """Whether a module's ``__file__`` lies under ``folder`` (a string test: this runs over every loaded module)."""
+    return isinstance(file, str) and file.startswith(f"{folder}{os.sep}")
 
 
 def _forget_grader_modules(graders: Path) -> None:
     """pytest reuses a test module already in sys.modules: forget the graders' files it imported, so the next run
     in this process reads them as they are then (a fixed grader is picked up without a restart)."""
     for name, module in list(sys.modules.items()):
-        path = Path(getattr(module, "__file__", None) or "")
-        if path.is_relative_to(graders) and (path.name == "conftest.py" or path.name.startswith("test_")):
+        file = getattr(module, "__file__", None)
+        if _inside(file, graders) and (Path(file).name == "conftest.py" or Path(file).name.startswith("test_")):
             del sys.modules[name]
 
 
