@@ -165,3 +165,39 @@ def echo_options(task: dict, config, mnist) -> dict:
     reply = _fake_reply(task, config)
     reply["result"]["notes"] = [f"device={task['device']} fused={task['fused']}"]
     return reply
+
+
+def keeps_runs(task: dict, config, data) -> dict:
+    """Keeps a small stand-in run in the batch's store as ``grade_task`` does (the notebook's own bytes and a file
+    every run shares), and says in its note whether it executed or regraded — and, regrading, whether the stored
+    copy of the notebook came back intact."""
+    import tempfile
+
+    from autograder.store import RunStore
+
+    store = RunStore(Path(task["store"]))
+    reply = _fake_reply(task, config)
+    with tempfile.TemporaryDirectory() as work:
+        if task.get("stored"):
+            files = store.restore(task["stored"], Path(work) / "artifacts")
+            intact = files["copy.ipynb"].read_bytes() == Path(task["path"]).read_bytes()
+            reply["result"]["notes"] = [f"regraded, intact={intact}"]
+        else:
+            shared = Path(work) / "shared.bin"
+            shared.write_bytes(b"the same for everyone " * 1000)
+            reply["run"] = store.keep({"copy.ipynb": Path(task["path"]), "shared.bin": shared},
+                                      task["run_fingerprint"], {"device": task["device"], "run": {}})
+            reply["result"]["notes"] = ["executed"]
+    return reply
+
+
+def grades_without_a_kernel(task: dict, config, data) -> dict:
+    """``grade_task`` with the kernel taken away: a notebook that would be executed fails (as the runner's error)."""
+    import autograder.grade
+    from autograder.pool import grade_task
+
+    def no_kernel(*args, **kwargs):
+        raise AssertionError("a kernel was started")
+
+    autograder.grade.execute = no_kernel
+    return grade_task(task, config, data)

@@ -39,12 +39,13 @@ def notebook(*sources: str, **metadata) -> bytes:
     return nbformat.writes(nb).encode("utf-8")
 
 
-def leak_probe(paths: list[str]) -> str:
-    """Tries to read each path; any success raises LEAKED (which would show in the result's notes)."""
+def leak_probe(paths: list[str], folders: tuple[str, ...] = ()) -> str:
+    """Tries to read each path and list each folder; any success raises LEAKED (which would show in the result's
+    notes)."""
     return (f"leaked = []\nfor path in {paths!r}:\n"
             "    try:\n        leaked.append(open(path, 'rb').read(80))\n"
             "    except OSError:\n        pass\n"
-            "import os\nfor folder in ('/work', '/root/.ssh', '/home'):\n"
+            f"import os\nfor folder in ('/work', '/root/.ssh', '/home', *{folders!r}):\n"
             "    if os.path.isdir(folder) and os.listdir(folder):\n        leaked.append(folder)\n"
             "if leaked:\n    raise RuntimeError(f'LEAKED {leaked!r}')\nprint('nothing readable')")
 
@@ -138,7 +139,9 @@ def cases(class_dir: Path, out_dir: Path) -> list[Case]:
              "graded", "printed more than"),
         Case("h06", "h06.ipynb", notebook(leak_probe([str(HIDDEN_GRADER), str(class_dir / "manifest.csv"),
                                                       str(class_dir / "h01.ipynb"), str(out_dir / "gradebook.csv"),
-                                                      "/etc/shadow"])),
+                                                      "/etc/shadow"],
+                                           # the output folder, its store of other students' runs with it
+                                           (str(out_dir), str(out_dir / "store" / "objects")))),
              "graded", "", clean_run=True),
         Case("h07", "h07.ipynb", notebook(
             "import socket\ns = socket.socket()\ns.settimeout(3)\ntry:\n    s.connect(('1.1.1.1', 53))\n"

@@ -231,7 +231,7 @@ def test_one_row_per_student_with_the_right_status(graded_class):
     assert book["s003"]["submitted_at"] == "2024-05-17T00:30:00+09:00" and "not accepted" in book["s003"]["detail"]
     assert "The JSON ends early" in book["s005"]["detail"]
     assert "timestamp.txt is missing" in book["s006"]["detail"] and book["s006"]["submitted_at"] == ""
-    assert "6 students" in run.stdout and "6 graded now" not in run.stdout
+    assert "6 students" in run.stdout and "(0 regraded from stored runs, 5 executed, 0 unchanged)" in run.stdout
 
 
 @pytest.mark.training
@@ -241,7 +241,8 @@ def test_each_student_gets_a_result_a_log_and_a_feedback_page(graded_class):
     out = tmp / "out"
     for student in ["s001", "s002", "s003", "s004", "s005", "s006"]:
         result = json.loads((out / "results" / f"{student}.json").read_text(encoding="utf-8"))
-        assert {"score", "max_score", "tests", "status", "student_id", "fingerprint"} <= set(result)
+        assert {"score", "max_score", "tests", "status", "student_id", "run_fingerprint", "grading_fingerprint",
+                "intake_fingerprint", "graded_from"} <= set(result)
         page = (out / "feedback" / f"{student}.html").read_text(encoding="utf-8")
         assert student in page and result["status"] in page
         assert_no_grader_source(page)
@@ -264,13 +265,13 @@ def test_rerunning_keeps_what_is_done_and_regrade_forces(graded_class):
     graded_at = json.loads((out / "results" / "s001.json").read_text())["graded_at"]
     run = batch_cli(str(tmp / "class"), "--out", str(out), "--device", "cpu", config=config)
     assert run.returncode == 0, run.stderr[-2000:]
-    assert "0 graded now, 6 unchanged and kept" in run.stdout
+    assert "(0 regraded from stored runs, 0 executed, 6 unchanged)" in run.stdout
     assert (out / "gradebook.csv").read_text(encoding="utf-8") == before
     assert json.loads((out / "results" / "s001.json").read_text())["graded_at"] == graded_at
     # A changed submission is graded again, alone.
     exchange_submission(tmp / "class", "s002", answer(), ON_TIME)
     run = batch_cli(str(tmp / "class"), "--out", str(out), "--device", "cpu", config=config)
-    assert "1 graded now, 5 unchanged" in run.stdout, run.stdout
+    assert "(0 regraded from stored runs, 1 executed, 5 unchanged)" in run.stdout, run.stdout
     assert read_gradebook(out / "gradebook.csv")["s002"]["score"] == "12"
 
 
@@ -301,8 +302,9 @@ def test_a_batch_killed_midway_finishes_on_rerun_with_the_same_gradebook(graded_
     kept = {p.name: p.read_bytes() for p in graded_before_kill}
     run = batch_cli(str(tmp_path / "class"), "--out", str(out), "--device", "cpu", config=config)
     assert run.returncode == 0, run.stderr[-2000:]
-    graded_now, unchanged = map(int, re.search(r"(\d+) graded now, (\d+) unchanged", run.stdout).groups())
-    assert unchanged >= len(kept) and graded_now == 6 - unchanged
+    regraded, executed, unchanged = map(int, re.search(
+        r"(\d+) regraded from stored runs, (\d+) executed, (\d+) unchanged", run.stdout).groups())
+    assert unchanged >= len(kept) and regraded + executed == 6 - unchanged
     for name, data in kept.items():
         assert (out / "results" / name).read_bytes() == data          # not graded again
     assert read_gradebook(out / "gradebook.csv") == read_gradebook(tmp / "out" / "gradebook.csv")
