@@ -136,16 +136,17 @@ class Batch:
 
     def __init__(self, root: Path, out: Path, config: Config, *, workers: int | None, device: str,
                  regrade: bool = False, rerun: bool = False, only: list[str] | None = None, exact_fit: bool = False,
-                 progress: bool = True, grade_fn=grade_task, refused: list[str] = ()):
+                 progress: bool = True, grade_fn=grade_task, refused: list[str] = (), strict_only: bool = True):
         self.root, self.out, self.config, self.refused = Path(root), Path(out), config, list(refused)
         if workers is not None and workers < 1:
             raise GraderError(f"--workers must be at least 1, got {workers}")
         self.regrade, self.rerun, self.fused, self.progress, self.grade_fn = (regrade, rerun, not exact_fit,
                                                                                progress, grade_fn)
         self.only = set(only) if only else None
+        self.strict_only = strict_only           # False: the caller checked --only against several classes
         self.kernel_device, self.official = resolve_device(device, config)
         sandbox.require(config.sandbox)
-        self.workers = workers or default_workers(self.kernel_device)
+        self.workers_asked = workers
         self.results: dict[str, dict] = {}
         self.checks: tuple[CheckSpec, ...] = ()     # as the graders declare them (none known while they are broken)
         self._gradings: dict[bool, str] = {}
@@ -178,6 +179,7 @@ class Batch:
                         self._save_feedback(store, sub, todo.reuse[sub.student_id])
             for task in todo.refuse:
                 self._finish(store, task, self._refused(task.submission), log="", how=REFUSED)
+            self.workers = self.workers_asked or default_workers(self.kernel_device, executing=bool(todo.execute))
             self._log_batch(len(submissions), todo)
             tasks = todo.execute + todo.regrade         # the long runs first; stored runs fill the other workers
             if broken:
@@ -186,23 +188,17 @@ class Batch:
                     self._finish(store, task, self._infrastructure_result(task), log=broken, how=None)
             elif tasks:
                 pins = dataset.kernel_files(self.config, data, Path(tmp)) if todo.execute else {}
-                self._grade(store, tasks, pins)
+                snapshot = dataset.snapshot(data, Path(tmp) / "dataset") if data is not None else None
+                self._grade(store, tasks, pins, snapshot)
         seconds = round(time.monotonic() - started, 1)     # the same wall time on the summary page and the console
         self._write_class_files(store, seconds)
         return BatchReport(self.results, len(todo.execute), len(todo.regrade), len(todo.reuse), seconds, self.out)
 
     def _check_only(self, submissions: list[intake.Submission]) -> None:
-        if self.only is None:
-            return
-        known = {sub.student_id for sub in submissions}
-        unknown = sorted(self.only - known)
-        if unknown:
-            close = {s: difflib.get_close_matches(s, known, n=1) for s in unknown}
-            said = ", ".join(f"{s} (did you mean {close[s][0]}?)" if close[s] else s for s in unknown)
-            raise GraderError(f"--only names students with no submission here: {said}; the class has "
-                              f"{len(known)} students")
+        if self.only is not None and self.strict_only:
+            check_only(self.only, {sub.student_id for sub in submissions})
 
-    def _grade(self, store: ResultStore, tasks: list[Task], pins: dict[str, Path]) -> None:
+    def _grade(self, store: ResultStore, tasks: list[Task], pins: dict[str, Path], snapshot: Path | None) -> None:
         from tqdm import tqdm
 
         def payload(task: Task) -> dict:
@@ -216,7 +212,7 @@ class Batch:
         try:
             for task, reply in graded(tasks, self.config, payload=payload, workers=self.workers,
                                       kernel_device=self.kernel_device, log_path=self.out / "logs" / "workers.log",
-                                      grade_fn=self.grade_fn):
+                                      grade_fn=self.grade_fn, snapshot=snapshot):
                 infrastructure = bool(reply.get("infrastructure"))
                 if reply.get("run") and not infrastructure:
                     store.runs.save(reply["run"])        # the run first, then the result that names it
@@ -313,6 +309,16 @@ class Batch:
         })
 
 
+def check_only(only: set[str], known: set[str]) -> None:
+    """--only may name only students who handed something in: a typo is said, with the closest id."""
+    unknown = sorted(only - known)
+    if unknown:
+        close = {s: difflib.get_close_matches(s, known, n=1) for s in unknown}
+        said = ", ".join(f"{s} (did you mean {close[s][0]}?)" if close[s] else s for s in unknown)
+        raise GraderError(f"--only names students with no submission here: {said}; the class has "
+                          f"{len(known)} students")
+
+
 def declared_checks(config: Config) -> tuple[tuple[CheckSpec, ...], str]:
     """(the checks the hidden graders declare, '') or, when they cannot be collected, ((), why)."""
     try:
@@ -363,9 +369,13 @@ def grade_classes(source: Path, out: Path, config: Config, assignment: str | Non
         if not ids:
             raise ConfigError(f"cannot tell which assignment the submissions in {source} are for (their layout "
                               f"names none of {', '.join(known) or 'no assignments'}): add --assignment ID")
+        configs = {assignment_id: config.for_assignment(assignment_id) for assignment_id in ids}
+        if options.get("only") and len(ids) > 1:     # a student named must have handed in one of them
+            check_only(set(options["only"]), {sub.student_id for c in configs.values()
+                                              for sub in intake.choose(intake.find_candidates(root, c), c)})
         reports = {}
-        for i, assignment_id in enumerate(ids):
+        for i, (assignment_id, assignment_config) in enumerate(configs.items()):
             target = Path(out) if len(ids) == 1 else Path(out) / assignment_id
-            reports[assignment_id] = Batch(root, target, config.for_assignment(assignment_id),
-                                           refused=refused if i == 0 else [], **options).run()
+            reports[assignment_id] = Batch(root, target, assignment_config, refused=refused if i == 0 else [],
+                                           strict_only=len(ids) == 1, **options).run()
         return reports

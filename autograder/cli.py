@@ -90,6 +90,9 @@ def _grade_one(target: Path, out: Path, args, config) -> int:
 
 
 def _grade_class(source: Path, out: Path, args, config) -> int:
+    from .pool import worker_context
+
+    worker_context()            # the workers' fork server starts importing Keras now, beside this process's imports
     from .batch import grade_classes
 
     reports = grade_classes(source, out, config, args.assignment, workers=args.workers, device=args.device,

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -143,6 +144,7 @@ class PinnedDataset:
     load: Callable[["Config"], object]                      # verified arrays, as the graders' `dataset` fixture
     kernel_files: Callable[[object, Path], dict[str, Path]] # files written for the kernel (read-only there), by
                                                             # the kernel_side pin that answers the loader with each
+    kind: type                                              # the dataclass ``load`` returns
 
 
 def _mnist_kernel_files(data: Mnist, folder: Path) -> dict[str, Path]:
@@ -150,9 +152,10 @@ def _mnist_kernel_files(data: Mnist, folder: Path) -> dict[str, Path]:
 
 
 DATASETS = {
-    "mnist": PinnedDataset("mnist", lambda config: load_mnist(config.dataset_folder("mnist")), _mnist_kernel_files),
+    "mnist": PinnedDataset("mnist", lambda config: load_mnist(config.dataset_folder("mnist")), _mnist_kernel_files,
+                           Mnist),
     "breast_cancer": PinnedDataset("breast_cancer", lambda config: load_breast_cancer_pinned(),
-                                   lambda data, folder: {}),
+                                   lambda data, folder: {}, BreastCancer),
 }
 
 
@@ -166,3 +169,29 @@ def kernel_files(config: "Config", data, folder: Path) -> dict[str, Path]:
     """The files the kernel needs to answer its loader offline, written under ``folder``: pin name → path."""
     name = config.assignment.dataset
     return DATASETS[name].kernel_files(data, folder) if name else {}
+
+
+def snapshot(data, folder: Path) -> Path:
+    """The verified dataset saved as plain .npy files (and JSON for anything else), for a batch's workers to read
+    in milliseconds instead of decompressing and verifying the pinned files each again."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    others = {}
+    for item in fields(data):
+        value = getattr(data, item.name)
+        if isinstance(value, np.ndarray):
+            np.save(folder / f"{item.name}.npy", value, allow_pickle=False)
+        else:
+            others[item.name] = value
+    (folder / "fields.json").write_text(json.dumps(others), encoding="utf-8")
+    return folder
+
+
+def from_snapshot(config: "Config", folder: Path):
+    """The dataset a ``snapshot`` holds, as ``load_dataset`` gives it."""
+    folder = Path(folder)
+    others = json.loads((folder / "fields.json").read_text(encoding="utf-8"))
+    values = {item.name: np.load(folder / f"{item.name}.npy", allow_pickle=False) if item.name not in others
+              else tuple(others[item.name]) if isinstance(others[item.name], list) else others[item.name]
+              for item in fields(DATASETS[config.assignment.dataset].kind)}
+    return DATASETS[config.assignment.dataset].kind(**values)

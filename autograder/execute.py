@@ -17,7 +17,7 @@ import shutil
 import signal
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict
 from pathlib import Path
 from queue import Empty
 
@@ -31,6 +31,7 @@ from .assignment import Exports
 from .config import Config
 from .errors import KernelStartError, meaningful_lines
 from .notebook import grade_id, is_solution
+from .result import CellOutcome, ExecutionRecord
 
 KERNEL_SIDE = Path(__file__).with_name("kernel_side.py")
 HARNESS_TIMEOUT_S = 300                      # each harness cell (setup, export) has its own budget
@@ -41,58 +42,6 @@ TRAINING_MIME = "application/vnd.autograder.training+json"   # kernel_side annou
 CGROUP_PATH = re.compile(r"cgroup \S+")
 KERNEL_WORDS_LIMIT = 180                     # characters of the kernel's last output in a KernelStartError
                                              # (the whole message fits a batch's 300-character reason)
-
-
-@dataclass
-class CellOutcome:
-    index: int                               # position among the notebook's code cells (0-based): the n-th code
-                                             # cell is In [n + 1] after "Restart & Run All"
-    cell_id: str | None
-    status: str                              # ok | error | timeout | skipped
-    ename: str = ""
-    evalue: str = ""
-
-
-@dataclass
-class ExecutionRecord:
-    device: str                              # "cpu" or "gpu" (what the kernel was allowed to use)
-    device_name: str = "CPU"                 # the GPU's name when one was used
-    seed: int = 0
-    seconds: float = 0.0
-    tensorflow: str = ""
-    keras: str = ""
-    has_release_metadata: bool = True
-    kernel_died: bool = False
-    notebook_timed_out: bool = False
-    export_ok: bool = False
-    fused_fit: int = 1                       # training steps fused per call (1 = Keras's own loop)
-    sandbox: str = ""                        # how the kernel was isolated ("bwrap …" or why it was not)
-    limits_hit: dict = field(default_factory=dict)   # {"oom_kills": n, "forks_refused": n} from the sandbox
-    output_truncated: list[int] = field(default_factory=list)   # code cells (as CellOutcome.index) whose output
-                                                                # passed the limit
-    history: dict = field(default_factory=dict)  # the per-epoch metrics Keras recorded in the kernel (for the
-                                                 # feedback plot; the graders recompute what they score)
-    cells: list[CellOutcome] = field(default_factory=list)
-    arrays: dict = field(default_factory=dict)   # the kernel's summary of each variable (shape, dtype, range,
-                                                 # SHA-256): shown to people, never used to score
-
-    @property
-    def cell_errors(self) -> list[CellOutcome]:
-        return [c for c in self.cells if c.status != "ok"]
-
-    @classmethod
-    def from_json(cls, data: dict) -> ExecutionRecord:
-        """A record kept whole (``asdict``) with a stored run, typed again."""
-        known = {f.name for f in fields(cls)}
-        record = cls(**{k: v for k, v in data.items() if k in known and k != "cells"})
-        record.cells = [CellOutcome(**cell) for cell in data.get("cells", [])]
-        return record
-
-    def to_dict(self) -> dict:
-        data = asdict(self)
-        data["cells"] = [asdict(c) for c in self.cell_errors]   # only the cells that went wrong
-        data["cells_run"] = sum(c.status != "skipped" for c in self.cells)
-        return data
 
 
 def is_training_cell(cell, training_cells: tuple[str, ...] = ()) -> bool:

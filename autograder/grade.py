@@ -17,13 +17,11 @@ from .checks import CheckSpec
 from .config import Config
 from .device import official_on, resolve_device
 from .errors import GraderError
-from .execute import ExecutionRecord, execute
 from .fingerprint import grading_fingerprint, run_contexts, run_fingerprints
 from .graders import check_graders, run_graders
-from .notebook import NotebookUnreadable, read_notebook
 from .report import write_results_json
-from .result import ERROR, EXECUTED, FAILED, GRADED, REGRADED, TIMEOUT, UNCHANGED, CheckResult, GradeResult
-from .sanitize import read_released, sanitize
+from .result import (ERROR, EXECUTED, FAILED, GRADED, REGRADED, TIMEOUT, UNCHANGED, CheckResult, ExecutionRecord,
+                     GradeResult)
 from .store import STORE, RunStore, read_result
 
 
@@ -121,6 +119,12 @@ def run_notebook(path: Path, config: Config, kernel_device: str, data, artifacts
                  pins: dict[str, Path] | None = None, executed_out: Path | None = None) -> Run:
     """Read, sanitize and execute ``path``: its exports land in ``artifacts``, the notebook with its outputs in
     ``executed_out`` (if given)."""
+    # The execution machinery (nbformat, nbgrader, nbclient: ~3 s of imports) is loaded only when a notebook is
+    # run: a worker that only regrades stored runs never needs it.
+    from .execute import execute
+    from .notebook import NotebookUnreadable, read_notebook
+    from .sanitize import read_released, sanitize
+
     try:
         nb, read_notes = read_notebook(path, config.max_notebook_mb)
     except NotebookUnreadable as exc:

@@ -23,7 +23,6 @@ from typing import Callable, Iterator
 from . import dataset
 from .config import Config, load_config
 from .errors import GraderError
-from .execute import HARNESS_TIMEOUT_S
 from .report import format_table
 from .store import RunStore
 
@@ -73,7 +72,8 @@ def grade_task(task: dict, config: Config, data) -> dict:
             "infrastructure": infrastructure_problem(result.execution), "run": manifest}
 
 
-def _worker_main(conn, config_path: str, assignment_id: str, grade_fn, log_path: str, kernel_device: str) -> None:
+def _worker_main(conn, config_path: str, assignment_id: str, grade_fn, log_path: str, kernel_device: str,
+                 snapshot: str | None) -> None:
     with open(log_path, "ab") as log:     # TensorFlow's start-up chatter and any crash, off the instructor's screen
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
@@ -82,7 +82,7 @@ def _worker_main(conn, config_path: str, assignment_id: str, grade_fn, log_path:
 
         visible_gpus()                   # hides the GPUs from this process (the graders): they are the kernels'
     config = load_config(config_path).for_assignment(assignment_id)
-    data = LazyDataset(config)
+    data = LazyDataset(config, snapshot)
     while True:
         try:
             task = conn.recv()
@@ -99,27 +99,29 @@ def _worker_main(conn, config_path: str, assignment_id: str, grade_fn, log_path:
 
 class LazyDataset:
     """The assignment's verified dataset, read on first use (a worker that only ever dies need not spend a second
-    on it)."""
+    on it): from the batch's snapshot of what it verified, when there is one."""
 
-    def __init__(self, config: Config):
-        self._config, self._loaded = config, None
+    def __init__(self, config: Config, snapshot: str | None = None):
+        self._config, self._snapshot, self._loaded = config, snapshot, None
 
     def __getattr__(self, name):            # only names this object lacks: the dataset's own (data, target, …)
         if name.startswith("_"):
             raise AttributeError(name)
         if self._loaded is None:
-            self._loaded = dataset.load_dataset(self._config)
+            self._loaded = (dataset.from_snapshot(self._config, Path(self._snapshot)) if self._snapshot
+                            else dataset.load_dataset(self._config))
         return getattr(self._loaded, name)
 
 
 class Worker:
     """One spawned process and the task it holds, so a lost worker's submission is known and retried."""
 
-    def __init__(self, config: Config, grade_fn, context, log_path: Path, kernel_device: str):
+    def __init__(self, config: Config, grade_fn, context, log_path: Path, kernel_device: str,
+                 snapshot: Path | None = None):
         self.conn, child = context.Pipe()
         self.process = context.Process(target=_worker_main, daemon=True,
                                        args=(child, str(config.source), config.assignment.id, grade_fn,
-                                             str(log_path), kernel_device))
+                                             str(log_path), kernel_device, snapshot and str(snapshot)))
         self.process.start()
         child.close()
         self.task = None                         # the task it holds (a batch's Task)
@@ -144,10 +146,12 @@ class Worker:
 # --- the parent side ---------------------------------------------------------------------------------------
 
 def graded(tasks: list, config: Config, *, payload: Callable[[object], dict], workers: int, kernel_device: str,
-           log_path: Path, grade_fn=grade_task, max_attempts: int = MAX_ATTEMPTS) -> Iterator[tuple[object, dict]]:
+           log_path: Path, grade_fn=grade_task, max_attempts: int = MAX_ATTEMPTS,
+           snapshot: Path | None = None) -> Iterator[tuple[object, dict]]:
     """Grade ``tasks`` (each with an ``attempts`` list) on ``workers`` processes; yield ``(task, reply)`` once each
-    is settled. ``payload(task)`` is what a worker receives. A reply carrying ``infrastructure`` goes back in the
-    queue until ``max_attempts`` failed attempts (each noted in ``task.attempts``)."""
+    is settled. ``payload(task)`` is what a worker receives; ``snapshot``: the verified dataset saved by
+    ``dataset.snapshot`` (else each worker loads and verifies it). A reply carrying ``infrastructure`` goes back
+    in the queue until ``max_attempts`` failed attempts (each noted in ``task.attempts``)."""
     if not tasks:
         return
     context = worker_context()
@@ -155,18 +159,24 @@ def graded(tasks: list, config: Config, *, payload: Callable[[object], dict], wo
     log_path.parent.mkdir(parents=True, exist_ok=True)
 
     def new_worker() -> Worker:
-        return Worker(config, grade_fn, context, log_path, kernel_device)
+        return Worker(config, grade_fn, context, log_path, kernel_device, snapshot)
+
+    from .execute import HARNESS_TIMEOUT_S
 
     pool = [new_worker() for _ in range(min(workers, len(tasks)))]
     hard_limit = config.notebook_timeout_s + 2 * HARNESS_TIMEOUT_S + 600
+    def keep_busy() -> None:
+        for w in pool:
+            if w.task is None and pending:
+                task = pending.popleft()
+                w.assign(task, payload(task))
+
     try:
         while pending or any(w.task for w in pool):
-            for w in pool:
-                if w.task is None and pending:
-                    task = pending.popleft()
-                    w.assign(task, payload(task))
+            keep_busy()
             busy = [w for w in pool if w.task]
             wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout=5)
+            settled = []
             for i, w in enumerate(pool):
                 if w.task is None:
                     continue
@@ -193,7 +203,9 @@ def graded(tasks: list, config: Config, *, payload: Callable[[object], dict], wo
                     if len(task.attempts) < max_attempts:
                         pending.append(task)
                         continue
-                yield task, reply
+                settled.append((task, reply))
+            keep_busy()                  # the freed workers start their next notebook before the caller writes
+            yield from settled           # what came back (feedback pages take a moment)
     finally:
         for w in pool:
             w.stop()
@@ -209,8 +221,9 @@ def worker_context():
     return context
 
 
-def default_workers(kernel_device: str) -> int:
+def default_workers(kernel_device: str, executing: bool = True) -> int:
     """One kernel per core, and on the CPU one more: each kernel trains on one thread (KERNEL_CPU_THREADS), and
-    the extra one keeps the cores busy while another kernel starts, exports or is being graded."""
+    the extra one keeps the cores busy while another kernel starts, exports or is being graded. Only regrading
+    stored runs (no kernels): one worker per core."""
     cores = os.cpu_count() or 1
-    return cores + 1 if kernel_device == "cpu" else cores
+    return cores + 1 if kernel_device == "cpu" and executing else cores

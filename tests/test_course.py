@@ -17,7 +17,7 @@ import pytest
 from autograder import PROJECT_ROOT
 from autograder.batch import grade_classes
 from autograder.config import load_config
-from autograder.errors import ConfigError
+from autograder.errors import ConfigError, GraderError
 from autograder.gradebook import course_gradebook, find_gradebooks
 from classroom import ON_TIME, answer, exchange_submission, lms_export, short_config, works
 
@@ -86,6 +86,17 @@ def test_a_class_export_of_two_assignments_grades_each_into_its_own_folder_and_j
     assert [(r["student_id"], r["assignment3"], r["assignment4"], r["max_total"]) for r in course] == [
         ("s001", "0", "0", "24"), ("s002", "0", "", "24")]
     assert course[0]["notes"] == "assignment3: unofficial"
+
+    # --only across the assignments: s002 handed in assignment3 alone; a typo is named in neither
+    s001 = (tmp_path / "out" / "assignment3" / "results" / "s001.json").read_bytes()
+    again = grade_classes(root, tmp_path / "out", load_config(), only=["s002"], workers=1, device="cpu",
+                          progress=False, grade_fn=works)
+    assert (again["assignment3"].executed, again["assignment3"].reused) == (1, 1)
+    assert (again["assignment4"].executed, again["assignment4"].reused) == (0, 1)
+    assert (tmp_path / "out" / "assignment3" / "results" / "s001.json").read_bytes() == s001
+    with pytest.raises(GraderError, match=r"s02 \(did you mean s002\?\)"):
+        grade_classes(root, tmp_path / "out", load_config(), only=["s02"], workers=1, device="cpu", progress=False,
+                      grade_fn=works)
 
 
 def test_the_course_gradebook_refuses_what_it_cannot_join(tmp_path):
