@@ -28,7 +28,7 @@ from .checks import CheckSpec
 from .config import Config
 from .device import official_on, resolve_device
 from .errors import ConfigError, GraderError
-from .fingerprint import grading_fingerprint, run_contexts, run_fingerprints
+from .fingerprint import grading_fingerprint, page_fingerprint, run_contexts, run_fingerprints
 from .gradebook import gradebook_csv
 from .graders import GradersBroken, check_graders
 from .pool import default_workers, grade_task, graded, worker_context
@@ -267,9 +267,13 @@ class Batch:
             grading_fingerprint=self.grading_of(task.run_device),
             intake_fingerprint=intake_fingerprint(sub),
         )
+        result["page_fingerprint"] = page_fingerprint(result, self.config, self.checks)
+        previous = store.previous(sub.file_stem)
         store.save(sub.file_stem, result, self._log_text(task, result, log))
         self.results[sub.student_id] = result
-        self._save_feedback(store, sub, result)
+        if not (previous and previous.get("page_fingerprint") == result["page_fingerprint"]
+                and store.feedback_path(sub.file_stem).exists()):       # the page as it is would come out the same
+            self._save_feedback(store, sub, result)
 
     def _log_text(self, task: Task, result: dict, log: str) -> str:
         sub = task.submission
@@ -299,14 +303,16 @@ class Batch:
                   f"{len(todo.reuse)} unchanged", file=sys.stderr)
 
     def _write_class_files(self, store: ResultStore, wall_seconds: float) -> None:
-        from .feedback import summary_figure, summary_page
+        from .feedback import figure_fingerprint, summary_figure, summary_page
 
         results = [self.results[s] for s in sorted(self.results)]
-        store.save_class_files({
-            "gradebook.csv": gradebook_csv(results, self.config, self.checks),
-            "summary.png": summary_figure(results, self.config, self.checks),
-            "summary.html": summary_page(results, self.config, self.checks, wall_seconds=wall_seconds),
-        })
+        files = {"gradebook.csv": gradebook_csv(results, self.config, self.checks),
+                 "summary.html": summary_page(results, self.config, self.checks, wall_seconds=wall_seconds)}
+        # The figure is drawn from the students' pages' inputs: redrawn only when one of those changed.
+        drawn_from = hashlib.sha256(" ".join(str(r.get("page_fingerprint")) for r in results).encode()).hexdigest()
+        if figure_fingerprint(store.out / "summary.png") != drawn_from:
+            files["summary.png"] = summary_figure(results, self.config, self.checks, drawn_from)
+        store.save_class_files(files)
 
 
 def check_only(only: set[str], known: set[str]) -> None:

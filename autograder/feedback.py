@@ -15,6 +15,7 @@ import io
 import math
 import statistics
 from collections import Counter
+from pathlib import Path
 from urllib.parse import quote
 
 from markupsafe import Markup
@@ -96,11 +97,26 @@ def _local_time(value, config) -> str:
         return _text(value, "不明 / unknown")
 
 
-def _png(fig: Figure) -> bytes:
+def _png(fig: Figure, description: str = "") -> bytes:
     FigureCanvasAgg(fig)
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
+    fig.savefig(buffer, format="png", dpi=100, metadata={"Description": description} if description else None)
     return buffer.getvalue()
+
+
+FIGURE_FINGERPRINT = "autograder summary "       # the PNG's Description: this prefix, then what it was drawn from
+
+
+def figure_fingerprint(path: Path) -> str:
+    """What a summary.png written by ``summary_figure`` was drawn from ('' for any other file, or none)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            description = str(image.info.get("Description", ""))
+    except (OSError, ValueError):
+        return ""
+    return description.removeprefix(FIGURE_FINGERPRINT) if description.startswith(FIGURE_FINGERPRINT) else ""
 
 
 def _plain(text: str) -> str:
@@ -293,8 +309,9 @@ def _empty(ax, text: str) -> None:
     ax.set(xticks=[], yticks=[])
 
 
-def summary_figure(results: list[dict], config, checks: tuple[CheckSpec, ...]) -> bytes:
-    """Scores, pass rate per check, val_accuracy and grading time of a whole run, as one 2×2 PNG."""
+def summary_figure(results: list[dict], config, checks: tuple[CheckSpec, ...], fingerprint: str = "") -> bytes:
+    """Scores, pass rate per check, val_accuracy and grading time of a whole run, as one 2×2 PNG (``fingerprint``,
+    what it is drawn from, kept in it: see ``figure_fingerprint``)."""
     results = [_dict(r) for r in _list(results)]
     fig = Figure(figsize=(12, 8), layout="constrained")
     (scores_ax, rates_ax), (val_ax, time_ax) = fig.subplots(2, 2)
@@ -336,7 +353,7 @@ def summary_figure(results: list[dict], config, checks: tuple[CheckSpec, ...]) -
         _empty(time_ax, "no grading times recorded")
     for ax in (scores_ax, rates_ax, val_ax, time_ax):
         ax.grid(alpha=.3)
-    return _png(fig)
+    return _png(fig, FIGURE_FINGERPRINT + fingerprint if fingerprint else "")
 
 
 def _measured_histogram(ax, results: list[dict], curve: TrainingCurve | None) -> None:

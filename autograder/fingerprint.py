@@ -10,6 +10,9 @@
   the graders), grader_config.py, and whether the grade is official. Erring on the side of "changed" costs a
   regrade from stored runs (seconds), never a re-execution.
 
+A third, the **page** fingerprint, says whether a student's feedback page would come out differently: a regrade
+whose verdicts did not change (a message reworded in a check the student passed) leaves the page as it was.
+
 A new course setting must be named in ``RUN_SETTINGS`` or ``NOT_RUN_SETTINGS`` (a test holds every field of
 ``Config`` to that), so that no execution setting is silently left out of the run fingerprint.
 """
@@ -28,6 +31,7 @@ from .config import Config
 PACKAGE = Path(__file__).parent
 RUN_CODE = ("execute.py", "kernel_side.py", "sanitize.py", "sandbox.py", "cgroups.py", "dataset.py", "notebook.py")
 GRADING_CODE = ("graders/*.py", "graders/pytest.ini", "checks.py", "grade.py", "result.py")
+PAGE_CODE = ("feedback.py", "pages.py", "report.py", "templates/*")
 RUN_SETTINGS = ("seed", "cell_timeout_s", "training_cell_timeout_s", "notebook_timeout_s", "kernel_cpu_threads",
                 "sandbox", "memory_limit_mb", "max_processes", "output_limit_kb", "max_notebook_mb")
 # fused_fit_steps counts only in speed mode (see run_context); data_dir only through the digests its files are held
@@ -100,4 +104,21 @@ def grading_fingerprint(config: Config, official: bool) -> str:
     for path in (assignment.settings_path, config.source):
         digest.update(path.read_bytes() + b"\0")
     digest.update(b"official" if official else b"unofficial")
+    return digest.hexdigest()
+
+
+# What a result records about how it was come by, not what it says: no page shows them (but the time).
+BOOKKEEPING = ("graded_at", "graded_from", "attempts", "run_fingerprint", "grading_fingerprint", "intake_fingerprint",
+               "page_fingerprint")
+
+
+def page_fingerprint(result: dict, config: Config, checks) -> str:
+    """What a student's feedback page is made of: the result (but its bookkeeping), the declared checks (titles,
+    points), the assignment's and the course's settings (curve, threshold, time zone), the page code."""
+    digest = hashlib.sha256(b"page v1\0")
+    _digest_files(digest, PACKAGE, PAGE_CODE)
+    shown = {key: value for key, value in result.items() if key not in BOOKKEEPING}
+    digest.update(json.dumps(shown, sort_keys=True, default=str).encode() + repr(tuple(checks)).encode())
+    for path in (config.assignment.settings_path, config.source):
+        digest.update(path.read_bytes() + b"\0")
     return digest.hexdigest()

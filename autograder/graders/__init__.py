@@ -53,8 +53,11 @@ def _pytest(graders: Path, plugin: GradingPlugin, *extra: str) -> tuple[int, str
             "--import-mode=importlib", "--capture=no", "-q", "--tb=short",
             # The graders fail through CheckFailed, not bare asserts: no assertion rewriting (1–2 s of imports).
             "--assert=plain",
-            # Not wanted here: a cache folder in the package, and the end-of-session gc sweeps (~1 s).
-            "-p", "no:cacheprovider", "-p", "no:unraisableexception", "-p", "no:threadexception", *extra]
+            # Not wanted here: a cache folder in the package, the end-of-session gc sweeps (~1 s), and whatever
+            # third-party plugins the environment has installed (hypothesis, anyio, …: the graders use none, and
+            # loading them costs every notebook ~0.3 s).
+            "-p", "no:cacheprovider", "-p", "no:unraisableexception", "-p", "no:threadexception",
+            "--disable-plugin-autoload", *extra]
     log = io.StringIO()
     shadowing = _modules_named_like_graders(graders)
     try:
