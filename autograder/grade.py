@@ -19,6 +19,7 @@ from .device import official_on, resolve_device
 from .errors import GraderError
 from .fingerprint import grading_fingerprint, run_contexts, run_fingerprints
 from .graders import check_graders, run_graders
+from .pool import infrastructure_problem
 from .report import write_results_json
 from .result import (ERROR, EXECUTED, FAILED, GRADED, REGRADED, TIMEOUT, UNCHANGED, CheckResult, ExecutionRecord,
                      GradeResult)
@@ -213,7 +214,8 @@ def grade_into(path: Path, out: Path, config: Config, device: str = "auto", *, f
         else:
             result, manifest = grade_and_keep(path, config, kernel_device, official, data, store,
                                               fingerprints[kernel_device], Path(work), fused=fused)
-            store.save(manifest)
+            if not infrastructure_problem(result.execution):       # a GPU that failed is no run to keep
+                store.save(manifest)
             result.notes += [f"the stored run could not be used ({problem}): executed again"] * bool(problem)
             how = EXECUTED
     write_results_json(result, out, **extra, graded_from=how)

@@ -140,6 +140,7 @@ class RunStore:
             manifest = json.loads(path.read_text(encoding="utf-8"))
             files = manifest["files"]
             assert manifest["run_fingerprint"] == fingerprint and isinstance(files, dict)
+            assert isinstance(manifest.get("run"), dict)
             assert all(plain_name(n) and len(str(f["sha256"])) == 64 for n, f in files.items())
         except (OSError, ValueError, KeyError, TypeError, AssertionError):
             return None, f"its manifest {path.name} cannot be read"

@@ -1,10 +1,11 @@
 """Benchmark (not a test): train once, regrade in seconds.
 
 A class of ten lecture submissions (five right in different styles, five wrong in different ways; 30 epochs each)
-is graded in full on this machine's CPU, in a copy of the course. Then one of the hidden graders is changed (a
-message reworded: every verdict must stay as it was) and the same command is run again: only the graders run, on
-the stored runs. Reported: both wall times, their ratio (goal: at least 20×), whether every verdict is the same,
-and the store's size in total and per student.
+is graded in full on this machine's CPU, in a copy of the course, by the instructor's command. Then one of the
+hidden graders is changed (a message reworded: every verdict must stay as it was) and the same command is run again:
+only the graders run, on the stored runs. Each run is a fresh process that pays its own start-up. Reported: both
+wall times, their ratio (goal: at least 20×), whether every verdict is the same, and the store's size in total and
+per student.
 
 Usage: python bench/regrade.py [--workers N] [--keep DIR]
 """
@@ -12,7 +13,9 @@ Usage: python bench/regrade.py [--workers N] [--keep DIR]
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -65,8 +68,22 @@ def hand_in(root: Path) -> None:
         (folder / "timestamp.txt").write_text("2024-05-15 12:00:00.000000 UTC\n", encoding="utf-8")
 
 
-def verdicts(report) -> dict:
-    return {s: [(t["name"], t["status"], t["score"]) for t in r["tests"]] for s, r in report.results.items()}
+def grade(course: Path, work: Path, workers: int | None) -> float:
+    """The instructor's command, as a fresh process (each run pays its own start-up); → its wall time."""
+    command = [sys.executable, "-m", "autograder", "--config", str(course), "grade", str(work / "class"),
+               "--out", str(work / "out"), "--device", "cpu"] + (["--workers", str(workers)] if workers else [])
+    started = time.monotonic()
+    run = subprocess.run(command, cwd=ROOT, text=True, stdout=subprocess.PIPE)
+    seconds = time.monotonic() - started
+    print(run.stdout.splitlines()[0] if run.stdout else "", flush=True)
+    if run.returncode:
+        sys.exit(f"grading failed (exit status {run.returncode})")
+    return seconds
+
+
+def verdicts(out: Path) -> dict:
+    return {path.stem: [(t["name"], t["status"], t["score"]) for t in json.loads(path.read_text())["tests"]]
+            for path in sorted((out / "results").glob("*.json"))}
 
 
 def main() -> None:
@@ -75,8 +92,6 @@ def main() -> None:
     parser.add_argument("--keep", help="grade into this folder and leave it (default: a temporary one)")
     args = parser.parse_args()
 
-    from autograder.batch import grade_batch
-    from autograder.config import load_config
     from autograder.store import RunStore, format_usage, referenced_runs
 
     with tempfile.TemporaryDirectory(prefix="bench-regrade-") as tmp:
@@ -85,33 +100,33 @@ def main() -> None:
         course = copy_course(work)
         hand_in(work / "class")
         out = work / "out"
-        options = dict(workers=args.workers, device="cpu", progress=True)
 
-        started = time.monotonic()
-        full = grade_batch(work / "class", out, load_config(course).for_assignment("assignment3"), **options)
-        full_s = time.monotonic() - started
+        full_s = grade(course, work, args.workers)
+        before = verdicts(out)
+        results = {p.stem: json.loads(p.read_text()) for p in (out / "results").glob("*.json")}
 
         grader = work / "reference" / "assignment3" / "graders" / "test_assignment3.py"
         text = grader.read_text(encoding="utf-8")
         assert GRADER_CHANGE[0] in text, "the grader changed: update GRADER_CHANGE"
         grader.write_text(text.replace(*GRADER_CHANGE), encoding="utf-8")
 
-        started = time.monotonic()
-        again = grade_batch(work / "class", out, load_config(course).for_assignment("assignment3"), **options)
-        regrade_s = time.monotonic() - started
+        regrade_s = grade(course, work, args.workers)
+        after = {p.stem: json.loads(p.read_text()) for p in (out / "results").glob("*.json")}
+        regraded = sum(r.get("graded_from") == "regraded from the stored run" for r in after.values())
+        executed = sum(r.get("graded_from") == "executed" and r["graded_at"] != results[s]["graded_at"]
+                       for s, r in after.items())
 
-        store = RunStore(out / "store")
-        usage = store.usage(referenced_runs(out))
-        same = verdicts(full) == verdicts(again)
-        scores = " ".join(f"{s}:{r['score']:g}" for s, r in sorted(full.results.items()))
-        print(f"\nclass of {len(CLASS)} (30 epochs, CPU), scores {scores}")
-        print(f"full grading:  {full_s:7.1f} s  ({full.executed} executed)")
-        print(f"regrade:       {regrade_s:7.1f} s  ({again.regraded} regraded from stored runs, "
-              f"{again.executed} executed, {again.reused} unchanged)")
+        usage = RunStore(out / "store").usage(referenced_runs(out))
+        same = verdicts(out) == before
+        scores = " ".join(f"{s}:{r['score']:g}" for s, r in sorted(results.items()))
+        print(f"\nclass of {len(CLASS)} (30 epochs, CPU, each run a fresh `python -m autograder grade`), "
+              f"scores {scores}")
+        print(f"full grading:  {full_s:7.1f} s")
+        print(f"regrade:       {regrade_s:7.1f} s  ({regraded} regraded from stored runs, {executed} executed)")
         print(f"ratio:         {full_s / regrade_s:7.1f}×   (goal ≥ 20×)")
         print(f"verdicts:      {'the same for every student' if same else 'DIFFERENT'}")
-        print(format_usage(store, usage))
-        if not same or again.executed:
+        print(format_usage(RunStore(out / "store"), usage))
+        if not same or executed:
             sys.exit(1)
 
 

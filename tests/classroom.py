@@ -193,11 +193,11 @@ def keeps_runs(task: dict, config, data) -> dict:
 
 def grades_without_a_kernel(task: dict, config, data) -> dict:
     """``grade_task`` with the kernel taken away: a notebook that would be executed fails (as the runner's error)."""
-    import autograder.grade
+    import autograder.execute
     from autograder.pool import grade_task
 
     def no_kernel(*args, **kwargs):
         raise AssertionError("a kernel was started")
 
-    autograder.grade.execute = no_kernel
+    autograder.execute.execute = no_kernel
     return grade_task(task, config, data)

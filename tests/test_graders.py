@@ -138,7 +138,7 @@ def test_graders_that_cannot_be_collected_stop_a_single_grade_before_running(cou
     with pytest.raises(GradersBroken, match="cannot run") as broken:
         check_graders(load_course(course))
     assert said in str(broken.value)
-    monkeypatch.setattr("autograder.grade.execute", no_kernel)
+    monkeypatch.setattr("autograder.execute.execute", no_kernel)
     notebook = write_notebook(tmp_path / "nb.ipynb", "x = 1")
     assert main(["grade", str(notebook), "--config", str(course), "--device", "cpu", "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err

@@ -103,7 +103,7 @@ def stored_run(store: RunStore, folder: Path, fingerprint_: str, **files: bytes)
     folder.mkdir(parents=True, exist_ok=True)
     for name, data in files.items():
         (folder / name).write_bytes(data)
-    manifest = store.keep({f"{name}.npy": folder / name for name in files}, fingerprint_, {"device": "cpu"})
+    manifest = store.keep({f"{name}.npy": folder / name for name in files}, fingerprint_, {"device": "cpu", "run": {}})
     store.save(manifest)
     return manifest
 
@@ -135,9 +135,9 @@ def test_a_corrupt_missing_or_unreadable_store_entry_is_not_used_and_says_why(tm
 
     store.manifest_path("b" * 64).write_text("{not json", encoding="utf-8")
     assert RunStore(store.root).find("b" * 64) == (None, f"its manifest {'b' * 64}.json cannot be read")
-    sneaky = {"run_fingerprint": "c" * 64, "files": {"../../escape.npy": {"sha256": "0" * 64, "size": 1}}}
+    sneaky = {"run_fingerprint": "c" * 64, "run": {}, "files": {"../../escape.npy": {"sha256": "0" * 64, "size": 1}}}
     store.manifest_path("c" * 64).write_text(json.dumps(sneaky), encoding="utf-8")
-    assert RunStore(store.root).find("c" * 64)[0] is None      # a manifest names files, never paths
+    assert RunStore(store.root).find("c" * 64) == (None, f"its manifest {'c' * 64}.json cannot be read")  # no paths
 
 
 def test_store_gc_removes_what_no_result_refers_to_and_du_reports_sizes(tmp_path, capsys):
@@ -183,12 +183,19 @@ def test_a_grader_change_regrades_stored_runs_and_a_release_change_executes_agai
     again = grade_batch(source, out, load_course(course), grade_fn=keeps_runs, **BATCH)
     assert (again.executed, again.regraded, again.reused) == (0, 0, 4)
 
+    page, figure = (out / "feedback" / "s002.html").read_bytes(), (out / "summary.png").read_bytes()
     edit(grader_of(course), "AGREEMENT = 0.002", "AGREEMENT = 0.003")
     regraded = grade_batch(source, out, load_course(course), grade_fn=keeps_runs, **BATCH)
     assert (regraded.executed, regraded.regraded, regraded.reused) == (0, 3, 0)
     assert how(regraded, "s001") == (REGRADED, ["regraded, intact=True"])
     assert "regraded from the stored run" in (out / "logs" / "s001.log").read_text(encoding="utf-8")
     assert regraded.results["s004"]["status"] == "late"                  # refused again, as before
+    assert (out / "feedback" / "s002.html").read_bytes() == page          # nothing it shows changed: kept as it was
+    assert (out / "summary.png").read_bytes() == figure
+
+    edit(grader_of(course), '"the model has 25,450 parameters"', '"the model has exactly 25,450 parameters"')
+    retitled = grade_batch(source, out, load_course(course), grade_fn=keeps_runs, **BATCH)
+    assert retitled.regraded == 3 and "exactly 25,450" in (out / "feedback" / "s002.html").read_text(encoding="utf-8")
 
     edit(release_of(course), "MNIST", "MNIST ")                            # a re-release: the runs are stale
     rerun = grade_batch(source, out, load_course(course), grade_fn=keeps_runs, **BATCH)
@@ -291,7 +298,7 @@ def test_one_notebook_graded_into_a_folder_is_kept_regraded_and_rerun(tmp_path, 
 
     edit(settings_of(course), "'val_accuracy_threshold': 0.90", "'val_accuracy_threshold': 0.999")
     with monkeypatch.context() as patch:
-        patch.setattr("autograder.grade.execute", no_kernel)
+        patch.setattr("autograder.execute.execute", no_kernel)
         regraded, how_ = grade_into(notebook, out, load_course(course), device="cpu")
     assert how_ == REGRADED and regraded.score == 10
     assert json.loads((out / "results.json").read_text(encoding="utf-8"))["graded_from"] == REGRADED
