@@ -241,7 +241,7 @@ class StoreUsage:
     objects: int
     disk_bytes: int                # what the objects take
     logical_bytes: int             # what the runs' files would take stored one copy per run
-    shared: dict = field(default_factory=dict)   # object digest → (runs holding it, its size), for those held by several
+    shared: dict = field(default_factory=dict)   # object digest → (runs holding it, its size), if held by several
 
 
 def plain_name(name) -> bool:

@@ -268,8 +268,12 @@ def test_rerunning_keeps_what_is_done_and_regrade_forces(graded_class):
     assert "(0 regraded from stored runs, 0 executed, 6 unchanged)" in run.stdout
     assert (out / "gradebook.csv").read_text(encoding="utf-8") == before
     assert json.loads((out / "results" / "s001.json").read_text())["graded_at"] == graded_at
-    # A changed submission is graded again, alone.
+    # A changed submission is graded again, alone; byte for byte s001's notebook, it is s001's run (no kernel).
     exchange_submission(tmp / "class", "s002", answer(), ON_TIME)
+    run = batch_cli(str(tmp / "class"), "--out", str(out), "--device", "cpu", config=config)
+    assert "(1 regraded from stored runs, 0 executed, 5 unchanged)" in run.stdout, run.stdout
+    assert read_gradebook(out / "gradebook.csv")["s002"]["score"] == "12"
+    exchange_submission(tmp / "class", "s002", answer().replace("MNIST", "MNIST (s002)"), ON_TIME)
     run = batch_cli(str(tmp / "class"), "--out", str(out), "--device", "cpu", config=config)
     assert "(0 regraded from stored runs, 1 executed, 5 unchanged)" in run.stdout, run.stdout
     assert read_gradebook(out / "gradebook.csv")["s002"]["score"] == "12"
