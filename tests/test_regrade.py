@@ -183,13 +183,16 @@ def test_a_grader_change_regrades_stored_runs_and_a_release_change_executes_agai
     again = grade_batch(source, out, load_course(course), grade_fn=keeps_runs, **BATCH)
     assert (again.executed, again.regraded, again.reused) == (0, 0, 4)
 
-    page, figure = (out / "feedback" / "s002.html").read_bytes(), (out / "summary.png").read_bytes()
     edit(grader_of(course), "AGREEMENT = 0.002", "AGREEMENT = 0.003")
     regraded = grade_batch(source, out, load_course(course), grade_fn=keeps_runs, **BATCH)
     assert (regraded.executed, regraded.regraded, regraded.reused) == (0, 3, 0)
     assert how(regraded, "s001") == (REGRADED, ["regraded, intact=True"])
     assert "regraded from the stored run" in (out / "logs" / "s001.log").read_text(encoding="utf-8")
     assert regraded.results["s004"]["status"] == "late"                  # refused again, as before
+
+    page, figure = (out / "feedback" / "s002.html").read_bytes(), (out / "summary.png").read_bytes()
+    edit(grader_of(course), "AGREEMENT = 0.003", "AGREEMENT = 0.004")
+    assert grade_batch(source, out, load_course(course), grade_fn=keeps_runs, **BATCH).regraded == 3
     assert (out / "feedback" / "s002.html").read_bytes() == page          # nothing it shows changed: kept as it was
     assert (out / "summary.png").read_bytes() == figure
 
@@ -203,6 +206,18 @@ def test_a_grader_change_regrades_stored_runs_and_a_release_change_executes_agai
 
     forced = grade_batch(source, out, load_course(course), grade_fn=keeps_runs, rerun=True, **BATCH)
     assert (forced.executed, forced.regraded) == (3, 0)
+
+
+def test_a_harness_change_executes_again(small_class, tmp_path, monkeypatch):
+    source, out, course = small_class
+    assert grade_batch(source, out, load_course(course), grade_fn=keeps_runs, **BATCH).executed == 3
+    harness = tmp_path / "package"                   # the harness as it would be after an upgrade of the export
+    shutil.copytree(fingerprint.PACKAGE, harness, ignore=shutil.ignore_patterns("__pycache__"))
+    (harness / "kernel_side.py").write_text((harness / "kernel_side.py").read_text() + "\n# changed\n")
+    monkeypatch.setattr(fingerprint, "PACKAGE", harness)
+    again = grade_batch(source, out, load_course(course), grade_fn=keeps_runs, **BATCH)
+    assert (again.executed, again.regraded, again.reused) == (3, 0, 0)
+    assert again.results["s004"]["status"] == "late"                      # refused again, as before
 
 
 def test_a_corrupt_store_entry_is_executed_again_with_a_note(small_class):
