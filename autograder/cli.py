@@ -1,6 +1,6 @@
-"""``python -m autograder``: a thin layer over list, release, grade (one notebook or a class), check, submit,
-publish, demo, the course gradebook and the store of runs kept for regrading. Every command works on one of the course's assignments (reference/<id>/):
-named, or found from the notebook's release metadata or the exchange layout.
+"""``python -m autograder``: a thin layer over list, release, grade (one notebook or a class), check, submit, publish,
+demo, the course gradebook and the store of runs kept for regrading. Every command works on one of the course's
+assignments (reference/<id>/): named, or found from the notebook's release metadata or the exchange layout.
 
 Exit status: 0 done (whatever the score), 1 refused by the course's rules, 2 the grader could not do its job."""
 

@@ -161,7 +161,7 @@ def graded(tasks: list, config: Config, *, payload: Callable[[object], dict], wo
     def new_worker() -> Worker:
         return Worker(config, grade_fn, context, log_path, kernel_device, snapshot)
 
-    from .execute import HARNESS_TIMEOUT_S
+    from .execute import HARNESS_TIMEOUT_S      # here: a worker imports this module, and needs no nbclient to regrade
 
     pool = [new_worker() for _ in range(min(workers, len(tasks)))]
     hard_limit = config.notebook_timeout_s + 2 * HARNESS_TIMEOUT_S + 600
