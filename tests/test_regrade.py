@@ -15,7 +15,7 @@ import autograder.fingerprint as fingerprint
 from autograder.batch import grade_batch
 from autograder.cli import main
 from autograder.config import Config
-from autograder.fingerprint import NOT_RUN_SETTINGS, RUN_SETTINGS, grading_fingerprint, run_context
+from autograder.fingerprint import NOT_RUN_SETTINGS, RUN_SETTINGS, grading_fingerprint, run_context, run_fingerprint
 from autograder.grade import grade_into
 from autograder.result import EXECUTED, REGRADED, UNCHANGED
 from autograder.store import RunStore, referenced_runs
@@ -324,3 +324,27 @@ def test_one_notebook_graded_into_a_folder_is_kept_regraded_and_rerun(tmp_path, 
     rerun, how_ = grade_into(notebook, out, load_course(course), device="cpu")
     assert how_ == EXECUTED and rerun.score == 10
     assert "the stored run could not be used (model.keras is missing from the store): executed again" in rerun.notes
+
+
+def test_a_stored_gpu_run_is_regraded_officially_on_a_machine_without_a_gpu(small_class):
+    """A class graded on the GPU runner, regraded with --device cpu after a grader change: the GPU runs stand for
+    CPU ones (no kernel), and the grades stay official under require-gpu."""
+    source, out, course = small_class
+    config = load_course(course)
+    first = grade_batch(source, out, config, grade_fn=keeps_runs, **BATCH)
+    store = RunStore(out / "store")
+    gpu = run_context(config, "gpu", True)
+    for student in ("s001", "s002", "s003"):      # the runs as the GPU runner would have stored them
+        cpu_run = first.results[student]["run_fingerprint"]
+        manifest = store.find(cpu_run)[0]
+        notebook = (source / "submitted" / student / "assignment3" / "assignment3.ipynb").read_bytes()
+        store.save({**manifest, "device": "gpu", "run_fingerprint": run_fingerprint(notebook, gpu)})
+        store.manifest_path(cpu_run).unlink()
+    edit(grader_of(course), "AGREEMENT = 0.002", "AGREEMENT = 0.003")
+
+    report = grade_batch(source, out, load_course(course), grade_fn=keeps_runs, **BATCH)
+    assert (report.executed, report.regraded) == (0, 3)
+    notebook = (source / "submitted" / "s001" / "assignment3" / "assignment3.ipynb").read_bytes()
+    assert report.results["s001"]["run_fingerprint"] == run_fingerprint(notebook, gpu)
+    assert report.results["s001"]["grading_fingerprint"] == grading_fingerprint(load_course(course), True)
+    assert report.results["s004"]["official"] is False         # refused on this CPU machine: unofficial as ever
