@@ -28,7 +28,7 @@ from .checks import CheckSpec
 from .config import Config
 from .device import official_on, resolve_device
 from .errors import ConfigError, GraderError
-from .fingerprint import grading_fingerprint, page_fingerprint, run_contexts, run_fingerprints
+from .fingerprint import grading_fingerprint, page_context, page_fingerprint, run_contexts, run_fingerprints
 from .gradebook import gradebook_csv
 from .graders import GradersBroken, check_graders
 from .pool import default_workers, grade_task, graded, worker_context
@@ -149,6 +149,7 @@ class Batch:
         self.workers_asked = workers
         self.results: dict[str, dict] = {}
         self.checks: tuple[CheckSpec, ...] = ()     # as the graders declare them (none known while they are broken)
+        self.page_context = ""                       # fingerprint.page_context, once the checks are known
         self._gradings: dict[bool, str] = {}
 
     def grading_of(self, device: str) -> str:
@@ -167,6 +168,7 @@ class Batch:
             submissions = intake.choose(intake.find_candidates(self.root, self.config), self.config)
             self._check_only(submissions)
             self.checks, broken = declared_checks(self.config)     # once, before any notebook is executed
+            self.page_context = page_context(self.config, self.checks)
             contexts = run_contexts(self.config, self.kernel_device, self.fused)
             todo = plan(submissions, lambda sub: Task(sub, run_fingerprints(notebook_bytes(sub), contexts),
                                                       self.kernel_device),
@@ -267,7 +269,7 @@ class Batch:
             grading_fingerprint=self.grading_of(task.run_device),
             intake_fingerprint=intake_fingerprint(sub),
         )
-        result["page_fingerprint"] = page_fingerprint(result, self.config, self.checks)
+        result["page_fingerprint"] = page_fingerprint(result, self.page_context)
         previous = store.previous(sub.file_stem)
         store.save(sub.file_stem, result, self._log_text(task, result, log))
         self.results[sub.student_id] = result

@@ -101,10 +101,15 @@ def grading_fingerprint(config: Config, official: bool) -> str:
     if assignment.graders_dir.is_dir():
         digest.update(b"assignment graders\0")
         _digest_files(digest, assignment.graders_dir, ("**/*",))
-    for path in (assignment.settings_path, config.source):
-        digest.update(path.read_bytes() + b"\0")
+    _digest_settings(digest, config)
     digest.update(b"official" if official else b"unofficial")
     return digest.hexdigest()
+
+
+def _digest_settings(digest, config: Config) -> None:
+    """The assignment's settings.py and the course's grader_config.py, as written."""
+    for path in (config.assignment.settings_path, config.source):
+        digest.update(path.read_bytes() + b"\0")
 
 
 # What a result records about how it was come by, not what it says: no page shows them (but the time).
@@ -112,13 +117,17 @@ BOOKKEEPING = ("graded_at", "graded_from", "attempts", "run_fingerprint", "gradi
                "page_fingerprint")
 
 
-def page_fingerprint(result: dict, config: Config, checks) -> str:
-    """What a student's feedback page is made of: the result (but its bookkeeping), the declared checks (titles,
-    points), the assignment's and the course's settings (curve, threshold, time zone), the page code."""
+def page_context(config: Config, checks) -> str:
+    """The digest of what every student's page is made of but the result: the declared checks (titles, points), the
+    assignment's and the course's settings (curve, threshold, time zone), the page code. Computed once per batch."""
     digest = hashlib.sha256(b"page v1\0")
     _digest_files(digest, PACKAGE, PAGE_CODE)
-    shown = {key: value for key, value in result.items() if key not in BOOKKEEPING}
-    digest.update(json.dumps(shown, sort_keys=True, default=str).encode() + repr(tuple(checks)).encode())
-    for path in (config.assignment.settings_path, config.source):
-        digest.update(path.read_bytes() + b"\0")
+    digest.update(repr(tuple(checks)).encode())
+    _digest_settings(digest, config)
     return digest.hexdigest()
+
+
+def page_fingerprint(result: dict, context: str) -> str:
+    """What a student's feedback page is made of: the result (but its bookkeeping) under a ``page_context``."""
+    shown = {key: value for key, value in result.items() if key not in BOOKKEEPING}
+    return hashlib.sha256(f"{context}\0{json.dumps(shown, sort_keys=True, default=str)}".encode()).hexdigest()
