@@ -45,6 +45,11 @@ DEVICE_POLICY = "require-gpu"
 EXCHANGE_DIR = "exchange"               # `submit` writes EXCHANGE_DIR/submitted/<student>/<assignment>/ (nbgrader's layout)
 PUBLISH_DIR = "published"               # `publish` writes PUBLISH_DIR/<assignment>/ (solution notebook, HTML, checks)
 
+# --- Submission site (`python -m autograder serve`) -------------------------------------------------------
+SITE_DIR = "site"                       # its data folder (--data): site.db, its exchange (the layout `grade` reads),
+                                        # every attempt, the public checks' results, grades and published solutions
+SITE_CHECK_WORKERS = 1                  # public checks run at once on the server, each a kernel training a model
+
 # --- Data ---------------------------------------------------------------------------------------------------
 # The pinned datasets' files, one folder each (data/mnist: the IDX gzip files + SHA256SUMS). An environment
 # variable AUTOGRADER_<NAME>_DIR (e.g. AUTOGRADER_MNIST_DIR) points one elsewhere.

@@ -1,5 +1,5 @@
 """``python -m autograder``: a thin layer over list, release, grade (one notebook or a class), check, submit, publish,
-demo, the course gradebook and the store of runs kept for regrading. Every command works on one of the course's
+demo, the course gradebook, the store of runs kept for regrading, and the submission site (serve, roster, staff). Every command works on one of the course's
 assignments (reference/<id>/): named, or found from the notebook's release metadata or the exchange layout.
 
 Exit status: 0 done (whatever the score), 1 refused by the course's rules, 2 the grader could not do its job."""
@@ -221,6 +221,79 @@ def cmd_gradebook(args) -> int:
     return 0
 
 
+def _site(args, **kwargs):
+    from .site.core import Site
+
+    return Site(load_config(args.config), Path(args.data) if args.data else None, args.db, **kwargs)
+
+
+def cmd_serve(args) -> int:
+    import uvicorn
+
+    from . import sandbox
+    from .site.app import create_app
+
+    site = _site(args, public_url=args.public_url or f"http://{args.host}:{args.port}", device=args.device)
+    sandbox.require(site.config.sandbox)            # the public checks run students' code: as `grade` does
+    print(f"autograder serve: data {site.data} · {site.public_url} · {site.config.site_check_workers} check "
+          f"worker(s) · device {args.device}", flush=True)
+    uvicorn.run(create_app(site), host=args.host, port=args.port, proxy_headers=True,
+                forwarded_allow_ips=args.forwarded_allow_ips, log_level="info")
+    return 0
+
+
+def cmd_roster(args) -> int:
+    from .site import people
+
+    site = _site(args)
+    if args.action == "import":
+        if len(args.items) != 1:
+            raise GraderError("roster import takes one CSV file")
+        added, updated = people.import_roster(site.engine, people.read_roster(Path(args.items[0])))
+        print(f"{added} students added, {updated} updated ({site.data})\n"
+              "next: python -m autograder roster links --url https://YOUR-SITE --out links.csv")
+    elif args.action == "links":
+        if not args.url or not args.out:
+            raise GraderError("roster links needs --url (the site's address, as students reach it) and --out CSV")
+        links = people.issue_links(site.engine, args.url, args.items or None)
+        people.write_links(links, Path(args.out))
+        print(f"wrote {len(links)} sign-in links to {args.out} (each student's earlier link no longer works); "
+              "the links sign students in: send each only to its student, then delete the file")
+    else:
+        if not args.items:
+            raise GraderError("roster revoke needs the student ids to revoke")
+        for student in args.items:
+            people.revoke(site.engine, student)
+            print(f"revoked {student}: their link and sessions no longer work; their submissions stay")
+    return 0
+
+
+def cmd_staff(args) -> int:
+    import getpass
+
+    from sqlalchemy import select
+
+    from .site import people
+    from .site.db import staff
+
+    site = _site(args)
+    if args.action == "add":
+        if not args.username:
+            raise GraderError("staff add needs a user name")
+        password = (sys.stdin.readline().rstrip("\n") if args.password_stdin
+                    else getpass.getpass(f"password for {args.username}: "))
+        people.add_staff(site.engine, args.username, password, args.role)
+        print(f"{args.username} ({args.role}) can sign in at /staff/login")
+    elif args.action == "remove":
+        people.remove_staff(site.engine, args.username or "")
+        print(f"removed {args.username}")
+    else:
+        with site.engine.connect() as db:
+            for row in db.execute(select(staff.c.username, staff.c.role).order_by(staff.c.username)):
+                print(f"{row.username}  {row.role}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     config_help = "path to grader_config.py (default: the project's, or $AUTOGRADER_CONFIG)"
     parser = argparse.ArgumentParser(prog="python -m autograder", description=__doc__)
@@ -299,6 +372,40 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folders holding graded classes (default: grades/); each gradebook.csv found counts")
     p.add_argument("--out", required=True, help="the course gradebook to write, e.g. course.csv")
     p.set_defaults(run=cmd_gradebook)
+    data_help = "the site's data folder (default: SITE_DIR in grader_config.py)"
+    db_help = "the database URL (default: SQLite in the data folder; e.g. postgresql+psycopg://user@host/autograder)"
+    p = sub.add_parser("serve", help="run the submission site: students upload from a browser, staff grade and "
+                                     "publish")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: put a TLS proxy "
+                                                       "in front, see README)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--data", help=data_help)
+    p.add_argument("--db", help=db_help)
+    p.add_argument("--public-url", help="the address students use (https://… makes the session cookie Secure)")
+    p.add_argument("--device", choices=DEVICES, default="auto", help="where public checks and jobs train")
+    p.add_argument("--forwarded-allow-ips", default="127.0.0.1",
+                   help="proxies whose X-Forwarded-* headers are trusted (default: 127.0.0.1)")
+    p.set_defaults(run=cmd_serve)
+
+    p = sub.add_parser("roster", help="the site's students: import a roster CSV, write sign-in links, revoke one")
+    p.add_argument("action", choices=("import", "links", "revoke"))
+    p.add_argument("items", nargs="*", metavar="CSV|ID",
+                   help="import: the roster CSV (student id, name, e-mail; an LMS's headers work); links: only these "
+                        "students (default: all); revoke: the students whose links end")
+    p.add_argument("--url", help="links: the site's address as students reach it, e.g. https://grader.example.ac.jp")
+    p.add_argument("--out", help="links: the CSV to write (student_id, name, email, link) for a mail merge")
+    p.add_argument("--data", help=data_help)
+    p.add_argument("--db", help=db_help)
+    p.set_defaults(run=cmd_roster)
+
+    p = sub.add_parser("staff", help="the site's staff accounts (instructors, TAs)")
+    p.add_argument("action", choices=("add", "remove", "list"))
+    p.add_argument("username", nargs="?")
+    p.add_argument("--role", choices=("instructor", "ta"), default="ta")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from stdin (else: asked)")
+    p.add_argument("--data", help=data_help)
+    p.add_argument("--db", help=db_help)
+    p.set_defaults(run=cmd_staff)
     for p in sub.choices.values():       # --config after the subcommand too; SUPPRESS keeps one given before it
         p.add_argument("--config", default=argparse.SUPPRESS, help=config_help)
     return parser

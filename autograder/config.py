@@ -141,6 +141,8 @@ class Config:
     data_dir: Path                        # the pinned datasets' files: DATA_DIR/<dataset>/
     exchange_dir: Path
     publish_dir: Path
+    site_dir: Path                        # the submission site's data folder (serve --data overrides it)
+    site_check_workers: int               # public checks the site runs at once
     root: Path                            # the folder holding grader_config.py; course paths hang off it
     source: Path
     chosen: Assignment | None = None      # the assignment these settings apply to (see for_assignment)
@@ -187,6 +189,8 @@ def _validate(s: SettingsFile) -> Config:
         data_dir=s.folder(s.get("DATA_DIR", str)),
         exchange_dir=s.folder(s.get("EXCHANGE_DIR", str)),
         publish_dir=s.folder(s.get("PUBLISH_DIR", str)),
+        site_dir=s.folder(s.get("SITE_DIR", str, "site")),
+        site_check_workers=s.positive("SITE_CHECK_WORKERS", int, 1),
         root=s.path.parent,
         source=s.path,
         **overridable,

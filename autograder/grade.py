@@ -222,7 +222,10 @@ def grade_into(path: Path, out: Path, config: Config, device: str = "auto", *, f
     return result, how
 
 
+GRADER_FAILED = "was not graded: its grader failed"      # how such a note reads: the site keeps it from students
+
+
 def grader_error_notes(errors: dict[str, str]) -> list[str]:
     """For the instructor: which checks a grader failed on, and with what (fix the grader, then regrade)."""
-    return [f"check {check} was not graded: its grader failed ({why}); fix the grader and grade again"
+    return [f"check {check} {GRADER_FAILED} ({why}); fix the grader and grade again"
             for check, why in errors.items()]

@@ -149,11 +149,17 @@ def _inbound(inbound: Path, root: Path, config: Config) -> list[Candidate]:
     return found
 
 
-def _column(header: list[str], role: str, manifest: Path) -> int:
+def column_index(header: list[str], wanted: tuple[str, ...]) -> int | None:
+    """Where a CSV header has the column that any of ``wanted`` names (case-insensitively, spaces read as "_"),
+    as LMS exports spell their headers; None if it has none."""
     names = [h.strip().lower().replace(" ", "_") for h in header]
-    for wanted in MANIFEST_COLUMNS[role]:
-        if wanted in names:
-            return names.index(wanted)
+    return next((names.index(w) for w in wanted if w in names), None)
+
+
+def _column(header: list[str], role: str, manifest: Path) -> int:
+    index = column_index(header, MANIFEST_COLUMNS[role])
+    if index is not None:
+        return index
     raise GraderError(f"{manifest.name}: no {role} column; the header is {header!r}, expected one of "
                       f"{', '.join(MANIFEST_COLUMNS[role])}")
 

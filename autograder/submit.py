@@ -22,6 +22,7 @@ from .config import Config
 from .errors import GraderError, Refusal
 from .notebook import NotebookUnreadable, read_notebook
 from .notebook import grade_id, is_solution, nbgrader_metadata
+from .report import fsync_folder
 
 STUDENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 STUB = "raise NotImplementedError()"
@@ -61,8 +62,8 @@ def check_submittable(nb, release_nb, allow_incomplete: bool, assignment_id: str
                       "解答を書いて提出してください。\n"
                       "This notebook carries none of the released assignment's metadata: write your answers in the "
                       "notebook that was handed out and submit that one.")
-    if not set(solution_ids) & set(submitted):
-        named = named_in(nb)
+    named = named_in(nb)
+    if (named and named != assignment_id) or not set(solution_ids) & set(submitted):
         other = named and named != assignment_id
         raise Refusal(f"このノートブックは {assignment_id} のものではありません"
                       f"{f' ({named} のノートブックです)' if other else ''}。提出先の課題を確かめてください。\n"
@@ -93,9 +94,18 @@ def named_in(nb) -> str | None:
 
 def submit(path: Path, student: str, config: Config, allow_incomplete: bool = False,
            exchange: Path | None = None) -> Receipt:
+    """Hand in ``path`` as ``student``, now: refused by the course's rules, or written to the exchange."""
+    moment = clock.now()
+    late = check_submission(Path(path), student, config, moment, allow_incomplete)
+    return deliver(Path(path).read_bytes(), student, config, moment, late, exchange)
+
+
+def check_submission(path: Path, student: str, config: Config, moment, allow_incomplete: bool = False) -> bool:
+    """Every rule a submission made at ``moment`` must pass (the id, the deadline, a readable notebook of this
+    assignment, given cells intact, answers finished); Refusal saying which it broke. → whether it is late (and
+    the late policy accepts it)."""
     if not STUDENT_ID.fullmatch(student or ""):
         raise GraderError(f"student id {student!r} may hold only letters, digits, '.', '_' and '-'")
-    moment = clock.now()
     late = moment > config.assignment.deadline
     if late and config.assignment.late_policy == "reject":
         raise Refusal(f"締め切り ({clock.local_text(config.assignment.deadline, config.timezone)}) を過ぎているため提出できません。"
@@ -108,8 +118,12 @@ def submit(path: Path, student: str, config: Config, allow_incomplete: bool = Fa
         raise Refusal(f"ノートブックとして読み込めません: {exc.ja}\nThe file cannot be read as a notebook: {exc.en}") from exc
     check_submittable(nb, nbformat.read(config.assignment.release_notebook, as_version=4), allow_incomplete,
                       config.assignment.id)
+    return late
 
-    data = Path(path).read_bytes()
+
+def deliver(data: bytes, student: str, config: Config, moment, late: bool, exchange: Path | None = None) -> Receipt:
+    """Write a checked submission into the exchange (``submitted/<student>/<assignment>/``), replacing the
+    student's earlier one whole, durably; → its receipt."""
     target = Path(exchange or config.exchange_dir) / "submitted" / student / config.assignment.id
     previous = target / "timestamp.txt"
     replaced = previous.read_text(encoding="utf-8").strip() if previous.is_file() else None
@@ -125,16 +139,25 @@ def submit(path: Path, student: str, config: Config, allow_incomplete: bool = Fa
 
 
 def _replace_folder(target: Path, files: dict[str, bytes]) -> None:
-    """Write the files into a fresh folder beside ``target``, then swap it in: at every moment the exchange holds
-    either the whole earlier submission or the whole new one."""
+    """Write the files into a fresh folder beside ``target``, flush them to the disk, then swap it in: a reader sees
+    the whole earlier submission or the whole new one, never a part, and once this returns the new one is on the
+    disk (a receipt is never given for less). A crash between the two renames leaves no folder at ``target``, with
+    the earlier one kept beside it (``.<name>.old-*``); the site, which keeps every attempt, writes it again."""
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.new-"))
     for name, content in files.items():
-        (staging / name).write_bytes(content)
+        with open(staging / name, "wb") as f:
+            f.write(content)
+            f.flush()
+            os.fsync(f.fileno())
+    fsync_folder(staging)
     if target.exists():
         retired = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old-"))
         os.replace(target, retired / target.name)
         os.replace(staging, target)
+        fsync_folder(target.parent)
         shutil.rmtree(retired)
     else:
         os.replace(staging, target)
+        fsync_folder(target.parent)
+

@@ -1,0 +1,487 @@
+"""The submission site's ASGI app (Starlette): server-rendered pages, no JavaScript.
+
+Sessions are signed cookies (Starlette's SessionMiddleware, itsdangerous) carrying who signed in and the session
+version they signed in with; every POST carries the session's CSRF token. A student's pages are found from the
+session alone: an id in a URL (a receipt) is looked up together with the signed-in student, so another student's
+is "not found". Hidden checks' messages and grader source never reach a student: the check view is
+``public_view`` of a result, and the feedback page only after staff release it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import json
+import secrets
+import traceback
+from pathlib import Path
+
+from markupsafe import Markup
+from sqlalchemy import select
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from .. import clock
+from ..errors import GraderError, Refusal
+from ..graders import check_graders
+from ..pages import render
+from .core import Site
+from .db import DONE, QUEUED, RUNNING, staff, students
+from .people import check_password, student_for_token
+from .selfcheck import CheckRunner, public_view
+from .staff import (GRADE, PUBLISH, JobRunner, exchange_zip, feedback_page, local_time, queue_counts,
+                    receive_results, recent_jobs, release_feedback, roster_states)
+
+SESSION_DAYS = 14
+FORM_OVERHEAD = 2**20                 # bytes of a multipart body besides the notebook itself
+HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
+                               "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",      # a sign-in link's token never leaves in a Referer header
+    "Cache-Control": "no-store",
+}
+
+
+# --- sessions, CSRF ---------------------------------------------------------------------------------------
+
+def csrf_token(request: Request) -> str:
+    if "csrf" not in request.session:
+        request.session["csrf"] = secrets.token_urlsafe(24)
+    return request.session["csrf"]
+
+
+async def checked_form(request: Request, **limits):
+    """The POSTed form, once its CSRF token matches the session's (else 403)."""
+    form = await request.form(**limits)
+    sent = form.get("csrf")
+    if not (isinstance(sent, str) and request.session.get("csrf")
+            and hmac.compare_digest(sent, request.session["csrf"])):
+        raise Forbidden()
+    return form
+
+
+class Forbidden(Exception):
+    pass
+
+
+def signed_in(request: Request, role: str):
+    """The signed-in student or staff row, if the session is one of ``role`` and still valid."""
+    session = request.session
+    if session.get("role") != role:
+        return None
+    site: Site = request.app.state.site
+    table, key = (students, students.c.id) if role == "student" else (staff, staff.c.username)
+    with site.engine.connect() as db:
+        row = db.execute(select(table).where(key == session.get("id"))).first()
+    if row is None or row.session_version != session.get("v") or (role == "student" and not row.active):
+        session.clear()
+        return None
+    return row
+
+
+def sign_in(request: Request, role: str, row) -> None:
+    request.session.clear()
+    request.session.update(role=role, id=row.id if role == "student" else row.username, v=row.session_version,
+                           csrf=secrets.token_urlsafe(24))
+
+
+# --- pages -------------------------------------------------------------------------------------------------
+
+def page(request: Request, template: str, status: int = 200, **context) -> HTMLResponse:
+    site: Site = request.app.state.site
+    session = request.session
+    who = session.get("id") if session.get("role") else None
+    context.setdefault("error", None)
+    return HTMLResponse(render(f"site/{template}", csrf=csrf_token(request), who=who, role=session.get("role"),
+                               now=clock.local_text(clock.now(), site.config.timezone), **context),
+                        status_code=status)
+
+
+def message(request: Request, status: int, ja: str, en: str) -> HTMLResponse:
+    return page(request, "message.html.j2", status=status, ja=ja, en=en, level="bad" if status >= 400 else "info")
+
+
+def not_found(request: Request) -> HTMLResponse:
+    return message(request, 404, "ページが見つかりません。", "Not found.")
+
+
+def student_only(handler):
+    async def wrapped(request: Request):
+        student = signed_in(request, "student")
+        if student is None:
+            return message(request, 401, "サインインしてください: メールで届いた個人用リンクを開いてください。",
+                           "Please sign in: open the personal link you received by e-mail.")
+        return await handler(request, student)
+    return wrapped
+
+
+def staff_only(handler):
+    async def wrapped(request: Request):
+        member = signed_in(request, "staff")
+        if member is None:
+            return RedirectResponse("/staff/login", status_code=303)
+        return await handler(request, member)
+    return wrapped
+
+
+def assignment_or_none(request: Request):
+    return request.app.state.site.assignment(request.path_params["assignment"])
+
+
+async def home(request: Request):
+    if signed_in(request, "staff"):
+        return RedirectResponse("/staff", status_code=303)
+    student = signed_in(request, "student")
+    if student is None:
+        return page(request, "welcome.html.j2")
+    site: Site = request.app.state.site
+    rows = []
+    for a in site.assignments():
+        tries = site.attempts_of(student.id, a.id)
+        rows.append({"a": a, "latest": tries[0] if tries else None, "count": len(tries)})
+    return page(request, "home.html.j2", student=student, rows=rows)
+
+
+async def signin(request: Request):
+    site: Site = request.app.state.site
+    student = await run_in_threadpool(student_for_token, site.engine, request.path_params["token"])
+    if student is None:
+        return message(request, 403, "このリンクは使えません (取り消されたか、新しいリンクに置き換えられました)。担当教員に連絡してください。",
+                       "This link does not work (it was revoked or replaced by a newer one): ask your instructor.")
+    sign_in(request, "student", student)
+    return RedirectResponse("/", status_code=303)
+
+
+async def signout(request: Request):
+    await checked_form(request)
+    role = request.session.get("role")
+    request.session.clear()
+    return RedirectResponse("/staff/login" if role == "staff" else "/", status_code=303)
+
+
+def check_view(site: Site, row) -> dict | None:
+    """The public view of an attempt's check, when it is done."""
+    path = site.check_file(row.receipt)
+    if row.check_state != DONE or not path.is_file():
+        return None
+    config = site.config_for(row.assignment)
+    return public_view(json.loads(path.read_text(encoding="utf-8")), check_graders(config))
+
+
+def attempt_views(site: Site, rows: list) -> list[dict]:
+    return [{"row": r, "time": local_time(site, r.submitted_at), "counts": i == 0} for i, r in enumerate(rows)]
+
+
+def assignment_context(site: Site, student, a) -> dict:
+    tries = site.attempts_of(student.id, a.id)
+    moment = clock.now()
+    return {"a": a, "attempts": attempt_views(site, tries),
+            "check": check_view(site, tries[0]) if tries else None,
+            "open": moment <= a.deadline or a.late_policy != "reject",
+            "late_now": moment > a.deadline,
+            "released": bool(site.released_feedback(a.id)) and feedback_page(site, a.id, student.id) is not None,
+            "published": (site.published(a.id) / f"{a.id}-solution.html").is_file(),
+            "limit_mb": site.config_for(a.id).max_notebook_mb}
+
+
+@student_only
+async def assignment_page(request: Request, student):
+    site: Site = request.app.state.site
+    a = assignment_or_none(request)
+    if a is None:
+        return not_found(request)
+    return page(request, "assignment.html.j2", student=student, **assignment_context(site, student, a))
+
+
+@student_only
+async def upload(request: Request, student):
+    site: Site = request.app.state.site
+    a = assignment_or_none(request)
+    if a is None:
+        return not_found(request)
+    limit = site.config_for(a.id).max_notebook_mb * 2**20
+    length = request.headers.get("content-length")
+    if length is None or not length.isdigit():
+        return message(request, 411, "ファイルの大きさが分かりません。もう一度アップロードしてください。",
+                       "The upload did not say its size (Content-Length): please upload again.")
+    if int(length) > limit + FORM_OVERHEAD:
+        return _refused(request, site, student, a, 413, Refusal(
+            f"ファイルが大きすぎます (上限 {limit // 2**20} MB)。出力を消去してから保存し直してください。\n"
+            f"The file is too large (the limit is {limit // 2**20} MB): clear the outputs, save and upload again."))
+    form = await checked_form(request, max_files=1, max_fields=5)
+    notebook = form.get("notebook")
+    if not isinstance(notebook, UploadFile) or not notebook.filename:
+        return _refused(request, site, student, a, 400, Refusal(
+            "ファイルが選ばれていません。.ipynb ファイルを選んでください。\nNo file was chosen: choose your .ipynb file."))
+    data = await notebook.read(limit + 1)
+    try:
+        row = await run_in_threadpool(site.accept, student.id, a.id, data, form.get("allow_incomplete") == "yes")
+    except Refusal as exc:
+        return _refused(request, site, student, a, 413 if len(data) > limit else 422, exc)
+    return RedirectResponse(f"/receipt/{row.receipt}", status_code=303)
+
+
+def _refused(request, site, student, a, status: int, exc: Refusal) -> HTMLResponse:
+    ja, _, en = str(exc).partition("\n")
+    return page(request, "assignment.html.j2", status=status, student=student, error=(ja, en),
+                **assignment_context(site, student, a))
+
+
+@student_only
+async def receipt(request: Request, student):
+    site: Site = request.app.state.site
+    row = site.attempt(student.id, request.path_params["receipt"])
+    if row is None:
+        return not_found(request)
+    tries = site.attempts_of(student.id, row.assignment)
+    replaced = next((t for t in tries if t.number == row.number - 1), None)
+    return page(request, "receipt.html.j2", student=student, row=row, a=site.assignment(row.assignment),
+                time=local_time(site, row.submitted_at), replaced=replaced,
+                replaced_time=local_time(site, replaced.submitted_at) if replaced else "",
+                latest=tries[0].receipt == row.receipt, check=check_view(site, row),
+                waiting=row.check_state in (QUEUED, RUNNING), position=_position(site, row))
+
+
+def _position(site: Site, row) -> int:
+    """How many checks wait before this one (0 when it runs or is done)."""
+    from .db import attempts
+    if row.check_state != QUEUED:
+        return 0
+    with site.engine.connect() as db:
+        return len(db.execute(select(attempts.c.id).where(attempts.c.check_state == QUEUED,
+                                                          attempts.c.id < row.id)).all())
+
+
+@student_only
+async def feedback(request: Request, student):
+    site: Site = request.app.state.site
+    a = assignment_or_none(request)
+    path = feedback_page(site, a.id, student.id) if a and site.released_feedback(a.id) else None
+    if path is None:
+        return message(request, 404, "フィードバックはまだ公開されていません。", "Your feedback is not released yet.")
+    return FileResponse(path, media_type="text/html; charset=utf-8")
+
+
+@student_only
+async def solution(request: Request, student):
+    site: Site = request.app.state.site
+    a = assignment_or_none(request)
+    name = {"solution": f"{a.id}-solution.html", "checks": "checks.html"}.get(
+        request.path_params["what"]) if a else None
+    path = site.published(a.id) / name if name else None
+    if path is None or not path.is_file():
+        return message(request, 404, "解答はまだ公開されていません。", "The solution is not published yet.")
+    return FileResponse(path, media_type="text/html; charset=utf-8")
+
+
+# --- staff ---------------------------------------------------------------------------------------------------
+
+async def staff_login(request: Request):
+    if request.method == "GET":
+        return page(request, "staff_login.html.j2")
+    form = await checked_form(request)
+    site: Site = request.app.state.site
+    member = await run_in_threadpool(check_password, site.engine, str(form.get("username", "")),
+                                     str(form.get("password", "")))
+    if member is None:
+        return page(request, "staff_login.html.j2", status=401, error=True)
+    sign_in(request, "staff", member)
+    return RedirectResponse("/staff", status_code=303)
+
+
+@staff_only
+async def staff_home(request: Request, member):
+    site: Site = request.app.state.site
+    rows = []
+    for a in site.assignments():
+        states = roster_states(site, a.id)
+        rows.append({"a": a, "on_time": sum(s.state == "on time" for s in states),
+                     "late": sum(s.state == "late" for s in states), "none": sum(s.state == "none" for s in states),
+                     "released": bool(site.released_feedback(a.id))})
+    return page(request, "staff_home.html.j2", member=member, rows=rows, queue=queue_counts(site))
+
+
+@staff_only
+async def staff_assignment(request: Request, member):
+    return staff_assignment_page(request, member)
+
+
+def staff_assignment_page(request: Request, member, error: tuple[str, str] | None = None, status: int = 200):
+    site: Site = request.app.state.site
+    a = assignment_or_none(request)
+    if a is None:
+        return not_found(request)
+    release = site.released_feedback(a.id)
+    grades = site.grades(a.id)
+    return page(request, "staff_assignment.html.j2", status=status, member=member, a=a,
+                roster=roster_states(site, a.id), queue=queue_counts(site), jobs=recent_jobs(site, a.id),
+                graded=(grades / "gradebook.csv").is_file(), release=release,
+                released_time=local_time(site, release.released_at) if release else "",
+                published=(site.published(a.id) / f"{a.id}-solution.html").is_file(), error=error,
+                past_deadline=clock.now() > a.deadline)
+
+
+def staff_action(action):
+    @staff_only
+    async def wrapped(request: Request, member):
+        site: Site = request.app.state.site
+        a = assignment_or_none(request)
+        if a is None:
+            return not_found(request)
+        try:
+            await action(request, site, a, member)
+        except Refusal as exc:
+            return staff_assignment_page(request, member, str(exc).partition("\n")[::2], 409)
+        return RedirectResponse(f"/staff/a/{a.id}", status_code=303)
+    return wrapped
+
+
+async def _grade(request, site, a, member):
+    await checked_form(request)
+    request.app.state.jobs.submit(GRADE, a.id, member.username)
+
+
+async def _publish(request, site, a, member):
+    await checked_form(request)
+    request.app.state.jobs.submit(PUBLISH, a.id, member.username)
+
+
+async def _release(request, site, a, member):
+    await checked_form(request)
+    release_feedback(site, a.id, member.username)
+
+
+async def _results(request, site, a, member):
+    form = await checked_form(request, max_files=1, max_fields=5)
+    upload_file = form.get("results")
+    if not isinstance(upload_file, UploadFile) or not upload_file.filename:
+        raise Refusal("zip ファイルを選んでください。\nChoose the results folder's zip.")
+    await run_in_threadpool(receive_results, site, a.id, await upload_file.read(), member.username)
+
+
+@staff_only
+async def staff_download(request: Request, member):
+    site: Site = request.app.state.site
+    a = assignment_or_none(request)
+    if a is None:
+        return not_found(request)
+    what = request.path_params["what"]
+    if what == "exchange.zip":
+        data = await run_in_threadpool(exchange_zip, site, a.id)
+        return Response(data, media_type="application/zip",
+                        headers={"Content-Disposition": f'attachment; filename="{a.id}-exchange.zip"'})
+    files = {"gradebook.csv": ("gradebook.csv", "text/csv; charset=utf-8"),
+             "summary.html": ("summary.html", "text/html; charset=utf-8"),
+             "summary.png": ("summary.png", "image/png")}
+    if what not in files or not (site.grades(a.id) / files[what][0]).is_file():
+        return not_found(request)
+    name, media = files[what]
+    disposition = {"Content-Disposition": f'attachment; filename="{a.id}-{name}"'} if what.endswith(".csv") else {}
+    return FileResponse(site.grades(a.id) / name, media_type=media, headers=disposition)
+
+
+@staff_only
+async def staff_feedback(request: Request, member):
+    site: Site = request.app.state.site
+    a = assignment_or_none(request)
+    path = feedback_page(site, a.id, request.path_params["student"]) if a else None
+    return FileResponse(path, media_type="text/html; charset=utf-8") if path else not_found(request)
+
+
+@staff_only
+async def staff_job_log(request: Request, member):
+    path = request.app.state.jobs.log_path(int(request.path_params["job"]))
+    if not path.is_file():
+        return not_found(request)
+    return PlainTextResponse(path.read_text(encoding="utf-8", errors="replace")[-200_000:])
+
+
+# --- the app ------------------------------------------------------------------------------------------------
+
+class SecurityHeaders:
+    """Headers every response carries (a pure ASGI middleware)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_with_headers(event):
+            if event["type"] == "http.response.start":
+                event["headers"] = list(event.get("headers", [])) + [
+                    (k.lower().encode(), v.encode()) for k, v in HEADERS.items()]
+            await send(event)
+        await self.app(scope, receive, send_with_headers)
+
+
+def create_app(site: Site, *, run_checks: bool = True, run_jobs: bool = True, check_runner=None) -> Starlette:
+    """The ASGI app for ``site``. The check runners and the job runner start with the app and stop with it;
+    ``reconcile`` runs first, so a crash's leftovers are recorded before any page is served."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        for line in await run_in_threadpool(site.reconcile):
+            print(f"autograder serve: {line}", flush=True)
+        runners = []
+        if run_checks:
+            runners.append(check_runner or CheckRunner(site, site.config.site_check_workers))
+        if run_jobs:
+            runners.append(app.state.jobs)
+        for r in runners:
+            r.start()
+        try:
+            yield
+        finally:
+            for r in runners:
+                r.stop()
+
+    async def on_forbidden(request: Request, exc: Forbidden):
+        return message(request, 403, "フォームの有効期限が切れました。ページを読み込み直してから、もう一度送信してください。",
+                       "This form has expired: reload the page and send it again.")
+
+    async def on_grader_error(request: Request, exc: GraderError):
+        traceback.print_exception(exc)                  # for staff, in the server's log
+        return message(request, 500, "サーバー側で問題が起きました。提出物は失われていません。担当教員に連絡してください。",
+                       "Something went wrong on the server; nothing you handed in was lost. Please tell your "
+                       "instructor.")
+
+    routes = [
+        Route("/", home),
+        Route("/signin/{token}", signin),
+        Route("/signout", signout, methods=["POST"]),
+        Route("/a/{assignment}", assignment_page),
+        Route("/a/{assignment}/upload", upload, methods=["POST"]),
+        Route("/a/{assignment}/feedback", feedback),
+        Route("/a/{assignment}/{what:str}", solution),
+        Route("/receipt/{receipt}", receipt),
+        Route("/staff/login", staff_login, methods=["GET", "POST"]),
+        Route("/staff", staff_home),
+        Route("/staff/a/{assignment}", staff_assignment),
+        Route("/staff/a/{assignment}/grade", staff_action(_grade), methods=["POST"]),
+        Route("/staff/a/{assignment}/publish", staff_action(_publish), methods=["POST"]),
+        Route("/staff/a/{assignment}/release", staff_action(_release), methods=["POST"]),
+        Route("/staff/a/{assignment}/results", staff_action(_results), methods=["POST"]),
+        Route("/staff/a/{assignment}/feedback/{student}", staff_feedback),
+        Route("/staff/a/{assignment}/download/{what}", staff_download),
+        Route("/staff/jobs/{job:int}/log", staff_job_log),
+        Route("/healthz", lambda request: PlainTextResponse("ok")),
+    ]
+    https = site.public_url.startswith("https://")
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    middleware=[Middleware(SecurityHeaders),
+                                Middleware(SessionMiddleware, secret_key=site.secret_key, session_cookie="session",
+                                           max_age=SESSION_DAYS * 86400, same_site="lax", https_only=https)],
+                    exception_handlers={Forbidden: on_forbidden, GraderError: on_grader_error,
+                                        404: lambda request, exc: not_found(request)})
+    app.state.site = site
+    app.state.jobs = JobRunner(site)
+    return app

@@ -1,0 +1,210 @@
+"""The site's data folder and what it holds, and the one way a submission enters it.
+
+Data folder (``serve --data DIR``, default SITE_DIR)::
+
+    site.db                          the database (SQLite; or --db PostgreSQL)
+    secret_key                       signs the session cookies (made on first start, 0600)
+    attempts/<student>/<assignment>/<n>-<receipt>.ipynb|.json   every upload accepted, never overwritten
+    exchange/submitted/<student>/<assignment>/                  the latest one: the layout `grade` reads
+    checks/<receipt>.json            a public check's whole result (hidden checks' messages included: staff only)
+    grades/<assignment>/             the class's grading (`grade … --out`), on this server or uploaded back
+    published/<assignment>/          the published solution
+    logs/                            the check workers' and jobs' logs
+
+An upload is checked by ``submit``'s rules with this server's clock, written durably (attempt file and receipt,
+then the exchange), and only then recorded; ``reconcile`` at start records any attempt a crash left unrecorded
+and writes the exchange again from the attempts, so what a receipt acknowledged is never lost.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import secrets
+import tempfile
+import threading
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from sqlalchemy import func, select, update
+
+from .. import clock
+from ..assignment import assignment_ids
+from ..config import Config
+from ..errors import GraderError, Refusal
+from ..report import write_atomic
+from ..submit import check_submission, deliver
+from .db import QUEUED, SUPERSEDED, attempts, database_url, open_database, releases, utc_now
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """What the pages show of an assignment."""
+    id: str
+    title_ja: str
+    title_en: str
+    deadline: dt.datetime
+    deadline_text: str
+    late_policy: str
+    released: bool
+
+
+class Site:
+    """One course's submission site: its configuration, data folder and database."""
+
+    def __init__(self, config: Config, data: Path | None = None, db_url: str | None = None,
+                 public_url: str = "http://127.0.0.1:8000", device: str = "auto"):
+        self.config = config
+        self.data = Path(data or config.site_dir).resolve()
+        self.data.mkdir(parents=True, exist_ok=True)
+        self.engine = open_database(database_url(self.data, db_url))
+        self.public_url = public_url.rstrip("/")
+        self.device = device
+        self._configs: dict[str, Config] = {}
+        self._write_lock = threading.Lock()          # one upload written at a time: numbers and the exchange
+        self.new_attempt = threading.Event()         # wakes the check runners
+
+    # --- folders ----------------------------------------------------------------------------------------
+    @property
+    def exchange(self) -> Path:
+        return self.data / "exchange"
+
+    def grades(self, assignment: str) -> Path:
+        return self.data / "grades" / assignment
+
+    def published(self, assignment: str) -> Path:
+        return self.data / "published" / assignment
+
+    def check_file(self, receipt: str) -> Path:
+        return self.data / "checks" / f"{receipt}.json"
+
+    @property
+    def logs(self) -> Path:
+        return self.data / "logs"
+
+    @cached_property
+    def secret_key(self) -> str:
+        path = self.data / "secret_key"
+        if not path.is_file():
+            path.touch(mode=0o600)
+            path.write_text(secrets.token_hex(32), encoding="ascii")
+        key = path.read_text(encoding="ascii").strip()
+        if len(key) < 32:
+            raise GraderError(f"{path}: the session key is too short; delete the file to make a new one "
+                              "(everyone is signed out)")
+        return key
+
+    # --- assignments --------------------------------------------------------------------------------------
+    def config_for(self, assignment: str) -> Config:
+        """The assignment's settings (read once); GraderError for one the course does not have."""
+        if assignment not in self._configs:
+            if assignment not in assignment_ids(self.config):
+                raise GraderError(f"no assignment {assignment!r}")
+            self._configs[assignment] = self.config.for_assignment(assignment)
+        return self._configs[assignment]
+
+    def assignments(self) -> list[Assignment]:
+        """The course's assignments whose student notebook is released, by deadline."""
+        found = []
+        for assignment_id in assignment_ids(self.config):
+            try:
+                a = self.config_for(assignment_id).assignment
+            except GraderError:
+                continue                         # `list` says why; the site shows what it can
+            found.append(Assignment(a.id, a.title_ja, a.title_en, a.deadline,
+                                    clock.local_text(a.deadline, self.config.timezone), a.late_policy,
+                                    a.release_notebook.is_file()))
+        return sorted((a for a in found if a.released), key=lambda a: (a.deadline, a.id))
+
+    def assignment(self, assignment_id: str) -> Assignment | None:
+        return next((a for a in self.assignments() if a.id == assignment_id), None)
+
+    def released_feedback(self, assignment: str):
+        with self.engine.connect() as db:
+            return db.execute(select(releases).where(releases.c.assignment == assignment)).first()
+
+    # --- submissions --------------------------------------------------------------------------------------
+    def accept(self, student: str, assignment: str, data: bytes, allow_incomplete: bool = False):
+        """One upload: refused (Refusal, saying why) or kept durably and recorded; → its attempts row."""
+        config = self.config_for(assignment)
+        limit = config.max_notebook_mb * 2**20
+        if len(data) > limit:
+            raise Refusal(f"ファイルが大きすぎます ({len(data) / 2**20:.1f} MB、上限 {config.max_notebook_mb} MB)。"
+                          "出力を消去 (編集 → すべての出力を消去) してから保存し直してください。\n"
+                          f"The file is too large ({len(data) / 2**20:.1f} MB; the limit is {config.max_notebook_mb}"
+                          " MB). Clear the outputs (Edit → Clear all outputs), save and upload again.")
+        moment = clock.now()
+        tmp_dir = self.data / "tmp"
+        tmp_dir.mkdir(exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=tmp_dir, suffix=".ipynb") as upload:
+            upload.write(data)
+            upload.flush()
+            late = check_submission(Path(upload.name), student, config, moment, allow_incomplete)
+        with self._write_lock:
+            with self.engine.connect() as db:
+                number = 1 + (db.execute(select(func.max(attempts.c.number)).where(
+                    attempts.c.student_id == student, attempts.c.assignment == assignment)).scalar() or 0)
+            receipt = f"{assignment[:12]}-{secrets.token_hex(5)}".upper()
+            folder = self.data / "attempts" / student / assignment
+            notebook = write_atomic(folder / f"{number}-{receipt}.ipynb", data, durable=True)
+            row = {"receipt": receipt, "student_id": student, "assignment": assignment, "number": number,
+                   "submitted_at": moment.astimezone(dt.timezone.utc).isoformat(timespec="microseconds"),
+                   "sha256": deliver(data, student, config, moment, late, self.exchange).sha256,
+                   "size": len(data), "late": late, "file": str(notebook.relative_to(self.data))}
+            write_atomic(notebook.with_suffix(".json"), json.dumps(row, indent=2) + "\n", durable=True)
+            self._record(row)
+        self.new_attempt.set()
+        return self.attempt(student, receipt)
+
+    def _record(self, row: dict) -> None:
+        """The attempt's row, queued for its public check; the student's earlier attempts still waiting for
+        theirs are superseded (one pending check per student and assignment: the queue stays bounded)."""
+        with self.engine.begin() as db:
+            db.execute(update(attempts).where(
+                attempts.c.student_id == row["student_id"], attempts.c.assignment == row["assignment"],
+                attempts.c.check_state == QUEUED).values(check_state=SUPERSEDED))
+            db.execute(attempts.insert().values(**row, check_state=QUEUED, check_note=""))
+
+    def attempt(self, student: str, receipt: str):
+        """A student's own attempt by its receipt id (None for anyone else's)."""
+        with self.engine.connect() as db:
+            return db.execute(select(attempts).where(attempts.c.receipt == receipt,
+                                                     attempts.c.student_id == student)).first()
+
+    def attempts_of(self, student: str, assignment: str) -> list:
+        with self.engine.connect() as db:
+            return list(db.execute(select(attempts).where(
+                attempts.c.student_id == student, attempts.c.assignment == assignment).order_by(
+                attempts.c.number.desc())))
+
+    def reconcile(self) -> list[str]:
+        """After a crash: record the attempts whose files were written but whose row was not, and write each
+        student's exchange folder again where it does not hold their latest attempt. → what was repaired."""
+        repaired = []
+        with self.engine.connect() as db:
+            known = {r.receipt for r in db.execute(select(attempts.c.receipt))}
+        for receipt_file in sorted((self.data / "attempts").glob("*/*/*.json")):
+            try:
+                row = json.loads(receipt_file.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if row.get("receipt") not in known and (self.data / row.get("file", "")).is_file():
+                self._record(row)
+                repaired.append(f"recorded attempt {row['receipt']} of {row['student_id']}")
+        with self.engine.connect() as db:
+            latest = {}
+            for r in db.execute(select(attempts).order_by(attempts.c.number)):
+                latest[(r.student_id, r.assignment)] = r
+        for (student, assignment), r in latest.items():
+            folder = self.exchange / "submitted" / student / assignment
+            notebook = folder / f"{assignment}.ipynb"
+            data = (self.data / r.file).read_bytes()
+            if not notebook.is_file() or notebook.read_bytes() != data:
+                try:
+                    config = self.config_for(assignment)
+                except GraderError:
+                    continue
+                deliver(data, student, config, dt.datetime.fromisoformat(r.submitted_at), r.late, self.exchange)
+                repaired.append(f"wrote {student}'s {assignment} to the exchange again (attempt {r.receipt})")
+        return repaired

@@ -1,0 +1,124 @@
+"""The public checks of each upload, run in the background: the database is the queue (oldest first, one pending
+check per student and assignment), ``SITE_CHECK_WORKERS`` runner threads each hand one attempt at a time to the
+batch's worker pool (``pool.graded``: the same sandboxed kernel and graders as ``grade``, a lost worker retried
+once), and the whole result is kept for staff. Students see ``public_view`` of it: the public checks in full,
+the hidden ones only by name and points."""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import select, update
+
+from ..checks import CheckSpec
+from ..config import Config
+from ..device import resolve_device
+from ..grade import GRADER_FAILED
+from ..pool import graded, infrastructure_problem
+from ..report import write_atomic
+from ..result import NOT_GRADED
+from .db import DONE, FAILED, QUEUED, RUNNING, attempts, utc_now
+
+
+def self_check_task(task: dict, config: Config, data) -> dict:
+    """In a worker: run and grade one uploaded notebook (nothing kept but the result)."""
+    from ..grade import grade_on
+
+    result = grade_on(Path(task["path"]), config, task["device"], False, data)
+    return {"result": result.to_json(), "log": "", "infrastructure": infrastructure_problem(result.execution)}
+
+
+@dataclass
+class CheckTask:
+    attempt_id: int
+    receipt: str
+    path: Path
+    attempts: list = field(default_factory=list)       # infrastructure failures (pool.graded retries once)
+
+
+class CheckRunner:
+    """Threads that take queued attempts and run their public checks until ``stop``."""
+
+    def __init__(self, site, workers: int, grade_fn=self_check_task):
+        self.site, self.workers, self.grade_fn = site, workers, grade_fn
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._claim = threading.Lock()
+
+    def start(self) -> None:
+        with self.site.engine.begin() as db:            # checks a stopped server left running start again
+            db.execute(update(attempts).where(attempts.c.check_state == RUNNING).values(check_state=QUEUED))
+        self._threads = [threading.Thread(target=self._loop, name=f"check-runner-{i}", daemon=True)
+                         for i in range(self.workers)]
+        for t in self._threads:
+            t.start()
+
+    def stop(self, timeout: float = 10) -> None:
+        self._stop.set()
+        self.site.new_attempt.set()
+        for t in self._threads:
+            t.join(timeout)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            row = self.claim()
+            if row is None:
+                self.site.new_attempt.wait(2)
+                self.site.new_attempt.clear()
+                continue
+            self.run(row)
+
+    def claim(self):
+        """The oldest queued attempt, marked running (a conditional update: two runners never take one)."""
+        with self._claim, self.site.engine.begin() as db:
+            row = db.execute(select(attempts).where(attempts.c.check_state == QUEUED).order_by(
+                attempts.c.id).limit(1)).first()
+            if row is None:
+                return None
+            taken = db.execute(update(attempts).where(attempts.c.id == row.id, attempts.c.check_state == QUEUED)
+                               .values(check_state=RUNNING, check_started_at=utc_now()))
+            return row if taken.rowcount else None
+
+    def run(self, row) -> None:
+        state, note = FAILED, ""
+        try:
+            config = self.site.config_for(row.assignment)
+            device, _ = resolve_device(self.site.device, config, cpu_fallback=True)
+            task = CheckTask(row.id, row.receipt, self.site.data / row.file)
+            for _, reply in graded([task], config, payload=lambda t: {"path": str(t.path), "device": device},
+                                   workers=1, kernel_device=device, log_path=self.site.logs / "checks.log",
+                                   grade_fn=self.grade_fn):
+                if reply.get("infrastructure"):
+                    note = f"the check could not run: {reply['infrastructure']}"
+                else:
+                    write_atomic(self.site.check_file(row.receipt),
+                                 json.dumps(reply["result"], ensure_ascii=False, indent=2) + "\n")
+                    state = DONE
+        except Exception as exc:                         # the runner's own failure: said to staff, never a crash
+            note = f"the check could not run: {type(exc).__name__}: {exc}"
+        with self.site.engine.begin() as db:
+            db.execute(update(attempts).where(attempts.c.id == row.id).values(
+                check_state=state, check_note=note[-2000:], check_finished_at=utc_now()))
+
+
+def public_view(result: dict, checks: tuple[CheckSpec, ...]) -> dict:
+    """What a student may see of a check result before the grades are released: each public check's verdict,
+    points and message; each hidden check only by its title and points; the notes about their own notebook (a
+    grader's failure is for staff)."""
+    tests = {t.get("name"): t for t in result.get("tests", []) if isinstance(t, dict)}
+    rows = []
+    for spec in checks:
+        test = tests.get(spec.id, {})
+        row = {"id": spec.id, "title_ja": spec.title_ja, "title_en": spec.title_en, "points": spec.points,
+               "public": spec.public}
+        if spec.public:
+            not_graded = test.get("status") == NOT_GRADED or not test
+            row.update(status=test.get("status", NOT_GRADED), score=None if not_graded else test.get("score"),
+                       output="" if not_graded else str(test.get("output") or ""))
+        rows.append(row)
+    shown = [r for r in rows if r["public"]]
+    return {"rows": rows, "score": sum(r["score"] or 0 for r in shown), "max": sum(r["points"] for r in shown),
+            "notes": [n for n in result.get("notes", []) if isinstance(n, str) and GRADER_FAILED not in n]}

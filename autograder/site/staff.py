@@ -1,0 +1,252 @@
+"""What staff do from the site, each by the command that already does it: grading the class (``grade`` on the
+site's exchange, on this server) and publishing (``publish``) run as those commands, one job at a time, with
+their output kept in logs/; the exchange goes out as a zip for a GPU runner and that runner's output folder comes
+back as a zip; releasing feedback is a row. The roster view joins the roster with each student's attempts."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from sqlalchemy import select, update
+
+from .. import clock
+from ..errors import GraderError, Refusal
+from ..intake import file_stem
+from .db import DONE, FAILED, QUEUED, RUNNING, attempts, events, jobs, releases, students, utc_now
+
+GRADE, PUBLISH = "grade", "publish"
+RESULTS_ZIP_LIMIT = 2**30            # bytes unpacked from an uploaded results folder
+
+
+def log_event(site, actor: str, action: str, detail: str = "") -> None:
+    with site.engine.begin() as db:
+        db.execute(events.insert().values(at=utc_now(), actor=actor, action=action, detail=detail))
+
+
+# --- the roster's states ------------------------------------------------------------------------------------
+
+@dataclass
+class RosterState:
+    student: str
+    name: str
+    active: bool
+    attempts: int
+    state: str              # on time | late | none
+    submitted_at: str       # the latest attempt's time, local
+    check: str              # the latest attempt's check state ('' when none)
+    receipt: str
+
+
+def roster_states(site, assignment: str) -> list[RosterState]:
+    with site.engine.connect() as db:
+        people = list(db.execute(select(students).order_by(students.c.id)))
+        rows = list(db.execute(select(attempts).where(attempts.c.assignment == assignment).order_by(
+            attempts.c.number)))
+    latest, counts = {}, {}
+    for r in rows:
+        latest[r.student_id] = r
+        counts[r.student_id] = counts.get(r.student_id, 0) + 1
+    states = []
+    for p in people:
+        r = latest.get(p.id)
+        states.append(RosterState(
+            p.id, p.name, p.active, counts.get(p.id, 0),
+            "none" if r is None else ("late" if r.late else "on time"),
+            local_time(site, r.submitted_at) if r else "", r.check_state if r else "", r.receipt if r else ""))
+    return states
+
+
+def local_time(site, utc_text: str) -> str:
+    return clock.local_text(dt.datetime.fromisoformat(utc_text), site.config.timezone)
+
+
+def queue_counts(site) -> dict[str, int]:
+    with site.engine.connect() as db:
+        rows = db.execute(select(attempts.c.check_state))
+        counts: dict[str, int] = {}
+        for (state,) in rows:
+            counts[state] = counts.get(state, 0) + 1
+    return counts
+
+
+# --- jobs: the commands, run by this server ---------------------------------------------------------------
+
+def job_command(site, kind: str, assignment: str) -> list[str]:
+    base = [sys.executable, "-m", "autograder", "--config", str(site.config.source)]
+    if kind == GRADE:
+        return base + ["grade", str(site.exchange), "--assignment", assignment, "--out",
+                       str(site.grades(assignment)), "--device", site.device, "--quiet"]
+    return base + ["publish", assignment, "--out", str(site.published(assignment)), "--device", site.device]
+
+
+def refuse_early_publish(site, assignment: str) -> None:
+    """publish's own rule, said at once on the page (the command checks it again)."""
+    config = site.config_for(assignment)
+    moment = clock.now()
+    if moment < config.assignment.deadline:
+        deadline = clock.local_text(config.assignment.deadline, config.timezone)
+        raise Refusal(f"解答は締め切り ({deadline}) の後に公開します。現在 {clock.local_text(moment, config.timezone)} です。\n"
+                      f"The solution is published after the deadline ({deadline}); it is now "
+                      f"{clock.local_text(moment, config.timezone)}.")
+
+
+class JobRunner:
+    """Staff jobs, one at a time, in the order asked: each the command an instructor would type."""
+
+    def __init__(self, site):
+        self.site = site
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="job-runner", daemon=True)
+
+    def start(self) -> None:
+        with self.site.engine.begin() as db:            # a job a stopped server left running did not finish
+            db.execute(update(jobs).where(jobs.c.state == RUNNING).values(
+                state=FAILED, finished_at=utc_now(), message="the server stopped while it ran; start it again"))
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def submit(self, kind: str, assignment: str, actor: str) -> int:
+        if kind == PUBLISH:
+            refuse_early_publish(self.site, assignment)
+        with self.site.engine.begin() as db:
+            busy = db.execute(select(jobs).where(jobs.c.kind == kind, jobs.c.assignment == assignment,
+                                                 jobs.c.state.in_((QUEUED, RUNNING)))).first()
+            if busy:
+                raise Refusal(f"同じ作業がすでに実行中か待機中です (#{busy.id})。\n"
+                              f"The same job is already queued or running (#{busy.id}).")
+            job_id = db.execute(jobs.insert().values(kind=kind, assignment=assignment, state=QUEUED,
+                                                     requested_by=actor, created_at=utc_now(),
+                                                     message="")).inserted_primary_key[0]
+        log_event(self.site, actor, kind, f"{assignment} (job #{job_id})")
+        self._wake.set()
+        return job_id
+
+    def log_path(self, job_id: int) -> Path:
+        return self.site.logs / f"job-{job_id}.log"
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            with self.site.engine.connect() as db:
+                job = db.execute(select(jobs).where(jobs.c.state == QUEUED).order_by(jobs.c.id).limit(1)).first()
+            if job is None:
+                self._wake.wait(2)
+                self._wake.clear()
+                continue
+            self._run(job)
+
+    def _run(self, job) -> None:
+        with self.site.engine.begin() as db:
+            db.execute(update(jobs).where(jobs.c.id == job.id).values(state=RUNNING))
+        log = self.log_path(job.id)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "wb") as out:
+            code = subprocess.call(job_command(self.site, job.kind, job.assignment), stdout=out,
+                                   stderr=subprocess.STDOUT, cwd=self.site.data, env=os.environ.copy())
+        text = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+        message = "\n".join(text[-8:])
+        with self.site.engine.begin() as db:
+            db.execute(update(jobs).where(jobs.c.id == job.id).values(
+                state=DONE if code == 0 else FAILED, finished_at=utc_now(), message=message[-4000:]))
+
+
+def recent_jobs(site, assignment: str, limit: int = 10) -> list:
+    with site.engine.connect() as db:
+        return list(db.execute(select(jobs).where(jobs.c.assignment == assignment).order_by(
+            jobs.c.id.desc()).limit(limit)))
+
+
+# --- the exchange out, a results folder back --------------------------------------------------------------
+
+def exchange_zip(site, assignment: str) -> bytes:
+    """The assignment's submissions as ``grade`` reads them: submitted/<student>/<assignment>/… in a zip; on a GPU
+    runner, ``python -m autograder grade exchange.zip --out DIR`` grades it."""
+    buffer = io.BytesIO()
+    root = site.exchange / "submitted"
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as z:
+        for folder in sorted(root.glob(f"*/{assignment}")):
+            for path in sorted(folder.iterdir()):
+                if path.is_file():
+                    z.write(path, str(PurePosixPath("submitted", *path.relative_to(root).parts)))
+    return buffer.getvalue()
+
+
+def receive_results(site, assignment: str, data: bytes, actor: str) -> str:
+    """A GPU runner's output folder (``grade … --out DIR``, zipped) becomes the assignment's grades; the earlier
+    grades are kept beside them (grades/<assignment>.before-<time>/). Refusal for a zip that is not one."""
+    try:
+        z = zipfile.ZipFile(io.BytesIO(data))
+        names = [i for i in z.infolist() if not i.is_dir()]
+    except zipfile.BadZipFile as exc:
+        raise Refusal("アップロードされたファイルは zip ではありません。\nThe uploaded file is not a zip.") from exc
+    if sum(i.file_size for i in names) > RESULTS_ZIP_LIMIT:
+        raise Refusal("zip の展開後のサイズが大きすぎます。\nThe zip unpacks to more than 1 GiB.")
+    for info in names:
+        member = PurePosixPath(info.filename)
+        if member.is_absolute() or ".." in member.parts or "\\" in info.filename:
+            raise Refusal(f"zip の中に不正なパスがあります: {info.filename}\nThe zip holds an unsafe path: {info.filename}")
+    gradebooks = [PurePosixPath(i.filename) for i in names if PurePosixPath(i.filename).name == "gradebook.csv"]
+    if not gradebooks:
+        raise Refusal("zip に gradebook.csv がありません: `grade … --out DIR` の DIR を zip にしてください。\n"
+                      "The zip holds no gradebook.csv: zip the folder that `grade … --out DIR` wrote.")
+    prefix = min(gradebooks, key=lambda p: len(p.parts)).parent
+    target = site.grades(assignment)
+    staging = target.with_name(f".{assignment}.incoming-{os.getpid()}-{threading.get_ident()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    for info in names:
+        member = PurePosixPath(info.filename)
+        if prefix.parts and member.parts[:len(prefix.parts)] != prefix.parts:
+            continue
+        dest = staging.joinpath(*member.parts[len(prefix.parts):])
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(z.read(info))
+    found = _assignment_of_results(staging)
+    if found and found != {assignment}:
+        shutil.rmtree(staging)
+        raise Refusal(f"この結果は {', '.join(sorted(found))} のものです ({assignment} ではありません)。\n"
+                      f"These results are of {', '.join(sorted(found))}, not of {assignment}.")
+    if target.exists():
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+        os.replace(target, target.with_name(f"{assignment}.before-{stamp}"))
+    os.replace(staging, target)
+    log_event(site, actor, "results uploaded", f"{assignment}: {len(names)} files")
+    return str(target)
+
+
+def _assignment_of_results(folder: Path) -> set[str]:
+    import json
+
+    found = set()
+    for path in (folder / "results").glob("*.json"):
+        try:
+            found.add(json.loads(path.read_text(encoding="utf-8")).get("assignment"))
+        except (OSError, ValueError, AttributeError):
+            continue
+    return {a for a in found if isinstance(a, str)}
+
+
+def release_feedback(site, assignment: str, actor: str) -> None:
+    if not (site.grades(assignment) / "gradebook.csv").is_file():
+        raise Refusal("まだ採点されていません: 先にクラスを採点するか、結果をアップロードしてください。\n"
+                      "Nothing is graded yet: grade the class or upload its results first.")
+    with site.engine.begin() as db:
+        db.execute(releases.delete().where(releases.c.assignment == assignment))
+        db.execute(releases.insert().values(assignment=assignment, released_at=utc_now(), released_by=actor))
+    log_event(site, actor, "released feedback", assignment)
+
+
+def feedback_page(site, assignment: str, student: str) -> Path | None:
+    page = site.grades(assignment) / "feedback" / f"{file_stem(student)}.html"
+    return page if page.is_file() else None

@@ -1,0 +1,474 @@
+"""The submission site, through its ASGI app (Starlette's TestClient, on httpx): students' sign-in links, uploads
+under submit's rules with the server's clock, durable receipts, background public checks that never show a hidden
+check's message, staff pages and jobs, and one student trying to reach another's files."""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import io
+import json
+import os
+import re
+import time
+import zipfile
+from pathlib import Path
+
+import nbformat
+import pytest
+from sqlalchemy import select
+from starlette.testclient import TestClient
+
+from autograder.config import load_config
+from autograder.errors import GraderError
+from autograder.graders import check_graders
+from autograder.intake import find_candidates
+from autograder.result import FAILED, PASSED, CheckResult, GradeResult
+from autograder.site import people
+from autograder.site.app import create_app
+from autograder.site.core import Site
+from autograder.site.db import attempts, metadata, open_database
+from autograder.site.selfcheck import CheckRunner
+from tests.conftest import SAMPLES
+
+BEFORE = "2024-05-15T12:00:00+09:00"
+AFTER = "2024-05-17T00:00:30+09:00"
+FINISHED = SAMPLES / "submitted-few-epochs.ipynb"          # complete, given cells untouched
+PASSWORD = "a long enough password"
+PUBLIC_WORDS, HIDDEN_WORDS = "PUBLIC-MESSAGE", "HIDDEN-SECRET"
+
+
+def stand_in_check(task: dict, config, data) -> dict:
+    """In a check worker, instead of a kernel: every public check passes with a message, every hidden one fails
+    with a message a student must not see before release; one note is the student's, one a grader's failure."""
+    tests = [CheckResult(c.id, PASSED if c.public else FAILED, c.points if c.public else 0.0, c.points,
+                         f"{PUBLIC_WORDS} {c.id}" if c.public else f"{HIDDEN_WORDS} {c.id}")
+             for c in check_graders(config)]
+    result = GradeResult(config.assignment.id, Path(task["path"]).name, tests, False,
+                         notes=["cell 3 error: NameError: name 'x' is not defined",
+                                f"check val_accuracy was not graded: its grader failed ({HIDDEN_WORDS} trace)"])
+    return {"result": result.to_json(), "log": "", "infrastructure": ""}
+
+
+TEST_DB = os.environ.get("AUTOGRADER_TEST_DB")      # e.g. postgresql+psycopg://…: the same tests on PostgreSQL
+
+
+@pytest.fixture
+def site(tmp_path, monkeypatch):
+    monkeypatch.setenv("AUTOGRADER_NOW", BEFORE)
+    if TEST_DB:
+        metadata.drop_all(open_database(TEST_DB))
+    site = Site(load_config(), tmp_path / "site", TEST_DB, public_url="http://testserver")
+    people.import_roster(site.engine, [people.RosterRow(s, f"Student {s}", f"{s}@example.ac.jp")
+                                       for s in ("s001", "s002", "s003")])
+    site.links = {row["student_id"]: row["link"] for row in people.issue_links(site.engine, "http://testserver")}
+    people.add_staff(site.engine, "prof", PASSWORD, "instructor")
+    people.add_staff(site.engine, "ta1", PASSWORD, "ta")
+    return site
+
+
+def app_of(site, checks=False, jobs=False):
+    runner = CheckRunner(site, 1, grade_fn=stand_in_check) if checks else None
+    return create_app(site, run_checks=checks, run_jobs=jobs, check_runner=runner)
+
+
+def student(app, site, sid) -> TestClient:
+    client = TestClient(app, follow_redirects=False)
+    r = client.get(site.links[sid].removeprefix("http://testserver"))
+    assert r.status_code == 303 and r.headers["location"] == "/"
+    return client
+
+
+def staff(app, username="prof") -> TestClient:
+    client = TestClient(app, follow_redirects=False)
+    token = csrf_of(client.get("/staff/login").text)
+    r = client.post("/staff/login", data={"username": username, "password": PASSWORD, "csrf": token})
+    assert r.status_code == 303, r.text
+    return client
+
+
+def csrf_of(html: str) -> str:
+    return re.search(r'name="csrf" value="([^"]+)"', html).group(1)
+
+
+def upload(client, assignment="assignment3", path=FINISHED, data: bytes | None = None, **extra):
+    token = csrf_of(client.get(f"/a/{assignment}").text)
+    body = path.read_bytes() if data is None else data
+    return client.post(f"/a/{assignment}/upload", data={"csrf": token, **extra},
+                       files={"notebook": ("assignment3.ipynb", body, "application/x-ipynb+json")})
+
+
+def rows(site):
+    with site.engine.connect() as db:
+        return list(db.execute(select(attempts).order_by(attempts.c.id)))
+
+
+def edited(edit) -> bytes:
+    nb = nbformat.read(FINISHED, as_version=4)
+    edit(nb)
+    return nbformat.writes(nb).encode()
+
+
+# --- people ------------------------------------------------------------------------------------------------
+
+def test_a_students_link_signs_them_in_and_only_a_hash_of_it_is_stored(site):
+    if TEST_DB:
+        pytest.skip("reads SQLite's files")
+    app = app_of(site)
+    client = student(app, site, "s001")
+    home = client.get("/")
+    assert home.status_code == 200 and "s001" in home.text and "/a/assignment3" in home.text
+    assert "2024-05-16 23:59 JST" in home.text
+    token = site.links["s001"].rsplit("/", 1)[1]
+    db_bytes = b"".join(p.read_bytes() for p in site.data.glob("site.db*"))        # the database and its WAL
+    assert token.encode() not in db_bytes and people.token_hash(token).encode() in db_bytes
+    stranger = TestClient(app, follow_redirects=False)
+    assert stranger.get("/signin/not-a-token").status_code == 403
+    assert stranger.get("/a/assignment3").status_code == 401
+    assert home.headers["referrer-policy"] == "no-referrer"
+
+
+def test_new_links_replace_the_old_and_revoking_ends_the_session(site):
+    app = app_of(site)
+    client = student(app, site, "s001")
+    old = site.links["s001"].removeprefix("http://testserver")
+    new = people.issue_links(site.engine, "http://testserver", ["s001"])[0]["link"]
+    assert TestClient(app, follow_redirects=False).get(old).status_code == 403
+    assert client.get("/a/assignment3").status_code == 200               # a session is not a link: it stays
+    people.revoke(site.engine, "s001")
+    assert client.get("/a/assignment3").status_code == 401
+    assert TestClient(app, follow_redirects=False).get(new.removeprefix("http://testserver")).status_code == 403
+    with pytest.raises(GraderError, match="no student 'nobody'"):
+        people.revoke(site.engine, "nobody")
+
+
+def test_roster_reads_an_lms_export_and_says_what_is_wrong(tmp_path):
+    path = tmp_path / "roster.csv"
+    path.write_text("\ufeff学籍番号,氏名,メールアドレス\nA001,山田 太郎,a@example.ac.jp\n\nA002,佐藤,b@example.ac.jp\n",
+                    encoding="utf-8")
+    assert people.read_roster(path) == [people.RosterRow("A001", "山田 太郎", "a@example.ac.jp"),
+                                        people.RosterRow("A002", "佐藤", "b@example.ac.jp")]
+    path.write_text("Name,Email\nX,x@example\n", encoding="utf-8")
+    with pytest.raises(GraderError, match="no student id column"):
+        people.read_roster(path)
+    path.write_text("student_id,name\nA001,x\nA001,y\n", encoding="utf-8")
+    with pytest.raises(GraderError, match="line 3: student A001 is listed twice"):
+        people.read_roster(path)
+    path.write_text("student_id,name\n../etc,x\n", encoding="utf-8")
+    with pytest.raises(GraderError, match="line 2: student id '../etc'"):
+        people.read_roster(path)
+
+
+def test_staff_passwords_are_argon2_hashes_and_a_wrong_one_is_refused(site):
+    with site.engine.connect() as db:
+        stored = db.execute(select(people.staff.c.password_hash)).scalars().all()
+    assert all(h.startswith("$argon2id$") and PASSWORD not in h for h in stored)
+    app = app_of(site)
+    client = TestClient(app, follow_redirects=False)
+    token = csrf_of(client.get("/staff/login").text)
+    r = client.post("/staff/login", data={"username": "prof", "password": "wrong password!", "csrf": token})
+    assert r.status_code == 401 and "Wrong user name or password" in r.text
+    r = client.post("/staff/login", data={"username": "nobody", "password": PASSWORD, "csrf": token})
+    assert r.status_code == 401
+    assert client.get("/staff").status_code == 303                       # to the sign-in page
+    with pytest.raises(GraderError, match="at least 10 characters"):
+        people.add_staff(site.engine, "x", "short", "ta")
+
+
+def test_every_form_needs_the_sessions_csrf_token(site):
+    app = app_of(site)
+    client = student(app, site, "s001")
+    r = client.post("/a/assignment3/upload", data={"csrf": "forged"},
+                    files={"notebook": ("a.ipynb", FINISHED.read_bytes())})
+    assert r.status_code == 403 and "expired" in r.text
+    other = student(app, site, "s002")
+    token_of_other = csrf_of(other.get("/a/assignment3").text)
+    r = client.post("/a/assignment3/upload", data={"csrf": token_of_other},
+                    files={"notebook": ("a.ipynb", FINISHED.read_bytes())})
+    assert r.status_code == 403
+    prof = staff(app)
+    assert prof.post("/staff/a/assignment3/release", data={}).status_code == 403
+    assert rows(site) == []
+
+
+# --- uploads -------------------------------------------------------------------------------------------------
+
+def test_an_upload_is_stored_durably_in_the_exchange_before_its_receipt(site):
+    app = app_of(site)
+    client = student(app, site, "s001")
+    r = upload(client)
+    assert r.status_code == 303
+    page = client.get(r.headers["location"])
+    (row,) = rows(site)
+    digest = hashlib.sha256(FINISHED.read_bytes()).hexdigest()
+    assert row.sha256 == digest and row.receipt in page.text and digest in page.text
+    assert "2024-05-15 12:00 JST" in page.text and not row.late and row.check_state == "queued"
+    folder = site.exchange / "submitted" / "s001" / "assignment3"
+    assert (folder / "assignment3.ipynb").read_bytes() == FINISHED.read_bytes()
+    assert (folder / "timestamp.txt").read_text() == "2024-05-15 03:00:00.000000 UTC\n"
+    assert (site.data / row.file).read_bytes() == FINISHED.read_bytes()
+    (candidate,) = find_candidates(site.exchange, site.config_for("assignment3"))      # what `grade` reads
+    assert candidate.student_id == "s001" and candidate.path.read_bytes() == FINISHED.read_bytes()
+
+
+def test_a_new_upload_replaces_the_last_says_so_and_every_attempt_is_listed(site, monkeypatch):
+    app = app_of(site)
+    client = student(app, site, "s001")
+    first = upload(client).headers["location"].rsplit("/", 1)[1]
+    monkeypatch.setenv("AUTOGRADER_NOW", "2024-05-16T20:00:00+09:00")
+    second_data = edited(lambda nb: nb.cells.append(nbformat.v4.new_markdown_cell("my notes")))
+    r = upload(client, data=second_data)
+    page = client.get(r.headers["location"]).text
+    assert f"replaced your attempt #1 ({first}" in page
+    listing = client.get("/a/assignment3").text
+    assert first in listing and listing.count("/receipt/") == 2
+    assert [r.check_state for r in rows(site)] == ["superseded", "queued"]   # one pending check per student
+    folder = site.exchange / "submitted" / "s001" / "assignment3"
+    assert (folder / "assignment3.ipynb").read_bytes() == second_data
+    assert len(list((site.data / "attempts" / "s001" / "assignment3").glob("*.ipynb"))) == 2
+
+
+def test_a_late_upload_is_refused_by_the_servers_clock_with_the_deadline_shown(site, monkeypatch):
+    app = app_of(site)
+    client = student(app, site, "s001")
+    page = client.get("/a/assignment3").text
+    monkeypatch.setenv("AUTOGRADER_NOW", AFTER)
+    token = csrf_of(page)                                  # the page was opened before the deadline
+    r = client.post("/a/assignment3/upload", data={"csrf": token},
+                    files={"notebook": ("assignment3.ipynb", FINISHED.read_bytes())})
+    assert r.status_code == 422
+    assert "2024-05-16 23:59 JST" in r.text and "2024-05-17 00:00 JST" in r.text and "not accepted" in r.text
+    assert rows(site) == [] and not site.exchange.exists()
+    assert "submissions are closed" in client.get("/a/assignment3").text
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("not a notebook", "cannot be read as a notebook"),
+    ("other assignment", "is not the one of assignment3"),
+    ("edited given cell", "Cells you must not change were edited"),
+    ("unfinished", "are not answered yet"),
+])
+def test_submits_rules_refuse_with_a_kind_reason_and_store_nothing(site, case, expected):
+    def edit_given(nb):
+        given = next(c for c in nb.cells if c.cell_type == "code" and not c.metadata["nbgrader"].get("solution"))
+        given.source += "\nprint('changed')"
+
+    data = {"not a notebook": b"%PDF-1.4 not json",
+            "other assignment": (Path(site.config.root) / "assignments" / "assignment4" / "assignment4.ipynb")
+            .read_bytes(),
+            "edited given cell": edited(edit_given),
+            "unfinished": (Path(site.config.root) / "assignments" / "assignment3" / "assignment3.ipynb")
+            .read_bytes()}[case]
+    app = app_of(site)
+    client = student(app, site, "s001")
+    r = upload(client, data=data)
+    assert r.status_code == 422 and expected in r.text
+    assert rows(site) == [] and not (site.exchange / "submitted").exists()
+
+
+def test_an_unfinished_notebook_is_accepted_with_the_same_opt_in_as_submit(site):
+    app = app_of(site)
+    client = student(app, site, "s001")
+    released = (Path(site.config.root) / "assignments" / "assignment3" / "assignment3.ipynb").read_bytes()
+    assert upload(client, data=released, allow_incomplete="yes").status_code == 303
+    assert len(rows(site)) == 1
+
+
+def test_an_upload_over_the_size_limit_is_refused_before_it_is_read(site, monkeypatch):
+    import dataclasses
+
+    site.config = dataclasses.replace(site.config, max_notebook_mb=1)
+    app = app_of(site)
+    client = student(app, site, "s001")
+    r = upload(client, data=b" " * (3 * 2**20))
+    assert r.status_code == 413 and "limit is 1 MB" in r.text and rows(site) == []
+    r = upload(client, data=b"{" + b" " * (2**20 + 10))                # under the form's overhead, over the limit
+    assert r.status_code == 413 and rows(site) == []
+
+
+def test_a_crash_between_upload_and_receipt_leaves_a_whole_submission_that_is_recorded_at_start(site, monkeypatch):
+    app = app_of(site)
+    client = student(app, site, "s001")
+
+    def crash(self, row):
+        raise OSError("power lost")
+
+    monkeypatch.setattr(Site, "_record", crash)
+    with pytest.raises(OSError):
+        upload(client)
+    monkeypatch.undo()
+    monkeypatch.setenv("AUTOGRADER_NOW", BEFORE)
+    assert rows(site) == []
+    folder = site.exchange / "submitted" / "s001" / "assignment3"
+    assert (folder / "assignment3.ipynb").read_bytes() == FINISHED.read_bytes()   # whole, or absent: never part
+    restarted = Site(load_config(), site.data, TEST_DB)
+    with TestClient(app_of(restarted), follow_redirects=False):
+        pass                                                          # the app's start reconciles
+    (row,) = rows(restarted)
+    assert row.student_id == "s001" and row.sha256 == hashlib.sha256(FINISHED.read_bytes()).hexdigest()
+    assert not list((site.data / "tmp").iterdir())
+
+
+def test_the_exchange_is_written_again_from_the_attempts_when_a_crash_left_it_short(site):
+    app = app_of(site)
+    upload(student(app, site, "s001"))
+    folder = site.exchange / "submitted" / "s001" / "assignment3"
+    for path in folder.iterdir():
+        path.unlink()
+    folder.rmdir()                                   # the moment between submit's two renames
+    repaired = Site(load_config(), site.data, TEST_DB).reconcile()
+    assert repaired == [f"wrote s001's assignment3 to the exchange again (attempt {rows(site)[0].receipt})"]
+    assert (folder / "assignment3.ipynb").read_bytes() == FINISHED.read_bytes()
+
+
+# --- isolation ------------------------------------------------------------------------------------------------
+
+def test_a_student_never_reaches_another_students_receipt_check_or_feedback(site):
+    app = app_of(site)
+    first, second = student(app, site, "s001"), student(app, site, "s002")
+    receipt = upload(first).headers["location"]
+    assert first.get(receipt).status_code == 200
+    r = second.get(receipt)
+    assert r.status_code == 404 and "s001" not in r.text
+    grades = site.grades("assignment3")
+    (grades / "feedback").mkdir(parents=True)
+    (grades / "gradebook.csv").write_text("student_id,score\ns001,9\n")
+    (grades / "feedback" / "s001.html").write_text("<p>FEEDBACK OF s001</p>")
+    prof = staff(app)
+    prof.post("/staff/a/assignment3/release", data={"csrf": csrf_of(prof.get("/staff/a/assignment3").text)})
+    assert "FEEDBACK OF s001" in first.get("/a/assignment3/feedback").text
+    for path in ("/a/assignment3/feedback", "/a/assignment3/feedback?student=s001",
+                 "/staff/a/assignment3/feedback/s001", "/staff/a/assignment3/download/gradebook.csv",
+                 "/a/assignment3/../staff/a/assignment3/feedback/s001"):
+        r = second.get(path)
+        assert "FEEDBACK OF s001" not in r.text and "s001,9" not in r.text, path
+    assert "s001" not in second.get("/a/assignment3").text
+
+
+# --- public checks ---------------------------------------------------------------------------------------------
+
+def wait_for(predicate, timeout=120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_public_checks_run_in_the_background_and_no_hidden_message_reaches_the_student(site):
+    app = app_of(site, checks=True)
+    with TestClient(app, follow_redirects=False) as server:
+        client = student(server.app, site, "s001")
+        client.cookies.update(server.cookies)
+        receipt = upload(client).headers["location"]
+        first = client.get(receipt).text
+        assert ("queued" in first or "running" in first) and 'http-equiv="refresh"' in first
+        assert wait_for(lambda: rows(site)[0].check_state == "done")
+        page = client.get(receipt).text
+        for spec in check_graders(site.config_for("assignment3")):
+            assert html.escape(spec.title_en) in page
+            assert (f"{PUBLIC_WORDS} {spec.id}" in page) == spec.public
+        assert HIDDEN_WORDS not in page and "its grader failed" not in page
+        assert "NameError" in page and 'http-equiv="refresh"' not in page
+        assert HIDDEN_WORDS not in client.get("/a/assignment3").text
+        whole = json.loads(site.check_file(rows(site)[0].receipt).read_text())
+        assert HIDDEN_WORDS in json.dumps(whole)                       # kept for staff
+        assert HIDDEN_WORDS not in client.get("/").text
+
+
+# --- staff ---------------------------------------------------------------------------------------------------
+
+def test_the_roster_shows_each_students_state(site, monkeypatch):
+    app = app_of(site)
+    upload(student(app, site, "s001"))
+    import dataclasses
+    late_ok = dataclasses.replace(site.config_for("assignment3").chosen, late_policy="accept")
+    site._configs["assignment3"] = dataclasses.replace(site.config_for("assignment3"), chosen=late_ok)
+    monkeypatch.setenv("AUTOGRADER_NOW", AFTER)
+    assert upload(student(app, site, "s002")).status_code == 303
+    page = staff(app, "ta1").get("/staff/a/assignment3").text
+    states = re.findall(r"<tr><td>(s\d+)<br>.*?<td>.*?(on time|late|none)</span>", page, re.S)
+    assert states == [("s001", "on time"), ("s002", "late"), ("s003", "none")]
+    assert TestClient(app).get("/staff/a/assignment3", follow_redirects=False).status_code == 303
+    assert student(app, site, "s001").get("/staff/a/assignment3").status_code == 303   # not staff
+
+
+def test_publishing_is_refused_before_the_deadline_as_the_command_refuses_it(site):
+    app = app_of(site)
+    prof = staff(app, "ta1")
+    token = csrf_of(prof.get("/staff/a/assignment3").text)
+    r = prof.post("/staff/a/assignment3/publish", data={"csrf": token})
+    assert r.status_code == 409 and "published after the deadline (2024-05-16 23:59 JST)" in r.text
+
+
+def test_the_exchange_goes_out_as_a_zip_that_grade_reads(site, tmp_path):
+    app = app_of(site)
+    upload(student(app, site, "s001"))
+    upload(student(app, site, "s002"))
+    r = staff(app).get("/staff/a/assignment3/download/exchange.zip")
+    assert r.status_code == 200 and r.headers["content-type"] == "application/zip"
+    zipfile.ZipFile(io.BytesIO(r.content)).extractall(tmp_path / "unpacked")
+    found = find_candidates(tmp_path / "unpacked", site.config_for("assignment3"))
+    assert sorted(c.student_id for c in found) == ["s001", "s002"] and all(c.submitted_at for c in found)
+
+
+def results_zip(assignment="assignment3", extra: dict | None = None) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as z:
+        z.writestr("out/gradebook.csv", "student_id,score\ns001,7\n")
+        z.writestr("out/results/s001.json", json.dumps({"assignment": assignment, "score": 7}))
+        z.writestr("out/feedback/s001.html", "<p>graded on the GPU runner</p>")
+        for name, text in (extra or {}).items():
+            z.writestr(name, text)
+    return buffer.getvalue()
+
+
+def test_a_gpu_runners_results_come_back_and_feedback_is_released_to_each_student(site):
+    app = app_of(site)
+    s1 = student(app, site, "s001")
+    upload(s1)
+    prof = staff(app)
+    page = prof.get("/staff/a/assignment3").text
+    r = prof.post("/staff/a/assignment3/results", data={"csrf": csrf_of(page)},
+                  files={"results": ("out.zip", results_zip())})
+    assert r.status_code == 303
+    assert s1.get("/a/assignment3/feedback").status_code == 404              # not released yet
+    gradebook = prof.get("/staff/a/assignment3/download/gradebook.csv")
+    assert gradebook.text == "student_id,score\ns001,7\n" and "attachment" in gradebook.headers["content-disposition"]
+    prof.post("/staff/a/assignment3/release", data={"csrf": csrf_of(page)})
+    assert "graded on the GPU runner" in s1.get("/a/assignment3/feedback").text
+    assert "/a/assignment3/feedback" in s1.get("/a/assignment3").text
+    again = prof.post("/staff/a/assignment3/results", data={"csrf": csrf_of(page)},
+                      files={"results": ("out.zip", results_zip())})
+    assert again.status_code == 303
+    assert len(list(site.grades("assignment3").parent.glob("assignment3.before-*"))) == 1   # nothing graded is lost
+
+
+@pytest.mark.parametrize("data, expected", [
+    (b"not a zip", "not a zip"),
+    (results_zip("assignment4"), "not of assignment3"),
+    (results_zip(extra={"../evil.txt": "x"}), "unsafe path"),
+])
+def test_a_results_zip_that_is_not_this_assignments_is_refused(site, data, expected):
+    app = app_of(site)
+    prof = staff(app)
+    r = prof.post("/staff/a/assignment3/results", data={"csrf": csrf_of(prof.get("/staff/a/assignment3").text)},
+                  files={"results": ("out.zip", data)})
+    assert r.status_code == 409 and expected in r.text
+    assert not site.grades("assignment3").exists() and not (site.data / "evil.txt").exists()
+
+
+def test_release_before_any_grading_is_refused(site):
+    app = app_of(site)
+    prof = staff(app)
+    r = prof.post("/staff/a/assignment3/release", data={"csrf": csrf_of(prof.get("/staff/a/assignment3").text)})
+    assert r.status_code == 409 and "Nothing is graded yet" in r.text
+
+
+def test_a_database_url_that_cannot_be_used_is_said_plainly(tmp_path):
+    with pytest.raises(GraderError, match="is not a database URL"):
+        open_database("not a url")
+    with pytest.raises(GraderError, match=r"driver is not installed|cannot open") as info:
+        open_database("postgresql+psycopg://grader:s3cret@127.0.0.1:1/autograder")
+    assert "s3cret" not in str(info.value)
