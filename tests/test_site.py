@@ -27,7 +27,7 @@ from autograder.result import FAILED, PASSED, CheckResult, GradeResult
 from autograder.site import people
 from autograder.site.app import create_app
 from autograder.site.core import Site
-from autograder.site.db import attempts, metadata, open_database
+from autograder.site.db import attempts, jobs, metadata, open_database
 from autograder.site.selfcheck import CheckRunner
 from tests.conftest import SAMPLES
 
@@ -189,6 +189,42 @@ def test_every_form_needs_the_sessions_csrf_token(site):
     prof = staff(app)
     assert prof.post("/staff/a/assignment3/release", data={}).status_code == 403
     assert rows(site) == []
+
+
+def test_the_roster_and_staff_commands_from_import_to_a_working_link(tmp_path, capsys, monkeypatch):
+    from autograder.cli import main
+
+    data = tmp_path / "site"
+    roster = tmp_path / "roster.csv"
+    roster.write_text("Student ID,Full Name,E-mail\nA001,山田 太郎,a@example.ac.jp\nA002,佐藤 花子,b@example.ac.jp\n",
+                      encoding="utf-8")
+    assert main(["roster", "import", str(roster), "--data", str(data)]) == 0
+    assert "2 students added, 0 updated" in capsys.readouterr().out
+    assert main(["roster", "links", "--data", str(data)]) == 2
+    assert "needs --url" in capsys.readouterr().err
+    links = tmp_path / "links.csv"
+    assert main(["roster", "links", "--url", "https://grader.example.ac.jp/", "--out", str(links),
+                 "--data", str(data)]) == 0
+    assert links.stat().st_mode & 0o777 == 0o600
+    written = links.read_text(encoding="utf-8").splitlines()
+    assert written[0] == "student_id,name,email,link" and written[1].startswith(
+        "A001,山田 太郎,a@example.ac.jp,https://grader.example.ac.jp/signin/")
+    site = Site(load_config(), data)
+    app = create_app(site, run_checks=False, run_jobs=False)
+    r = TestClient(app, follow_redirects=False).get("/signin/" + written[1].rsplit("/", 1)[1])
+    assert r.status_code == 303
+    assert main(["roster", "revoke", "A002", "--data", str(data)]) == 0
+    assert main(["roster", "revoke", "Z999", "--data", str(data)]) == 2
+    assert "no student 'Z999'" in capsys.readouterr().err
+    assert main(["roster", "import", str(tmp_path / "missing.csv"), "--data", str(data)]) == 2
+    assert "roster not found" in capsys.readouterr().err
+    monkeypatch.setattr("sys.stdin", io.StringIO("too short\n"))
+    assert main(["staff", "add", "ta1", "--password-stdin", "--data", str(data)]) == 2
+    monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
+    assert main(["staff", "add", "ta1", "--role", "ta", "--password-stdin", "--data", str(data)]) == 0
+    capsys.readouterr()
+    assert main(["staff", "list", "--data", str(data)]) == 0
+    assert capsys.readouterr().out == "ta1  ta\n"
 
 
 # --- uploads -------------------------------------------------------------------------------------------------
@@ -472,3 +508,57 @@ def test_a_database_url_that_cannot_be_used_is_said_plainly(tmp_path):
     with pytest.raises(GraderError, match=r"driver is not installed|cannot open") as info:
         open_database("postgresql+psycopg://grader:s3cret@127.0.0.1:1/autograder")
     assert "s3cret" not in str(info.value)
+
+
+# --- the real thing: a kernel, the graders, the class graded by the `grade` command --------------------------------
+
+def grader_source_lines(config) -> list[str]:
+    """Distinctive lines of the hidden graders' source (long enough not to occur by chance)."""
+    lines = []
+    for path in (config.assignment.folder / "graders").glob("*.py"):
+        lines += [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if len(line.strip()) > 40]
+    return lines
+
+
+def job_states(site) -> list[str]:
+    with site.engine.connect() as db:
+        return [row.state for row in db.execute(select(jobs).order_by(jobs.c.id))]
+
+
+@pytest.mark.training
+def test_a_real_upload_is_checked_in_a_kernel_then_graded_released_and_shown_to_its_student_only(tmp_path, monkeypatch):
+    monkeypatch.setenv("AUTOGRADER_NOW", BEFORE)
+    site = Site(load_config(), tmp_path / "site", public_url="http://testserver", device="cpu")
+    people.import_roster(site.engine, [people.RosterRow(s, s, "") for s in ("s001", "s002")])
+    site.links = {row["student_id"]: row["link"] for row in people.issue_links(site.engine, "http://testserver")}
+    people.add_staff(site.engine, "prof", PASSWORD, "instructor")
+    app = create_app(site)
+    with TestClient(app, follow_redirects=False):
+        s1, s2 = student(app, site, "s001"), student(app, site, "s002")
+        receipt = upload(s1).headers["location"]
+        assert wait_for(lambda: rows(site)[0].check_state not in ("queued", "running"), timeout=600)
+        assert rows(site)[0].check_state == "done", rows(site)[0].check_note
+        page = s1.get(receipt).text
+        config = site.config_for("assignment3")
+        whole = json.loads(site.check_file(rows(site)[0].receipt).read_text())
+        hidden = {c.id for c in check_graders(config) if not c.public}
+        for test in whole["tests"]:
+            if test["name"] in hidden and test["output"]:
+                assert html.escape(test["output"]) not in page and test["output"] not in page
+            if test["name"] not in hidden:
+                assert test["status"] == "passed"            # the few-epochs notebook passes every public check
+        assert page.count("✓") == len(check_graders(config)) - len(hidden)
+        assert not [line for line in grader_source_lines(config) if html.escape(line) in page or line in page]
+
+        prof = staff(app)
+        token = csrf_of(prof.get("/staff/a/assignment3").text)
+        assert prof.post("/staff/a/assignment3/grade", data={"csrf": token}).status_code == 303
+        assert wait_for(lambda: job_states(site) not in (["queued"], ["running"]), timeout=900)
+        assert job_states(site) == ["done"], prof.get("/staff/jobs/1/log").text
+        gradebook = prof.get("/staff/a/assignment3/download/gradebook.csv").text
+        assert gradebook.splitlines()[1].startswith("s001,")
+        assert s1.get("/a/assignment3/feedback").status_code == 404
+        prof.post("/staff/a/assignment3/release", data={"csrf": token})
+        feedback = s1.get("/a/assignment3/feedback")
+        assert feedback.status_code == 200 and "s001" in feedback.text
+        assert s2.get("/a/assignment3/feedback").status_code == 404      # s002 handed in nothing

@@ -112,27 +112,24 @@ def not_found(request: Request) -> HTMLResponse:
     return message(request, 404, "ページが見つかりません。", "Not found.")
 
 
-def student_only(handler):
-    async def wrapped(request: Request):
-        student = signed_in(request, "student")
-        if student is None:
-            return message(request, 401, "サインインしてください: メールで届いた個人用リンクを開いてください。",
-                           "Please sign in: open the personal link you received by e-mail.")
-        return await handler(request, student)
-    return wrapped
-
-
-def staff_only(handler):
-    async def wrapped(request: Request):
-        member = signed_in(request, "staff")
-        if member is None:
-            return RedirectResponse("/staff/login", status_code=303)
-        return await handler(request, member)
-    return wrapped
-
-
-def assignment_or_none(request: Request):
-    return request.app.state.site.assignment(request.path_params["assignment"])
+def signed_in_as(role: str, with_assignment: bool = False):
+    """A page for a signed-in ``role`` ("student": else a sign-in message; "staff": else the sign-in page), called
+    as ``handler(request, who)``, or ``handler(request, who, assignment)`` for a page of one of the course's
+    released assignments (an unknown one is "not found")."""
+    def decorate(handler):
+        async def wrapped(request: Request):
+            who = signed_in(request, role)
+            if who is None:
+                if role == "staff":
+                    return RedirectResponse("/staff/login", status_code=303)
+                return message(request, 401, "サインインしてください: メールで届いた個人用リンクを開いてください。",
+                               "Please sign in: open the personal link you received by e-mail.")
+            if not with_assignment:
+                return await handler(request, who)
+            a = request.app.state.site.assignment(request.path_params["assignment"])
+            return await handler(request, who, a) if a else not_found(request)
+        return wrapped
+    return decorate
 
 
 async def home(request: Request):
@@ -187,25 +184,19 @@ def assignment_context(site: Site, student, a) -> dict:
             "open": moment <= a.deadline or a.late_policy != "reject",
             "late_now": moment > a.deadline,
             "released": bool(site.released_feedback(a.id)) and feedback_page(site, a.id, student.id) is not None,
-            "published": (site.published(a.id) / f"{a.id}-solution.html").is_file(),
+            "published": site.solution_page(a.id).is_file(),
             "limit_mb": site.config_for(a.id).max_notebook_mb}
 
 
-@student_only
-async def assignment_page(request: Request, student):
+@signed_in_as("student", with_assignment=True)
+async def assignment_page(request: Request, student, a):
     site: Site = request.app.state.site
-    a = assignment_or_none(request)
-    if a is None:
-        return not_found(request)
     return page(request, "assignment.html.j2", student=student, **assignment_context(site, student, a))
 
 
-@student_only
-async def upload(request: Request, student):
+@signed_in_as("student", with_assignment=True)
+async def upload(request: Request, student, a):
     site: Site = request.app.state.site
-    a = assignment_or_none(request)
-    if a is None:
-        return not_found(request)
     limit = site.config_for(a.id).max_notebook_mb * 2**20
     length = request.headers.get("content-length")
     if length is None or not length.isdigit():
@@ -234,7 +225,7 @@ def _refused(request, site, student, a, status: int, exc: Refusal) -> HTMLRespon
                 **assignment_context(site, student, a))
 
 
-@student_only
+@signed_in_as("student")
 async def receipt(request: Request, student):
     site: Site = request.app.state.site
     row = site.attempt(student.id, request.path_params["receipt"])
@@ -259,22 +250,19 @@ def _position(site: Site, row) -> int:
                                                           attempts.c.id < row.id)).all())
 
 
-@student_only
-async def feedback(request: Request, student):
+@signed_in_as("student", with_assignment=True)
+async def feedback(request: Request, student, a):
     site: Site = request.app.state.site
-    a = assignment_or_none(request)
-    path = feedback_page(site, a.id, student.id) if a and site.released_feedback(a.id) else None
+    path = feedback_page(site, a.id, student.id) if site.released_feedback(a.id) else None
     if path is None:
         return message(request, 404, "フィードバックはまだ公開されていません。", "Your feedback is not released yet.")
     return FileResponse(path, media_type="text/html; charset=utf-8")
 
 
-@student_only
-async def solution(request: Request, student):
+@signed_in_as("student", with_assignment=True)
+async def solution(request: Request, student, a):
     site: Site = request.app.state.site
-    a = assignment_or_none(request)
-    name = {"solution": f"{a.id}-solution.html", "checks": "checks.html"}.get(
-        request.path_params["what"]) if a else None
+    name = {"solution": site.solution_page(a.id).name, "checks": "checks.html"}.get(request.path_params["what"])
     path = site.published(a.id) / name if name else None
     if path is None or not path.is_file():
         return message(request, 404, "解答はまだ公開されていません。", "The solution is not published yet.")
@@ -296,7 +284,7 @@ async def staff_login(request: Request):
     return RedirectResponse("/staff", status_code=303)
 
 
-@staff_only
+@signed_in_as("staff")
 async def staff_home(request: Request, member):
     site: Site = request.app.state.site
     rows = []
@@ -308,37 +296,31 @@ async def staff_home(request: Request, member):
     return page(request, "staff_home.html.j2", member=member, rows=rows, queue=queue_counts(site))
 
 
-@staff_only
-async def staff_assignment(request: Request, member):
-    return staff_assignment_page(request, member)
+@signed_in_as("staff", with_assignment=True)
+async def staff_assignment(request: Request, member, a):
+    return staff_assignment_page(request, member, a)
 
 
-def staff_assignment_page(request: Request, member, error: tuple[str, str] | None = None, status: int = 200):
+def staff_assignment_page(request: Request, member, a, error: tuple[str, str] | None = None, status: int = 200):
     site: Site = request.app.state.site
-    a = assignment_or_none(request)
-    if a is None:
-        return not_found(request)
     release = site.released_feedback(a.id)
     grades = site.grades(a.id)
     return page(request, "staff_assignment.html.j2", status=status, member=member, a=a,
                 roster=roster_states(site, a.id), queue=queue_counts(site), jobs=recent_jobs(site, a.id),
                 graded=(grades / "gradebook.csv").is_file(), release=release,
                 released_time=local_time(site, release.released_at) if release else "",
-                published=(site.published(a.id) / f"{a.id}-solution.html").is_file(), error=error,
+                published=site.solution_page(a.id).is_file(), error=error,
                 past_deadline=clock.now() > a.deadline)
 
 
 def staff_action(action):
-    @staff_only
-    async def wrapped(request: Request, member):
+    @signed_in_as("staff", with_assignment=True)
+    async def wrapped(request: Request, member, a):
         site: Site = request.app.state.site
-        a = assignment_or_none(request)
-        if a is None:
-            return not_found(request)
         try:
             await action(request, site, a, member)
         except Refusal as exc:
-            return staff_assignment_page(request, member, str(exc).partition("\n")[::2], 409)
+            return staff_assignment_page(request, member, a, str(exc).partition("\n")[::2], 409)
         return RedirectResponse(f"/staff/a/{a.id}", status_code=303)
     return wrapped
 
@@ -366,12 +348,9 @@ async def _results(request, site, a, member):
     await run_in_threadpool(receive_results, site, a.id, await upload_file.read(), member.username)
 
 
-@staff_only
-async def staff_download(request: Request, member):
+@signed_in_as("staff", with_assignment=True)
+async def staff_download(request: Request, member, a):
     site: Site = request.app.state.site
-    a = assignment_or_none(request)
-    if a is None:
-        return not_found(request)
     what = request.path_params["what"]
     if what == "exchange.zip":
         data = await run_in_threadpool(exchange_zip, site, a.id)
@@ -387,15 +366,14 @@ async def staff_download(request: Request, member):
     return FileResponse(site.grades(a.id) / name, media_type=media, headers=disposition)
 
 
-@staff_only
-async def staff_feedback(request: Request, member):
+@signed_in_as("staff", with_assignment=True)
+async def staff_feedback(request: Request, member, a):
     site: Site = request.app.state.site
-    a = assignment_or_none(request)
-    path = feedback_page(site, a.id, request.path_params["student"]) if a else None
+    path = feedback_page(site, a.id, request.path_params["student"])
     return FileResponse(path, media_type="text/html; charset=utf-8") if path else not_found(request)
 
 
-@staff_only
+@signed_in_as("staff")
 async def staff_job_log(request: Request, member):
     path = request.app.state.jobs.log_path(int(request.path_params["job"]))
     if not path.is_file():

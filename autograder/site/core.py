@@ -60,10 +60,18 @@ class Site:
         self.data.mkdir(parents=True, exist_ok=True)
         self.engine = open_database(database_url(self.data, db_url))
         self.public_url = public_url.rstrip("/")
-        self.device = device
+        self.device = device                         # as asked: the jobs' `grade` applies the device policy to it
         self._configs: dict[str, Config] = {}
         self._write_lock = threading.Lock()          # one upload written at a time: numbers and the exchange
         self.new_attempt = threading.Event()         # wakes the check runners
+
+    @cached_property
+    def check_device(self) -> str:
+        """Where public checks train: the asked device, ``auto`` meaning the GPU when one is visible (a check is
+        no official grade, so the CPU does when none is)."""
+        from ..device import resolve_device
+
+        return resolve_device(self.device, self.config, cpu_fallback=True)[0]
 
     # --- folders ----------------------------------------------------------------------------------------
     @property
@@ -75,6 +83,10 @@ class Site:
 
     def published(self, assignment: str) -> Path:
         return self.data / "published" / assignment
+
+    def solution_page(self, assignment: str) -> Path:
+        """The published solution's HTML, as `publish` names it (there once it is published)."""
+        return self.published(assignment) / f"{assignment}-solution.html"
 
     def check_file(self, receipt: str) -> Path:
         return self.data / "checks" / f"{receipt}.json"

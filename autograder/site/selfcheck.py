@@ -15,7 +15,6 @@ from sqlalchemy import select, update
 
 from ..checks import CheckSpec
 from ..config import Config
-from ..device import resolve_device
 from ..grade import GRADER_FAILED
 from ..pool import graded, infrastructure_problem
 from ..report import write_atomic
@@ -86,7 +85,7 @@ class CheckRunner:
         state, note = FAILED, ""
         try:
             config = self.site.config_for(row.assignment)
-            device, _ = resolve_device(self.site.device, config, cpu_fallback=True)
+            device = self.site.check_device
             task = CheckTask(row.id, row.receipt, self.site.data / row.file)
             for _, reply in graded([task], config, payload=lambda t: {"path": str(t.path), "device": device},
                                    workers=1, kernel_device=device, log_path=self.site.logs / "checks.log",

@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 
 from sqlalchemy import select, update
 
-from .. import clock
+from .. import PROJECT_ROOT, clock
 from ..errors import GraderError, Refusal
 from ..intake import file_stem
 from .db import DONE, FAILED, QUEUED, RUNNING, attempts, events, jobs, releases, students, utc_now
@@ -152,9 +152,11 @@ class JobRunner:
             db.execute(update(jobs).where(jobs.c.id == job.id).values(state=RUNNING))
         log = self.log_path(job.id)
         log.parent.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")]))}   # this autograder, installed or not
         with open(log, "wb") as out:
             code = subprocess.call(job_command(self.site, job.kind, job.assignment), stdout=out,
-                                   stderr=subprocess.STDOUT, cwd=self.site.data, env=os.environ.copy())
+                                   stderr=subprocess.STDOUT, cwd=self.site.data, env=env)
         text = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()
         message = "\n".join(text[-8:])
         with self.site.engine.begin() as db:
