@@ -231,14 +231,14 @@ def cmd_serve(args) -> int:
     import uvicorn
 
     from . import sandbox
-    from .site.app import create_app
+    from .site.app import create_app, log_config
 
     site = _site(args, public_url=args.public_url or f"http://{args.host}:{args.port}", device=args.device)
     sandbox.require(site.config.sandbox)            # the public checks run students' code: as `grade` does
     print(f"autograder serve: data {site.data} · {site.public_url} · {site.config.site_check_workers} check "
           f"worker(s) on the {site.check_device.upper()} · jobs grade with --device {args.device}", flush=True)
     uvicorn.run(create_app(site), host=args.host, port=args.port, proxy_headers=True,
-                forwarded_allow_ips=args.forwarded_allow_ips, log_level="info")
+                forwarded_allow_ips=args.forwarded_allow_ips, log_level="info", log_config=log_config())
     return 0
 
 

@@ -53,6 +53,11 @@ def stand_in_check(task: dict, config, data) -> dict:
 TEST_DB = os.environ.get("AUTOGRADER_TEST_DB")      # e.g. postgresql+psycopg://…: the same tests on PostgreSQL
 
 
+def broken_check(task: dict, config, data) -> dict:
+    """In a check worker: the runner itself fails (not the student's notebook)."""
+    raise RuntimeError("the runner's disk is full")
+
+
 @pytest.fixture
 def site(tmp_path, monkeypatch):
     monkeypatch.setenv("AUTOGRADER_NOW", BEFORE)
@@ -173,6 +178,29 @@ def test_staff_passwords_are_argon2_hashes_and_a_wrong_one_is_refused(site):
     assert client.get("/staff").status_code == 303                       # to the sign-in page
     with pytest.raises(GraderError, match="at least 10 characters"):
         people.add_staff(site.engine, "x", "short", "ta")
+
+
+def test_a_password_cannot_be_guessed_at_the_forms_speed(site):
+    app = app_of(site)
+    client = TestClient(app, follow_redirects=False)
+    token = csrf_of(client.get("/staff/login").text)
+    for _ in range(5):
+        assert client.post("/staff/login", data={"username": "ta1", "password": "guess guess guess",
+                                                 "csrf": token}).status_code == 401
+    r = client.post("/staff/login", data={"username": "ta1", "password": PASSWORD, "csrf": token})
+    assert r.status_code == 429 and "15 minutes" in r.text
+    assert staff(app, "prof").get("/staff").status_code == 200          # another name is not affected
+
+
+def test_the_access_log_never_holds_a_sign_in_token():
+    import logging
+
+    from autograder.site.app import HideSigninTokens
+
+    record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
+                               ("127.0.0.1:5000", "GET", "/signin/Iirjpwvu4N2xOZaM9adL?next=/", "1.1", 303), None)
+    assert HideSigninTokens().filter(record)
+    assert record.getMessage() == '127.0.0.1:5000 - "GET /signin/…?next=/ HTTP/1.1" 303'
 
 
 def test_every_form_needs_the_sessions_csrf_token(site):
@@ -411,6 +439,19 @@ def test_public_checks_run_in_the_background_and_no_hidden_message_reaches_the_s
         whole = json.loads(site.check_file(rows(site)[0].receipt).read_text())
         assert HIDDEN_WORDS in json.dumps(whole)                       # kept for staff
         assert HIDDEN_WORDS not in client.get("/").text
+        assert "No check is waiting" in staff(server.app).get("/staff").text
+
+
+def test_a_check_the_runner_cannot_run_is_retried_then_shown_to_staff_never_as_a_students_zero(site):
+    app = create_app(site, run_jobs=False, check_runner=CheckRunner(site, 1, grade_fn=broken_check))
+    with TestClient(app, follow_redirects=False):
+        client = student(app, site, "s001")
+        receipt = upload(client).headers["location"]
+        assert wait_for(lambda: rows(site)[0].check_state == "failed")
+        page = client.get(receipt).text
+        assert "could not run" in page and "disk is full" not in page and "0 / " not in page
+        assert "disk is full" in staff(app).get("/staff").text
+        assert rows(site)[0].check_note.startswith("the check could not run (tried 2 times)")
 
 
 # --- staff ---------------------------------------------------------------------------------------------------

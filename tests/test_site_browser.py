@@ -82,11 +82,8 @@ class Server:
         self.url = f"http://127.0.0.1:{port}"
 
     def start(self, now: str) -> None:
-        # PYTHONPATH: the server runs its staff jobs as `python -m autograder …` with the data folder as their
-        # working folder, where the package is not importable unless it is installed or on PYTHONPATH (see the
-        # report that came with this test).
-        env = dict(os.environ, AUTOGRADER_NOW=now,
-                   PYTHONPATH=os.pathsep.join(p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH")) if p))
+        env = dict(os.environ, AUTOGRADER_NOW=now)
+        env.pop("PYTHONPATH", None)           # as README starts it: from the project's folder, nothing installed
         with open(self.log, "ab") as out:
             out.write(f"\n===== serve, AUTOGRADER_NOW={now} =====\n".encode())
             out.flush()

@@ -10,9 +10,13 @@ is "not found". Hidden checks' messages and grader source never reach a student:
 from __future__ import annotations
 
 import contextlib
+import copy
 import hmac
 import json
+import logging
+import re
 import secrets
+import time
 import traceback
 from pathlib import Path
 
@@ -35,7 +39,7 @@ from .core import Site
 from .db import DONE, QUEUED, RUNNING, staff, students
 from .people import check_password, student_for_token
 from .selfcheck import CheckRunner, public_view
-from .staff import (GRADE, PUBLISH, JobRunner, exchange_zip, feedback_page, local_time, queue_counts,
+from .staff import (GRADE, PUBLISH, JobRunner, exchange_zip, feedback_page, local_time, queue, queue_counts,
                     receive_results, recent_jobs, release_feedback, roster_states)
 
 SESSION_DAYS = 14
@@ -90,6 +94,52 @@ def sign_in(request: Request, role: str, row) -> None:
     request.session.clear()
     request.session.update(role=role, id=row.id if role == "student" else row.username, v=row.session_version,
                            csrf=secrets.token_urlsafe(24))
+
+
+class LoginThrottle:
+    """After ``limit`` wrong passwords for one user name within ``window`` seconds, that name is refused until the
+    window has passed: a password cannot be guessed at argon2's speed from the sign-in form."""
+
+    def __init__(self, limit: int = 5, window: float = 900):
+        self.limit, self.window = limit, window
+        self._failures: dict[str, list[float]] = {}
+
+    def _recent(self, username: str) -> list[float]:
+        now = time.monotonic()
+        recent = [t for t in self._failures.get(username, []) if now - t < self.window]
+        self._failures[username] = recent
+        return recent
+
+    def blocked(self, username: str) -> bool:
+        return len(self._recent(username)) >= self.limit
+
+    def failed(self, username: str) -> None:
+        self._recent(username).append(time.monotonic())
+
+    def clear(self, username: str) -> None:
+        self._failures.pop(username, None)
+
+
+class HideSigninTokens(logging.Filter):
+    """The access log names a sign-in link's path without its token (a token there would be a key in the log)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and len(record.args) >= 3 and isinstance(record.args[2], str):
+            record.args = (*record.args[:2], SIGNIN_PATH.sub("/signin/…", record.args[2]), *record.args[3:])
+        return True
+
+
+SIGNIN_PATH = re.compile(r"/signin/[^/?#\s]+")
+
+
+def log_config() -> dict:
+    """uvicorn's logging, its access log passed through ``HideSigninTokens``."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config.setdefault("filters", {})["signin_tokens"] = {"()": HideSigninTokens}
+    config["handlers"]["access"]["filters"] = ["signin_tokens"]
+    return config
 
 
 # --- pages -------------------------------------------------------------------------------------------------
@@ -276,10 +326,15 @@ async def staff_login(request: Request):
         return page(request, "staff_login.html.j2")
     form = await checked_form(request)
     site: Site = request.app.state.site
-    member = await run_in_threadpool(check_password, site.engine, str(form.get("username", "")),
-                                     str(form.get("password", "")))
+    username = str(form.get("username", ""))[:64]
+    throttle: LoginThrottle = request.app.state.throttle
+    if throttle.blocked(username):
+        return page(request, "staff_login.html.j2", status=429, error="throttled")
+    member = await run_in_threadpool(check_password, site.engine, username, str(form.get("password", "")))
     if member is None:
-        return page(request, "staff_login.html.j2", status=401, error=True)
+        throttle.failed(username)
+        return page(request, "staff_login.html.j2", status=401, error="wrong")
+    throttle.clear(username)
     sign_in(request, "staff", member)
     return RedirectResponse("/staff", status_code=303)
 
@@ -293,7 +348,8 @@ async def staff_home(request: Request, member):
         rows.append({"a": a, "on_time": sum(s.state == "on time" for s in states),
                      "late": sum(s.state == "late" for s in states), "none": sum(s.state == "none" for s in states),
                      "released": bool(site.released_feedback(a.id))})
-    return page(request, "staff_home.html.j2", member=member, rows=rows, queue=queue_counts(site))
+    return page(request, "staff_home.html.j2", member=member, rows=rows, queue=queue_counts(site),
+                checks=[{"row": r, "time": local_time(site, r.submitted_at)} for r in queue(site)])
 
 
 @signed_in_as("staff", with_assignment=True)
@@ -462,4 +518,5 @@ def create_app(site: Site, *, run_checks: bool = True, run_jobs: bool = True, ch
                                         404: lambda request, exc: not_found(request)})
     app.state.site = site
     app.state.jobs = JobRunner(site)
+    app.state.throttle = LoginThrottle()
     return app

@@ -91,7 +91,7 @@ class CheckRunner:
                                    workers=1, kernel_device=device, log_path=self.site.logs / "checks.log",
                                    grade_fn=self.grade_fn):
                 if reply.get("infrastructure"):
-                    note = f"the check could not run: {reply['infrastructure']}"
+                    note = f"the check could not run (tried {len(task.attempts)} times): {reply['infrastructure']}"
                 else:
                     write_atomic(self.site.check_file(row.receipt),
                                  json.dumps(reply["result"], ensure_ascii=False, indent=2) + "\n")

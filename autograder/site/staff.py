@@ -16,7 +16,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from .. import PROJECT_ROOT, clock
 from ..errors import GraderError, Refusal
@@ -70,12 +70,19 @@ def local_time(site, utc_text: str) -> str:
 
 
 def queue_counts(site) -> dict[str, int]:
+    """Attempts by the state of their public check."""
     with site.engine.connect() as db:
-        rows = db.execute(select(attempts.c.check_state))
-        counts: dict[str, int] = {}
-        for (state,) in rows:
-            counts[state] = counts.get(state, 0) + 1
-    return counts
+        return dict(db.execute(select(attempts.c.check_state, func.count()).group_by(attempts.c.check_state)).all())
+
+
+def queue(site, limit: int = 50) -> list:
+    """The checks running and waiting, in the order they run; then the last ones that could not run."""
+    with site.engine.connect() as db:
+        waiting = list(db.execute(select(attempts).where(attempts.c.check_state.in_((QUEUED, RUNNING))).order_by(
+            attempts.c.check_state.desc(), attempts.c.id).limit(limit)))
+        failed = list(db.execute(select(attempts).where(attempts.c.check_state == FAILED).order_by(
+            attempts.c.id.desc()).limit(10)))
+    return waiting + failed
 
 
 # --- jobs: the commands, run by this server ---------------------------------------------------------------
