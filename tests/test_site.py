@@ -496,6 +496,8 @@ def results_zip(assignment="assignment3", extra: dict | None = None) -> bytes:
         z.writestr("out/gradebook.csv", "student_id,score\ns001,7\n")
         z.writestr("out/results/s001.json", json.dumps({"assignment": assignment, "score": 7}))
         z.writestr("out/feedback/s001.html", "<p>graded on the GPU runner</p>")
+        z.writestr("out/summary.html", '<a href="feedback/s001.html">s001</a>')
+        z.writestr("out/store/objects/ab/abcdef", "a stored run: it stays on the runner")
         for name, text in (extra or {}).items():
             z.writestr(name, text)
     return buffer.getvalue()
@@ -511,6 +513,11 @@ def test_a_gpu_runners_results_come_back_and_feedback_is_released_to_each_studen
                   files={"results": ("out.zip", results_zip())})
     assert r.status_code == 303
     assert s1.get("/a/assignment3/feedback").status_code == 404              # not released yet
+    assert not (site.grades("assignment3") / "store").exists()
+    summary = prof.get("/staff/a/assignment3/download/summary.html").text
+    assert 'href="feedback/s001.html"' in summary
+    assert "GPU runner" in prof.get("/staff/a/assignment3/download/feedback/s001.html").text
+    assert prof.get("/staff/a/assignment3/download/feedback/..%2Fgradebook.csv").status_code == 404
     gradebook = prof.get("/staff/a/assignment3/download/gradebook.csv")
     assert gradebook.text == "student_id,score\ns001,7\n" and "attachment" in gradebook.headers["content-disposition"]
     prof.post("/staff/a/assignment3/release", data={"csrf": csrf_of(page)})

@@ -18,10 +18,8 @@ import re
 import secrets
 import time
 import traceback
-from pathlib import Path
 
-from markupsafe import Markup
-from sqlalchemy import select
+from sqlalchemy import func, select
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
@@ -36,7 +34,7 @@ from ..errors import GraderError, Refusal
 from ..graders import check_graders
 from ..pages import render
 from .core import Site
-from .db import DONE, QUEUED, RUNNING, staff, students
+from .db import DONE, QUEUED, RUNNING, attempts, staff, students
 from .people import check_password, student_for_token
 from .selfcheck import CheckRunner, public_view
 from .staff import (GRADE, PUBLISH, JobRunner, exchange_zip, feedback_page, local_time, queue, queue_counts,
@@ -44,6 +42,7 @@ from .staff import (GRADE, PUBLISH, JobRunner, exchange_zip, feedback_page, loca
 
 SESSION_DAYS = 14
 FORM_OVERHEAD = 2**20                 # bytes of a multipart body besides the notebook itself
+RESULTS_UPLOAD_LIMIT = 512 * 2**20    # a results folder without its store/ (the runs stay on the GPU runner)
 HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
                                "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
@@ -292,12 +291,11 @@ async def receipt(request: Request, student):
 
 def _position(site: Site, row) -> int:
     """How many checks wait before this one (0 when it runs or is done)."""
-    from .db import attempts
     if row.check_state != QUEUED:
         return 0
     with site.engine.connect() as db:
-        return len(db.execute(select(attempts.c.id).where(attempts.c.check_state == QUEUED,
-                                                          attempts.c.id < row.id)).all())
+        return db.execute(select(func.count()).where(attempts.c.check_state == QUEUED,
+                                                     attempts.c.id < row.id)).scalar()
 
 
 @signed_in_as("student", with_assignment=True)
@@ -397,6 +395,12 @@ async def _release(request, site, a, member):
 
 
 async def _results(request, site, a, member):
+    length = request.headers.get("content-length", "")
+    if not length.isdigit() or int(length) > RESULTS_UPLOAD_LIMIT:
+        raise Refusal(f"zip が大きすぎるか、大きさが分かりません (上限 {RESULTS_UPLOAD_LIMIT // 2**20} MB)。store/ を除いて zip "
+                      "にしてください。\n"
+                      f"The zip is too large or did not say its size (the limit is {RESULTS_UPLOAD_LIMIT // 2**20} MB): "
+                      "leave out store/ (zip -r out.zip out -x 'out/store/*').")
     form = await checked_form(request, max_files=1, max_fields=5)
     upload_file = form.get("results")
     if not isinstance(upload_file, UploadFile) or not upload_file.filename:
@@ -412,20 +416,25 @@ async def staff_download(request: Request, member, a):
         data = await run_in_threadpool(exchange_zip, site, a.id)
         return Response(data, media_type="application/zip",
                         headers={"Content-Disposition": f'attachment; filename="{a.id}-exchange.zip"'})
-    files = {"gradebook.csv": ("gradebook.csv", "text/csv; charset=utf-8"),
-             "summary.html": ("summary.html", "text/html; charset=utf-8"),
-             "summary.png": ("summary.png", "image/png")}
-    if what not in files or not (site.grades(a.id) / files[what][0]).is_file():
+    media = {"gradebook.csv": "text/csv; charset=utf-8", "summary.html": "text/html; charset=utf-8",
+             "summary.png": "image/png"}.get(what)
+    if media is None or not (site.grades(a.id) / what).is_file():
         return not_found(request)
-    name, media = files[what]
-    disposition = {"Content-Disposition": f'attachment; filename="{a.id}-{name}"'} if what.endswith(".csv") else {}
-    return FileResponse(site.grades(a.id) / name, media_type=media, headers=disposition)
+    disposition = {"Content-Disposition": f'attachment; filename="{a.id}-{what}"'} if what.endswith(".csv") else {}
+    return FileResponse(site.grades(a.id) / what, media_type=media, headers=disposition)
 
 
 @signed_in_as("staff", with_assignment=True)
 async def staff_feedback(request: Request, member, a):
+    """A student's feedback page: by student id (the roster's links), or by its file name (the summary's links,
+    feedback/<file>.html beside summary.html)."""
     site: Site = request.app.state.site
-    path = feedback_page(site, a.id, request.path_params["student"])
+    if "page" in request.path_params:
+        name = request.path_params["page"]
+        path = site.grades(a.id) / "feedback" / name
+        path = path if name.endswith(".html") and not name.startswith(".") and path.is_file() else None
+    else:
+        path = feedback_page(site, a.id, request.path_params["student"])
     return FileResponse(path, media_type="text/html; charset=utf-8") if path else not_found(request)
 
 
@@ -457,6 +466,16 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+def collect_checks(site: Site) -> None:
+    """Each assignment's checks collected once at start (pytest collects the graders; assignment modules may import
+    TensorFlow), not by the first student's page; a broken grader is said here, and on staff's grading."""
+    for a in site.assignments():
+        try:
+            check_graders(site.config_for(a.id))
+        except GraderError as exc:
+            print(f"autograder serve: {a.id}: its graders cannot be collected: {exc}", flush=True)
+
+
 def create_app(site: Site, *, run_checks: bool = True, run_jobs: bool = True, check_runner=None) -> Starlette:
     """The ASGI app for ``site``. The check runners and the job runner start with the app and stop with it;
     ``reconcile`` runs first, so a crash's leftovers are recorded before any page is served."""
@@ -465,6 +484,7 @@ def create_app(site: Site, *, run_checks: bool = True, run_jobs: bool = True, ch
     async def lifespan(app):
         for line in await run_in_threadpool(site.reconcile):
             print(f"autograder serve: {line}", flush=True)
+        await run_in_threadpool(collect_checks, site)
         runners = []
         if run_checks:
             runners.append(check_runner or CheckRunner(site, site.config.site_check_workers))
@@ -506,6 +526,7 @@ def create_app(site: Site, *, run_checks: bool = True, run_jobs: bool = True, ch
         Route("/staff/a/{assignment}/results", staff_action(_results), methods=["POST"]),
         Route("/staff/a/{assignment}/feedback/{student}", staff_feedback),
         Route("/staff/a/{assignment}/download/{what}", staff_download),
+        Route("/staff/a/{assignment}/download/feedback/{page}", staff_feedback),
         Route("/staff/jobs/{job:int}/log", staff_job_log),
         Route("/healthz", lambda request: PlainTextResponse("ok")),
     ]

@@ -35,7 +35,7 @@ from ..config import Config
 from ..errors import GraderError, Refusal
 from ..report import write_atomic
 from ..submit import check_submission, deliver
-from .db import QUEUED, SUPERSEDED, attempts, database_url, open_database, releases, utc_now
+from .db import QUEUED, SUPERSEDED, attempts, database_url, open_database, releases
 
 
 @dataclass(frozen=True)

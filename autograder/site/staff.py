@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath
 from sqlalchemy import func, select, update
 
 from .. import PROJECT_ROOT, clock
-from ..errors import GraderError, Refusal
+from ..errors import Refusal
 from ..intake import file_stem
 from .db import DONE, FAILED, QUEUED, RUNNING, attempts, events, jobs, releases, students, utc_now
 
@@ -211,14 +211,16 @@ def receive_results(site, assignment: str, data: bytes, actor: str) -> str:
         raise Refusal("zip に gradebook.csv がありません: `grade … --out DIR` の DIR を zip にしてください。\n"
                       "The zip holds no gradebook.csv: zip the folder that `grade … --out DIR` wrote.")
     prefix = min(gradebooks, key=lambda p: len(p.parts)).parent
+    kept_elsewhere = {"store"}             # the runs stay on the runner that made them (it regrades from them)
     target = site.grades(assignment)
     staging = target.with_name(f".{assignment}.incoming-{os.getpid()}-{threading.get_ident()}")
     shutil.rmtree(staging, ignore_errors=True)
     for info in names:
         member = PurePosixPath(info.filename)
-        if prefix.parts and member.parts[:len(prefix.parts)] != prefix.parts:
+        inside = member.parts[len(prefix.parts):]
+        if member.parts[:len(prefix.parts)] != prefix.parts or not inside or inside[0] in kept_elsewhere:
             continue
-        dest = staging.joinpath(*member.parts[len(prefix.parts):])
+        dest = staging.joinpath(*inside)
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_bytes(z.read(info))
     found = _assignment_of_results(staging)
