@@ -10,6 +10,7 @@ is "not found". Hidden checks' messages and grader source never reach a student:
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import copy
 import hmac
 import json
@@ -284,6 +285,7 @@ async def receipt(request: Request, student):
     replaced = next((t for t in tries if t.number == row.number - 1), None)
     return page(request, "receipt.html.j2", student=student, row=row, a=site.assignment(row.assignment),
                 time=local_time(site, row.submitted_at), replaced=replaced,
+                utc_time=dt.datetime.fromisoformat(row.submitted_at).strftime("%Y-%m-%d %H:%M:%S UTC"),
                 replaced_time=local_time(site, replaced.submitted_at) if replaced else "",
                 latest=tries[0].receipt == row.receipt, check=check_view(site, row),
                 waiting=row.check_state in (QUEUED, RUNNING), position=_position(site, row))
