@@ -255,7 +255,7 @@ def cmd_roster(args) -> int:
     elif args.action == "links":
         if not args.url or not args.out:
             raise GraderError("roster links needs --url (the site's address, as students reach it) and --out CSV")
-        links = people.issue_links(site.engine, args.url, args.items or None)
+        links = people.issue_links(site.engine, args.url, args.items or None, new=args.new)
         people.write_links(links, Path(args.out))
         print(f"wrote {len(links)} sign-in links to {args.out} (each student's earlier link no longer works); "
               "the links sign students in: send each only to its student, then delete the file")
@@ -394,6 +394,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "students (default: all); revoke: the students whose links end")
     p.add_argument("--url", help="links: the site's address as students reach it, e.g. https://grader.example.ac.jp")
     p.add_argument("--out", help="links: the CSV to write (student_id, name, email, link) for a mail merge")
+    p.add_argument("--new", action="store_true",
+                   help="links: only the students who have no link yet (added by a later import)")
     p.add_argument("--data", help=data_help)
     p.add_argument("--db", help=db_help)
     p.set_defaults(run=cmd_roster)

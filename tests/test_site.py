@@ -241,6 +241,14 @@ def test_the_roster_and_staff_commands_from_import_to_a_working_link(tmp_path, c
     app = create_app(site, run_checks=False, run_jobs=False)
     r = TestClient(app, follow_redirects=False).get("/signin/" + written[1].rsplit("/", 1)[1])
     assert r.status_code == 303
+    roster.write_text("Student ID,Full Name,E-mail\nA001,山田 太郎,a@example.ac.jp\nA003,新入 生,c@example.ac.jp\n",
+                      encoding="utf-8")
+    assert main(["roster", "import", str(roster), "--data", str(data)]) == 0
+    assert "1 students added, 1 updated" in capsys.readouterr().out
+    assert main(["roster", "links", "--new", "--url", "https://x", "--out", str(links), "--data", str(data)]) == 0
+    assert [line.split(",")[0] for line in links.read_text().splitlines()[1:]] == ["A003"]
+    assert r.status_code == 303 and TestClient(app, follow_redirects=False).get(
+        "/signin/" + written[1].rsplit("/", 1)[1]).status_code == 303       # A001's link still works
     assert main(["roster", "revoke", "A002", "--data", str(data)]) == 0
     assert main(["roster", "revoke", "Z999", "--data", str(data)]) == 2
     assert "no student 'Z999'" in capsys.readouterr().err
