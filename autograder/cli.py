@@ -256,6 +256,9 @@ def cmd_roster(args) -> int:
         if not args.url or not args.out:
             raise GraderError("roster links needs --url (the site's address, as students reach it) and --out CSV")
         links = people.issue_links(site.engine, args.url, args.items or None, new=args.new)
+        if not links:
+            print("no student needs a link (every active student has one; without --new, links are issued anew)")
+            return 0
         people.write_links(links, Path(args.out))
         print(f"wrote {len(links)} sign-in links to {args.out} (each student's earlier link no longer works); "
               "the links sign students in: send each only to its student, then delete the file")

@@ -9,7 +9,8 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from sqlalchemy import (Boolean, Column, Integer, MetaData, String, Table, Text, create_engine, event)
+from sqlalchemy import (Boolean, Column, Integer, MetaData, String, Table, Text, UniqueConstraint, create_engine,
+                        event)
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -54,6 +55,7 @@ attempts = Table(
     Column("check_started_at", String(40)),
     Column("check_finished_at", String(40)),
     Column("check_note", Text, nullable=False, default=""),          # why a check could not run (staff only)
+    UniqueConstraint("student_id", "assignment", "number"),          # one serve per database numbers them
 )
 
 # Staff jobs: grading the class and publishing run as commands, one at a time.
@@ -126,5 +128,6 @@ def open_database(url: str) -> Engine:
         raise GraderError(f"--db {url.split(':', 1)[0]}: its driver is not installed ({exc.name}); for "
                           "PostgreSQL: pip install -r requirements-postgres.txt") from exc
     except Exception as exc:                                     # OperationalError: cannot connect, no such folder
-        raise GraderError(f"cannot open the site's database {shown(url)!r}: {type(exc).__name__}: {exc}") from exc
+        detail = " ".join(str(getattr(exc, "orig", None) or exc).split())     # the driver's words, on one line
+        raise GraderError(f"cannot open the site's database {shown(url)!r}: {detail}") from exc
     return engine

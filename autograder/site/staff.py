@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from sqlalchemy import func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from .. import PROJECT_ROOT, clock
 from ..errors import Refusal
@@ -112,6 +113,7 @@ class JobRunner:
     def __init__(self, site):
         self.site = site
         self._wake = threading.Event()
+        self._submit_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="job-runner", daemon=True)
 
@@ -128,7 +130,7 @@ class JobRunner:
     def submit(self, kind: str, assignment: str, actor: str) -> int:
         if kind == PUBLISH:
             refuse_early_publish(self.site, assignment)
-        with self.site.engine.begin() as db:
+        with self._submit_lock, self.site.engine.begin() as db:     # check and insert as one step
             busy = db.execute(select(jobs).where(jobs.c.kind == kind, jobs.c.assignment == assignment,
                                                  jobs.c.state.in_((QUEUED, RUNNING)))).first()
             if busy:
@@ -252,9 +254,11 @@ def release_feedback(site, assignment: str, actor: str) -> None:
     if not (site.grades(assignment) / "gradebook.csv").is_file():
         raise Refusal("まだ採点されていません: 先にクラスを採点するか、結果をアップロードしてください。\n"
                       "Nothing is graded yet: grade the class or upload its results first.")
-    with site.engine.begin() as db:
-        db.execute(releases.delete().where(releases.c.assignment == assignment))
-        db.execute(releases.insert().values(assignment=assignment, released_at=utc_now(), released_by=actor))
+    insert = postgresql.insert if site.engine.dialect.name == "postgresql" else sqlite.insert
+    values = {"released_at": utc_now(), "released_by": actor}
+    with site.engine.begin() as db:                  # one statement: two staff releasing at once both succeed
+        db.execute(insert(releases).values(assignment=assignment, **values)
+                   .on_conflict_do_update(index_elements=[releases.c.assignment], set_=values))
     log_event(site, actor, "released feedback", assignment)
 
 
