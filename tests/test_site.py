@@ -375,11 +375,16 @@ def test_a_crash_between_upload_and_receipt_leaves_a_whole_submission_that_is_re
     assert rows(site) == []
     folder = site.exchange / "submitted" / "s001" / "assignment3"
     assert (folder / "assignment3.ipynb").read_bytes() == FINISHED.read_bytes()   # whole, or absent: never part
+    second = edited(lambda nb: nb.cells.append(nbformat.v4.new_markdown_cell("tried again")))
+    assert upload(client, data=second).status_code == 303         # the server goes on: numbered past the lost row
     restarted = Site(load_config(), site.data, TEST_DB)
     with TestClient(app_of(restarted), follow_redirects=False):
         pass                                                          # the app's start reconciles
-    (row,) = rows(restarted)
-    assert row.student_id == "s001" and row.sha256 == hashlib.sha256(FINISHED.read_bytes()).hexdigest()
+    first, again = sorted(rows(restarted), key=lambda r: r.number)
+    assert (again.number, again.sha256, again.check_state) == (2, hashlib.sha256(second).hexdigest(), "queued")
+    assert (first.number, first.sha256) == (1, hashlib.sha256(FINISHED.read_bytes()).hexdigest())
+    assert first.check_state == "superseded"                 # recorded late: the newer attempt is the one checked
+    assert (folder / "assignment3.ipynb").read_bytes() == second                 # the exchange holds the latest
     assert not list((site.data / "tmp").iterdir())
 
 

@@ -154,11 +154,13 @@ class Site:
             upload.flush()
             late = check_submission(Path(upload.name), student, config, moment, allow_incomplete)
         with self._write_lock:
-            with self.engine.connect() as db:
-                number = 1 + (db.execute(select(func.max(attempts.c.number)).where(
-                    attempts.c.student_id == student, attempts.c.assignment == assignment)).scalar() or 0)
-            receipt = f"{assignment[:12]}-{secrets.token_hex(5)}".upper()
             folder = self.data / "attempts" / student / assignment
+            with self.engine.connect() as db:
+                recorded = db.execute(select(func.max(attempts.c.number)).where(
+                    attempts.c.student_id == student, attempts.c.assignment == assignment)).scalar() or 0
+            on_disk = [int(n) for n in (p.name.split("-", 1)[0] for p in folder.glob("*-*.ipynb")) if n.isdigit()]
+            number = 1 + max([recorded, *on_disk])       # past any attempt a failed write left unrecorded
+            receipt = f"{assignment[:12]}-{secrets.token_hex(5)}".upper()
             notebook = write_atomic(folder / f"{number}-{receipt}.ipynb", data, durable=True)
             row = {"receipt": receipt, "student_id": student, "assignment": assignment, "number": number,
                    "submitted_at": moment.astimezone(dt.timezone.utc).isoformat(timespec="microseconds"),
@@ -172,11 +174,13 @@ class Site:
     def _record(self, row: dict) -> None:
         """The attempt's row, queued for its public check; the student's earlier attempts still waiting for
         theirs are superseded (one pending check per student and assignment: the queue stays bounded)."""
+        same = (attempts.c.student_id == row["student_id"], attempts.c.assignment == row["assignment"])
         with self.engine.begin() as db:
-            db.execute(update(attempts).where(
-                attempts.c.student_id == row["student_id"], attempts.c.assignment == row["assignment"],
-                attempts.c.check_state == QUEUED).values(check_state=SUPERSEDED))
-            db.execute(attempts.insert().values(**row, check_state=QUEUED, check_note=""))
+            newer = db.execute(select(attempts.c.id).where(*same, attempts.c.number > row["number"])).first()
+            if not newer:             # (a row recorded late, by reconcile, may already have a newer attempt)
+                db.execute(update(attempts).where(*same, attempts.c.check_state == QUEUED).values(
+                    check_state=SUPERSEDED))
+            db.execute(attempts.insert().values(**row, check_state=SUPERSEDED if newer else QUEUED, check_note=""))
 
     def attempt(self, student: str, receipt: str):
         """A student's own attempt by its receipt id (None for anyone else's)."""
