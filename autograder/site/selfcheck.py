@@ -15,7 +15,7 @@ from sqlalchemy import select, update
 
 from ..checks import CheckSpec
 from ..config import Config
-from ..grade import GRADER_FAILED
+from ..grade import GRADER_FAILED, grade_on
 from ..pool import graded, infrastructure_problem
 from ..report import write_atomic
 from ..result import NOT_GRADED
@@ -24,8 +24,6 @@ from .db import DONE, FAILED, QUEUED, RUNNING, attempts, utc_now
 
 def self_check_task(task: dict, config: Config, data) -> dict:
     """In a worker: run and grade one uploaded notebook (nothing kept but the result)."""
-    from ..grade import grade_on
-
     result = grade_on(Path(task["path"]), config, task["device"], False, data)
     return {"result": result.to_json(), "log": "", "infrastructure": infrastructure_problem(result.execution)}
 
