@@ -133,3 +133,13 @@ def test_autograder_now_must_carry_an_offset(monkeypatch, config, exchange):
     at(monkeypatch, "2024-05-15T12:00:00")
     with pytest.raises(GraderError, match="needs an offset"):
         submit(FINISHED, "s001", config, exchange=exchange)
+
+
+def test_another_assignments_released_notebook_is_named_even_where_cell_ids_overlap(monkeypatch, config, exchange):
+    """assignment4's notebook shares grade ids with assignment3's (reshape, one_hot, …): its release metadata names
+    it, so the refusal says whose it is instead of listing 'edited' cells."""
+    at(monkeypatch, BEFORE)
+    other = config.root / "assignments" / "assignment4" / "assignment4.ipynb"
+    with pytest.raises(Refusal, match="is not the one of assignment3 \\(it is assignment4’s\\)"):
+        submit(other, "s001", config, exchange=exchange, allow_incomplete=True)
+    assert not exchange.exists()
