@@ -22,6 +22,10 @@ time from the last upload, check throughput and the checks' states. The server i
 Ctrl-C or a failure). Prints a report and writes bench/results/site_load.json.
 
 Usage: python bench/site_load.py [--students 200] [--window 300] [--workers 2] [--max-drain 1800] [--keep DIR]
+       python bench/site_load.py --students 20 --window 30 --lead 30      (a short rehearsal: ~6 min on 2 cores)
+The default run takes ~40 min on 2 cores (setup ~1 min, the window 5 min, the drain bound 30 min); 200 quick
+checks take longer than that to drain on 2 cores (~3–5 checks/min): the report then says how many were left and
+the drain rate (--max-drain 3600 lets them finish).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import csv
 import datetime as dt
 import hashlib
 import html
+import itertools
 import json
 import os
 import random
@@ -40,6 +45,7 @@ import shutil
 import signal
 import socket
 import sqlite3
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -106,7 +112,7 @@ def course_timezone() -> ZoneInfo:
 
 def cli(course: Path, *args: str) -> str:
     run = subprocess.run([sys.executable, "-m", "autograder", "--config", str(course), *args], cwd=ROOT,
-                         env=clean_env(), text=True, capture_output=True, timeout=300)
+                         env=clean_env(), text=True, capture_output=True, timeout=300, check=False)
     if run.returncode:
         raise SystemExit(f"`autograder {' '.join(args)}` failed ({run.returncode}):\n{run.stdout}{run.stderr}")
     return run.stdout
@@ -145,12 +151,14 @@ class Server:
         raise SystemExit(f"the server did not answer /healthz within {timeout} s")
 
     def stop(self) -> dict:
-        """SIGINT (uvicorn's graceful stop: the check runners stop), then SIGTERM, then SIGKILL for the group."""
+        """SIGINT to the server alone (uvicorn's graceful stop: the check runners stop), then SIGTERM, then SIGKILL
+        for what is left of its group. Not SIGINT to the whole group, as a terminal's Ctrl-C would send it: that
+        reaches the check workers too, and a check interrupted so is recorded as failed (see the report)."""
         if self.process.poll() is None:
             started = time.monotonic()
             for sig, wait in ((signal.SIGINT, 30), (signal.SIGTERM, 10), (signal.SIGKILL, 10)):
                 try:
-                    os.killpg(self.process.pid, sig)
+                    self.process.send_signal(sig)
                 except ProcessLookupError:
                     break
                 try:
@@ -246,8 +254,6 @@ async def run_students(students: list[Student], base: str, deadline_mono: float,
                        refresh: bool, phase_end_mono: float) -> None:
     import httpx
 
-    import ssl
-
     limits = httpx.Limits(max_connections=2, max_keepalive_connections=1)
     tls = ssl.create_default_context()     # one for all: each client's own would load the CA file (~20 ms of CPU)
 
@@ -288,7 +294,7 @@ async def run_students(students: list[Student], base: str, deadline_mono: float,
             r = await c.post(f"/a/{ASSIGNMENT}/upload", data={"csrf": token.group(1)},
                              files={"notebook": (f"{ASSIGNMENT}.ipynb", data, "application/x-ipynb+json")})
             u.latency_s, u.status = time.monotonic() - started, r.status_code
-        except httpx.HTTPError as exc:
+        except Exception as exc:                 # a timeout, a reset connection: the upload is counted lost
             u.reason = f"{type(exc).__name__}: {exc}"[:200]
             return
         location = r.headers.get("location", "")
@@ -460,7 +466,7 @@ class CpuSampler(threading.Thread):
     def report(self, cpus: int) -> dict:
         """CPU seconds spent between consecutive marks: this run's, other processes', the machine's capacity."""
         names, out = list(self.marks), {}
-        for a, b in zip(names, names[1:]):
+        for a, b in itertools.pairwise(names):
             ma, mb = self.marks[a], self.marks[b]
             wall = mb["t"] - ma["t"]
             out[f"{a} → {b}"] = {"wall_s": round(wall, 1), "capacity_s": round(wall * cpus, 1),
@@ -499,14 +505,25 @@ def drain(data: Path, last_upload_mono: float, max_drain: float, poll: float, se
 
 
 def check_stats(data: Path, workers: int) -> dict:
-    rows = read_db(data, "SELECT receipt, check_state, check_started_at, check_finished_at, check_note "
-                         "FROM attempts")
+    rows = read_db(data, "SELECT receipt, check_state, submitted_at, check_started_at, check_finished_at, "
+                         "check_note FROM attempts")
     finished = [r for r in rows if r["check_finished_at"] and r["check_started_at"]]
     parse = dt.datetime.fromisoformat
     durations = [(parse(r["check_finished_at"]) - parse(r["check_started_at"])).total_seconds() for r in finished]
     stats = {"states": dict(Counter(r["check_state"] for r in rows)), "finished": len(finished),
+             "upload_to_result_s": summary([(parse(r["check_finished_at"]) - parse(r["submitted_at"])).total_seconds()
+                                            for r in finished if r["check_state"] == "done"]),
              "check_files": sum((data / "checks" / f"{r['receipt']}.json").is_file() for r in rows),
              "notes": dict(Counter(r["check_note"][:120] for r in rows if r["check_note"]))}
+    verdicts: dict = {}               # notebook (sha256) → the distinct verdicts its checks gave
+    for r in read_db(data, "SELECT receipt, sha256 FROM attempts WHERE check_state = 'done'"):
+        path = data / "checks" / f"{r['receipt']}.json"
+        if path.is_file():
+            result = json.loads(path.read_text(encoding="utf-8"))
+            verdicts.setdefault(r["sha256"], set()).add(
+                (result.get("score"), tuple((t.get("name"), t.get("status")) for t in result.get("tests", []))))
+    stats["notebooks_checked"] = len(verdicts)
+    stats["same_verdict_per_notebook"] = all(len(v) == 1 for v in verdicts.values())
     kernel, overhead = [], []         # the notebook's run in its kernel; the rest of the check (worker, graders)
     for r, seconds in zip(finished, durations):
         path = data / "checks" / f"{r['receipt']}.json"
@@ -545,7 +562,7 @@ def access_log(text: str) -> dict:
         route = re.sub(r"/(signin|receipt)/[^/\s?]+", r"/\1/…", path)
         statuses[f"{method} {route} {status}"] += 1
     return {"responses": dict(sorted(statuses.items())), "server_errors": sum(n for k, n in statuses.items()
-                                                                              if k.endswith(tuple("500 502 503 504".split()))),
+                                                                              if k.endswith(("500", "502", "503", "504"))),
             "tracebacks": text.count("Traceback (most recent call last)")}
 
 
@@ -571,6 +588,11 @@ def main() -> None:
     parser.add_argument("--keep", help="the course copy and the site's data here, left afterwards")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
+
+    def interrupted(signum, _frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, interrupted)            # stopped by either: the server is still stopped, the report written
     if os.environ.get("AUTOGRADER_NOW"):
         print("note: AUTOGRADER_NOW is set here; the server is started without it (its own clock decides)")
 
@@ -631,7 +653,7 @@ def main() -> None:
         try:
             asyncio.run(asyncio.wait_for(run_students(students, url, deadline_mono, args.timeout,
                                                       not args.no_refresh, phase_end), bound))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             report["client_phase_timed_out_s"] = round(bound)       # the uploads still unanswered count as errors
         last_upload = max((deadline_mono + u.sent_s + u.latency_s for s in students for u, _ in s.plan
                            if u.outcome == "receipt"), default=time.monotonic())
@@ -676,9 +698,8 @@ def main() -> None:
         print("waiting for the check queue to drain...", flush=True)
         report["drain"] = drain(data, last_upload, args.max_drain, 10, series, t0)
         report["checks"] = check_stats(data, args.workers)
-        done_after = [s for s in series]
-        if not report["drain"]["drained"] and len(done_after) > 1:
-            a, b = done_after[0], done_after[-1]
+        if not report["drain"]["drained"] and len(series) > 1:
+            a, b = series[0], series[-1]
             finished = lambda p: p.get("done", 0) + p.get("failed", 0)
             rate = (finished(b) - finished(a)) / max(b["t_s"] - a["t_s"], 1e-9) * 60
             report["drain"]["rate_per_minute"] = round(rate, 2)
@@ -686,9 +707,10 @@ def main() -> None:
         sampler.mark("drained" if report["drain"]["drained"] else "drain bound")
         report["queue_series"] = series
         report["record_after_drain"] = verify(data, students)["agree"]
-    except KeyboardInterrupt:
-        report["interrupted"] = True
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        report["interrupted"] = str(exc) or "SIGINT"
+        print(f"interrupted ({report['interrupted']}, at {dt.datetime.now().isoformat(timespec='seconds')})",
+              file=sys.stderr)
     finally:
         if server is not None:
             report["server_stop"] = server.stop()
@@ -745,11 +767,17 @@ def print_report(r: dict, out: Path) -> None:
                  f"~{d.get('estimated_more_s')} s more")
         print(f"check queue:    {state}")
     if c:
-        print(f"checks:         {c['states']} · {c['finished']} finished, {c['check_files']} result files")
+        print(f"checks:         {c['states']} · {c['finished']} finished, {c['check_files']} result files · "
+              f"{c['notebooks_checked']} distinct notebooks, "
+              f"{'each with one verdict' if c['same_verdict_per_notebook'] else 'VERDICTS DIFFER for one notebook'}")
         if c.get("check_s"):
             print(f"  one check:    p50 {c['check_s']['p50']} s · p95 {c['check_s']['p95']} s · max "
                   f"{c['check_s']['max']} s; throughput {c['per_minute']} checks/min "
                   f"({c['per_minute_per_worker']} per worker) over {c['span_s']} s")
+        if c.get("upload_to_result_s", {}).get("n"):
+            w = c["upload_to_result_s"]
+            print(f"  a student waits from upload to their check's result: p50 {w['p50']:.0f} s · p95 {w['p95']:.0f} s"
+                  f" · max {w['max']:.0f} s (checks finished)")
         if c.get("kernel_s", {}).get("n"):
             print(f"  of which the notebook's run p50 {c['kernel_s']['p50']} s, the rest (worker start, dataset, "
                   f"graders) p50 {c['overhead_s']['p50']} s · p95 {c['overhead_s']['p95']} s")
