@@ -5,9 +5,16 @@ Nothing here touches a device (each forked worker chooses its GPUs itself), and 
 event loops is imported: with jupyter_client/ZeroMQ preloaded too, a forked worker's kernel once failed to answer
 within 60 s, so each worker imports those itself after the fork. The fork server's own output (TensorFlow's
 start-up lines) is discarded; each worker sends its output to the batch's workers.log.
+
+A terminal's Ctrl-C reaches the whole process group, workers included. They ignore it (and so do the processes they
+fork): the command that owns them decides — the batch stops its workers itself, and the site's server puts a check
+it interrupted back in the queue. A worker killed by the signal mid-notebook would record a runner failure instead.
 """
 
 import os
+import signal
+
+signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 _devnull = os.open(os.devnull, os.O_WRONLY)
 os.dup2(_devnull, 1)

@@ -58,6 +58,13 @@ def broken_check(task: dict, config, data) -> dict:
     raise RuntimeError("the runner's disk is full")
 
 
+def sigint_disposition(task: dict, config, data) -> dict:
+    """In a check worker: what a terminal's Ctrl-C would do to it."""
+    import signal
+
+    return {"result": {}, "log": repr(signal.getsignal(signal.SIGINT)), "infrastructure": ""}
+
+
 @pytest.fixture
 def site(tmp_path, monkeypatch):
     monkeypatch.setenv("AUTOGRADER_NOW", BEFORE)
@@ -467,6 +474,18 @@ def test_a_check_the_runner_cannot_run_is_retried_then_shown_to_staff_never_as_a
         assert "could not run" in page and "disk is full" not in page and "0 / " not in page
         assert "disk is full" in staff(app).get("/staff").text
         assert rows(site)[0].check_note.startswith("the check could not run (tried 2 times)")
+
+
+def test_a_terminals_ctrl_c_does_not_reach_the_check_workers(site, tmp_path):
+    """Ctrl-C on `serve` goes to its whole process group: the workers must leave it to the server (which puts an
+    interrupted check back in the queue) instead of dying with it and recording the check as failed."""
+    from autograder.pool import graded
+    from autograder.site.selfcheck import CheckTask
+
+    config = site.config_for("assignment3")
+    ((_, reply),) = graded([CheckTask(1, "R", tmp_path / "x.ipynb")], config, payload=lambda t: {}, workers=1,
+                           kernel_device="cpu", log_path=tmp_path / "workers.log", grade_fn=sigint_disposition)
+    assert reply["log"] == "<Handlers.SIG_IGN: 1>"
 
 
 # --- staff ---------------------------------------------------------------------------------------------------

@@ -96,6 +96,8 @@ class CheckRunner:
                     state = DONE
         except Exception as exc:                         # the runner's own failure: said to staff, never a crash
             note = f"the check could not run: {type(exc).__name__}: {exc}"
+        if state == FAILED and self._stop.is_set():      # cut short by the server stopping: it runs again at start
+            state, note = QUEUED, ""
         with self.site.engine.begin() as db:
             db.execute(update(attempts).where(attempts.c.id == row.id).values(
                 check_state=state, check_note=note[-2000:], check_finished_at=utc_now()))
