@@ -80,9 +80,11 @@ def check_submittable(nb, release_nb, allow_incomplete: bool, assignment_id: str
     unfinished = [gid for gid in solution_ids if STUB in submitted[gid].source]
     if unfinished and not allow_incomplete:
         raise Refusal(f"まだ解答されていないセルがあります: {', '.join(unfinished)} (raise NotImplementedError() が"
-                      "残っています)。未完成のまま提出するには --allow-incomplete を付けてください。\n"
+                      "残っています)。未完成のまま提出するには --allow-incomplete を付けてください (提出サイトでは"
+                      "「未完成のセルがあっても提出する」)。\n"
                       f"Some cells are not answered yet: {', '.join(unfinished)} (they still raise "
-                      "NotImplementedError). To submit anyway, add --allow-incomplete.")
+                      "NotImplementedError). To submit anyway, add --allow-incomplete (on the submission site: "
+                      "tick “Submit even though some cells are unfinished”).")
 
 
 def named_in(nb) -> str | None:

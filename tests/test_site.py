@@ -327,7 +327,7 @@ def test_a_late_upload_is_refused_by_the_servers_clock_with_the_deadline_shown(s
     ("not a notebook", "cannot be read as a notebook"),
     ("other assignment", "is not the one of assignment3"),
     ("edited given cell", "Cells you must not change were edited"),
-    ("unfinished", "are not answered yet"),
+    ("unfinished", "tick “Submit even though some cells are unfinished”"),
 ])
 def test_submits_rules_refuse_with_a_kind_reason_and_store_nothing(site, case, expected):
     def edit_given(nb):
