@@ -39,13 +39,22 @@ def tidy_outputs(nb) -> nbformat.NotebookNode:
     return nb
 
 
-def publish(config: Config, out: Path | None = None, force: bool = False, device: str = "auto") -> list[Path]:
+def refuse_before_deadline(config: Config, force_hint: bool = True) -> None:
+    """Refusal while the assignment's deadline has not passed (said by the command, with how to force it, and by
+    the site, which has no --force)."""
     moment = clock.now()
-    if moment < config.assignment.deadline and not force:
-        raise Refusal(f"解答は締め切り ({clock.local_text(config.assignment.deadline, config.timezone)}) の後に公開します。現在 "
-                      f"{clock.local_text(moment, config.timezone)} です (--force で締め切り前でも公開できます)。\n"
-                      f"The solution is published after the deadline ({clock.local_text(config.assignment.deadline, config.timezone)}); "
-                      f"it is now {clock.local_text(moment, config.timezone)}. Use --force to publish anyway.")
+    if moment >= config.assignment.deadline:
+        return
+    deadline, now = (clock.local_text(t, config.timezone) for t in (config.assignment.deadline, moment))
+    raise Refusal(f"解答は締め切り ({deadline}) の後に公開します。現在 {now} です"
+                  f"{' (--force で締め切り前でも公開できます)' if force_hint else ''}。\n"
+                  f"The solution is published after the deadline ({deadline}); it is now {now}."
+                  f"{' Use --force to publish anyway.' if force_hint else ''}")
+
+
+def publish(config: Config, out: Path | None = None, force: bool = False, device: str = "auto") -> list[Path]:
+    if not force:
+        refuse_before_deadline(config)
     out = Path(out or config.publish_dir / config.assignment.id)
     checks = check_graders(config)
     solution = solution_notebook(nbformat.read(config.assignment.reference_notebook, as_version=4))

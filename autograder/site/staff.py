@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -22,6 +23,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from .. import PROJECT_ROOT, clock
 from ..errors import Refusal
 from ..intake import file_stem
+from ..publish import refuse_before_deadline
 from .db import DONE, FAILED, QUEUED, RUNNING, attempts, events, jobs, releases, students, utc_now
 
 GRADE, PUBLISH = "grade", "publish"
@@ -96,17 +98,6 @@ def job_command(site, kind: str, assignment: str) -> list[str]:
     return base + ["publish", assignment, "--out", str(site.published(assignment)), "--device", site.device]
 
 
-def refuse_early_publish(site, assignment: str) -> None:
-    """publish's own rule, said at once on the page (the command checks it again)."""
-    config = site.config_for(assignment)
-    moment = clock.now()
-    if moment < config.assignment.deadline:
-        deadline = clock.local_text(config.assignment.deadline, config.timezone)
-        raise Refusal(f"解答は締め切り ({deadline}) の後に公開します。現在 {clock.local_text(moment, config.timezone)} です。\n"
-                      f"The solution is published after the deadline ({deadline}); it is now "
-                      f"{clock.local_text(moment, config.timezone)}.")
-
-
 class JobRunner:
     """Staff jobs, one at a time, in the order asked: each the command an instructor would type."""
 
@@ -129,7 +120,7 @@ class JobRunner:
 
     def submit(self, kind: str, assignment: str, actor: str) -> int:
         if kind == PUBLISH:
-            refuse_early_publish(self.site, assignment)
+            refuse_before_deadline(self.site.config_for(assignment), force_hint=False)   # said now, not in the job
         with self._submit_lock, self.site.engine.begin() as db:     # check and insert as one step
             busy = db.execute(select(jobs).where(jobs.c.kind == kind, jobs.c.assignment == assignment,
                                                  jobs.c.state.in_((QUEUED, RUNNING)))).first()
@@ -239,8 +230,6 @@ def receive_results(site, assignment: str, data: bytes, actor: str) -> str:
 
 
 def _assignment_of_results(folder: Path) -> set[str]:
-    import json
-
     found = set()
     for path in (folder / "results").glob("*.json"):
         try:
