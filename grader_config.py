@@ -50,6 +50,15 @@ SITE_DIR = "site"                       # its data folder (--data): site.db, its
                                         # every attempt, the public checks' results, grades and published solutions
 SITE_CHECK_WORKERS = 1                  # public checks run at once on the server, each a kernel training a model
 
+# --- Grading on a cluster (`grade CLASS --executor ray|slurm`; README "Grading on a cluster") ---------------
+# The output folder (--out) must be on a filesystem every node mounts at the same path, with this checkout.
+KERNELS_PER_GPU = 2                     # kernels sharing one GPU (--kernels-per-gpu; a Ray task asks for 1/K of a GPU)
+SLURM_PARTITION = ""                    # Slurm: the partition (--partition; "" = the cluster's default)
+SLURM_GPUS_PER_TASK = 1                 # GPUs per array task (--gpus-per-task); its chunk runs one kernel per GPU
+SLURM_ARRAY_PARALLELISM = 16            # array tasks running at once (--array-parallelism)
+SLURM_CHUNK_SIZE = 4                    # submissions per array task
+SLURM_TIME_MIN = 120                    # an array task's time limit, in minutes
+
 # --- Data ---------------------------------------------------------------------------------------------------
 # The pinned datasets' files, one folder each (data/mnist: the IDX gzip files + SHA256SUMS). An environment
 # variable AUTOGRADER_<NAME>_DIR (e.g. AUTOGRADER_MNIST_DIR) points one elsewhere.

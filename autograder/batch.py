@@ -22,16 +22,17 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import clock, dataset, intake, sandbox
+from . import clock, dataset, intake
 from .assignment import assignment_ids, unknown_assignment
 from .checks import CheckSpec
 from .config import Config
-from .device import official_on, resolve_device
+from .device import official_on
 from .errors import ConfigError, GraderError
 from .fingerprint import grading_fingerprint, page_context, page_fingerprint, run_contexts, run_fingerprints
 from .gradebook import gradebook_csv
 from .graders import GradersBroken, check_graders
-from .pool import default_workers, grade_task, graded, worker_context
+from .executors import LocalPool
+from .pool import grade_task
 from .result import (ERROR, EXECUTED, INFRASTRUCTURE, INFRASTRUCTURE_REASON, LATE, NO_TIMESTAMP, NOT_GRADED, REFUSED,
                      REGRADED, CheckResult, GradeResult)
 from .store import ResultStore
@@ -136,7 +137,8 @@ class Batch:
 
     def __init__(self, root: Path, out: Path, config: Config, *, workers: int | None, device: str,
                  regrade: bool = False, rerun: bool = False, only: list[str] | None = None, exact_fit: bool = False,
-                 progress: bool = True, grade_fn=grade_task, refused: list[str] = (), strict_only: bool = True):
+                 progress: bool = True, grade_fn=grade_task, refused: list[str] = (), strict_only: bool = True,
+                 executor: LocalPool | None = None):
         self.root, self.out, self.config, self.refused = Path(root), Path(out), config, list(refused)
         if workers is not None and workers < 1:
             raise GraderError(f"--workers must be at least 1, got {workers}")
@@ -144,8 +146,9 @@ class Batch:
                                                                                progress, grade_fn)
         self.only = set(only) if only else None
         self.strict_only = strict_only           # False: the caller checked --only against several classes
-        self.kernel_device, self.official = resolve_device(device, config)
-        sandbox.require(config.sandbox)
+        self.executor = executor or LocalPool()      # where the notebooks run: this machine, Ray or Slurm
+        self.executor.prepare(config)
+        self.kernel_device, self.official = self.executor.resolve_device(device, config)
         self.workers_asked = workers
         self.results: dict[str, dict] = {}
         self.checks: tuple[CheckSpec, ...] = ()     # as the graders declare them (none known while they are broken)
@@ -161,10 +164,9 @@ class Batch:
 
     def run(self) -> BatchReport:
         started = time.monotonic()
-        worker_context()                     # the fork server imports Keras while intake reads the class
         data = dataset.load_dataset(self.config)     # verified once, before anything is graded
         store = ResultStore(self.out)
-        with tempfile.TemporaryDirectory(prefix="autograder-class-") as tmp:
+        with self.executor.scratch(self.out) as tmp:
             submissions = intake.choose(intake.find_candidates(self.root, self.config), self.config)
             self._check_only(submissions)
             self.checks, broken = declared_checks(self.config)     # once, before any notebook is executed
@@ -181,7 +183,8 @@ class Batch:
                         self._save_feedback(store, sub, todo.reuse[sub.student_id])
             for task in todo.refuse:
                 self._finish(store, task, self._refused(task.submission), log="", how=REFUSED)
-            self.workers = self.workers_asked or default_workers(self.kernel_device, executing=bool(todo.execute))
+            self.workers = self.workers_asked or self.executor.default_workers(self.kernel_device,
+                                                                                executing=bool(todo.execute))
             self._log_batch(len(submissions), todo)
             tasks = todo.execute + todo.regrade         # the long runs first; stored runs fill the other workers
             if broken:
@@ -191,7 +194,7 @@ class Batch:
             elif tasks:
                 pins = dataset.kernel_files(self.config, data, Path(tmp)) if todo.execute else {}
                 snapshot = dataset.snapshot(data, Path(tmp) / "dataset") if data is not None else None
-                self._grade(store, tasks, pins, snapshot)
+                self._grade(store, tasks, pins, snapshot, Path(tmp))
         seconds = round(time.monotonic() - started, 1)     # the same wall time on the summary page and the console
         self._write_class_files(store, seconds)
         return BatchReport(self.results, len(todo.execute), len(todo.regrade), len(todo.reuse), seconds, self.out)
@@ -200,7 +203,8 @@ class Batch:
         if self.only is not None and self.strict_only:
             check_only(self.only, {sub.student_id for sub in submissions})
 
-    def _grade(self, store: ResultStore, tasks: list[Task], pins: dict[str, Path], snapshot: Path | None) -> None:
+    def _grade(self, store: ResultStore, tasks: list[Task], pins: dict[str, Path], snapshot: Path | None,
+               scratch: Path) -> None:
         from tqdm import tqdm
 
         def payload(task: Task) -> dict:
@@ -212,9 +216,10 @@ class Batch:
         bar = tqdm(total=len(tasks), unit="nb", desc="grading", disable=not self.progress or not tasks,
                    file=sys.stderr, dynamic_ncols=True)
         try:
-            for task, reply in graded(tasks, self.config, payload=payload, workers=self.workers,
-                                      kernel_device=self.kernel_device, log_path=self.out / "logs" / "workers.log",
-                                      grade_fn=self.grade_fn, snapshot=snapshot):
+            for task, reply in self.executor.graded(tasks, self.config, scratch=scratch, payload=payload,
+                                                    workers=self.workers, kernel_device=self.kernel_device,
+                                                    log_path=self.out / "logs" / "workers.log",
+                                                    grade_fn=self.grade_fn, snapshot=snapshot):
                 infrastructure = bool(reply.get("infrastructure"))
                 if reply.get("run") and not infrastructure:
                     store.runs.save(reply["run"])        # the run first, then the result that names it
@@ -301,7 +306,8 @@ class Batch:
             print(f"zip member refused: {line}", file=sys.stderr)
         if self.progress:
             print(f"{self.config.assignment.id}: {students} students · {len(todo.execute)} to execute on "
-                  f"{self.kernel_device} · {len(todo.regrade)} to regrade from stored runs · {self.workers} workers · "
+                  f"{self.kernel_device} · {len(todo.regrade)} to regrade from stored runs · "
+                  f"{self.executor.describe(self.workers)} · "
                   f"{len(todo.reuse)} unchanged", file=sys.stderr)
 
     def _write_class_files(self, store: ResultStore, wall_seconds: float) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from .assignment import which_assignment
 from .config import load_config
 from .device import DEVICES, native_output_to
+from .executors import EXECUTORS
 from .errors import GraderError, Refusal
 
 
@@ -76,12 +77,17 @@ def _logging_tensorflow(log_path: Path, run):
                               f"start): {log.path}") from exc
 
 
+CLUSTER_OPTIONS = ("address", "kernels_per_gpu", "partition", "gpus_per_task", "array_parallelism", "chunk_size")
+
+
 def _grade_one(target: Path, out: Path, args, config) -> int:
     from .grade import grade_into
     from .report import format_table
 
     if args.only:
         raise GraderError("--only chooses students of a class: give a folder of submissions or an LMS .zip")
+    if args.executor != "local":
+        raise GraderError(f"--executor {args.executor} grades a class: give a folder of submissions or an LMS .zip")
     result, how = grade_into(target, out, config, device=args.device, fused=not args.exact_fit, rerun=args.rerun,
                              regrade=args.regrade)
     print(format_table(result))
@@ -90,14 +96,18 @@ def _grade_one(target: Path, out: Path, args, config) -> int:
 
 
 def _grade_class(source: Path, out: Path, args, config) -> int:
-    from .pool import worker_context
+    from .executors import make_executor
 
-    worker_context()            # the workers' fork server starts importing Keras now, beside this process's imports
+    executor = make_executor(args.executor, **{name: getattr(args, name) for name in CLUSTER_OPTIONS})
+    if args.executor == "local":
+        from .pool import worker_context
+
+        worker_context()        # the workers' fork server starts importing Keras now, beside this process's imports
     from .batch import grade_classes
 
     reports = grade_classes(source, out, config, args.assignment, workers=args.workers, device=args.device,
                             regrade=args.regrade, rerun=args.rerun, only=args.only, exact_fit=args.exact_fit,
-                            progress=not args.quiet)
+                            progress=not args.quiet, executor=executor)
     for assignment_id, report in reports.items():
         if len(reports) > 1:
             print(f"== {assignment_id}")
@@ -332,6 +342,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exact-fit", action="store_true",
                    help="run the student's fit with Keras's own loop (no speed mode, FUSED_FIT_STEPS ignored)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--executor", choices=EXECUTORS, default="local",
+                   help="where a class's notebooks run: this machine's worker pool (default), a Ray cluster, or a "
+                        "Slurm cluster (job arrays through submitit); README: Grading on a cluster")
+    p.add_argument("--address", help="ray: the cluster's address, e.g. 10.0.0.1:6379 (default: $RAY_ADDRESS, the "
+                                     "cluster `ray start` made on this machine, else a local one)")
+    p.add_argument("--kernels-per-gpu", type=int, help="ray, slurm: kernels sharing a GPU (KERNELS_PER_GPU)")
+    p.add_argument("--partition", help="slurm: the partition (SLURM_PARTITION)")
+    p.add_argument("--gpus-per-task", type=int, help="slurm: GPUs per array task (SLURM_GPUS_PER_TASK)")
+    p.add_argument("--array-parallelism", type=int, help="slurm: array tasks at once (SLURM_ARRAY_PARALLELISM)")
+    p.add_argument("--chunk-size", type=int, help="slurm: submissions per array task (SLURM_CHUNK_SIZE)")
     p.add_argument("--assignment", help=assignment_help + "; for a class, grade only this one of those it holds")
     p.set_defaults(run=cmd_grade)
 

@@ -31,7 +31,7 @@ DEFAULT_CONFIG_PATH = PROJECT_ROOT / "grader_config.py"
 RETIRED_SETTINGS = {
     "POINTS": "each check declares its points where it is written, @check(id, points=…) in reference/<id>/graders/",
     "PUBLIC_CHECKS": "each check declares its visibility where it is written, @check(id, public=True)",
-    **{name: f"it is an assignment's setting now: write it in reference/<id>/settings.py"
+    **{name: "it is an assignment's setting now: write it in reference/<id>/settings.py"
        for name in ("ASSIGNMENT_ID", "DEADLINE", "LATE_POLICY", "VAL_ACCURACY_THRESHOLD", "EXPECTED_EPOCHS",
                     "EXPECTED_BATCH_SIZE", "EXPECTED_VALIDATION_SPLIT")},
     "DATASET_DIR": "datasets live under DATA_DIR/<name>/ (e.g. data/mnist); set DATA_DIR instead",
@@ -143,6 +143,12 @@ class Config:
     publish_dir: Path
     site_dir: Path                        # the submission site's data folder (serve --data overrides it)
     site_check_workers: int               # public checks the site runs at once
+    kernels_per_gpu: int                  # cluster executors: kernels sharing one GPU (a Ray task asks for 1/K)
+    slurm_partition: str                  # --executor slurm: the partition ('' = the cluster's default)
+    slurm_gpus_per_task: int              # GPUs per array task (its chunk's kernels share them)
+    slurm_array_parallelism: int          # array tasks running at once
+    slurm_chunk_size: int                 # submissions per array task
+    slurm_time_min: int                   # an array task's time limit
     root: Path                            # the folder holding grader_config.py; course paths hang off it
     source: Path
     chosen: Assignment | None = None      # the assignment these settings apply to (see for_assignment)
@@ -191,6 +197,12 @@ def _validate(s: SettingsFile) -> Config:
         publish_dir=s.folder(s.get("PUBLISH_DIR", str)),
         site_dir=s.folder(s.get("SITE_DIR", str, "site")),
         site_check_workers=s.positive("SITE_CHECK_WORKERS", int, 1),
+        kernels_per_gpu=s.positive("KERNELS_PER_GPU", int, 2),
+        slurm_partition=s.get("SLURM_PARTITION", str, ""),
+        slurm_gpus_per_task=s.at_least_zero("SLURM_GPUS_PER_TASK", 1),
+        slurm_array_parallelism=s.positive("SLURM_ARRAY_PARALLELISM", int, 16),
+        slurm_chunk_size=s.positive("SLURM_CHUNK_SIZE", int, 4),
+        slurm_time_min=s.positive("SLURM_TIME_MIN", int, 120),
         root=s.path.parent,
         source=s.path,
         **overridable,

@@ -88,13 +88,18 @@ def _worker_main(conn, config_path: str, assignment_id: str, grade_fn, log_path:
             task = conn.recv()
         except EOFError:
             return
-        try:
-            reply = grade_fn(task, config, data)
-        except GraderError as exc:       # the grader says why it cannot (a kernel that would not start, ...)
-            reply = {"infrastructure": str(exc), "log": traceback.format_exc()}
-        except Exception:                # the runner failed otherwise (disk full, ...)
-            reply = {"infrastructure": traceback.format_exc(limit=3)[-2000:], "log": traceback.format_exc()}
-        conn.send(reply)
+        conn.send(reply_for(task, config, data, grade_fn))
+
+
+def reply_for(task: dict, config: Config, data, grade_fn) -> dict:
+    """``grade_fn``'s reply for one task; a failure of the runner (not of the student's notebook, which is a
+    result) becomes an ``infrastructure`` reply, to be retried."""
+    try:
+        return grade_fn(task, config, data)
+    except GraderError as exc:       # the grader says why it cannot (a kernel that would not start, ...)
+        return {"infrastructure": str(exc), "log": traceback.format_exc()}
+    except Exception:                # the runner failed otherwise (disk full, ...)
+        return {"infrastructure": traceback.format_exc(limit=3)[-2000:], "log": traceback.format_exc()}
 
 
 class LazyDataset:

@@ -140,10 +140,18 @@ def lost_once(task: dict, config, mnist) -> dict:
     """The worker dies the first time it grades a notebook (as if the machine killed it), then works."""
     import os
 
-    marker = Path(task["path"]).with_suffix(".attempted")
+    marker = Path(task.get("submitted_path", task["path"])).with_suffix(".attempted")    # on a node: the driver's
     if not marker.exists():
         marker.write_text("1")
         os._exit(3)
+    return _fake_reply(task, config)
+
+
+def slow_works(task: dict, config, mnist) -> dict:
+    """Takes a moment per notebook, as a real one would (for killing a batch halfway)."""
+    import time
+
+    time.sleep(1.5)
     return _fake_reply(task, config)
 
 
@@ -201,3 +209,40 @@ def grades_without_a_kernel(task: dict, config, data) -> dict:
 
     autograder.execute.execute = no_kernel
     return grade_task(task, config, data)
+
+
+def parent_lost_once(task: dict, config, data) -> dict:
+    """The first time, kills the process that started this grading process (a Ray worker, which Ray then replaces
+    and runs the task again), then works."""
+    import os
+    import signal
+
+    marker = Path(config.root) / f"{task['run_fingerprint'][:16]}.parent-killed"
+    if not marker.exists():
+        marker.write_text("1")
+        os.kill(os.getppid(), signal.SIGKILL)
+        os._exit(9)
+    return _fake_reply(task, config)
+
+
+_graded_here = 0          # notebooks this worker process has graded
+
+
+def chunk_killed_once(task: dict, config, data) -> dict:
+    """Once in the whole class, at a worker's second notebook (mid-chunk: the first one's reply is in), kills the
+    Slurm job running the chunk, as preemption or a node failure would — the worker's parent is the pool's fork
+    server, whose parent is the job's process. Otherwise works."""
+    import os
+    import signal
+
+    global _graded_here
+    _graded_here += 1
+    if _graded_here == 2:
+        try:
+            os.close(os.open(Path(config.root) / "job-killed", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return _fake_reply(task, config)
+        job = int(Path(f"/proc/{os.getppid()}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        os.kill(job, signal.SIGKILL)
+        os._exit(9)
+    return _fake_reply(task, config)

@@ -1,0 +1,151 @@
+"""Grading on a Ray cluster: one Ray task per submission, results written as they arrive.
+
+Each task asks Ray for one CPU and, for GPU kernels, ``1/K`` of a GPU (``KERNELS_PER_GPU`` = K kernels share a
+GPU, each taking memory as it needs: ``TF_FORCE_GPU_ALLOW_GROWTH``); Ray sets ``CUDA_VISIBLE_DEVICES`` for the
+task, and its kernel sees only that GPU. The task grades in a plain subprocess (``node.grade_in_subprocess``):
+no fork server inside a Ray worker. Two kinds of runner failure, one retry in all (``MAX_ATTEMPTS``):
+* a lost Ray worker or node: Ray itself runs the task again (``max_retries``); each start leaves a file in the
+  batch's shared folder, so the result records how many attempts it took;
+* an infrastructure reply (the grading process lost, a GPU that failed, a node that cannot grade): the driver
+  submits the task again, as the local pool does.
+``ray`` is not in the base install: ``pip install -r requirements-cluster.txt``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+from ..config import Config
+from ..device import resolve_device
+from ..errors import GraderError
+from ..pool import MAX_ATTEMPTS
+from . import LocalPool
+from .node import NodeSetup, failure_text, grade_in_subprocess, setup_for, shared_scratch, shipped
+
+STARTED_DIR = "started"            # in the batch's shared folder: one file per start of a task (Ray's retries too)
+WAIT_S = 2.0                       # how often the driver looks up from waiting (Ctrl-C, the progress bar)
+
+
+def import_ray():
+    try:
+        import ray
+    except ImportError as exc:
+        raise GraderError("--executor ray needs Ray, which the base install leaves out: "
+                          "pip install -r requirements-cluster.txt") from exc
+    return ray
+
+
+def run_on_node(payload: dict, setup: NodeSetup, started: str) -> dict:
+    """The Ray task: note this start (Ray may run a task again after losing its worker), then grade."""
+    Path(started).mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(OSError):
+        (Path(started) / uuid.uuid4().hex).touch()
+    return grade_in_subprocess(payload, setup)
+
+
+class RayExecutor(LocalPool):
+    name = "ray"
+
+    def __init__(self, address: str | None = None, kernels_per_gpu: int | None = None):
+        self.address, self.kernels_per_gpu = address, kernels_per_gpu
+        if kernels_per_gpu is not None and kernels_per_gpu < 1:
+            raise GraderError(f"--kernels-per-gpu must be at least 1, got {kernels_per_gpu}")
+
+    def prepare(self, config: Config) -> None:
+        """Connect to the cluster (``--address``, else $RAY_ADDRESS or the one `ray start` left on this machine,
+        else a local one), once per process. The sandbox is checked on each node, not here."""
+        ray = import_ray()
+        self.kernels_per_gpu = self.kernels_per_gpu or config.kernels_per_gpu
+        if ray.is_initialized():
+            return
+        try:
+            ray.init(address=self.address, logging_level=logging.WARNING, log_to_driver=False,
+                     include_dashboard=False if not self.address else None)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise GraderError(f"cannot connect to the Ray cluster {self.address or '(local)'}: "
+                              f"{failure_text(exc)}") from exc
+
+    def resources(self) -> dict:
+        return import_ray().cluster_resources()
+
+    def resolve_device(self, requested: str, config: Config) -> tuple[str, bool]:
+        """GPU kernels when the cluster has GPUs (its nodes' logical resources, as Ray counts them)."""
+        gpus = int(self.resources().get("GPU", 0))
+        if requested == "gpu" and not gpus:
+            raise GraderError(f"--device gpu: the Ray cluster has no GPU (its resources: {self._resources_text()}); "
+                              "start its GPU nodes with `ray start --num-gpus N`")
+        return resolve_device(requested, config, ["ray"] * gpus)
+
+    def _resources_text(self) -> str:
+        resources = self.resources()
+        return ", ".join(f"{k} {resources[k]:g}" for k in ("CPU", "GPU") if k in resources) or "none"
+
+    def default_workers(self, kernel_device: str, executing: bool) -> int:
+        """Kernels that can run at once across the cluster, as its resources allow (Ray schedules them)."""
+        resources = self.resources()
+        cpus = int(resources.get("CPU", 1))
+        if kernel_device == "gpu":
+            return max(1, min(cpus, int(resources.get("GPU", 0) * self.kernels_per_gpu)))
+        return max(1, cpus)
+
+    def scratch(self, out: Path):
+        return shared_scratch(out)
+
+    def describe(self, workers: int) -> str:
+        return f"Ray ({self._resources_text()}; up to {workers} at once, {self.kernels_per_gpu} kernels per GPU)"
+
+    def graded(self, tasks: list, config: Config, *, scratch: Path, payload, workers: int, kernel_device: str,
+               log_path: Path, grade_fn, snapshot: Path | None = None,
+               max_attempts: int = MAX_ATTEMPTS) -> Iterator[tuple[object, dict]]:
+        if not tasks:
+            return
+        ray = import_ray()
+        from ..execute import HARNESS_TIMEOUT_S
+
+        setup = setup_for(config, scratch, grade_fn=grade_fn, kernel_device=kernel_device, snapshot=snapshot,
+                          log_path=log_path,
+                          timeout_s=config.notebook_timeout_s + 2 * HARNESS_TIMEOUT_S + 600)
+        env = {"PYTHONPATH": os.pathsep.join(setup.python_path)}
+        remote = ray.remote(run_on_node).options(
+            num_cpus=1, num_gpus=1 / self.kernels_per_gpu if kernel_device == "gpu" else 0,
+            max_retries=max_attempts - 1, retry_exceptions=False, runtime_env={"env_vars": env})
+        keys = {id(task): f"{i:05d}" for i, task in enumerate(tasks)}
+        in_flight: dict = {}
+
+        def started(task) -> Path:
+            return scratch / STARTED_DIR / f"{keys[id(task)]}.{len(task.attempts)}"
+
+        def submit(task) -> None:
+            in_flight[remote.remote(shipped(payload(task)), setup, str(started(task)))] = task
+
+        for task in tasks:
+            submit(task)
+        try:
+            while in_flight:
+                ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=WAIT_S)
+                for ref in ready:
+                    task = in_flight.pop(ref)
+                    starts = len(list(started(task).glob("*"))) if started(task).is_dir() else 0
+                    try:
+                        reply = ray.get(ref)
+                        lost = max(0, starts - 1)
+                    except ray.exceptions.RayError as exc:
+                        reply = {"infrastructure": f"Ray: {failure_text(exc)}", "log": ""}
+                        lost = max(0, starts - 1)
+                    task.attempts.extend(["Ray worker lost: Ray ran the task again"] * lost)
+                    problem = reply.get("infrastructure", "")
+                    if problem:
+                        task.attempts.append(problem)
+                        if len(task.attempts) < max_attempts:
+                            submit(task)
+                            continue
+                    yield task, reply
+        finally:
+            for ref in in_flight:            # a driver stopped (Ctrl-C, an error) takes its tasks with it
+                with contextlib.suppress(Exception):
+                    ray.cancel(ref, force=True)

@@ -1,0 +1,219 @@
+"""Grading a class on a cluster: a real local Ray cluster (logical GPUs need no device) and Slurm through
+submitit's local executor (no Slurm here). Each must give what the local pool gives, and keep its promises: a
+runner's failure retried once and never a zero, a killed worker or job retried, a killed driver resumed."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from autograder import PROJECT_ROOT
+from autograder.batch import grade_batch
+from autograder.errors import GraderError
+from autograder.executors import make_executor
+from autograder.executors.node import CLUSTER_DIR, check_node, setup_for, shared_scratch
+from autograder.executors.slurm import SlurmExecutor
+from classroom import (ON_TIME, always_lost, answer, chunk_killed_once, exchange_submission, keeps_runs, load_course,
+                       lost_once, parent_lost_once, short_config, works)
+
+ray = pytest.importorskip("ray")
+submitit = pytest.importorskip("submitit")
+
+STUDENTS = ("s001", "s002", "s003", "s004", "s005")
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A local Ray cluster of 2 CPUs and 1 logical GPU, shared by this module's tests; → its address."""
+    context = ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, object_store_memory=80 * 2**20,
+                       log_to_driver=False, logging_level="WARNING")
+    yield context.address_info["gcs_address"]
+    ray.shutdown()
+
+
+@pytest.fixture
+def five_students(tmp_path):
+    for epochs, student in enumerate(STUDENTS, start=1):          # five different notebooks
+        exchange_submission(tmp_path / "class", student, answer(epochs=epochs), ON_TIME)
+    return tmp_path / "class", load_course(short_config(tmp_path))
+
+
+def grade(source, out, config, executor=None, **options):
+    options = {"device": "cpu", "progress": False, "grade_fn": works, **options}
+    return grade_batch(source, out, config, executor=executor, **options)
+
+
+def local_slurm(**options):
+    """Slurm's executor on submitit's local cluster: each array task is a process on this machine."""
+    return SlurmExecutor(cluster="local", poll_s=0.5, gpus_per_task=0, **options)
+
+
+def stable(result: dict) -> dict:
+    """A result without what differs between two runs of the same grading (when, and the run's wall time)."""
+    return {k: v for k, v in result.items() if k not in ("graded_at",)}
+
+
+# --- Ray --------------------------------------------------------------------------------------------------------
+
+def test_ray_gives_the_local_pools_gradebook_results_and_store(tmp_path, five_students, ray_cluster):
+    source, config = five_students
+    local = grade(source, tmp_path / "local", config, workers=2, grade_fn=keeps_runs)
+    on_ray = grade(source, tmp_path / "ray", config, make_executor("ray", address=ray_cluster), grade_fn=keeps_runs)
+    assert on_ray.executed == local.executed == 5
+    assert (tmp_path / "ray" / "gradebook.csv").read_bytes() == (tmp_path / "local" / "gradebook.csv").read_bytes()
+    assert {s: stable(r) for s, r in on_ray.results.items()} == {s: stable(r) for s, r in local.results.items()}
+    assert sorted(p.name for p in (tmp_path / "ray" / "feedback").iterdir()) == \
+        sorted(p.name for p in (tmp_path / "local" / "feedback").iterdir())
+    assert not (tmp_path / "ray" / CLUSTER_DIR).exists()          # the batch's shared folder is removed after it
+    # the runs the nodes kept are in the store: the next run judges them again without executing anything
+    again = grade(source, tmp_path / "ray", config, make_executor("ray"), grade_fn=keeps_runs, regrade=True)
+    assert (again.regraded, again.executed) == (5, 0)
+    assert {r["notes"][0] for r in again.results.values()} == {"regraded, intact=True"}
+
+
+def test_a_killed_ray_worker_is_run_again_by_ray_and_the_row_is_right(tmp_path, five_students, ray_cluster):
+    source, config = five_students
+    report = grade(source, tmp_path / "out", config, make_executor("ray"), grade_fn=parent_lost_once)
+    assert {r["status"] for r in report.results.values()} == {"graded"}
+    killed = [s for s, r in report.results.items() if r["attempts"] == 2]
+    assert len(killed) == 5           # each notebook differs: each one's first Ray worker was killed
+    log = (tmp_path / "out" / "logs" / "s003.log").read_text(encoding="utf-8")
+    assert "attempt 1 failed: Ray worker lost: Ray ran the task again" in log
+
+
+def test_a_lost_grading_process_is_retried_once_then_an_infrastructure_error(tmp_path, five_students, ray_cluster):
+    source, config = five_students
+    retried = grade(source, tmp_path / "once", config, make_executor("ray"), grade_fn=lost_once)
+    assert {(r["status"], r["attempts"]) for r in retried.results.values()} == {("graded", 2)}
+    lost = grade(source, tmp_path / "always", config, make_executor("ray"), grade_fn=always_lost)
+    assert {r["status"] for r in lost.results.values()} == {"infrastructure error"}
+    assert all(r["attempts"] == 2 and r["score"] is None and all(t["score"] is None for t in r["tests"])
+               for r in lost.results.values())                    # no points given or taken
+    assert lost.results["s001"]["infrastructure_reason"].endswith("the grading process was lost (exit code 3)")
+    assert "logs/nodes/" in (tmp_path / "always" / "logs" / "s001.log").read_text(encoding="utf-8")
+    # the runner fixed, the same command grades exactly those
+    fixed = grade(source, tmp_path / "always", config, make_executor("ray"))
+    assert fixed.executed == 5 and {r["status"] for r in fixed.results.values()} == {"graded"}
+
+
+def test_gpu_kernels_ask_ray_for_a_share_of_a_gpu(tmp_path, five_students, ray_cluster, capsys):
+    """The cluster's one logical GPU makes --device auto choose the GPU; each task gets it through
+    CUDA_VISIBLE_DEVICES (two kernels per GPU), and a node whose TensorFlow then sees no GPU (none is here)
+    is a runner's failure, never a zero."""
+    source, config = five_students
+    executor = make_executor("ray", kernels_per_gpu=2)
+    report = grade(source, tmp_path / "out", config, executor, device="auto", progress=True)
+    assert "on gpu" in capsys.readouterr().err and executor.default_workers("gpu", True) == 2
+    reasons = {r["infrastructure_reason"] for r in report.results.values()}
+    assert all("CUDA_VISIBLE_DEVICES=0) but TensorFlow sees none there" in why for why in reasons), reasons
+    assert {(r["status"], r["attempts"]) for r in report.results.values()} == {("infrastructure error", 2)}
+
+
+def test_a_rerun_after_the_driver_is_killed_resumes(tmp_path, five_students, ray_cluster):
+    source, config = five_students
+    driver = textwrap.dedent(f"""
+        import sys, time
+        sys.path[:0] = [{str(PROJECT_ROOT)!r}, {str(Path(__file__).parent)!r}]
+        from autograder.batch import grade_batch
+        from autograder.executors import make_executor
+        from classroom import load_course, slow_works
+        grade_batch({str(source)!r}, {str(tmp_path / 'out')!r}, load_course({str(config.source)!r}), device="cpu",
+                    progress=False, grade_fn=slow_works, executor=make_executor("ray", address={ray_cluster!r}))
+    """)
+    process = subprocess.Popen([sys.executable, "-c", driver], cwd=tmp_path, start_new_session=True)
+    results = tmp_path / "out" / "results"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(results.glob("*.json"))) < 2:
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)            # the driver, without a chance to tidy up
+    process.wait()
+    kept = {p.stem for p in results.glob("*.json")}
+    assert 2 <= len(kept) < 5
+    resumed = grade(source, tmp_path / "out", config, make_executor("ray", address=ray_cluster))
+    assert resumed.reused == len(kept) and resumed.executed == 5 - len(kept)
+    assert len((tmp_path / "out" / "gradebook.csv").read_text(encoding="utf-8").splitlines()) == 6
+
+
+def test_a_node_that_does_not_see_the_output_folder_says_so(tmp_path, five_students):
+    _, config = five_students
+    with shared_scratch(tmp_path / "out") as scratch:
+        setup = setup_for(config, scratch, grade_fn=works, kernel_device="cpu", snapshot=None,
+                          log_path=tmp_path / "out" / "logs" / "workers.log", timeout_s=60)
+        assert check_node(setup) == ""
+        (scratch / "driver-token").write_text("another batch", encoding="ascii")     # another mount at that path
+        said = check_node(setup)
+    assert "does not see this batch's output folder" in said and "holds another batch's token" in said
+    assert "same path" in said
+    assert "does not exist" in check_node(setup)
+
+
+# --- Slurm (submitit's local executor) ----------------------------------------------------------------------------
+
+def test_a_slurm_job_array_gives_the_local_pools_gradebook_with_logs_per_array_task(tmp_path, five_students):
+    source, config = five_students
+    local = grade(source, tmp_path / "local", config, workers=1, grade_fn=keeps_runs)
+    slurm = grade(source, tmp_path / "slurm", config, local_slurm(chunk_size=2), grade_fn=keeps_runs)
+    assert (tmp_path / "slurm" / "gradebook.csv").read_bytes() == (tmp_path / "local" / "gradebook.csv").read_bytes()
+    assert {s: stable(r) for s, r in slurm.results.items()} == {s: stable(r) for s, r in local.results.items()}
+    tasks = sorted((tmp_path / "slurm" / "logs" / "slurm").iterdir())
+    assert len(tasks) == 3                            # five submissions in chunks of two: three array tasks
+    assert all((task / "workers.log").is_file() and list(task.glob("*_log.out")) for task in tasks)
+    assert not (tmp_path / "slurm" / CLUSTER_DIR).exists()
+
+
+def test_a_slurm_job_killed_mid_chunk_is_resubmitted_once_with_what_it_had_not_finished(tmp_path, five_students):
+    source, config = five_students
+    report = grade(source, tmp_path / "out", config, local_slurm(chunk_size=2), workers=1,
+                   grade_fn=chunk_killed_once)
+    assert {r["status"] for r in report.results.values()} == {"graded"}
+    again = [s for s, r in report.results.items() if r["attempts"] == 2]
+    assert len(again) == 1                   # the killed chunk's first notebook had been settled: not graded again
+    log = (tmp_path / "out" / "logs" / f"{again[0]}.log").read_text(encoding="utf-8")
+    assert "ended without a result (UncompletedJobError" in log and "its logs:" in log
+    assert len(list((tmp_path / "out" / "logs" / "slurm").iterdir())) == 4       # three array tasks + one resubmitted
+
+
+def test_a_node_where_the_required_sandbox_cannot_start_is_an_infrastructure_error(tmp_path, monkeypatch):
+    """SANDBOX = 'require' decides on each node: there, bwrap is missing (no PATH): the chunk fails in Python,
+    is not resubmitted, and each of its students gets the node's reason — no zero."""
+    exchange_submission(tmp_path / "class", "s001", answer(), ON_TIME)
+    config = load_course(short_config(tmp_path, SANDBOX="'require'"))
+    monkeypatch.setenv("PATH", "")
+    report = grade(tmp_path / "class", tmp_path / "out", config, local_slurm())
+    result = report.results["s001"]
+    assert (result["status"], result["attempts"]) == ("infrastructure error", 1), result["notes"]
+    assert "SANDBOX = 'require'" in result["infrastructure_reason"] and "bwrap" in result["infrastructure_reason"]
+    assert len(list((tmp_path / "out" / "logs" / "slurm").iterdir())) == 1       # not resubmitted
+
+
+def test_a_slurm_output_folder_only_this_machine_sees_is_refused(tmp_path, five_students):
+    source, config = five_students
+    out = Path("/tmp") / f"autograder-test-{os.getpid()}" / "out"
+    try:
+        with pytest.raises(GraderError, match="every node mounts at the same path") as refused:
+            grade(source, out, config, make_executor("slurm", gpus_per_task=0))
+    finally:
+        shutil.rmtree(out.parent, ignore_errors=True)
+    assert "under /tmp" in str(refused.value) and not list(out.glob("results/*"))
+
+
+def test_options_for_another_executor_are_refused(tmp_path):
+    with pytest.raises(GraderError, match="--partition is for --executor slurm, not ray"):
+        make_executor("ray", partition="gpu")
+    with pytest.raises(GraderError, match="--address is for --executor ray, not local"):
+        make_executor("local", address="10.0.0.1:6379")
+    with pytest.raises(GraderError, match="--chunk-size must be at least 1"):
+        make_executor("slurm", chunk_size=0)
+    exchange_submission(tmp_path / "class", "s001", answer(), ON_TIME)
+    one = tmp_path / "class" / "submitted" / "s001" / "assignment3" / "assignment3.ipynb"
+    done = subprocess.run([sys.executable, "-m", "autograder", "grade", str(one), "--executor", "ray"],
+                          cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "--executor ray grades a class" in done.stderr
