@@ -234,6 +234,7 @@ def chunk_killed_once(task: dict, config, data) -> dict:
     server, whose parent is the job's process. Otherwise works."""
     import os
     import signal
+    import time
 
     global _graded_here
     _graded_here += 1
@@ -242,6 +243,7 @@ def chunk_killed_once(task: dict, config, data) -> dict:
             os.close(os.open(Path(config.root) / "job-killed", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
         except FileExistsError:
             return _fake_reply(task, config)
+        time.sleep(1)                     # into the notebook: the chunk has written the first one's reply
         job = int(Path(f"/proc/{os.getppid()}/stat").read_text().rsplit(")", 1)[1].split()[1])
         os.kill(job, signal.SIGKILL)
         os._exit(9)
