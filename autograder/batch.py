@@ -31,7 +31,7 @@ from .errors import ConfigError, GraderError
 from .fingerprint import grading_fingerprint, page_context, page_fingerprint, run_contexts, run_fingerprints
 from .gradebook import gradebook_csv
 from .graders import GradersBroken, check_graders
-from .executors import LocalPool
+from .executors import Executor, LocalPool
 from .pool import grade_task
 from .result import (ERROR, EXECUTED, INFRASTRUCTURE, INFRASTRUCTURE_REASON, LATE, NO_TIMESTAMP, NOT_GRADED, REFUSED,
                      REGRADED, CheckResult, GradeResult)
@@ -138,7 +138,7 @@ class Batch:
     def __init__(self, root: Path, out: Path, config: Config, *, workers: int | None, device: str,
                  regrade: bool = False, rerun: bool = False, only: list[str] | None = None, exact_fit: bool = False,
                  progress: bool = True, grade_fn=grade_task, refused: list[str] = (), strict_only: bool = True,
-                 executor: LocalPool | None = None):
+                 executor: Executor | None = None):
         self.root, self.out, self.config, self.refused = Path(root), Path(out), config, list(refused)
         if workers is not None and workers < 1:
             raise GraderError(f"--workers must be at least 1, got {workers}")

@@ -172,8 +172,11 @@ def test_a_rerun_after_the_driver_is_killed_resumes(tmp_path, five_students, ray
     process.wait()
     kept = {p.stem for p in results.glob("*.json")}
     assert 2 <= len(kept) < 5
+    left = list((tmp_path / "out" / CLUSTER_DIR).iterdir())
+    assert len(left) == 1                             # the killed driver's shared folder
     resumed = grade(source, tmp_path / "out", config, make_executor("ray", address=ray_cluster))
     assert resumed.reused == len(kept) and resumed.executed == 5 - len(kept)
+    assert not left[0].exists()                       # removed by the next batch
     assert len((tmp_path / "out" / "gradebook.csv").read_text(encoding="utf-8").splitlines()) == 6
 
 

@@ -59,6 +59,10 @@ def test_the_course_lists_its_assignment_folders():
     ({"CELL_TIMEOUT_S": -5}, "CELL_TIMEOUT_S"),
     ({"MISSING_TIMESTAMP": "maybe"}, "MISSING_TIMESTAMP"),
     ({"SEED": ...}, "SEED is missing"),
+    ({"KERNELS_PER_GPU": 0}, "KERNELS_PER_GPU must be positive, got 0"),
+    ({"SLURM_GPUS_PER_TASK": -1}, "SLURM_GPUS_PER_TASK must be 0 or more"),
+    ({"SLURM_PARTITION": None}, "SLURM_PARTITION must be a string"),
+    ({"SLURM_CHUNK_SIZE": 2.5}, "SLURM_CHUNK_SIZE must be an integer"),
     # Settings that moved are refused, not silently ignored: checks declare their points and visibility (@check in
     # the graders); each assignment its deadline and expected values (reference/<id>/settings.py).
     ({"POINTS": {"reshape": 1}}, "setting POINTS is no longer read here"),

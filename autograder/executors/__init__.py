@@ -28,13 +28,46 @@ from ..errors import GraderError
 EXECUTORS = ("local", "ray", "slurm")
 
 
-class LocalPool:
-    """Today's worker pool on this machine: the default executor, and what the cluster executors reuse."""
+class Executor:
+    """The seam between the batch and where its notebooks run. The batch calls, in this order: ``prepare``,
+    ``resolve_device``, ``scratch`` (around the whole run), ``default_workers``, ``describe``, then ``graded``."""
+
+    name = ""
+
+    def prepare(self, config: Config) -> None:
+        """Before planning: what this executor needs ready (a fork server, a connection to the cluster)."""
+        raise NotImplementedError
+
+    def resolve_device(self, requested: str, config: Config) -> tuple[str, bool]:
+        """→ (the kernels' device, whether the grade is official): decided by the GPUs where the kernels run."""
+        raise NotImplementedError
+
+    def scratch(self, out: Path) -> contextlib.AbstractContextManager[Path]:
+        """A folder for the batch's own files (the kernels' dataset files, the dataset snapshot) while it runs:
+        where every process that grades can read them."""
+        raise NotImplementedError
+
+    def default_workers(self, kernel_device: str, executing: bool) -> int:
+        """Kernels at once when --workers is not given."""
+        raise NotImplementedError
+
+    def describe(self, workers: int) -> str:
+        """For the batch's first line: where and how many at once."""
+        raise NotImplementedError
+
+    def graded(self, tasks: list, config: Config, *, scratch: Path, payload, workers: int, kernel_device: str,
+               log_path: Path, grade_fn, snapshot: Path | None = None) -> Iterator[tuple[object, dict]]:
+        """Run ``grade_fn`` on each task's ``payload(task)`` somewhere; yield ``(task, reply)`` once each is settled,
+        each failed attempt noted in ``task.attempts`` (as ``pool.graded`` does)."""
+        raise NotImplementedError
+
+
+class LocalPool(Executor):
+    """Today's worker pool on this machine: the default, and what a Slurm chunk runs on its node."""
 
     name = "local"
 
     def prepare(self, config: Config) -> None:
-        """Before planning: what this executor needs ready (here: the sandbox checked, the fork server started)."""
         from .. import sandbox
         from ..pool import worker_context
 
@@ -42,7 +75,6 @@ class LocalPool:
         worker_context()                 # the fork server imports Keras while intake reads the class
 
     def resolve_device(self, requested: str, config: Config) -> tuple[str, bool]:
-        """→ (the kernels' device, whether the grade is official): decided by the GPUs where the kernels run."""
         return resolve_device(requested, config)
 
     def default_workers(self, kernel_device: str, executing: bool) -> int:
@@ -52,7 +84,6 @@ class LocalPool:
 
     @contextlib.contextmanager
     def scratch(self, out: Path) -> Iterator[Path]:
-        """A folder for the batch's own files (the kernels' dataset files, the dataset snapshot) while it runs."""
         with tempfile.TemporaryDirectory(prefix="autograder-class-") as tmp:
             yield Path(tmp)
 
@@ -60,7 +91,6 @@ class LocalPool:
         return f"{workers} workers"
 
     def graded(self, tasks: list, config: Config, *, scratch: Path, **options) -> Iterator[tuple[object, dict]]:
-        """``pool.graded`` (see there for ``options``)."""
         from ..pool import graded
 
         return graded(tasks, config, **options)
@@ -70,7 +100,7 @@ OPTIONS = {"local": (), "ray": ("address", "kernels_per_gpu"),
            "slurm": ("partition", "gpus_per_task", "array_parallelism", "chunk_size", "kernels_per_gpu")}
 
 
-def make_executor(name: str = "local", **options) -> LocalPool:
+def make_executor(name: str = "local", **options) -> Executor:
     """The executor called ``name`` with its ``options`` (those left None: the course's settings apply); an option
     given for another executor is refused rather than ignored."""
     if name not in OPTIONS:

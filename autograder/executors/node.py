@@ -75,7 +75,10 @@ def python_path(fn) -> tuple[str, ...]:
 @contextlib.contextmanager
 def shared_scratch(out: Path) -> Iterator[Path]:
     """The batch's own folder, ``out/.cluster/<id>/``, which every node must see: it holds the marker token (see
-    ``check_node``), the dataset files and the replies; removed when the batch ends."""
+    ``check_node``), the dataset files and the replies; removed when the batch ends. A killed driver's folder is
+    removed by the next batch into ``out`` (which grades again whatever that one left without a result)."""
+    for leftover in sorted((Path(out) / CLUSTER_DIR).glob("*")):
+        shutil.rmtree(leftover, ignore_errors=True)
     folder = Path(out) / CLUSTER_DIR / f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{secrets.token_hex(3)}"
     folder.mkdir(parents=True)
     (folder / MARKER).write_text(secrets.token_hex(16), encoding="ascii")

@@ -24,7 +24,7 @@ from ..config import Config
 from ..device import resolve_device
 from ..errors import GraderError
 from ..pool import MAX_ATTEMPTS
-from . import LocalPool
+from . import Executor
 from .node import NodeSetup, failure_text, grade_in_subprocess, setup_for, shared_scratch, shipped
 
 STARTED_DIR = "started"            # in the batch's shared folder: one file per start of a task (Ray's retries too)
@@ -48,7 +48,7 @@ def run_on_node(payload: dict, setup: NodeSetup, started: str) -> dict:
     return grade_in_subprocess(payload, setup)
 
 
-class RayExecutor(LocalPool):
+class RayExecutor(Executor):
     name = "ray"
 
     def __init__(self, address: str | None = None, kernels_per_gpu: int | None = None):

@@ -31,7 +31,7 @@ from ..config import Config
 from ..device import resolve_device
 from ..errors import GraderError, meaningful_lines
 from ..pool import MAX_ATTEMPTS
-from . import LocalPool
+from . import Executor
 from .node import (SHARED_FS_HELP, NodeSetup, check_node, check_runtime, host, import_function,
                    landed, node_config, setup_for, shared_scratch, shipped)
 
@@ -155,7 +155,7 @@ def python_path_exported(paths: tuple[str, ...]):
             os.environ["PYTHONPATH"] = before
 
 
-class SlurmExecutor(LocalPool):
+class SlurmExecutor(Executor):
     name = "slurm"
 
     def __init__(self, partition: str | None = None, gpus_per_task: int | None = None,
