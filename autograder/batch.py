@@ -307,7 +307,7 @@ class Batch:
         if self.progress:
             print(f"{self.config.assignment.id}: {students} students · {len(todo.execute)} to execute on "
                   f"{self.kernel_device} · {len(todo.regrade)} to regrade from stored runs · "
-                  f"{self.executor.describe(self.workers)} · "
+                  f"{self.executor.describe(self.workers, self.kernel_device)} · "
                   f"{len(todo.reuse)} unchanged", file=sys.stderr)
 
     def _write_class_files(self, store: ResultStore, wall_seconds: float) -> None:

@@ -233,15 +233,13 @@ def test_a_node_where_the_required_sandbox_cannot_start_is_an_infrastructure_err
     assert len(list((tmp_path / "out" / "logs" / "slurm").iterdir())) == 1       # not resubmitted
 
 
-def test_a_slurm_output_folder_only_this_machine_sees_is_refused(tmp_path, two_students):
-    source, config = two_students
+def test_a_slurm_output_folder_only_this_machine_sees_is_refused():
+    """Refused before anything is written or submitted (the nodes check the rest: see check_node)."""
     out = Path("/tmp") / f"autograder-test-{os.getpid()}" / "out"
-    try:
-        with pytest.raises(GraderError, match="every node mounts at the same path") as refused:
-            grade(source, out, config, make_executor("slurm", gpus_per_task=0))
-    finally:
-        shutil.rmtree(out.parent, ignore_errors=True)
-    assert "under /tmp" in str(refused.value) and not list(out.glob("results/*"))
+    with pytest.raises(GraderError, match="every node mounts at the same path") as refused:
+        with SlurmExecutor(cluster="slurm").scratch(out):
+            pass
+    assert "under /tmp" in str(refused.value) and not out.parent.exists()
 
 
 def test_options_for_another_executor_are_refused(tmp_path):
@@ -251,6 +249,9 @@ def test_options_for_another_executor_are_refused(tmp_path):
         make_executor("local", address="10.0.0.1:6379")
     with pytest.raises(GraderError, match="--chunk-size must be at least 1"):
         make_executor("slurm", chunk_size=0)
+    if not shutil.which("sbatch"):        # here: no Slurm, and no silent fallback to running jobs on this machine
+        with pytest.raises(GraderError, match="sbatch is not on this machine's PATH; run the command on the cluster"):
+            make_executor("slurm").prepare(load_course(short_config(tmp_path)))
     exchange_submission(tmp_path / "class", "s001", answer(), ON_TIME)
     one = tmp_path / "class" / "submitted" / "s001" / "assignment3" / "assignment3.ipynb"
     done = subprocess.run([sys.executable, "-m", "autograder", "grade", str(one), "--executor", "ray"],

@@ -51,7 +51,7 @@ class Executor:
         """Kernels at once when --workers is not given."""
         raise NotImplementedError
 
-    def describe(self, workers: int) -> str:
+    def describe(self, workers: int, kernel_device: str) -> str:
         """For the batch's first line: where and how many at once."""
         raise NotImplementedError
 
@@ -87,7 +87,7 @@ class LocalPool(Executor):
         with tempfile.TemporaryDirectory(prefix="autograder-class-") as tmp:
             yield Path(tmp)
 
-    def describe(self, workers: int) -> str:
+    def describe(self, workers: int, kernel_device: str) -> str:
         return f"{workers} workers"
 
     def graded(self, tasks: list, config: Config, *, scratch: Path, **options) -> Iterator[tuple[object, dict]]:

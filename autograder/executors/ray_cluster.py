@@ -64,7 +64,7 @@ class RayExecutor(Executor):
         if ray.is_initialized():
             return
         try:
-            ray.init(address=self.address, logging_level=logging.WARNING, log_to_driver=False,
+            ray.init(address=self.address, logging_level=logging.ERROR, log_to_driver=False,
                      include_dashboard=False if not self.address else None)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise GraderError(f"cannot connect to the Ray cluster {self.address or '(local)'}: "
@@ -96,8 +96,9 @@ class RayExecutor(Executor):
     def scratch(self, out: Path):
         return shared_scratch(out)
 
-    def describe(self, workers: int) -> str:
-        return f"Ray ({self._resources_text()}; up to {workers} at once, {self.kernels_per_gpu} kernels per GPU)"
+    def describe(self, workers: int, kernel_device: str) -> str:
+        shared = f", {self.kernels_per_gpu} kernels per GPU" if kernel_device == "gpu" else ""
+        return f"Ray ({self._resources_text()}; up to {workers} at once{shared})"
 
     def graded(self, tasks: list, config: Config, *, scratch: Path, payload, workers: int, kernel_device: str,
                log_path: Path, grade_fn, snapshot: Path | None = None,

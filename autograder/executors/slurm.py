@@ -20,6 +20,7 @@ import os
 import pickle
 import re
 import shlex
+import shutil
 import sys
 import tempfile
 import time
@@ -160,8 +161,9 @@ class SlurmExecutor(Executor):
 
     def __init__(self, partition: str | None = None, gpus_per_task: int | None = None,
                  array_parallelism: int | None = None, chunk_size: int | None = None,
-                 kernels_per_gpu: int | None = None, cluster: str | None = None, poll_s: float = POLL_S):
-        """``cluster``: submitit's kind — None finds Slurm; "local" runs the array on this machine (tests)."""
+                 kernels_per_gpu: int | None = None, cluster: str = "slurm", poll_s: float = POLL_S):
+        """``cluster``: submitit's executor — "slurm", or "local": the array's tasks as processes on this machine
+        (how the tests run it; never chosen silently, as submitit's AutoExecutor would where Slurm is missing)."""
         self.options = {"partition": partition, "gpus_per_task": gpus_per_task,
                         "array_parallelism": array_parallelism, "chunk_size": chunk_size,
                         "kernels_per_gpu": kernels_per_gpu}
@@ -172,8 +174,11 @@ class SlurmExecutor(Executor):
         self.cluster, self.poll_s = cluster, poll_s
 
     def prepare(self, config: Config) -> None:
-        """The course's settings fill what the command line left out; submitit must be there."""
+        """The course's settings fill what the command line left out; submitit and Slurm must be there."""
         import_submitit()
+        if self.cluster == "slurm" and not shutil.which("sbatch"):
+            raise GraderError("--executor slurm: Slurm's sbatch is not on this machine's PATH; run the command on "
+                              "the cluster's login node (or a node that can submit jobs)")
         defaults = {"partition": config.slurm_partition or None, "gpus_per_task": config.slurm_gpus_per_task,
                     "array_parallelism": config.slurm_array_parallelism, "chunk_size": config.slurm_chunk_size,
                     "kernels_per_gpu": config.kernels_per_gpu}
@@ -200,10 +205,11 @@ class SlurmExecutor(Executor):
         with shared_scratch(out) as folder:
             yield folder
 
-    def describe(self, workers: int) -> str:
+    def describe(self, workers: int, kernel_device: str) -> str:
         o = self.options
-        return (f"Slurm{' (' + self.cluster + ')' if self.cluster else ''}: chunks of {o['chunk_size']}, "
-                f"{o['gpus_per_task']} GPU(s) and {workers} kernel(s) each, {o['array_parallelism']} at once"
+        gpus = f"{o['gpus_per_task']} GPU(s) and " if kernel_device == "gpu" else ""
+        return (f"Slurm{' (submitit local)' if self.cluster == 'local' else ''}: chunks of {o['chunk_size']}, "
+                f"{gpus}{workers} kernel(s) each, {o['array_parallelism']} at once"
                 + (f", partition {o['partition']}" if o["partition"] else ""))
 
     def _executor(self, folder: Path, workers: int, assignment_id: str, python_path: tuple[str, ...]):
