@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -122,6 +123,7 @@ def test_a_killed_ray_worker_is_run_again_by_ray_and_the_row_is_right(tmp_path, 
     assert len(killed) == 2           # each notebook differs: each one's first Ray worker was killed
     log = (tmp_path / "out" / "logs" / "s002.log").read_text(encoding="utf-8")
     assert "attempt 1 failed: Ray worker lost: Ray ran the task again" in log
+    assert f"graded on node {socket.gethostname()}" in log
 
 
 def test_a_lost_grading_process_is_retried_once_then_an_infrastructure_error(tmp_path, two_students, ray_cluster):
@@ -217,6 +219,7 @@ def test_a_slurm_job_killed_mid_chunk_is_resubmitted_once_with_what_it_had_not_f
     log = (tmp_path / "out" / "logs" / f"{again[0]}.log").read_text(encoding="utf-8")
     job = re.search(r"attempt 1 failed: Slurm job (\S+) ended without a result \(UncompletedJobError", log)
     assert job and (tmp_path / "out" / "logs" / "slurm" / job[1] / "workers.log").is_file()    # its logs
+    assert f"graded on node {socket.gethostname()}" in log
     assert len(list((tmp_path / "out" / "logs" / "slurm").iterdir())) == 3       # two array tasks + one resubmitted
 
 

@@ -217,8 +217,13 @@ def grade_here(setup: NodeSetup, payload: dict) -> dict:
     if problem:
         return {"infrastructure": problem, "log": ""}
     with tempfile.TemporaryDirectory(prefix="autograder-task-") as tmp:
-        return reply_for(landed(payload, Path(tmp)), config, LazyDataset(config, setup.snapshot),
-                         import_function(setup.grade_fn))
+        return on_this_node(reply_for(landed(payload, Path(tmp)), config, LazyDataset(config, setup.snapshot),
+                                      import_function(setup.grade_fn)))
+
+
+def on_this_node(reply: dict) -> dict:
+    """A reply whose log (the student's log, for staff) starts by naming the node that graded it."""
+    return {**reply, "log": f"graded on node {host()}\n{reply.get('log', '')}"}
 
 
 def main(argv: list[str]) -> int:

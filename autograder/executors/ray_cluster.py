@@ -17,6 +17,7 @@ import contextlib
 import logging
 import os
 import uuid
+from collections import deque
 from pathlib import Path
 from typing import Iterator
 
@@ -116,18 +117,21 @@ class RayExecutor(Executor):
             num_cpus=1, num_gpus=1 / self.kernels_per_gpu if kernel_device == "gpu" else 0,
             max_retries=max_attempts - 1, retry_exceptions=False, runtime_env={"env_vars": env})
         keys = {id(task): f"{i:05d}" for i, task in enumerate(tasks)}
-        in_flight: dict = {}
+        pending, in_flight = deque(tasks), {}
+        window = 2 * workers          # tasks handed to Ray at once: its queue stays full, the notebooks' bytes
+                                      # in its object store stay few (a class of large notebooks is not all there)
 
         def started(task) -> Path:
             return scratch / STARTED_DIR / f"{keys[id(task)]}.{len(task.attempts)}"
 
-        def submit(task) -> None:
-            in_flight[remote.remote(shipped(payload(task)), setup, str(started(task)))] = task
+        def submit() -> None:
+            while pending and len(in_flight) < window:
+                task = pending.popleft()
+                in_flight[remote.remote(shipped(payload(task)), setup, str(started(task)))] = task
 
-        for task in tasks:
-            submit(task)
         try:
-            while in_flight:
+            while pending or in_flight:
+                submit()
                 ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=WAIT_S)
                 for ref in ready:
                     task = in_flight.pop(ref)
@@ -143,7 +147,7 @@ class RayExecutor(Executor):
                     if problem:
                         task.attempts.append(problem)
                         if len(task.attempts) < max_attempts:
-                            submit(task)
+                            pending.appendleft(task)
                             continue
                     yield task, reply
         finally:

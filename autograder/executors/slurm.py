@@ -33,8 +33,8 @@ from ..device import resolve_device
 from ..errors import GraderError, meaningful_lines
 from ..pool import MAX_ATTEMPTS
 from . import Executor
-from .node import (SHARED_FS_HELP, NodeSetup, check_node, check_runtime, host, import_function,
-                   landed, node_config, setup_for, shared_scratch, shipped)
+from .node import (SHARED_FS_HELP, NodeSetup, check_node, check_runtime, import_function,
+                   landed, node_config, on_this_node, setup_for, shared_scratch, shipped)
 
 REPLIES_DIR = "replies"
 POLL_S = 5.0                          # how often the driver looks at the jobs and the replies
@@ -96,7 +96,7 @@ def grade_chunk(chunk: Chunk) -> int:
                                   grade_fn=import_function(setup.grade_fn),
                                   snapshot=Path(setup.snapshot) if setup.snapshot else None,
                                   max_attempts=chunk.max_attempts):
-            reply = {**reply, "attempts": task.attempts, "node": host()}
+            reply = {**on_this_node(reply), "attempts": task.attempts}
             write_atomic(Path(chunk.replies) / f"{task.key}.pickle", pickle.dumps(reply))
             done += 1
     return done
