@@ -73,12 +73,14 @@ def grade_task(task: dict, config: Config, data) -> dict:
 
 
 def _worker_main(conn, config_path: str, assignment_id: str, grade_fn, log_path: str, kernel_device: str,
-                 snapshot: str | None) -> None:
+                 snapshot: str | None, slot: int = 0) -> None:
     with open(log_path, "ab") as log:     # TensorFlow's start-up chatter and any crash, off the instructor's screen
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
     if kernel_device == "gpu":
         from .device import visible_gpus
+
+        one_gpu_per_slot(slot)
 
         visible_gpus()                   # hides the GPUs from this process (the graders): they are the kernels'
     config = load_config(config_path).for_assignment(assignment_id)
@@ -102,6 +104,14 @@ def reply_for(task: dict, config: Config, data, grade_fn) -> dict:
         return {"infrastructure": traceback.format_exc(limit=3)[-2000:], "log": traceback.format_exc()}
 
 
+def one_gpu_per_slot(slot: int) -> None:
+    """Where this machine (or a Slurm job) gives several GPUs, worker ``slot`` and its kernels see only one of them,
+    in turn: without it every kernel would train on the first GPU. Set before TensorFlow starts CUDA here."""
+    gpus = [g for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g.strip()]
+    if len(gpus) > 1:
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
+
+
 class LazyDataset:
     """The assignment's verified dataset, read on first use (a worker that only ever dies need not spend a second
     on it): from the batch's snapshot of what it verified, when there is one."""
@@ -122,11 +132,11 @@ class Worker:
     """One spawned process and the task it holds, so a lost worker's submission is known and retried."""
 
     def __init__(self, config: Config, grade_fn, context, log_path: Path, kernel_device: str,
-                 snapshot: Path | None = None):
+                 snapshot: Path | None = None, slot: int = 0):
         self.conn, child = context.Pipe()
         self.process = context.Process(target=_worker_main, daemon=True,
                                        args=(child, str(config.source), config.assignment.id, grade_fn,
-                                             str(log_path), kernel_device, snapshot and str(snapshot)))
+                                             str(log_path), kernel_device, snapshot and str(snapshot), slot))
         self.process.start()
         child.close()
         self.task = None                         # the task it holds (a batch's Task)
@@ -163,12 +173,12 @@ def graded(tasks: list, config: Config, *, payload: Callable[[object], dict], wo
     pending = deque(tasks)
     log_path.parent.mkdir(parents=True, exist_ok=True)
 
-    def new_worker() -> Worker:
-        return Worker(config, grade_fn, context, log_path, kernel_device, snapshot)
+    def new_worker(slot: int) -> Worker:
+        return Worker(config, grade_fn, context, log_path, kernel_device, snapshot, slot)
 
     from .execute import HARNESS_TIMEOUT_S      # here: a worker imports this module, and needs no nbclient to regrade
 
-    pool = [new_worker() for _ in range(min(workers, len(tasks)))]
+    pool = [new_worker(slot) for slot in range(min(workers, len(tasks)))]
     hard_limit = config.notebook_timeout_s + 2 * HARNESS_TIMEOUT_S + 600
     def keep_busy() -> None:
         for w in pool:
@@ -200,7 +210,7 @@ def graded(tasks: list, config: Config, *, payload: Callable[[object], dict], wo
                 task, w.task = w.task, None
                 if lost:
                     w.stop()
-                    pool[i] = new_worker()
+                    pool[i] = new_worker(i)
                     reply = {"infrastructure": lost, "log": ""}
                 problem = reply.get("infrastructure", "")
                 if problem:

@@ -313,3 +313,20 @@ def test_a_batch_killed_midway_finishes_on_rerun_with_the_same_gradebook(graded_
         assert (out / "results" / name).read_bytes() == data          # not graded again
     assert read_gradebook(out / "gradebook.csv") == read_gradebook(tmp / "out" / "gradebook.csv")
     assert not list(out.rglob("*.tmp"))
+
+
+@pytest.mark.parametrize("visible, expected", [("3,5", ["3", "5", "3"]), ("0", ["0", "0", "0"]), (None, [None] * 3)])
+def test_each_worker_s_kernels_see_one_gpu_of_several(monkeypatch, visible, expected):
+    """A machine or a Slurm job with several GPUs: worker slot i and its kernels get GPU i (in turn), not all of
+    them on the first; one GPU, or none named, is left as it is."""
+    from autograder.pool import one_gpu_per_slot
+
+    seen = []
+    for slot in range(3):
+        if visible is None:
+            monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+        else:
+            monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+        one_gpu_per_slot(slot)
+        seen.append(os.environ.get("CUDA_VISIBLE_DEVICES"))
+    assert seen == expected
