@@ -23,8 +23,8 @@ from autograder.errors import GraderError
 from autograder.executors import make_executor
 from autograder.executors.node import CLUSTER_DIR, check_node, setup_for, shared_scratch
 from autograder.executors.slurm import SlurmExecutor
-from classroom import (ON_TIME, always_lost, answer, chunk_killed_once, exchange_submission, keeps_runs, load_course,
-                       lost_once, parent_lost_once, short_config, works)
+from classroom import (ON_TIME, always_lost, answer, chunk_killed_once, echo_process, exchange_submission, keeps_runs,
+                       load_course, lost_once, parent_lost_once, short_config, works)
 
 ray = pytest.importorskip("ray")
 submitit = pytest.importorskip("submitit")
@@ -113,6 +113,14 @@ def test_ray_gives_the_local_pools_gradebook_results_and_store(tmp_path, five_st
     again = grade(source, tmp_path / "ray", config, make_executor("ray"), grade_fn=keeps_runs, regrade=True)
     assert (again.regraded, again.executed) == (5, 0)
     assert {r["notes"][0] for r in again.results.values()} == {"regraded, intact=True"}
+
+
+def test_a_ray_worker_keeps_its_grading_process_for_the_tasks_it_runs_in_turn(tmp_path, five_students, ray_cluster):
+    """Keras, the graders and the dataset loaded once per Ray worker, not once per submission."""
+    source, config = five_students
+    report = grade(source, tmp_path / "out", config, make_executor("ray"), grade_fn=echo_process)
+    processes = {r["notes"][0] for r in report.results.values()}
+    assert len(processes) < 5 and {r["status"] for r in report.results.values()} == {"graded"}
 
 
 def test_a_killed_ray_worker_is_run_again_by_ray_and_the_row_is_right(tmp_path, two_students, ray_cluster):

@@ -4,7 +4,6 @@ specific explanation, the batch finishes within its limits, nothing leaks and no
 from __future__ import annotations
 
 import csv
-import json
 import time
 
 import pytest

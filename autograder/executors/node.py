@@ -1,6 +1,6 @@
 """What the cluster executors run on a node, and what they share: the batch's folder on the shared filesystem, the
-check that a node sees it, and grading one task in a plain Python process (no fork server: forked pools hang
-inside Ray's workers).
+check that a node sees it, and the Ray worker's grading process (a plain Python process, started rather than
+forked: forked pools hang inside Ray's workers).
 
 A node grades only after checking what the driver cannot see from where it is: that the output folder is the one
 the driver wrote (a token in a file there: a node that mounts another filesystem at that path, or none, is said
@@ -14,7 +14,6 @@ import contextlib
 import ctypes
 import importlib
 import os
-import pickle
 import secrets
 import shutil
 import signal
@@ -24,6 +23,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Iterator
 
@@ -169,7 +169,7 @@ def userns_hint() -> str:
     return ""
 
 
-# --- one task in a plain subprocess (the Ray executor) -----------------------------------------------------------
+# --- the Ray executor's grading process ---------------------------------------------------------------------------
 
 def _die_with_parent() -> None:
     """In the child before exec: end when the process that started it ends (a lost Ray worker takes its
@@ -179,61 +179,100 @@ def _die_with_parent() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+class GradingProcess:
+    """A plain Python process (``python -m autograder.executors.node``: started, not forked) that a Ray worker keeps
+    for the tasks it runs one after another, as a pool worker serves its notebooks: Keras, the graders and the
+    dataset are loaded by the first task and reused by the next (measured: a fresh process per task spent ~8
+    core-seconds on them). It dies with its Ray worker; one that is lost or overruns is replaced."""
+
+    def __init__(self, setup: NodeSetup):
+        self.setup = setup
+        self.log_path = Path(setup.log_dir) / f"{host()}.log"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        ours, theirs = socket.socketpair()
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([*setup.python_path, os.environ.get("PYTHONPATH", "")])}
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen([sys.executable, "-m", "autograder.executors.node", str(theirs.fileno())],
+                                            stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
+                                            pass_fds=(theirs.fileno(),), preexec_fn=_die_with_parent)
+        theirs.close()
+        self.conn = Connection(ours.detach())
+        self.conn.send(setup)
+
+    def grade(self, payload: dict) -> dict:
+        """The reply for one shipped task; CUDA_VISIBLE_DEVICES as Ray set it for this task goes with it."""
+        gpus = {k: v for k, v in os.environ.items() if k == "CUDA_VISIBLE_DEVICES"}
+        try:
+            self.conn.send((payload, gpus))
+            if self.conn.poll(self.setup.timeout_s):
+                return self.conn.recv()
+            problem = f"no answer from the grading process within {self.setup.timeout_s} s"
+        except (EOFError, OSError):
+            problem = ""
+        self.stop()
+        return {"infrastructure": f"node {host()}: " + (problem or f"the grading process was lost (exit code "
+                                                                   f"{self.process.returncode})"),
+                "log": f"what it printed is in {self.log_path}"}
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self) -> None:
+        self.process.kill()
+        self.process.wait()
+        self.conn.close()
+
+
+_kept: GradingProcess | None = None        # the Ray worker's grading process, kept between its tasks
+
+
 def grade_in_subprocess(payload: dict, setup: NodeSetup) -> dict:
-    """Grade one shipped task in a fresh ``python -m autograder.executors.node`` and return its reply; a process
-    that dies or overruns is a runner's failure (an ``infrastructure`` reply)."""
+    """In a Ray worker: grade one shipped task in this worker's grading process (started for the batch's
+    ``setup`` when it has none, or one for another batch, or one that was lost)."""
+    global _kept
     problem = check_node(setup)
     if problem:
         return {"infrastructure": problem, "log": ""}
-    log_dir = Path(setup.log_dir)
-    log_dir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([*setup.python_path, os.environ.get("PYTHONPATH", "")])}
-    with tempfile.TemporaryDirectory(prefix="autograder-node-") as tmp:
-        request, reply = Path(tmp) / "request.pickle", Path(tmp) / "reply.pickle"
-        request.write_bytes(pickle.dumps((setup, payload)))
-        with open(log_dir / f"{host()}.log", "ab") as log:
-            try:
-                done = subprocess.run([sys.executable, "-m", "autograder.executors.node", str(request), str(reply)],
-                                      stdout=log, stderr=log, env=env, timeout=setup.timeout_s,
-                                      preexec_fn=_die_with_parent)
-            except subprocess.TimeoutExpired:
-                return {"infrastructure": f"node {host()}: no answer from the grading process within "
-                                          f"{setup.timeout_s} s", "log": ""}
-        if done.returncode != 0 or not reply.is_file():
-            return {"infrastructure": f"node {host()}: the grading process was lost (exit code {done.returncode})",
-                    "log": f"what it printed is in {log_dir / (host() + '.log')}"}
-        return pickle.loads(reply.read_bytes())
+    if _kept is not None and (_kept.setup != setup or not _kept.alive()):
+        _kept.stop()
+        _kept = None
+    if _kept is None:
+        _kept = GradingProcess(setup)
+    reply = _kept.grade(payload)
+    if reply.get("infrastructure") and not _kept.alive():
+        _kept = None
+    return reply
 
 
-def grade_here(setup: NodeSetup, payload: dict) -> dict:
-    """In the grading process: check this node, then grade the task as a pool worker would."""
+def serve(conn: Connection) -> None:
+    """The grading process: the batch's setup, then one task after another until the Ray worker goes."""
     from ..pool import LazyDataset, reply_for
 
+    setup = conn.recv()
+    sys.path[:0] = [p for p in setup.python_path if p not in sys.path]
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        config = node_config(setup)
+        config, problem = node_config(setup), ""
     except GraderError as exc:
-        return {"infrastructure": f"node {host()}: {exc}", "log": ""}
-    problem = check_runtime(setup, config)
-    if problem:
-        return {"infrastructure": problem, "log": ""}
-    with tempfile.TemporaryDirectory(prefix="autograder-task-") as tmp:
-        return on_this_node(reply_for(landed(payload, Path(tmp)), config, LazyDataset(config, setup.snapshot),
-                                      import_function(setup.grade_fn)))
+        config, problem = None, f"node {host()}: {exc}"
+    data = LazyDataset(config, setup.snapshot) if config else None
+    while True:
+        try:
+            payload, gpus = conn.recv()
+        except EOFError:
+            return
+        os.environ.update(gpus)          # the kernels it starts see this task's GPU
+        reply = {"infrastructure": problem or check_runtime(setup, config), "log": ""}
+        if not reply["infrastructure"]:
+            with tempfile.TemporaryDirectory(prefix="autograder-task-") as tmp:
+                reply = on_this_node(reply_for(landed(payload, Path(tmp)), config, data,
+                                               import_function(setup.grade_fn)))
+        conn.send(reply)
 
 
 def on_this_node(reply: dict) -> dict:
     """A reply whose log (the student's log, for staff) starts by naming the node that graded it."""
     return {**reply, "log": f"graded on node {host()}\n{reply.get('log', '')}"}
-
-
-def main(argv: list[str]) -> int:
-    request, reply = map(Path, argv)
-    setup, payload = pickle.loads(request.read_bytes())
-    sys.path[:0] = [p for p in setup.python_path if p not in sys.path]
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    answer = grade_here(setup, payload)
-    reply.write_bytes(pickle.dumps(answer))
-    return 0
 
 
 def failure_text(exc: BaseException) -> str:
@@ -243,4 +282,4 @@ def failure_text(exc: BaseException) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    serve(Connection(int(sys.argv[1])))

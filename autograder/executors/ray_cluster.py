@@ -2,8 +2,9 @@
 
 Each task asks Ray for one CPU and, for GPU kernels, ``1/K`` of a GPU (``KERNELS_PER_GPU`` = K kernels share a
 GPU, each taking memory as it needs: ``TF_FORCE_GPU_ALLOW_GROWTH``); Ray sets ``CUDA_VISIBLE_DEVICES`` for the
-task, and its kernel sees only that GPU. The task grades in a plain subprocess (``node.grade_in_subprocess``):
-no fork server inside a Ray worker. Two kinds of runner failure, one retry in all (``MAX_ATTEMPTS``):
+task, and its kernel sees only that GPU. The task grades in a plain subprocess that its Ray worker keeps for the
+tasks it runs in turn (``node.GradingProcess``): no fork server inside a Ray worker. Two kinds of runner failure,
+one retry in all (``MAX_ATTEMPTS``):
 * a lost Ray worker or node: Ray itself runs the task again (``max_retries``); each start leaves a file in the
   batch's shared folder, so the result records how many attempts it took;
 * an infrastructure reply (the grading process lost, a GPU that failed, a node that cannot grade): the driver
