@@ -176,10 +176,8 @@ def graded(tasks: list, config: Config, *, payload: Callable[[object], dict], wo
     def new_worker(slot: int) -> Worker:
         return Worker(config, grade_fn, context, log_path, kernel_device, snapshot, slot)
 
-    from .execute import HARNESS_TIMEOUT_S      # here: a worker imports this module, and needs no nbclient to regrade
-
     pool = [new_worker(slot) for slot in range(min(workers, len(tasks)))]
-    hard_limit = config.notebook_timeout_s + 2 * HARNESS_TIMEOUT_S + 600
+    hard_limit = task_time_limit(config)
     def keep_busy() -> None:
         for w in pool:
             if w.task is None and pending:
@@ -224,6 +222,14 @@ def graded(tasks: list, config: Config, *, payload: Callable[[object], dict], wo
     finally:
         for w in pool:
             w.stop()
+
+
+def task_time_limit(config: Config) -> int:
+    """How long one notebook may take, everything included, before its worker is given up as lost: the
+    notebook's own limit, the harness's before and after it, and a margin."""
+    from .execute import HARNESS_TIMEOUT_S      # here: a worker imports this module, and needs no nbclient to regrade
+
+    return config.notebook_timeout_s + 2 * HARNESS_TIMEOUT_S + 600
 
 
 def worker_context():

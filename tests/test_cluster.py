@@ -194,7 +194,7 @@ def test_a_node_that_does_not_see_the_output_folder_says_so(tmp_path, two_studen
     _, config = two_students
     with shared_scratch(tmp_path / "out") as scratch:
         setup = setup_for(config, scratch, grade_fn=works, kernel_device="cpu", snapshot=None,
-                          log_path=tmp_path / "out" / "logs" / "workers.log", timeout_s=60)
+                          log_path=tmp_path / "out" / "logs" / "workers.log")
         assert check_node(setup) == ""
         (scratch / "driver-token").write_text("another batch", encoding="ascii")     # another mount at that path
         said = check_node(setup)

@@ -91,11 +91,13 @@ def shared_scratch(out: Path) -> Iterator[Path]:
 
 
 def setup_for(config: Config, scratch: Path, *, grade_fn, kernel_device: str, snapshot: Path | None,
-              log_path: Path, timeout_s: int) -> NodeSetup:
+              log_path: Path) -> NodeSetup:
+    from ..pool import task_time_limit
+
     marker = scratch / MARKER
     return NodeSetup(str(config.source), config.assignment.id, function_name(grade_fn), kernel_device,
                      str(snapshot) if snapshot else None, str(marker), marker.read_text(encoding="ascii"),
-                     str(log_path.parent / NODE_LOG_DIR), python_path(grade_fn), timeout_s)
+                     str(log_path.parent / NODE_LOG_DIR), python_path(grade_fn), task_time_limit(config))
 
 
 def shipped(payload: dict) -> dict:

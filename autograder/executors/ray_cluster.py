@@ -108,11 +108,8 @@ class RayExecutor(Executor):
         if not tasks:
             return
         ray = import_ray()
-        from ..execute import HARNESS_TIMEOUT_S
-
         setup = setup_for(config, scratch, grade_fn=grade_fn, kernel_device=kernel_device, snapshot=snapshot,
-                          log_path=log_path,
-                          timeout_s=config.notebook_timeout_s + 2 * HARNESS_TIMEOUT_S + 600)
+                          log_path=log_path)
         env = {"PYTHONPATH": os.pathsep.join(setup.python_path)}
         remote = ray.remote(run_on_node).options(
             num_cpus=1, num_gpus=1 / self.kernels_per_gpu if kernel_device == "gpu" else 0,
@@ -139,11 +136,9 @@ class RayExecutor(Executor):
                     starts = len(list(started(task).glob("*"))) if started(task).is_dir() else 0
                     try:
                         reply = ray.get(ref)
-                        lost = max(0, starts - 1)
-                    except ray.exceptions.RayError as exc:
+                    except ray.exceptions.RayError as exc:      # lost again after Ray's retry, cancelled, …
                         reply = {"infrastructure": f"Ray: {failure_text(exc)}", "log": ""}
-                        lost = max(0, starts - 1)
-                    task.attempts.extend(["Ray worker lost: Ray ran the task again"] * lost)
+                    task.attempts.extend(["Ray worker lost: Ray ran the task again"] * max(0, starts - 1))
                     problem = reply.get("infrastructure", "")
                     if problem:
                         task.attempts.append(problem)

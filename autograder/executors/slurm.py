@@ -227,10 +227,8 @@ class SlurmExecutor(Executor):
                max_attempts: int = MAX_ATTEMPTS) -> Iterator[tuple[object, dict]]:
         if not tasks:
             return
-        from ..execute import HARNESS_TIMEOUT_S
-
         setup = setup_for(config, scratch, grade_fn=grade_fn, kernel_device=kernel_device, snapshot=snapshot,
-                          log_path=log_path, timeout_s=config.notebook_timeout_s + 2 * HARNESS_TIMEOUT_S + 600)
+                          log_path=log_path)
         replies = scratch / REPLIES_DIR
         replies.mkdir()
         executor = self._executor(log_path.parent / "slurm", workers, config.assignment.id, setup.python_path)
