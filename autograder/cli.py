@@ -330,8 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
                                  "gradebook.csv, results/, feedback/, logs/, summary.html for a class")
     p.add_argument("--device", choices=DEVICES, default="auto",
                    help="where the student's model trains (default: auto — the GPU if one is visible)")
-    p.add_argument("--workers", type=int, help="notebooks graded at once, each in its own kernel "
-                                              "(default: one per CPU core, plus one when training on the CPU)")
+    p.add_argument("--workers", type=int, help="notebooks graded at once, each in its own kernel (default: one per "
+                                              "CPU core, plus one when training on the CPU; on Ray, what the "
+                                              "cluster runs at once; on Slurm, per array task)")
     p.add_argument("--regrade", action="store_true",
                    help="grade again even what is unchanged (from the stored runs: the graders only, no kernel)")
     p.add_argument("--rerun", action="store_true",

@@ -116,8 +116,8 @@ class RayExecutor(Executor):
             max_retries=max_attempts - 1, retry_exceptions=False, runtime_env={"env_vars": env})
         keys = {id(task): f"{i:05d}" for i, task in enumerate(tasks)}
         pending, in_flight = deque(tasks), {}
-        window = 2 * workers          # tasks handed to Ray at once: its queue stays full, the notebooks' bytes
-                                      # in its object store stay few (a class of large notebooks is not all there)
+        window = workers              # notebooks graded at once, as --workers means for the pool (default: what
+                                      # the cluster runs at once); the object store holds only their bytes
 
         def started(task) -> Path:
             return scratch / STARTED_DIR / f"{keys[id(task)]}.{len(task.attempts)}"
