@@ -210,18 +210,24 @@ def graded(tasks: list, config: Config, *, payload: Callable[[object], dict], wo
                     w.stop()
                     pool[i] = new_worker(i)
                     reply = {"infrastructure": lost, "log": ""}
-                problem = reply.get("infrastructure", "")
-                if problem:
-                    task.attempts.append(problem)
-                    if len(task.attempts) < max_attempts:
-                        pending.append(task)
-                        continue
+                if another_attempt(task, reply, max_attempts):
+                    pending.append(task)
+                    continue
                 settled.append((task, reply))
             keep_busy()                  # the freed workers start their next notebook before the caller writes
             yield from settled           # what came back (feedback pages take a moment)
     finally:
         for w in pool:
             w.stop()
+
+
+def another_attempt(task, reply: dict, max_attempts: int) -> bool:
+    """Note a runner's failure (an ``infrastructure`` reply) in ``task.attempts``; → whether the task is to be
+    tried again (fewer than ``max_attempts`` failed)."""
+    problem = reply.get("infrastructure", "")
+    if problem:
+        task.attempts.append(problem)
+    return bool(problem) and len(task.attempts) < max_attempts
 
 
 def task_time_limit(config: Config) -> int:

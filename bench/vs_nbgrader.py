@@ -224,7 +224,7 @@ def _mark(passed) -> str:
 def print_report(students, points, nb, ours, comparison) -> None:
     checks = list(points)
     width = max(len(s) for _, s in students)
-    print(f"\nper check: nbgrader/ours (P pass, F fail, · not run); * known difference, ! unexpected")
+    print("\nper check: nbgrader/ours (P pass, F fail, · not run); * known difference, ! unexpected")
     head = f"{'student':7s} {'scenario':{width}s} {'nbg pts':>7s} {'nbg s':>6s} {'ours pts':>8s} {'ours s':>6s}  "
     print(head + " ".join(f"{c[:8]:>8s}" for c in checks))
     for student, scenario in students:

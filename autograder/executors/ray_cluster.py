@@ -25,7 +25,7 @@ from typing import Iterator
 from ..config import Config
 from ..device import resolve_device
 from ..errors import GraderError
-from ..pool import MAX_ATTEMPTS
+from ..pool import MAX_ATTEMPTS, another_attempt
 from . import Executor
 from .node import NodeSetup, failure_text, grade_in_subprocess, setup_for, shared_scratch, shipped
 
@@ -139,12 +139,9 @@ class RayExecutor(Executor):
                     except ray.exceptions.RayError as exc:      # lost again after Ray's retry, cancelled, …
                         reply = {"infrastructure": f"Ray: {failure_text(exc)}", "log": ""}
                     task.attempts.extend(["Ray worker lost: Ray ran the task again"] * max(0, starts - 1))
-                    problem = reply.get("infrastructure", "")
-                    if problem:
-                        task.attempts.append(problem)
-                        if len(task.attempts) < max_attempts:
-                            pending.appendleft(task)
-                            continue
+                    if another_attempt(task, reply, max_attempts):
+                        pending.appendleft(task)
+                        continue
                     yield task, reply
         finally:
             for ref in in_flight:            # a driver stopped (Ctrl-C, an error) takes its tasks with it
