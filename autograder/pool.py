@@ -81,7 +81,6 @@ def _worker_main(conn, config_path: str, assignment_id: str, grade_fn, log_path:
         from .device import visible_gpus
 
         one_gpu_per_slot(slot)
-
         visible_gpus()                   # hides the GPUs from this process (the graders): they are the kernels'
     config = load_config(config_path).for_assignment(assignment_id)
     data = LazyDataset(config, snapshot)
