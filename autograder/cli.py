@@ -13,7 +13,7 @@ from pathlib import Path
 from .assignment import which_assignment
 from .config import load_config
 from .device import DEVICES, native_output_to
-from .executors import EXECUTORS
+from .executors import CLUSTER_OPTIONS, EXECUTORS
 from .errors import GraderError, Refusal
 
 
@@ -75,9 +75,6 @@ def _logging_tensorflow(log_path: Path, run):
                 raise
             raise GraderError(f"{exc}\n  TensorFlow 自身の出力 / TensorFlow's own messages (e.g. why CUDA did not "
                               f"start): {log.path}") from exc
-
-
-CLUSTER_OPTIONS = ("address", "kernels_per_gpu", "partition", "gpus_per_task", "array_parallelism", "chunk_size")
 
 
 def _grade_one(target: Path, out: Path, args, config) -> int:

@@ -25,14 +25,11 @@ from ..config import Config
 from ..device import resolve_device
 from ..errors import GraderError
 
-EXECUTORS = ("local", "ray", "slurm")
 
 
 class Executor:
     """The seam between the batch and where its notebooks run. The batch calls, in this order: ``prepare``,
     ``resolve_device``, ``scratch`` (around the whole run), ``default_workers``, ``describe``, then ``graded``."""
-
-    name = ""
 
     def prepare(self, config: Config) -> None:
         """Before planning: what this executor needs ready (a fork server, a connection to the cluster)."""
@@ -65,8 +62,6 @@ class Executor:
 class LocalPool(Executor):
     """Today's worker pool on this machine: the default, and what a Slurm chunk runs on its node."""
 
-    name = "local"
-
     def prepare(self, config: Config) -> None:
         from .. import sandbox
         from ..pool import worker_context
@@ -96,8 +91,10 @@ class LocalPool(Executor):
         return graded(tasks, config, **options)
 
 
-OPTIONS = {"local": (), "ray": ("address", "kernels_per_gpu"),
+OPTIONS = {"local": (), "ray": ("address", "kernels_per_gpu"),       # executor → the options it takes
            "slurm": ("partition", "gpus_per_task", "array_parallelism", "chunk_size", "kernels_per_gpu")}
+EXECUTORS = tuple(OPTIONS)
+CLUSTER_OPTIONS = tuple(dict.fromkeys(option for options in OPTIONS.values() for option in options))
 
 
 def make_executor(name: str = "local", **options) -> Executor:

@@ -250,8 +250,7 @@ def serve(conn: Connection) -> None:
     """The grading process: the batch's setup, then one task after another until the Ray worker goes."""
     from ..pool import LazyDataset, reply_for
 
-    setup = conn.recv()
-    sys.path[:0] = [p for p in setup.python_path if p not in sys.path]
+    setup = conn.recv()                  # $PYTHONPATH names setup.python_path (GradingProcess)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         config, problem = node_config(setup), ""

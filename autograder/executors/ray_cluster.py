@@ -51,8 +51,6 @@ def run_on_node(payload: dict, setup: NodeSetup, started: str) -> dict:
 
 
 class RayExecutor(Executor):
-    name = "ray"
-
     def __init__(self, address: str | None = None, kernels_per_gpu: int | None = None):
         self.address, self.kernels_per_gpu = address, kernels_per_gpu
         if kernels_per_gpu is not None and kernels_per_gpu < 1:
@@ -133,7 +131,7 @@ class RayExecutor(Executor):
                 ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=WAIT_S)
                 for ref in ready:
                     task = in_flight.pop(ref)
-                    starts = len(list(started(task).glob("*"))) if started(task).is_dir() else 0
+                    starts = len(list(started(task).glob("*")))     # none: Ray never started it
                     try:
                         reply = ray.get(ref)
                     except ray.exceptions.RayError as exc:      # lost again after Ray's retry, cancelled, …

@@ -21,7 +21,6 @@ import pickle
 import re
 import shlex
 import shutil
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -74,8 +73,7 @@ def grade_chunk(chunk: Chunk) -> int:
     from ..pool import graded, worker_context
     from ..report import write_atomic
 
-    setup = chunk.setup
-    sys.path[:0] = [p for p in setup.python_path if p not in sys.path]
+    setup = chunk.setup                          # $PYTHONPATH names setup.python_path (python_path_exported)
     problem = check_node(setup)
     if problem:
         raise GraderError(problem)
@@ -157,8 +155,6 @@ def python_path_exported(paths: tuple[str, ...]):
 
 
 class SlurmExecutor(Executor):
-    name = "slurm"
-
     def __init__(self, partition: str | None = None, gpus_per_task: int | None = None,
                  array_parallelism: int | None = None, chunk_size: int | None = None,
                  kernels_per_gpu: int | None = None, cluster: str = "slurm", poll_s: float = POLL_S):
