@@ -17,6 +17,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
+import stat
 import uuid
 from collections import deque
 from pathlib import Path
@@ -42,6 +44,56 @@ def import_ray():
     return ray
 
 
+RAY_LOG_LINE = re.compile(r"^\[[^]]*\] \S+:\d+: (?P<said>.+)$")     # [time W pid tid] gcs_client.cc:210: …
+
+
+def token_auth_when_available() -> None:
+    """Token authentication on for ``--address`` when this machine holds a token and RAY_AUTH_MODE is unset.
+
+    Ray (2.60) turns token authentication on by default: ``ray start --head`` uses it once a token exists
+    (~/.ray/auth_token, which any local ``ray.init()`` writes), and a driver that finds a local cluster by itself
+    does too — but a driver given an explicit address never does, and the head then refuses it
+    (``InvalidAuthToken``). This is Ray's own rule for the cluster it finds, applied to the one named (it also
+    refreshes the settings Ray read at import). A head without authentication still accepts the token."""
+    try:
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available)
+    except ImportError:                           # another Ray: it decides as it does
+        return
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+
+
+@contextlib.contextmanager
+def native_stderr_watched():
+    """→ a list that, after the block, holds what native code wrote on file descriptor 2 meanwhile, when that is
+    a file (the command's log): Ray's C++ client says why it cannot connect only there, as it retries."""
+    said: list[str] = []
+    try:
+        start = os.fstat(2).st_size if stat.S_ISREG(os.fstat(2).st_mode) else None
+    except OSError:
+        start = None
+    try:
+        yield said
+    finally:
+        if start is not None:
+            with contextlib.suppress(OSError), open("/proc/self/fd/2", "rb") as log:
+                log.seek(start)
+                said.extend(log.read(1_000_000).decode("utf-8", "replace").splitlines())
+
+
+def ray_said(lines: list[str]) -> str:
+    """Ray's own last word on a failed connection (its C++ log lines, deduplicated), with what to do for the one
+    a user meets most: the head wants a token the driver did not send."""
+    messages = [m.group("said").strip() for m in map(RAY_LOG_LINE.match, lines) if m]
+    if not messages:
+        return ""
+    text = f"; Ray said: {messages[-1][:400]}"
+    if "InvalidAuthToken" in messages[-1] or "Unauthenticated" in messages[-1]:
+        text += ("\n  the cluster uses token authentication: give this machine its token (copy the head's "
+                 "~/.ray/auth_token here, or set RAY_AUTH_TOKEN) and RAY_AUTH_MODE=token")
+    return text
+
+
 def run_on_node(payload: dict, setup: NodeSetup, started: str) -> dict:
     """The Ray task: note this start (Ray may run a task again after losing its worker), then grade."""
     Path(started).mkdir(parents=True, exist_ok=True)
@@ -63,12 +115,18 @@ class RayExecutor(Executor):
         self.kernels_per_gpu = self.kernels_per_gpu or config.kernels_per_gpu
         if ray.is_initialized():
             return
-        try:
-            ray.init(address=self.address, logging_level=logging.ERROR, log_to_driver=False,
-                     include_dashboard=False if not self.address else None)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise GraderError(f"cannot connect to the Ray cluster {self.address or '(local)'}: "
-                              f"{failure_text(exc)}") from exc
+        if self.address:
+            token_auth_when_available()
+        with native_stderr_watched() as said:
+            try:
+                ray.init(address=self.address, logging_level=logging.ERROR, log_to_driver=False,
+                         include_dashboard=False if not self.address else None)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                failure = exc
+            else:
+                return
+        raise GraderError(f"cannot connect to the Ray cluster {self.address or '(local)'}: {failure_text(failure)}"
+                          f"{ray_said(said)}") from failure
 
     def resources(self) -> dict:
         return import_ray().cluster_resources()
