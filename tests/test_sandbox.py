@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import os
 import re
+import site
 import subprocess
 import sys
 import tempfile
@@ -58,10 +59,17 @@ def workdir(tmp_path):
     return work
 
 
+def python_dirs_in_the_repo() -> list[str]:
+    """The interpreter's folders inside the checkout: README's venv (.venv) when the tests run in it, else none."""
+    return [d for d in sandbox.python_dirs() if d.startswith(f"{REPO}/")]
+
+
 def test_argv_binds_python_but_not_the_repo(tmp_path):
     argv = bwrap_argv(SandboxSpec(tmp_path, readable=(tmp_path / "data.npz",)), ["python", "-m", "x"])
     sources = {argv[i + 1] for i, a in enumerate(argv) if a in ("--bind", "--ro-bind", "--ro-bind-try")}
-    assert not any(s == str(REPO) or str(REPO).startswith(s + "/") or s.startswith(str(REPO)) for s in sources)
+    assert not any(s == str(REPO) or str(REPO).startswith(s + "/") for s in sources)     # nor a folder above it
+    inside = [s for s in sources if s.startswith(f"{REPO}/")]
+    assert inside == [s for s in inside if any(s == d or s.startswith(f"{d}/") for d in python_dirs_in_the_repo())]
     assert "/" not in sources and "/etc" not in sources and "/root" not in sources
     assert any(d in sources for d in sandbox.python_dirs())
     assert argv[-3:] == ["python", "-m", "x"] and "--unshare-net" in argv and "--unshare-user" in argv
@@ -121,8 +129,8 @@ def test_kernel_sees_only_its_workdir_and_no_network(workdir):
         "    try:\n        open(path).read(); return 'read'\n"
         "    except Exception as e:\n        return type(e).__name__\n"
         f"print(repr([probe(p) for p in ({str(HIDDEN_GRADER)!r}, {str(other / 'answer.ipynb')!r}, '/etc/shadow')]))",
-        f"print(repr(([p for p in {private!r} if os.path.lexists(p)], os.path.exists({str(REPO)!r}),"
-        f" os.path.exists({str(other)!r}), open({str(data)!r}).read())))",
+        f"print(repr(([p for p in {private!r} if os.path.lexists(p)], os.path.exists({str(REPO)!r}) and"
+        f" sorted(os.listdir({str(REPO)!r})), os.path.exists({str(other)!r}), open({str(data)!r}).read())))",
         "import errno, socket\n"
         "def connect(addr):\n"
         "    try:\n        socket.create_connection(addr, timeout=3); return 'connected'\n"
@@ -135,7 +143,9 @@ def test_kernel_sees_only_its_workdir_and_no_network(workdir):
     assert value(cells[0]) == str(workdir.resolve())
     assert (workdir / "made-inside.txt").read_text() == "hi"
     assert value(cells[1]) == ["FileNotFoundError"] * 3
-    assert value(cells[2]) == ([], False, False, "pinned")   # nothing of the grader's home
+    # nothing of the grader's home, nor of the repo: at most the venv README makes in it (.venv), which holds Python
+    venv_in_repo = sorted({Path(d).relative_to(REPO).parts[0] for d in python_dirs_in_the_repo()}) or False
+    assert value(cells[2]) == ([], venv_in_repo, False, "pinned")
     attempts, interfaces = value(cells[3])
     assert attempts == ["ENETUNREACH"] * 2 and interfaces == ["lo"]
     assert value(cells[4]) == []
@@ -308,8 +318,13 @@ def test_a_venv_in_the_system_temp_directory_runs_sandboxed_kernels():
     """A venv made in /tmp (CI, a quick trial) lives where the sandbox mounts its private /tmp."""
     with tempfile.TemporaryDirectory(dir="/tmp", prefix="autograder-venv-") as tmp:
         venv = Path(tmp, "venv")
-        subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)],
-                       check=True, timeout=120)
+        in_a_venv = sys.prefix != sys.base_prefix          # README's .venv: its packages are not the base's
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv),
+                        *([] if in_a_venv else ["--system-site-packages"])], check=True, timeout=120)
+        if in_a_venv:        # the new venv gets this one's packages: its site-packages (in /tmp) links to them
+            packages = venv / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
+            packages.rmdir()
+            packages.symlink_to(next(p for p in site.getsitepackages() if p.startswith(f"{sys.prefix}/")))
         run = subprocess.run([str(venv / "bin" / "python"), "-c", VENV_KERNEL], cwd=REPO, capture_output=True,
                              text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
         assert run.returncode == 0, run.stderr[-2000:]
