@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from . import clock
 from .assignment import which_assignment
 from .config import load_config
 from .device import DEVICES, native_output_to
@@ -240,6 +241,10 @@ def cmd_serve(args) -> int:
     from . import sandbox
     from .site.app import create_app, log_config
 
+    if args.rehearse:                               # before anything reads the time; checks and jobs inherit it
+        start = clock.rehearse(args.rehearse)
+        print(f"autograder serve: REHEARSAL — the site's clock runs from {start.isoformat()}, not the real time; "
+              "every page says so", flush=True)
     site = _site(args, public_url=args.public_url or f"http://{args.host}:{args.port}", device=args.device)
     sandbox.require(site.config.sandbox)            # the public checks run students' code: as `grade` does
     print(f"autograder serve: data {site.data} · {site.public_url} · {site.config.site_check_workers} check "
@@ -406,6 +411,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=DEVICES, default="auto", help="where public checks and jobs train")
     p.add_argument("--forwarded-allow-ips", default="127.0.0.1",
                    help="proxies whose X-Forwarded-* headers are trusted (default: 127.0.0.1)")
+    p.add_argument("--rehearse", metavar="TIME",
+                   help="try the site with its clock running from TIME (ISO 8601 with an offset, e.g. "
+                        "2024-05-16T20:00+09:00): before a deadline long past, or just after one; pages say so")
     p.set_defaults(run=cmd_serve)
 
     p = sub.add_parser("roster", help="the site's students: import a roster CSV, write sign-in links, revoke one")

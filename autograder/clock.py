@@ -1,6 +1,10 @@
 """Time, read and written in one place: every form of a time the project accepts, the current time (the clock or
 $AUTOGRADER_NOW, so that deadlines can be tested and rehearsed), and how times are shown and stamped.
 
+$AUTOGRADER_NOW alone stops the clock at that time (a command's rehearsal); with $AUTOGRADER_NOW_SET_AT (the Unix
+time it was set at) the clock runs on from it, as the wall clock does: ``rehearse`` sets both, for ``serve
+--rehearse`` and every process the site starts (its checks and jobs inherit the environment).
+
 Accepted, by ``read_time``: ISO 8601 with or without an offset (``Z`` included), with slashes for dashes as LMS
 exports write dates (2024/05/15 21:00), and nbgrader's timestamp.txt form (2024-05-15 12:00:00.000000 UTC). What a
 time without an offset means depends on where it comes from, hence the entry points: ``parse_time`` (the course's
@@ -13,10 +17,12 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import time
 
 from .errors import GraderError
 
 NOW_VARIABLE = "AUTOGRADER_NOW"
+SET_AT_VARIABLE = "AUTOGRADER_NOW_SET_AT"
 NBGRADER_FORMAT = "%Y-%m-%d %H:%M:%S.%f %Z"       # what nbgrader writes to timestamp.txt, always in UTC
 # a time given to the minute, with or without an offset: as a deadline it means up to the end of that minute
 TO_THE_MINUTE = re.compile(r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}([+-]\d{2}:?\d{2}|Z)?")
@@ -62,17 +68,45 @@ def parse_deadline(text: str, tz: dt.tzinfo) -> dt.datetime:
 
 
 def now() -> dt.datetime:
-    """An aware datetime: $AUTOGRADER_NOW (a time with an offset, e.g. 2024-05-16T23:58:00+09:00) or the clock."""
+    """An aware datetime: $AUTOGRADER_NOW (a time with an offset, e.g. 2024-05-16T23:58:00+09:00), running on
+    since $AUTOGRADER_NOW_SET_AT when that is set, or the clock."""
     text = os.environ.get(NOW_VARIABLE)
     if not text:
         return dt.datetime.now(dt.timezone.utc)
+    moment = rehearsal_time(text, NOW_VARIABLE)
+    set_at = os.environ.get(SET_AT_VARIABLE)
+    if set_at:
+        try:
+            moment += dt.timedelta(seconds=max(0.0, time.time() - float(set_at)))
+        except ValueError as exc:
+            raise GraderError(f"{SET_AT_VARIABLE}={set_at!r} is not a Unix time") from exc
+    return moment
+
+
+def rehearsal_time(text: str, given_as: str) -> dt.datetime:
+    """A rehearsal's time as ``given_as`` gave it (a time with an offset); GraderError saying the form when it is
+    not one."""
     try:
         moment = read_time(text)
     except ValueError as exc:
-        raise GraderError(f"{NOW_VARIABLE}={text!r} is not an ISO 8601 time") from exc
+        raise GraderError(f"{given_as}={text!r} is not an ISO 8601 time, e.g. 2024-05-16T23:58:00+09:00") from exc
     if moment.tzinfo is None:
-        raise GraderError(f"{NOW_VARIABLE}={text!r} needs an offset, e.g. {text.strip()}+09:00")
+        raise GraderError(f"{given_as}={text!r} needs an offset, e.g. {text.strip()}+09:00")
     return moment
+
+
+def rehearse(start: str) -> dt.datetime:
+    """From now on, this process and those it starts read a clock that runs from ``start`` (``serve
+    --rehearse``: a site tried before or after a real deadline). → the start, as read."""
+    moment = rehearsal_time(start, "--rehearse")
+    os.environ[NOW_VARIABLE] = moment.isoformat()
+    os.environ[SET_AT_VARIABLE] = repr(time.time())
+    return moment
+
+
+def rehearsing() -> bool:
+    """Whether the time is a rehearsal's (pages say so: nothing handed in then counts)."""
+    return bool(os.environ.get(NOW_VARIABLE))
 
 
 def local_text(moment: dt.datetime, tz: dt.tzinfo) -> str:

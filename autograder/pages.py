@@ -15,6 +15,7 @@ from pathlib import Path
 import jinja2
 from markupsafe import Markup
 
+from . import clock
 from .report import format_points
 
 
@@ -27,6 +28,7 @@ ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).with_name
                          undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
                          keep_trailing_newline=True, finalize=_finalize)
 ENV.filters["points"] = format_points
+ENV.globals["rehearsing"] = clock.rehearsing          # the site's pages say when its clock is a rehearsal's
 
 
 def render(template: str, **context) -> str:

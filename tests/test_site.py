@@ -323,6 +323,15 @@ def test_a_late_upload_is_refused_by_the_servers_clock_with_the_deadline_shown(s
     assert "submissions are closed" in client.get("/a/assignment3").text
 
 
+def test_every_page_says_when_the_sites_clock_is_a_rehearsal(site, monkeypatch):
+    app = app_of(site)
+    client = student(app, site, "s001")
+    assert "Rehearsal: this site&#x27;s clock is not the real time" in client.get("/a/assignment3").text
+    monkeypatch.delenv("AUTOGRADER_NOW")
+    for page in ("/", "/a/assignment3", "/staff/login"):
+        assert "Rehearsal" not in client.get(page).text
+
+
 @pytest.mark.parametrize("case, expected", [
     ("not a notebook", "cannot be read as a notebook"),
     ("other assignment", "is not the one of assignment3"),

@@ -1,11 +1,13 @@
 """Students hand in: each refusal and each success, with the clock set through AUTOGRADER_NOW."""
 
+import datetime as dt
 import hashlib
 import json
 
 import nbformat
 import pytest
 
+from autograder import clock
 from autograder.clock import parse_nbgrader_timestamp
 from autograder.errors import GraderError, Refusal
 from autograder.submit import submit
@@ -133,6 +135,30 @@ def test_autograder_now_must_carry_an_offset(monkeypatch, config, exchange):
     at(monkeypatch, "2024-05-15T12:00:00")
     with pytest.raises(GraderError, match="needs an offset"):
         submit(FINISHED, "s001", config, exchange=exchange)
+
+
+def test_a_rehearsal_clock_runs_on_from_its_start_and_a_late_upload_is_then_refused(monkeypatch, config, exchange):
+    """`serve --rehearse`: the time starts where asked and moves with the wall clock, in this process and (through
+    the environment) in those it starts."""
+    for name in (clock.NOW_VARIABLE, clock.SET_AT_VARIABLE):
+        monkeypatch.delenv(name, raising=False)                 # restored after the test
+    wall = [1_000_000.0]
+    monkeypatch.setattr(clock.time, "time", lambda: wall[0])
+    start = clock.rehearse("2024-05-16T23:59:58+09:00")
+    assert clock.rehearsing() and clock.now() == start
+    submit(FINISHED, "s001", config, exchange=exchange)            # two seconds before the deadline
+    wall[0] += 2.5
+    assert clock.now() == start + dt.timedelta(seconds=2.5)
+    with pytest.raises(Refusal, match="締め切り|deadline"):
+        submit(FINISHED, "s002", config, exchange=exchange)
+
+
+def test_a_rehearsal_time_without_an_offset_is_refused_with_the_form_to_use(monkeypatch):
+    for name in (clock.NOW_VARIABLE, clock.SET_AT_VARIABLE):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(GraderError, match=r"--rehearse='2024-05-16T20:00' needs an offset, e.g. 2024-05-16T20:00\+09:00"):
+        clock.rehearse("2024-05-16T20:00")
+    assert not clock.rehearsing()
 
 
 def test_another_assignments_released_notebook_is_named_even_where_cell_ids_overlap(monkeypatch, config, exchange):
