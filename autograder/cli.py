@@ -7,9 +7,11 @@ Exit status: 0 done (whatever the score), 1 refused by the course's rules, 2 the
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
+from . import PROJECT_ROOT
 from .assignment import which_assignment
 from .config import load_config
 from .device import DEVICES, native_output_to
@@ -234,6 +236,12 @@ def _site(args, **kwargs):
     return Site(load_config(args.config), Path(args.data) if args.data else None, args.db, **kwargs)
 
 
+UNSAFE_SERVE_WARNING = (
+    "WARNING: serve --unsafe-without-sandbox: students' notebooks may run WITHOUT the sandbox, with this server's "
+    "rights: they can read the session key (and so sign in as staff), the hidden graders and every submission. "
+    "Never let students reach this server.")
+
+
 def cmd_serve(args) -> int:
     import uvicorn
 
@@ -241,7 +249,17 @@ def cmd_serve(args) -> int:
     from .site.app import create_app, log_config
 
     site = _site(args, public_url=args.public_url or f"http://{args.host}:{args.port}", device=args.device)
-    sandbox.require(site.config.sandbox)            # the public checks run students' code: as `grade` does
+    site.unsafe_without_sandbox = args.unsafe_without_sandbox
+    if args.unsafe_without_sandbox:
+        print(UNSAFE_SERVE_WARNING, file=sys.stderr, flush=True)
+    else:
+        os.environ[sandbox.SITE_REQUIRES_SANDBOX] = "1"    # for this process, its check workers and its jobs
+        try:
+            sandbox.require(site.config.sandbox)
+            sandbox.refuse_exposed_workdirs(site.data, PROJECT_ROOT, site.config.root)
+        except GraderError as exc:
+            raise GraderError(f"serve does not start: {exc}. Fix that, or only on a private test machine, never "
+                              "facing students: serve --unsafe-without-sandbox") from exc
     print(f"autograder serve: data {site.data} · {site.public_url} · {site.config.site_check_workers} check "
           f"worker(s) on the {site.check_device.upper()} · jobs grade with --device {args.device}", flush=True)
     uvicorn.run(create_app(site), host=args.host, port=args.port, proxy_headers=True,
@@ -406,6 +424,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=DEVICES, default="auto", help="where public checks and jobs train")
     p.add_argument("--forwarded-allow-ips", default="127.0.0.1",
                    help="proxies whose X-Forwarded-* headers are trusted (default: 127.0.0.1)")
+    p.add_argument("--unsafe-without-sandbox", action="store_true",
+                   help="UNSAFE, a private test machine only: run students' notebooks even where the sandbox cannot "
+                        "run (they could then read the site's key, the hidden graders and every submission)")
     p.set_defaults(run=cmd_serve)
 
     p = sub.add_parser("roster", help="the site's students: import a roster CSV, write sign-in links, revoke one")

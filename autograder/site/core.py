@@ -50,6 +50,23 @@ class Assignment:
     released: bool
 
 
+def size_text(size: int, limit_mib: int) -> tuple[str, str]:
+    """(the size, the limit) in one unit, MiB (MAX_NOTEBOOK_MB counts 2**20 bytes); in bytes where the rounded
+    MiB would read the same."""
+    shown = f"{size / 2**20:.1f} MiB"
+    if round(size / 2**20, 1) <= limit_mib:
+        return f"{size:,} bytes", f"{limit_mib * 2**20:,} bytes ({limit_mib} MiB)"
+    return shown, f"{limit_mib} MiB"
+
+
+def too_large(size: int, limit_mib: int) -> Refusal:
+    size_said, limit_said = size_text(size, limit_mib)
+    return Refusal(f"ファイルが大きすぎます ({size_said}、上限 {limit_said})。"
+                   "出力を消去 (編集 → すべての出力を消去) してから保存し直してください。\n"
+                   f"The file is too large ({size_said}; the limit is {limit_said}). Clear the outputs "
+                   "(Edit → Clear all outputs), save and upload again.")
+
+
 class Site:
     """One course's submission site: its configuration, data folder and database."""
 
@@ -64,6 +81,7 @@ class Site:
         self._configs: dict[str, Config] = {}
         self._write_lock = threading.Lock()          # one upload written at a time: numbers and the exchange
         self.new_attempt = threading.Event()         # wakes the check runners
+        self.unsafe_without_sandbox = False          # serve --unsafe-without-sandbox: kernels may run outside it
 
     @cached_property
     def check_device(self) -> str:
@@ -132,6 +150,15 @@ class Site:
     def assignment(self, assignment_id: str) -> Assignment | None:
         return next((a for a in self.assignments() if a.id == assignment_id), None)
 
+    def never_shown(self, assignment: str) -> tuple[str, ...]:
+        """What no student's page may hold, whatever their notebook's error messages say: the session key and
+        the hidden graders' source lines (those long enough not to occur by chance)."""
+        graders = self.config_for(assignment).assignment.graders_dir
+        lines = {line.strip() for path in sorted(graders.glob("*.py"))
+                 for line in path.read_text(encoding="utf-8", errors="replace").splitlines()
+                 if len(line.strip()) >= 20}
+        return (self.secret_key, *sorted(lines, key=len, reverse=True))
+
     def released_feedback(self, assignment: str):
         with self.engine.connect() as db:
             return db.execute(select(releases).where(releases.c.assignment == assignment)).first()
@@ -140,12 +167,8 @@ class Site:
     def accept(self, student: str, assignment: str, data: bytes, allow_incomplete: bool = False):
         """One upload: refused (Refusal, saying why) or kept durably and recorded; → its attempts row."""
         config = self.config_for(assignment)
-        limit = config.max_notebook_mb * 2**20
-        if len(data) > limit:
-            raise Refusal(f"ファイルが大きすぎます ({len(data) / 2**20:.1f} MB、上限 {config.max_notebook_mb} MB)。"
-                          "出力を消去 (編集 → すべての出力を消去) してから保存し直してください。\n"
-                          f"The file is too large ({len(data) / 2**20:.1f} MB; the limit is {config.max_notebook_mb}"
-                          " MB). Clear the outputs (Edit → Clear all outputs), save and upload again.")
+        if len(data) > config.max_notebook_mb * 2**20:
+            raise too_large(len(data), config.max_notebook_mb)
         moment = clock.now()
         tmp_dir = self.data / "tmp"
         tmp_dir.mkdir(exist_ok=True)

@@ -6,6 +6,7 @@ the hidden ones only by name and points."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from dataclasses import dataclass, field
@@ -23,7 +24,10 @@ from .db import DONE, FAILED, QUEUED, RUNNING, attempts, utc_now
 
 
 def self_check_task(task: dict, config: Config, data) -> dict:
-    """In a worker: run and grade one uploaded notebook (nothing kept but the result)."""
+    """In a worker: run and grade one uploaded notebook (nothing kept but the result); in the sandbox or not at
+    all, unless the site was started --unsafe-without-sandbox."""
+    if task.get("require_sandbox", True):
+        config = dataclasses.replace(config, sandbox="require")
     result = grade_on(Path(task["path"]), config, task["device"], False, data)
     return {"result": result.to_json(), "log": "", "infrastructure": infrastructure_problem(result.execution)}
 
@@ -84,8 +88,9 @@ class CheckRunner:
         try:
             config = self.site.config_for(row.assignment)
             device = self.site.check_device
+            required = not self.site.unsafe_without_sandbox
             task = CheckTask(row.id, row.receipt, self.site.data / row.file)
-            for _, reply in graded([task], config, payload=lambda t: {"path": str(t.path), "device": device},
+            for _, reply in graded([task], config, payload=lambda t: {"path": str(t.path), "device": device, "require_sandbox": required},
                                    workers=1, kernel_device=device, log_path=self.site.logs / "checks.log",
                                    grade_fn=self.grade_fn):
                 if reply.get("infrastructure"):
@@ -103,10 +108,16 @@ class CheckRunner:
                 check_state=state, check_note=note[-2000:], check_finished_at=utc_now()))
 
 
-def public_view(result: dict, checks: tuple[CheckSpec, ...]) -> dict:
+NOTE_LIMIT = 300                     # characters of a note (a cell's error message) a student sees
+HIDDEN_MARK = "[…]"
+
+
+def public_view(result: dict, checks: tuple[CheckSpec, ...], hide: tuple[str, ...] = ()) -> dict:
     """What a student may see of a check result before the grades are released: each public check's verdict,
     points and message; each hidden check only by its title and points; the notes about their own notebook (a
-    grader's failure is for staff)."""
+    grader's failure is for staff), each cut to NOTE_LIMIT. A cell's error message is the student's own text,
+    but a notebook running where it should not could put anything in it: ``hide`` (the site's key, the graders'
+    source) never shows."""
     tests = {t.get("name"): t for t in result.get("tests", []) if isinstance(t, dict)}
     rows = []
     for spec in checks:
@@ -116,8 +127,22 @@ def public_view(result: dict, checks: tuple[CheckSpec, ...]) -> dict:
         if spec.public:
             not_graded = test.get("status") == NOT_GRADED or not test
             row.update(status=test.get("status", NOT_GRADED), score=None if not_graded else test.get("score"),
-                       output="" if not_graded else str(test.get("output") or ""))
+                       output="" if not_graded else hidden(str(test.get("output") or ""), hide))
         rows.append(row)
     shown = [r for r in rows if r["public"]]
     return {"rows": rows, "score": sum(r["score"] or 0 for r in shown), "max": sum(r["points"] for r in shown),
-            "notes": [n for n in result.get("notes", []) if isinstance(n, str) and GRADER_FAILED not in n]}
+            "notes": [student_note(n, hide) for n in result.get("notes", [])
+                      if isinstance(n, str) and GRADER_FAILED not in n]}
+
+
+def hidden(text: str, hide: tuple[str, ...]) -> str:
+    for secret in hide:
+        if secret:
+            text = text.replace(secret, HIDDEN_MARK)
+    return text
+
+
+def student_note(note: str, hide: tuple[str, ...]) -> str:
+    """A note as a student sees it: ``hide`` taken out, then cut to NOTE_LIMIT characters."""
+    note = hidden(note, hide)
+    return note if len(note) <= NOTE_LIMIT else note[:NOTE_LIMIT - 1] + "…"

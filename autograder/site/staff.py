@@ -24,6 +24,7 @@ from .. import PROJECT_ROOT, clock
 from ..errors import Refusal
 from ..intake import file_stem
 from ..publish import refuse_before_deadline
+from ..sandbox import SITE_REQUIRES_SANDBOX
 from .db import DONE, FAILED, QUEUED, RUNNING, attempts, events, jobs, releases, students, utc_now
 
 GRADE, PUBLISH = "grade", "publish"
@@ -154,6 +155,8 @@ class JobRunner:
         log.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(
             filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")]))}   # this autograder, installed or not
+        if not self.site.unsafe_without_sandbox:
+            env[SITE_REQUIRES_SANDBOX] = "1"        # `grade` runs students' notebooks in the sandbox or not at all
         with open(log, "wb") as out:
             code = subprocess.call(job_command(self.site, job.kind, job.assignment), stdout=out,
                                    stderr=subprocess.STDOUT, cwd=self.site.data, env=env)
@@ -239,16 +242,34 @@ def _assignment_of_results(folder: Path) -> set[str]:
     return {a for a in found if isinstance(a, str)}
 
 
-def release_feedback(site, assignment: str, actor: str) -> None:
+def release_feedback(site, assignment: str, actor: str, before_deadline: bool = False) -> None:
+    """Students see their feedback pages (the hidden checks' messages with them): after the deadline, or before
+    it only when staff say so (``before_deadline``, the page's checkbox naming what it exposes)."""
     if not (site.grades(assignment) / "gradebook.csv").is_file():
         raise Refusal("まだ採点されていません: 先にクラスを採点するか、結果をアップロードしてください。\n"
                       "Nothing is graded yet: grade the class or upload its results first.")
+    if not before_deadline:
+        refuse_release_before_deadline(site.config_for(assignment))
     insert = postgresql.insert if site.engine.dialect.name == "postgresql" else sqlite.insert
     values = {"released_at": utc_now(), "released_by": actor}
     with site.engine.begin() as db:                  # one statement: two staff releasing at once both succeed
         db.execute(insert(releases).values(assignment=assignment, **values)
                    .on_conflict_do_update(index_elements=[releases.c.assignment], set_=values))
     log_event(site, actor, "released feedback", assignment)
+
+
+def refuse_release_before_deadline(config) -> None:
+    """Refusal while uploads are open: feedback shows the hidden checks' messages, a student could aim at them."""
+    moment = clock.now()
+    if moment >= config.assignment.deadline:
+        return
+    deadline, now = (clock.local_text(t, config.timezone) for t in (config.assignment.deadline, moment))
+    raise Refusal(f"フィードバックは締め切り ({deadline}) の後に公開します。現在 {now} です。今公開すると、提出を受け付けている"
+                  "間に学生が非公開チェックのメッセージを見られます。それでも公開するには「締め切り前に公開する」に"
+                  "チェックを入れてください。\n"
+                  f"Feedback is released after the deadline ({deadline}); it is now {now}. Released now, students "
+                  "would see the hidden checks' messages while uploads are still open: to release anyway, tick "
+                  "“release before the deadline”.")
 
 
 def feedback_page(site, assignment: str, student: str) -> Path | None:

@@ -1,0 +1,202 @@
+"""The submission site under attack: what a student's code, a crafted upload or a crafted name could do to the
+server, and what each now meets (README "What the site promises")."""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+from pathlib import Path
+
+import nbformat
+import pytest
+from sqlalchemy import update
+
+from autograder import sandbox
+from autograder.cli import main
+from autograder.errors import GraderError
+from autograder.site.db import attempts
+from tests.test_site import (FINISHED, app_of, csrf_of, rows, site, staff, student,  # noqa: F401 (fixture)
+                             upload)
+
+NO_USERNS = ("bwrap: No permissions to creating new namespace, likely because the kernel does not allow "
+             "non-privileged user namespaces")
+
+
+@pytest.fixture
+def no_userns(tmp_path, monkeypatch):
+    """A host where bwrap is installed but may not create namespaces: a stand-in that fails as it does there."""
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    fake = folder / "bwrap"
+    fake.write_text(f'#!/bin/sh\necho "{NO_USERNS}" >&2\nexit 1\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.delenv(sandbox.SITE_REQUIRES_SANDBOX, raising=False)
+    sandbox.sandbox_problem.cache_clear()
+    yield
+    sandbox.sandbox_problem.cache_clear()
+
+
+@pytest.fixture
+def not_served(monkeypatch):
+    """uvicorn.run recorded instead of serving."""
+    import uvicorn
+
+    served = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.append(app))
+    return served
+
+
+# --- 1. no sandbox, no site -------------------------------------------------------------------------------------
+
+def test_serve_refuses_to_start_where_the_sandbox_cannot_run(tmp_path, no_userns, not_served, capsys):
+    assert main(["serve", "--data", str(tmp_path / "site")]) == 2
+    said = capsys.readouterr().err
+    assert not not_served
+    assert "serve does not start" in said and NO_USERNS in said
+    assert "user.max_user_namespaces" in said and "--unsafe-without-sandbox" in said
+
+
+def test_serve_runs_without_the_sandbox_only_when_told_so_loudly(tmp_path, no_userns, not_served, capsys):
+    assert main(["serve", "--data", str(tmp_path / "site"), "--unsafe-without-sandbox"]) == 0
+    assert len(not_served) == 1
+    assert "WARNING: serve --unsafe-without-sandbox" in capsys.readouterr().err
+    assert os.environ.get(sandbox.SITE_REQUIRES_SANDBOX) is None
+
+
+def test_where_the_site_requires_the_sandbox_no_kernel_starts_without_it(tmp_path, no_userns, monkeypatch):
+    """The check workers and `grade` jobs inherit the site's requirement: SANDBOX = 'auto' or 'off' no longer
+    lets a kernel start outside bwrap."""
+    import dataclasses
+
+    from autograder.config import load_config
+    from autograder.execute import kernel_manager
+
+    config = load_config().for_assignment("assignment3")
+    monkeypatch.setenv(sandbox.SITE_REQUIRES_SANDBOX, "1")
+    for mode in ("auto", "off"):
+        with pytest.raises(GraderError, match="submission site runs students' notebooks only in the sandbox"):
+            kernel_manager(dataclasses.replace(config, sandbox=mode), tmp_path, (), tmp_path)
+    monkeypatch.delenv(sandbox.SITE_REQUIRES_SANDBOX)
+    assert kernel_manager(dataclasses.replace(config, sandbox="auto"), tmp_path, (), tmp_path)[0] is None
+
+
+def test_the_kernels_temporary_folder_may_not_lie_in_the_data_folder(tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "site" / "tmp"))
+    with pytest.raises(GraderError, match="point TMPDIR elsewhere"):
+        sandbox.refuse_exposed_workdirs(tmp_path / "site")
+    sandbox.refuse_exposed_workdirs(tmp_path / "elsewhere")
+
+
+def leaking_notebook(secret: Path, graders: Path) -> bytes:
+    """The released notebook, its first answer raising the site's key and the hidden graders as its error."""
+    released = Path(__file__).resolve().parents[1] / "assignments" / "assignment3" / "assignment3.ipynb"
+    nb = nbformat.read(released, as_version=4)
+    cell = next(c for c in nb.cells if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution"))
+    cell.source = f"raise ValueError(open({str(secret)!r}).read() + open({str(graders)!r}).read())"
+    return nbformat.writes(nb).encode()
+
+
+def grader_file(site) -> Path:
+    return sorted(site.config_for("assignment3").assignment.graders_dir.glob("test_*.py"))[0]
+
+
+def test_a_notebook_reading_the_sites_key_and_graders_finds_neither_in_its_sandbox(site):
+    """The real thing: the check runs the notebook in its kernel; the key and the graders are not in there."""
+    if not sandbox.sandbox_available():
+        pytest.skip(f"the sandbox cannot run here: {sandbox.unsandboxed_reason()}")
+    from autograder.site.selfcheck import CheckRunner
+
+    app = app_of(site)
+    client = student(app, site, "s001")
+    key_file = site.data / "secret_key"
+    site.secret_key                                     # noqa: B018 (made on first use)
+    r = upload(client, data=leaking_notebook(key_file, grader_file(site)), allow_incomplete="yes")
+    assert r.status_code == 303
+    site._configs.clear()
+    runner = CheckRunner(site, 1)
+    runner.run(runner.claim())
+    (row,) = rows(site)
+    assert row.check_state == "done", row.check_note
+    whole = site.check_file(row.receipt).read_text()
+    assert "FileNotFoundError" in whole or "No such file" in whole        # the notebook ran, and found nothing
+    page = client.get(r.headers["location"]).text
+    assert site.secret_key not in whole and site.secret_key not in page
+    graders_text = grader_file(site).read_text()
+    assert not [line for line in graders_text.splitlines() if len(line.strip()) > 30 and line.strip() in page]
+
+
+def test_what_a_cells_error_carries_reaches_the_student_bounded_and_without_the_key_or_graders(site):
+    """Defence in depth: were the sandbox to fail, a note holding the key and the graders' source shows
+    neither, and no note shows more than NOTE_LIMIT characters."""
+    from autograder.site.selfcheck import NOTE_LIMIT
+
+    app = app_of(site)
+    client = student(app, site, "s001")
+    receipt = upload(client).headers["location"]
+    (row,) = rows(site)
+    graders_text = grader_file(site).read_text()
+    leaked = f"cell 5 error: ValueError: {site.secret_key}{graders_text}"
+    site.check_file(row.receipt).parent.mkdir(parents=True, exist_ok=True)
+    site.check_file(row.receipt).write_text(json.dumps({"tests": [], "notes": [leaked, "x" * 5000]}))
+    with site.engine.begin() as db:
+        db.execute(update(attempts).where(attempts.c.id == row.id).values(check_state="done"))
+    page = client.get(receipt).text
+    assert "cell 5 error: ValueError" in page and site.secret_key not in page
+    assert not [line for line in graders_text.splitlines() if len(line.strip()) > 30 and line.strip() in page]
+    assert "x" * (NOTE_LIMIT - 1) in page and "x" * (NOTE_LIMIT + 1) not in page
+
+
+# --- the size limit, in one unit ----------------------------------------------------------------------------
+
+def test_a_file_one_byte_over_the_limit_is_said_in_mib_with_different_numbers(site):
+    import dataclasses
+
+    site.config = dataclasses.replace(site.config, max_notebook_mb=1)
+    site._configs.clear()
+    client = student(app_of(site), site, "s001")
+    r = upload(client, data=b" " * (2**20 + 1))
+    assert r.status_code == 413
+    assert "1,048,577 bytes; the limit is 1,048,576 bytes (1 MiB)" in r.text and " MB" not in r.text
+    with pytest.raises(Exception, match=r"\(3\.0 MiB; the limit is 1 MiB\)"):
+        site.accept("s001", "assignment3", b" " * (3 * 2**20))
+
+
+# --- 8. feedback released before the deadline -----------------------------------------------------------------
+
+def graded_class(site) -> None:
+    grades = site.grades("assignment3")
+    (grades / "feedback").mkdir(parents=True)
+    (grades / "gradebook.csv").write_text("student_id,score\ns001,9\n")
+    (grades / "feedback" / "s001.html").write_text("<p>HIDDEN CHECK SAID: try harder</p>")
+
+
+def test_feedback_is_not_released_while_uploads_are_open_unless_staff_say_so(site, monkeypatch):
+    app = app_of(site)
+    s1 = student(app, site, "s001")
+    upload(s1)
+    graded_class(site)
+    prof = staff(app)
+    page = prof.get("/staff/a/assignment3").text
+    assert "students will see the hidden checks' messages while uploads are open" in html.unescape(page)
+    r = prof.post("/staff/a/assignment3/release", data={"csrf": csrf_of(page)})
+    assert r.status_code == 409 and "released after the deadline (2024-05-16 23:59 JST)" in r.text
+    assert "hidden checks' messages while uploads are still open" in html.unescape(r.text)
+    assert site.released_feedback("assignment3") is None
+    assert s1.get("/a/assignment3/feedback").status_code == 404
+    r = prof.post("/staff/a/assignment3/release", data={"csrf": csrf_of(page), "before_deadline": "yes"})
+    assert r.status_code == 303 and "HIDDEN CHECK SAID" in s1.get("/a/assignment3/feedback").text
+
+
+def test_feedback_is_released_after_the_deadline_without_the_override(site, monkeypatch):
+    from tests.test_site import AFTER
+
+    app = app_of(site)
+    graded_class(site)
+    prof = staff(app)
+    monkeypatch.setenv("AUTOGRADER_NOW", AFTER)
+    r = prof.post("/staff/a/assignment3/release", data={"csrf": csrf_of(prof.get("/staff/a/assignment3").text)})
+    assert r.status_code == 303 and site.released_feedback("assignment3").released_by == "prof"
