@@ -200,3 +200,50 @@ def test_feedback_is_released_after_the_deadline_without_the_override(site, monk
     monkeypatch.setenv("AUTOGRADER_NOW", AFTER)
     r = prof.post("/staff/a/assignment3/release", data={"csrf": csrf_of(prof.get("/staff/a/assignment3").text)})
     assert r.status_code == 303 and site.released_feedback("assignment3").released_by == "prof"
+
+
+# --- 6. malformed input: a refusal with a reason, nothing stored ------------------------------------------------
+
+def test_a_notebook_nested_too_deeply_is_refused_with_a_reason(site):
+    client = student(app_of(site), site, "s001")
+    r = upload(client, data=b"[" * 100_000)
+    assert r.status_code == 422 and "nested too deeply" in r.text and "入れ子が深すぎます" in r.text
+    assert rows(site) == [] and not (site.data / "attempts").exists()
+    r = upload(client, data=b'{"nbformat": 4, "cells": ' + b"[" * 5000 + b"]" * 5000 + b"}")
+    assert r.status_code == 422 and rows(site) == []
+
+
+def corrupted(data: bytes, text: bytes) -> bytes:
+    """``data`` (a stored zip) with one byte of ``text``'s member changed: its CRC no longer matches."""
+    at = data.index(text)
+    return data[:at] + bytes([data[at] ^ 1]) + data[at + 1:]
+
+
+def results_with(files: dict[str, str], stored: bool = True) -> bytes:
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED) as z:
+        for name, text in files.items():
+            z.writestr(name, text)
+    return buffer.getvalue()
+
+
+GRADED = {"out/gradebook.csv": "student_id,score\ns001,7\n",
+          "out/results/s001.json": json.dumps({"assignment": "assignment3", "score": 7})}
+
+
+@pytest.mark.parametrize("data, expected", [
+    (corrupted(results_with(GRADED), b"student_id,score"), "The zip is damaged (out/gradebook.csv: Bad CRC-32"),
+    (results_with({**GRADED, "out/feedback/s001.html": "x", "out/feedback/s001.html/more.html": "y"}),
+     "one name both as a file and as a folder (out/feedback/s001.html/more.html)"),
+    (results_with({**GRADED, "out/feedback/s001.html/more.html": "y", "out/feedback/s001.html": "x"}),
+     "one name both as a file and as a folder (out/feedback/s001.html)"),
+], ids=["bad CRC", "file then folder", "folder then file"])
+def test_a_damaged_or_impossible_results_zip_is_refused_and_leaves_nothing(site, data, expected):
+    prof = staff(app_of(site))
+    r = prof.post("/staff/a/assignment3/results", data={"csrf": csrf_of(prof.get("/staff/a/assignment3").text)},
+                  files={"results": ("out.zip", data)})
+    assert r.status_code == 409 and expected in r.text and "Traceback" not in r.text
+    assert not (site.data / "grades").exists() or not list((site.data / "grades").iterdir())

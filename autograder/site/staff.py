@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -211,14 +212,14 @@ def receive_results(site, assignment: str, data: bytes, actor: str) -> str:
     target = site.grades(assignment)
     staging = target.with_name(f".{assignment}.incoming-{os.getpid()}-{threading.get_ident()}")
     shutil.rmtree(staging, ignore_errors=True)
+    wanted = []
     for info in names:
         member = PurePosixPath(info.filename)
         inside = member.parts[len(prefix.parts):]
         if member.parts[:len(prefix.parts)] != prefix.parts or not inside or inside[0] in kept_elsewhere:
             continue
-        dest = staging.joinpath(*inside)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.write_bytes(z.read(info))
+        wanted.append((info, staging.joinpath(*inside)))
+    _unpack(z, wanted, staging)
     found = _assignment_of_results(staging)
     if found and found != {assignment}:
         shutil.rmtree(staging)
@@ -230,6 +231,28 @@ def receive_results(site, assignment: str, data: bytes, actor: str) -> str:
     os.replace(staging, target)
     log_event(site, actor, "results uploaded", f"{assignment}: {len(names)} files")
     return str(target)
+
+
+def _unpack(z: zipfile.ZipFile, members: list, staging: Path) -> None:
+    """Each (member, destination) written under ``staging``; a damaged zip, or one naming a path both as a file
+    and as a folder, is a Refusal saying which, with nothing left behind."""
+    info = None
+    try:
+        for info, dest in members:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(z.read(info))
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise Refusal(f"zip が壊れています ({info.filename}: {exc})。もう一度 zip にしてアップロードしてください。\n"
+                      f"The zip is damaged ({info.filename}: {exc}): zip the folder again and upload it.") from exc
+    except (FileExistsError, NotADirectoryError, IsADirectoryError) as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise Refusal(f"zip の中で同じ名前がファイルとフォルダの両方に使われています ({info.filename})。\n"
+                      f"The zip uses one name both as a file and as a folder ({info.filename}): it is not a "
+                      "folder that `grade` wrote.") from exc
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 def _assignment_of_results(folder: Path) -> set[str]:
