@@ -247,3 +247,105 @@ def test_a_damaged_or_impossible_results_zip_is_refused_and_leaves_nothing(site,
                   files={"results": ("out.zip", data)})
     assert r.status_code == 409 and expected in r.text and "Traceback" not in r.text
     assert not (site.data / "grades").exists() or not list((site.data / "grades").iterdir())
+
+
+# --- 4. one student cannot fill the disk ----------------------------------------------------------------------
+
+def with_settings(site, **settings) -> None:
+    import dataclasses
+
+    site.config = dataclasses.replace(site.config, **settings)
+    site._configs.clear()
+
+
+def stored_files(site) -> list[Path]:
+    return sorted(p for p in (site.data / "attempts").rglob("*") if p.is_file())
+
+
+def test_a_student_may_upload_an_assignment_only_so_many_times(site):
+    with_settings(site, site_max_attempts=2)
+    client = student(app_of(site), site, "s001")
+    assert "Up to 2 uploads and 200 MiB in all (so far 0 uploads" in client.get("/a/assignment3").text
+    assert upload(client).status_code == 303 and upload(client).status_code == 303
+    files = stored_files(site)
+    r = upload(client)
+    assert r.status_code == 422 and "handed in this assignment 2 times, the limit" in r.text and "上限" in r.text
+    assert len(rows(site)) == 2 and stored_files(site) == files
+    assert upload(student(app_of(site), site, "s002")).status_code == 303          # another student: their own
+
+
+def test_a_student_may_store_only_so_many_bytes_for_an_assignment(site):
+    import nbformat as nbf
+
+    with_settings(site, site_max_stored_mb=1)
+    client = student(app_of(site), site, "s001")
+    big = nbformat.reads(FINISHED.read_text(), as_version=4)
+    big.cells.append(nbf.v4.new_markdown_cell("x" * 600_000))
+    data = nbformat.writes(big).encode()
+    assert upload(client, data=data).status_code == 303
+    r = upload(client, data=data)
+    assert r.status_code == 422 and "would take more than 1 MiB" in r.text and len(rows(site)) == 1
+
+
+def test_no_upload_is_taken_when_the_disk_is_nearly_full(site, capsys):
+    with_settings(site, site_min_free_mb=10**9)                   # more than any disk here has free
+    client = student(app_of(site), site, "s001")
+    r = upload(client)
+    assert r.status_code == 422 and "disk is nearly full" in r.text and "NOT handed in" in r.text
+    assert rows(site) == [] and stored_files(site) == [] and not (site.exchange / "submitted").exists()
+    assert "under SITE_MIN_FREE_MB" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("settings, named", [
+    ({"SITE_MAX_ATTEMPTS": 0}, "SITE_MAX_ATTEMPTS must be positive"),
+    ({"SITE_MAX_STORED_MB": "200"}, "SITE_MAX_STORED_MB must be an integer"),
+    ({"SITE_MIN_FREE_MB": -1}, "SITE_MIN_FREE_MB must be 0 or more"),
+])
+def test_the_sites_limits_are_validated(tmp_path, settings, named):
+    from autograder.config import load_config
+    from autograder.errors import ConfigError
+    from tests.test_config import variant
+
+    with pytest.raises(ConfigError, match=named):
+        load_config(variant(tmp_path, **settings))
+
+
+# --- 11a. a public check has its own, shorter time -------------------------------------------------------------
+
+def test_a_public_check_runs_under_its_own_time_limit_and_says_so_kindly(site):
+    """A notebook that would hold a check worker for minutes is stopped at SITE_CHECK_TIME_LIMIT_S (here 5 s),
+    and the student is told what happened and that their grade is not this."""
+    import time
+
+    if not sandbox.sandbox_available():
+        pytest.skip(f"the sandbox cannot run here: {sandbox.unsandboxed_reason()}")
+    from autograder.pool import task_time_limit
+    from autograder.site.selfcheck import CheckRunner, check_config
+
+    with_settings(site, site_check_time_limit_s=5)
+    assert task_time_limit(check_config(site.config_for("assignment3"), 5)) < task_time_limit(site.config) - 1700
+    released = Path(__file__).resolve().parents[1] / "assignments" / "assignment3" / "assignment3.ipynb"
+    nb = nbformat.read(released, as_version=4)
+    cell = next(c for c in nb.cells if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution"))
+    cell.source = "import time\ntime.sleep(100)"
+    client = student(app_of(site), site, "s001")
+    receipt = upload(client, data=nbformat.writes(nb).encode(), allow_incomplete="yes").headers["location"]
+    runner = CheckRunner(site, 1)
+    started = time.monotonic()
+    runner.run(runner.claim())
+    assert time.monotonic() - started < 90
+    (row,) = rows(site)
+    assert row.check_state == "done", row.check_note
+    page = html.unescape(client.get(receipt).text)
+    assert "Out of time in the public check" in page and "公開チェックの時間切れ" in page
+    assert "the grading runs your whole notebook for up to 30 minutes" in page
+
+
+def test_the_check_time_limit_is_validated(tmp_path):
+    from autograder.config import load_config
+    from autograder.errors import ConfigError
+    from tests.test_config import variant
+
+    assert load_config().site_check_time_limit_s == 600
+    with pytest.raises(ConfigError, match="SITE_CHECK_TIME_LIMIT_S must be positive"):
+        load_config(variant(tmp_path, SITE_CHECK_TIME_LIMIT_S=0))

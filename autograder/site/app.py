@@ -236,7 +236,8 @@ def assignment_context(site: Site, student, a) -> dict:
             "late_now": moment > a.deadline,
             "released": bool(site.released_feedback(a.id)) and feedback_page(site, a.id, student.id) is not None,
             "published": site.solution_page(a.id).is_file(),
-            "limit_mb": site.config_for(a.id).max_notebook_mb}
+            "limit_mb": site.config_for(a.id).max_notebook_mb, "used": site.usage(student.id, a.id),
+            "quota": (site.config.site_max_attempts, site.config.site_max_stored_mb)}
 
 
 @signed_in_as("student", with_assignment=True)

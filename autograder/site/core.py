@@ -21,6 +21,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import secrets
+import shutil
+import sys
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -177,6 +179,7 @@ class Site:
             upload.flush()
             late = check_submission(Path(upload.name), student, config, moment, allow_incomplete)
         with self._write_lock:
+            self.refuse_over_quota(student, assignment, len(data))
             folder = self.data / "attempts" / student / assignment
             with self.engine.connect() as db:
                 recorded = db.execute(select(func.max(attempts.c.number)).where(
@@ -193,6 +196,41 @@ class Site:
             self._record(row)
         self.new_attempt.set()
         return self.attempt(student, receipt)
+
+    def usage(self, student: str, assignment: str) -> tuple[int, int]:
+        """(attempts, bytes) a student has stored for an assignment."""
+        same = (attempts.c.student_id == student, attempts.c.assignment == assignment)
+        with self.engine.connect() as db:
+            count, size = db.execute(select(func.count(), func.coalesce(func.sum(attempts.c.size), 0))
+                                     .where(*same)).one()
+        return count, size
+
+    def refuse_over_quota(self, student: str, assignment: str, size: int) -> None:
+        """Refusal (kept: nothing) for an upload past the student's attempts or bytes for the assignment, or one
+        that would leave the disk with less than SITE_MIN_FREE_MB: one student cannot fill it, and no receipt is
+        given for what could not be kept."""
+        config = self.config
+        count, stored = self.usage(student, assignment)
+        if count >= config.site_max_attempts:
+            raise Refusal(f"この課題の提出は上限の {config.site_max_attempts} 回に達しました。これ以上は受け付けられません。"
+                          "担当教員に相談してください。\n"
+                          f"You have handed in this assignment {count} times, the limit: no more uploads are "
+                          "accepted. Please ask your instructor.")
+        if stored + size > config.site_max_stored_mb * 2**20:
+            raise Refusal(f"この課題の提出の合計が上限 ({config.site_max_stored_mb} MiB) を超えます (これまで "
+                          f"{stored / 2**20:.1f} MiB、今回 {size / 2**20:.1f} MiB)。出力を消去して小さくするか、担当教員に"
+                          "相談してください。\n"
+                          f"Your attempts at this assignment would take more than {config.site_max_stored_mb} MiB "
+                          f"({stored / 2**20:.1f} MiB so far, {size / 2**20:.1f} MiB now): clear the outputs to make it "
+                          "smaller, or ask your instructor.")
+        free = shutil.disk_usage(self.data).free
+        if free - size < config.site_min_free_mb * 2**20:
+            print(f"autograder serve: upload of {student} refused: {free / 2**20:.0f} MiB free in {self.data}, "
+                  f"under SITE_MIN_FREE_MB = {config.site_min_free_mb}", file=sys.stderr, flush=True)
+            raise Refusal("サーバーのディスクの空きが足りないため、提出を保存できませんでした。この提出は受け付けられて"
+                          "いません。担当教員に連絡してください。\n"
+                          "The server's disk is nearly full, so your upload could not be kept: it was NOT handed in. "
+                          "Please tell your instructor.")
 
     def _record(self, row: dict) -> None:
         """The attempt's row, queued for its public check; the student's earlier attempts still waiting for

@@ -19,17 +19,30 @@ from ..config import Config
 from ..grade import GRADER_FAILED, grade_on
 from ..pool import graded, infrastructure_problem
 from ..report import write_atomic
-from ..result import NOT_GRADED
+from ..result import NOT_GRADED, TIMEOUT
 from .db import DONE, FAILED, QUEUED, RUNNING, attempts, utc_now
 
 
 def self_check_task(task: dict, config: Config, data) -> dict:
     """In a worker: run and grade one uploaded notebook (nothing kept but the result); in the sandbox or not at
     all, unless the site was started --unsafe-without-sandbox."""
+    full = config.notebook_timeout_s
+    config = check_config(config, task.get("time_limit_s", config.site_check_time_limit_s))
     if task.get("require_sandbox", True):
         config = dataclasses.replace(config, sandbox="require")
     result = grade_on(Path(task["path"]), config, task["device"], False, data)
-    return {"result": result.to_json(), "log": "", "infrastructure": infrastructure_problem(result.execution)}
+    limits = {"notebook_s": config.notebook_timeout_s, "training_cell_s": config.training_cell_timeout_s,
+              "cell_s": config.cell_timeout_s, "grading_s": full}
+    return {"result": {**result.to_json(), "check_limits": limits}, "log": "",
+            "infrastructure": infrastructure_problem(result.execution)}
+
+
+def check_config(config: Config, limit_s: int) -> Config:
+    """The settings a public check runs under: no cell and no notebook longer than ``limit_s``
+    (SITE_CHECK_TIME_LIMIT_S). A check is a quick look for the student; the whole run is the grading's."""
+    return dataclasses.replace(config, notebook_timeout_s=min(config.notebook_timeout_s, limit_s),
+                               training_cell_timeout_s=min(config.training_cell_timeout_s, limit_s),
+                               cell_timeout_s=min(config.cell_timeout_s, limit_s))
 
 
 @dataclass
@@ -86,11 +99,13 @@ class CheckRunner:
     def run(self, row) -> None:
         state, note = FAILED, ""
         try:
-            config = self.site.config_for(row.assignment)
+            limit = self.site.config.site_check_time_limit_s
+            config = check_config(self.site.config_for(row.assignment), limit)     # the pool's watchdog too
             device = self.site.check_device
             required = not self.site.unsafe_without_sandbox
             task = CheckTask(row.id, row.receipt, self.site.data / row.file)
-            for _, reply in graded([task], config, payload=lambda t: {"path": str(t.path), "device": device, "require_sandbox": required},
+            payload = {"device": device, "require_sandbox": required, "time_limit_s": limit}
+            for _, reply in graded([task], config, payload=lambda t: {"path": str(t.path), **payload},
                                    workers=1, kernel_device=device, log_path=self.site.logs / "checks.log",
                                    grade_fn=self.grade_fn):
                 if reply.get("infrastructure"):
@@ -132,7 +147,17 @@ def public_view(result: dict, checks: tuple[CheckSpec, ...], hide: tuple[str, ..
     shown = [r for r in rows if r["public"]]
     return {"rows": rows, "score": sum(r["score"] or 0 for r in shown), "max": sum(r["points"] for r in shown),
             "notes": [student_note(n, hide) for n in result.get("notes", [])
-                      if isinstance(n, str) and GRADER_FAILED not in n]}
+                      if isinstance(n, str) and GRADER_FAILED not in n],
+            "out_of_time": out_of_time(result)}
+
+
+def out_of_time(result: dict) -> dict | None:
+    """For a check that ran out of its time: its limits in minutes (the page says them, and that the grading
+    runs the whole notebook longer), else None."""
+    limits = result.get("check_limits")
+    if result.get("status") != TIMEOUT or not isinstance(limits, dict):
+        return None
+    return {name: f"{value / 60:g}" for name, value in limits.items() if isinstance(value, (int, float))}
 
 
 def hidden(text: str, hide: tuple[str, ...]) -> str:
