@@ -349,3 +349,60 @@ def test_the_check_time_limit_is_validated(tmp_path):
     assert load_config().site_check_time_limit_s == 600
     with pytest.raises(ConfigError, match="SITE_CHECK_TIME_LIMIT_S must be positive"):
         load_config(variant(tmp_path, SITE_CHECK_TIME_LIMIT_S=0))
+
+
+# --- 7. CSV injection: no cell a spreadsheet runs ---------------------------------------------------------------
+
+FORMULAS = ["=HYPERLINK(\"http://evil.example\",\"click\")", "+SUM(A1:A9)", "@SUM(1+1)", "-2+3", "\tTAB", "\rCR"]
+
+
+def cells_of(text: str) -> list[list[str]]:
+    import csv
+    import io
+
+    return list(csv.reader(io.StringIO(text, newline="")))
+
+
+def assert_inert(text: str, values: list[str]) -> None:
+    """Each value is in a cell of its own, as text that begins with ' (a CR inside read as LF); no CRLF."""
+    flat = [cell for row in cells_of(text) for cell in row]
+    for value in values:
+        assert value not in flat and "'" + value.replace("\r", "\n") in flat, value
+    assert "\r" not in text
+
+
+def test_the_gradebook_neutralises_formulas_and_keeps_numbers(config, checks):
+    from autograder.gradebook import gradebook_csv
+
+    results = [{"student_id": sid, "score": -1.5, "status": "graded", "origin": sid, "official": True, "tests": []}
+               for sid in FORMULAS]
+    text = gradebook_csv(results, config, checks)
+    assert_inert(text, FORMULAS)
+    assert all(row[1] == "-1.5" for row in cells_of(text)[1:])               # a number stays a number
+
+
+def test_the_course_gradebook_neutralises_formulas(tmp_path):
+    from autograder.gradebook import course_gradebook
+
+    import csv
+
+    gradebook = tmp_path / "gradebook.csv"
+    with open(gradebook, "w", encoding="utf-8", newline="") as f:
+        csv.writer(f).writerows([["student_id", "score", "max_score", "status"],
+                                 *[[sid, "-1.5", "12", "=cmd|' /C calc'!A0"] for sid in FORMULAS]])
+    text, _ = course_gradebook({"assignment3": gradebook})
+    assert_inert(text, FORMULAS)
+    assert all(row[1] == "-1.5" for row in cells_of(text)[1:])
+    assert "'assignment3: =cmd" not in text and "assignment3: =cmd" in text      # inside a cell: not at its start
+
+
+def test_the_sign_in_links_neutralise_formulas_in_names_and_are_lf(site, tmp_path):
+    from autograder.site import people
+
+    people.import_roster(site.engine, [people.RosterRow(f"x{i}", name, f"{name}@example.ac.jp")
+                                       for i, name in enumerate(FORMULAS)])
+    links = people.issue_links(site.engine, "http://testserver", [f"x{i}" for i in range(len(FORMULAS))])
+    people.write_links(links, tmp_path / "links.csv")
+    text = (tmp_path / "links.csv").read_bytes().decode()
+    assert_inert(text, FORMULAS)
+    assert len(cells_of(text)) == len(FORMULAS) + 1 and text.endswith("\n")
