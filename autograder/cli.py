@@ -247,7 +247,9 @@ def cmd_serve(args) -> int:
 
     from . import sandbox
     from .site.app import create_app, log_config
+    from .site.core import PRIVATE_UMASK
 
+    os.umask(PRIVATE_UMASK)                         # the data folder, and all it and the jobs make: owner only
     site = _site(args, public_url=args.public_url or f"http://{args.host}:{args.port}", device=args.device)
     site.unsafe_without_sandbox = args.unsafe_without_sandbox
     if args.unsafe_without_sandbox:
@@ -260,6 +262,8 @@ def cmd_serve(args) -> int:
         except GraderError as exc:
             raise GraderError(f"serve does not start: {exc}. Fix that, or only on a private test machine, never "
                               "facing students: serve --unsafe-without-sandbox") from exc
+    for warning in site.keep_private():
+        print(f"autograder serve: WARNING: {warning}", file=sys.stderr, flush=True)
     print(f"autograder serve: data {site.data} · {site.public_url} · {site.config.site_check_workers} check "
           f"worker(s) on the {site.check_device.upper()} · jobs grade with --device {args.device}", flush=True)
     uvicorn.run(create_app(site), host=args.host, port=args.port, proxy_headers=True,

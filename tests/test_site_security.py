@@ -406,3 +406,82 @@ def test_the_sign_in_links_neutralise_formulas_in_names_and_are_lf(site, tmp_pat
     text = (tmp_path / "links.csv").read_bytes().decode()
     assert_inert(text, FORMULAS)
     assert len(cells_of(text)) == len(FORMULAS) + 1 and text.endswith("\n")
+
+
+# --- 10. the data folder is its owner's alone -----------------------------------------------------------------
+
+@pytest.fixture
+def restore_umask(monkeypatch):
+    """serve sets this process's umask (and the site's requirement of the sandbox): put both back after."""
+    monkeypatch.delenv(sandbox.SITE_REQUIRES_SANDBOX, raising=False)
+    before = os.umask(0o022)
+    yield
+    os.umask(before)
+
+
+def open_modes(folder: Path) -> list[str]:
+    """Everything under ``folder`` that others may read, write or enter, with its mode."""
+    return [f"{p} {p.stat().st_mode & 0o777:o}" for p in [folder, *folder.rglob("*")]
+            if not p.is_symlink() and p.stat().st_mode & 0o077]
+
+
+def test_what_serve_keeps_is_its_owners_alone(tmp_path, restore_umask, not_served, monkeypatch):
+    from starlette.testclient import TestClient
+
+    from autograder.site import people
+    from tests.test_site import BEFORE
+
+    monkeypatch.setenv("AUTOGRADER_NOW", BEFORE)
+
+    if not sandbox.sandbox_available():
+        pytest.skip(f"the sandbox cannot run here: {sandbox.unsandboxed_reason()}")
+    data = tmp_path / "site"
+    assert main(["serve", "--data", str(data)]) == 0
+    (app,) = not_served
+    site = app.state.site
+    people.import_roster(site.engine, [people.RosterRow("s001", "s001", "")])
+    link = people.issue_links(site.engine, "http://testserver")[0]["link"]
+    site.links = {"s001": link}
+    people.add_staff(site.engine, "prof", "a long enough password", "instructor")
+    client = TestClient(app, follow_redirects=False)
+    client.get(link.removeprefix("http://testserver"))
+    assert upload(client).status_code == 303
+    site.secret_key                                      # noqa: B018 (made on first use)
+    assert (data / "site.db").is_file() and (data / "attempts").is_dir() and (data / "exchange").is_dir()
+    assert open_modes(data) == []
+
+
+def test_the_jobs_write_what_only_the_owner_reads(site, monkeypatch):
+    import sys
+
+    from autograder.site import staff as staff_module
+
+    script = "import os; os.makedirs('grades/assignment3/feedback'); open('grades/assignment3/feedback/a.html', 'w')"
+    monkeypatch.setattr(staff_module, "job_command", lambda *args: [sys.executable, "-c", script])
+    runner = staff_module.JobRunner(site)
+    job = runner.submit("grade", "assignment3", "prof")
+    _run_job(runner, site, job)
+    made = site.data / "grades" / "assignment3"
+    assert (made / "feedback" / "a.html").is_file() and open_modes(made) == []
+
+
+def _run_job(runner, site, job_id: int) -> None:
+    from sqlalchemy import select
+
+    from autograder.site.db import jobs
+
+    with site.engine.connect() as db:
+        runner._run(db.execute(select(jobs).where(jobs.c.id == job_id)).one())
+
+
+def test_serve_says_when_what_it_finds_is_open_to_others(tmp_path, restore_umask, not_served, capsys):
+    if not sandbox.sandbox_available():
+        pytest.skip(f"the sandbox cannot run here: {sandbox.unsandboxed_reason()}")
+    data = tmp_path / "site"
+    (data / "attempts").mkdir(parents=True)
+    data.chmod(0o755)
+    (data / "attempts").chmod(0o755)
+    assert main(["serve", "--data", str(data)]) == 0
+    said = capsys.readouterr().err
+    assert f"WARNING: {data / 'attempts'} is open to others (mode 755" in said and "chmod -R go-rwx" in said
+    assert data.stat().st_mode & 0o777 == 0o700

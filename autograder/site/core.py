@@ -40,6 +40,9 @@ from ..submit import check_submission, deliver
 from .db import QUEUED, SUPERSEDED, attempts, database_url, open_database, releases
 
 
+PRIVATE_UMASK = 0o077          # serve and its jobs: every file 0600, every folder 0700
+
+
 @dataclass(frozen=True)
 class Assignment:
     """What the pages show of an assignment."""
@@ -76,7 +79,7 @@ class Site:
                  public_url: str = "http://127.0.0.1:8000", device: str = "auto"):
         self.config = config
         self.data = Path(data or config.site_dir).resolve()
-        self.data.mkdir(parents=True, exist_ok=True)
+        self.data.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.engine = open_database(database_url(self.data, db_url))
         self.public_url = public_url.rstrip("/")
         self.device = device                         # as asked: the jobs' `grade` applies the device policy to it
@@ -94,6 +97,20 @@ class Site:
         return resolve_device(self.device, self.config, cpu_fallback=True)[0]
 
     # --- folders ----------------------------------------------------------------------------------------
+    def keep_private(self) -> list[str]:
+        """At start: the data folder is its owner's alone (0700; serve's umask, PRIVATE_UMASK, makes what comes
+        in it 0600 and 0700). → a warning for each entry at its top that others may read or write (made before,
+        or by hand): the folder's mode hides them now, a copy elsewhere would not."""
+        self.data.chmod(0o700)
+        warnings = []
+        for entry in sorted(self.data.iterdir()):
+            mode = entry.lstat().st_mode
+            if not entry.is_symlink() and mode & 0o077:
+                warnings.append(f"{entry} is open to others (mode {mode & 0o777:o}; it holds students' work or the "
+                                f"site's secrets): chmod -R go-rwx {self.data}")
+        return warnings
+
+
     @property
     def exchange(self) -> Path:
         return self.data / "exchange"

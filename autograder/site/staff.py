@@ -26,6 +26,7 @@ from ..errors import Refusal
 from ..intake import file_stem
 from ..publish import refuse_before_deadline
 from ..sandbox import SITE_REQUIRES_SANDBOX
+from .core import PRIVATE_UMASK
 from .db import DONE, FAILED, QUEUED, RUNNING, attempts, events, jobs, releases, students, utc_now
 
 GRADE, PUBLISH = "grade", "publish"
@@ -160,7 +161,7 @@ class JobRunner:
             env[SITE_REQUIRES_SANDBOX] = "1"        # `grade` runs students' notebooks in the sandbox or not at all
         with open(log, "wb") as out:
             code = subprocess.call(job_command(self.site, job.kind, job.assignment), stdout=out,
-                                   stderr=subprocess.STDOUT, cwd=self.site.data, env=env)
+                                   stderr=subprocess.STDOUT, cwd=self.site.data, env=env, umask=PRIVATE_UMASK)
         text = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()
         message = "\n".join(text[-8:])
         with self.site.engine.begin() as db:
