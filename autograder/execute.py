@@ -305,7 +305,8 @@ def kernel_manager(config: Config, workdir: Path, readable: tuple[Path, ...], ar
                                max_memory_bytes=config.memory_limit_mb * 2**20)
     km = sandbox.sandboxed_kernel_manager(spec)
     if km is None:
-        sandbox.require(config.sandbox)         # where the sandbox is required, no kernel starts without it
+        if sandbox.mode(config.sandbox) == "require":
+            sandbox.require(config.sandbox)     # GraderError: where the sandbox is required, no kernel starts without
         return None, f"none: {sandbox.unsandboxed_reason()}"
     limits = "; ".join(f"{name}: {CGROUP_PATH.sub('cgroup', how)}" for name, how in km.limits.items())
     return km, f"bwrap: no network, own filesystem view; {limits}"
