@@ -451,18 +451,21 @@ def test_what_serve_keeps_is_its_owners_alone(tmp_path, restore_umask, not_serve
     assert open_modes(data) == []
 
 
-def test_the_jobs_write_what_only_the_owner_reads(site, monkeypatch):
+def test_the_jobs_write_what_only_the_owner_reads_and_run_kernels_only_in_the_sandbox(site, monkeypatch):
     import sys
 
     from autograder.site import staff as staff_module
 
-    script = "import os; os.makedirs('grades/assignment3/feedback'); open('grades/assignment3/feedback/a.html', 'w')"
+    monkeypatch.delenv(sandbox.SITE_REQUIRES_SANDBOX, raising=False)
+    script = ("import os; os.makedirs('grades/assignment3/feedback'); "
+              "open('grades/assignment3/feedback/a.html', 'w').write("
+              f"os.environ.get({sandbox.SITE_REQUIRES_SANDBOX!r}, 'unset'))")
     monkeypatch.setattr(staff_module, "job_command", lambda *args: [sys.executable, "-c", script])
     runner = staff_module.JobRunner(site)
     job = runner.submit("grade", "assignment3", "prof")
     _run_job(runner, site, job)
     made = site.data / "grades" / "assignment3"
-    assert (made / "feedback" / "a.html").is_file() and open_modes(made) == []
+    assert (made / "feedback" / "a.html").read_text() == "1" and open_modes(made) == []
 
 
 def _run_job(runner, site, job_id: int) -> None:

@@ -238,8 +238,8 @@ class Site:
                           f"{stored / 2**20:.1f} MiB、今回 {size / 2**20:.1f} MiB)。出力を消去して小さくするか、担当教員に"
                           "相談してください。\n"
                           f"Your attempts at this assignment would take more than {config.site_max_stored_mb} MiB "
-                          f"({stored / 2**20:.1f} MiB so far, {size / 2**20:.1f} MiB now): clear the outputs to make it "
-                          "smaller, or ask your instructor.")
+                          f"({stored / 2**20:.1f} MiB so far, {size / 2**20:.1f} MiB now): clear the outputs to make "
+                          "it smaller, or ask your instructor.")
         free = shutil.disk_usage(self.data).free
         if free - size < config.site_min_free_mb * 2**20:
             print(f"autograder serve: upload of {student} refused: {free / 2**20:.0f} MiB free in {self.data}, "
