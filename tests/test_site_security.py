@@ -91,13 +91,17 @@ def test_the_kernels_temporary_folder_may_not_lie_in_the_data_folder(tmp_path, m
     sandbox.refuse_exposed_workdirs(tmp_path / "elsewhere")
 
 
-def leaking_notebook(secret: Path, graders: Path) -> bytes:
-    """The released notebook, its first answer raising the site's key and the hidden graders as its error."""
-    released = Path(__file__).resolve().parents[1] / "assignments" / "assignment3" / "assignment3.ipynb"
-    nb = nbformat.read(released, as_version=4)
+def released_with_answer(site, source: str) -> bytes:
+    """The released notebook (nothing trains in it), its first answer cell ``source``."""
+    nb = nbformat.read(site.config_for("assignment3").assignment.release_notebook, as_version=4)
     cell = next(c for c in nb.cells if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution"))
-    cell.source = f"raise ValueError(open({str(secret)!r}).read() + open({str(graders)!r}).read())"
+    cell.source = source
     return nbformat.writes(nb).encode()
+
+
+def leaking_notebook(site, secret: Path, graders: Path) -> bytes:
+    """An answer raising the site's key and the hidden graders as its error."""
+    return released_with_answer(site, f"raise ValueError(open({str(secret)!r}).read() + open({str(graders)!r}).read())")
 
 
 def grader_file(site) -> Path:
@@ -114,7 +118,7 @@ def test_a_notebook_reading_the_sites_key_and_graders_finds_neither_in_its_sandb
     client = student(app, site, "s001")
     key_file = site.data / "secret_key"
     site.secret_key                                     # noqa: B018 (made on first use)
-    r = upload(client, data=leaking_notebook(key_file, grader_file(site)), allow_incomplete="yes")
+    r = upload(client, data=leaking_notebook(site, key_file, grader_file(site)), allow_incomplete="yes")
     assert r.status_code == 303
     site._configs.clear()
     runner = CheckRunner(site, 1)
@@ -324,12 +328,9 @@ def test_a_public_check_runs_under_its_own_time_limit_and_says_so_kindly(site):
 
     with_settings(site, site_check_time_limit_s=5)
     assert task_time_limit(check_config(site.config_for("assignment3"), 5)) < task_time_limit(site.config) - 1700
-    released = Path(__file__).resolve().parents[1] / "assignments" / "assignment3" / "assignment3.ipynb"
-    nb = nbformat.read(released, as_version=4)
-    cell = next(c for c in nb.cells if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution"))
-    cell.source = "import time\ntime.sleep(100)"
     client = student(app_of(site), site, "s001")
-    receipt = upload(client, data=nbformat.writes(nb).encode(), allow_incomplete="yes").headers["location"]
+    receipt = upload(client, data=released_with_answer(site, "import time\ntime.sleep(100)"),
+                     allow_incomplete="yes").headers["location"]
     runner = CheckRunner(site, 1)
     started = time.monotonic()
     runner.run(runner.claim())
