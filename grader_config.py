@@ -49,6 +49,12 @@ PUBLISH_DIR = "published"               # `publish` writes PUBLISH_DIR/<assignme
 SITE_DIR = "site"                       # its data folder (--data): site.db, its exchange (the layout `grade` reads),
                                         # every attempt, the public checks' results, grades and published solutions
 SITE_CHECK_WORKERS = 1                  # public checks run at once on the server, each a kernel training a model
+SITE_CHECK_TIME_LIMIT_S = 600           # a public check runs a notebook this long at most (each cell too), so one
+                                        # slow notebook holds the queue minutes, not NOTEBOOK_TIMEOUT_S: the full run
+                                        # is the grading's
+SITE_MAX_ATTEMPTS = 30                  # uploads per student and assignment (every one is kept); then refused
+SITE_MAX_STORED_MB = 200                # MiB per student and assignment, all their attempts together; then refused
+SITE_MIN_FREE_MB = 1024                 # uploads are refused, saying so, before the data folder's disk has less free
 
 # --- Grading on a cluster (`grade CLASS --executor ray|slurm`; README "Grading on a cluster") ---------------
 # The output folder (--out) must be on a filesystem every node mounts at the same path, with this checkout.

@@ -7,10 +7,12 @@ Exit status: 0 done (whatever the score), 1 refused by the course's rules, 2 the
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 from . import clock
+from . import PROJECT_ROOT
 from .assignment import which_assignment
 from .config import load_config
 from .device import DEVICES, native_output_to
@@ -235,18 +237,38 @@ def _site(args, **kwargs):
     return Site(load_config(args.config), Path(args.data) if args.data else None, args.db, **kwargs)
 
 
+UNSAFE_SERVE_WARNING = (
+    "WARNING: serve --unsafe-without-sandbox: students' notebooks may run WITHOUT the sandbox, with this server's "
+    "rights: they can read the session key (and so sign in as staff), the hidden graders and every submission. "
+    "Never let students reach this server.")
+
+
 def cmd_serve(args) -> int:
     import uvicorn
 
     from . import sandbox
     from .site.app import create_app, log_config
+    from .site.core import PRIVATE_UMASK
 
     if args.rehearse:                               # before anything reads the time; checks and jobs inherit it
         start = clock.rehearse(args.rehearse)
         print(f"autograder serve: REHEARSAL — the site's clock runs from {start.isoformat()}, not the real time; "
               "every page says so", flush=True)
+    os.umask(PRIVATE_UMASK)                         # the data folder, and all it and the jobs make: owner only
     site = _site(args, public_url=args.public_url or f"http://{args.host}:{args.port}", device=args.device)
-    sandbox.require(site.config.sandbox)            # the public checks run students' code: as `grade` does
+    site.unsafe_without_sandbox = args.unsafe_without_sandbox
+    if args.unsafe_without_sandbox:
+        print(UNSAFE_SERVE_WARNING, file=sys.stderr, flush=True)
+    else:
+        os.environ[sandbox.SITE_REQUIRES_SANDBOX] = "1"    # for this process, its check workers and its jobs
+        try:
+            sandbox.require(site.config.sandbox)
+            sandbox.refuse_exposed_workdirs(site.data, PROJECT_ROOT, site.config.root)
+        except GraderError as exc:
+            raise GraderError(f"serve does not start: {exc}. Fix that, or only on a private test machine, never "
+                              "facing students: serve --unsafe-without-sandbox") from exc
+    for warning in site.keep_private():
+        print(f"autograder serve: WARNING: {warning}", file=sys.stderr, flush=True)
     print(f"autograder serve: data {site.data} · {site.public_url} · {site.config.site_check_workers} check "
           f"worker(s) on the {site.check_device.upper()} · jobs grade with --device {args.device}", flush=True)
     uvicorn.run(create_app(site), host=args.host, port=args.port, proxy_headers=True,
@@ -414,6 +436,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rehearse", metavar="TIME",
                    help="try the site with its clock running from TIME (ISO 8601 with an offset, e.g. "
                         "2024-05-16T20:00+09:00): before a deadline long past, or just after one; pages say so")
+    p.add_argument("--unsafe-without-sandbox", action="store_true",
+                   help="UNSAFE, a private test machine only: run students' notebooks even where the sandbox cannot "
+                        "run (they could then read the site's key, the hidden graders and every submission)")
     p.set_defaults(run=cmd_serve)
 
     p = sub.add_parser("roster", help="the site's students: import a roster CSV, write sign-in links, revoke one")

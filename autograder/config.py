@@ -143,6 +143,10 @@ class Config:
     publish_dir: Path
     site_dir: Path                        # the submission site's data folder (serve --data overrides it)
     site_check_workers: int               # public checks the site runs at once
+    site_check_time_limit_s: int          # a public check's whole notebook (and longest cell): not the grading's
+    site_max_attempts: int                # uploads kept per student and assignment
+    site_max_stored_mb: int               # MiB kept per student and assignment, all attempts together
+    site_min_free_mb: int                 # free MiB the site's disk keeps: uploads are refused below it
     kernels_per_gpu: int                  # cluster executors: kernels sharing one GPU (a Ray task asks for 1/K)
     slurm_partition: str                  # --executor slurm: the partition ('' = the cluster's default)
     slurm_gpus_per_task: int              # GPUs per array task (its chunk's kernels share them)
@@ -197,6 +201,10 @@ def _validate(s: SettingsFile) -> Config:
         publish_dir=s.folder(s.get("PUBLISH_DIR", str)),
         site_dir=s.folder(s.get("SITE_DIR", str, "site")),
         site_check_workers=s.positive("SITE_CHECK_WORKERS", int, 1),
+        site_check_time_limit_s=s.positive("SITE_CHECK_TIME_LIMIT_S", int, 600),
+        site_max_attempts=s.positive("SITE_MAX_ATTEMPTS", int, 30),
+        site_max_stored_mb=s.positive("SITE_MAX_STORED_MB", int, 200),
+        site_min_free_mb=s.at_least_zero("SITE_MIN_FREE_MB", 1024),
         kernels_per_gpu=s.positive("KERNELS_PER_GPU", int, 2),
         slurm_partition=s.get("SLURM_PARTITION", str, ""),
         slurm_gpus_per_task=s.at_least_zero("SLURM_GPUS_PER_TASK", 1),

@@ -298,13 +298,15 @@ def _forget_setup(client: NotebookClient) -> None:
 
 def kernel_manager(config: Config, workdir: Path, readable: tuple[Path, ...], artifacts: Path):
     """→ (a sandboxed kernel manager or None for nbclient's own, a line saying how the kernel is isolated)."""
-    if config.sandbox == "off":
+    if sandbox.mode(config.sandbox) == "off":
         return None, "none (SANDBOX = 'off' in grader_config.py)"
     spec = sandbox.SandboxSpec(workdir, readable=readable, writable=(artifacts,),
                                max_processes=config.max_processes,
                                max_memory_bytes=config.memory_limit_mb * 2**20)
     km = sandbox.sandboxed_kernel_manager(spec)
     if km is None:
+        if sandbox.mode(config.sandbox) == "require":
+            sandbox.require(config.sandbox)     # GraderError: where the sandbox is required, no kernel starts without
         return None, f"none: {sandbox.unsandboxed_reason()}"
     limits = "; ".join(f"{name}: {CGROUP_PATH.sub('cgroup', how)}" for name, how in km.limits.items())
     return km, f"bwrap: no network, own filesystem view; {limits}"

@@ -7,13 +7,13 @@ with the score it counts (blank when there is none: not submitted, or an infrast
 from __future__ import annotations
 
 import csv
-import io
 import json
 from pathlib import Path
 
 from . import clock
 from .checks import CheckSpec, max_score
 from .config import Config
+from .csvout import csv_text
 from .errors import GraderError
 from .report import format_points
 from .result import INFRASTRUCTURE, is_official
@@ -23,24 +23,25 @@ def gradebook_csv(results: list[dict], config: Config, checks: tuple[CheckSpec, 
     """One row per student for an LMS import: points per declared check; no score for an infrastructure error. ``official``
     (yes/no) beside the score: a CPU grade under DEVICE_POLICY 'require-gpu' is no final grade. ``not_graded``: the
     checks a grader failed on (blank points, left out of the score) — review them before uploading."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
     ids = [c.id for c in checks]
-    writer.writerow(["student_id", "score", "max_score", "official", *ids, "status", "not_graded",
-                     "submitted_at", "file", "detail"])
-    for r in results:
-        scored = r.get("status") != INFRASTRUCTURE
-        by_check = {t["name"]: t.get("score") for t in r.get("tests", [])}
-        submitted = r.get("submitted_at")
-        if submitted:
-            moment = clock.parse_time(submitted, config.timezone)
-            submitted = moment.astimezone(config.timezone).isoformat(timespec="seconds")
-        writer.writerow([r.get("student_id"), _points(r.get("score")) if scored else "", _points(max_score(checks)),
-                         "yes" if is_official(r) else "no",
-                         *[_points(by_check.get(c)) if scored else "" for c in ids],
-                         r.get("status"), " ".join(r.get("not_graded") or []), submitted or "", r.get("origin", ""),
-                         _detail(r)])
-    return buffer.getvalue()
+    header = ["student_id", "score", "max_score", "official", *ids, "status", "not_graded", "submitted_at", "file",
+              "detail"]
+    return csv_text(header, (_gradebook_row(r, config, checks, ids) for r in results))
+
+
+def _gradebook_row(r: dict, config: Config, checks: tuple[CheckSpec, ...], ids: list[str]) -> list:
+    """One student's row of ``gradebook_csv``."""
+    scored = r.get("status") != INFRASTRUCTURE
+    by_check = {t["name"]: t.get("score") for t in r.get("tests", [])}
+    submitted = r.get("submitted_at")
+    if submitted:
+        moment = clock.parse_time(submitted, config.timezone)
+        submitted = moment.astimezone(config.timezone).isoformat(timespec="seconds")
+    return [r.get("student_id"), _points(r.get("score")) if scored else "", _points(max_score(checks)),
+            "yes" if is_official(r) else "no",
+            *[_points(by_check.get(c)) if scored else "" for c in ids],
+            r.get("status"), " ".join(r.get("not_graded") or []), submitted or "", r.get("origin", ""),
+            _detail(r)]
 
 
 def _points(value) -> str:
@@ -105,13 +106,10 @@ def course_gradebook(gradebooks: dict[str, Path]) -> tuple[str, dict[str, float]
                     notes.setdefault(student, []).append(f"{assignment}: {status}")
                 if row.get("official") == "no":
                     notes.setdefault(student, []).append(f"{assignment}: unofficial")
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["student_id", *gradebooks, "total", "max_total", "notes"])
     most = sum(maxima.values())
+    rows = []
     for student in sorted(scores):
         row = [scores[student].get(a, "") for a in gradebooks]
         total = sum(float(s) for s in row if s)
-        writer.writerow([student, *row, format_points(total), format_points(most),
-                         "; ".join(notes.get(student, []))])
-    return buffer.getvalue(), maxima
+        rows.append([student, *row, format_points(total), format_points(most), "; ".join(notes.get(student, []))])
+    return csv_text(["student_id", *gradebooks, "total", "max_total", "notes"], rows), maxima

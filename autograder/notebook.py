@@ -66,6 +66,9 @@ def read_notebook(path: Path, max_mb: int = 50) -> tuple[nbformat.NotebookNode, 
                                  "kind of file renamed to .ipynb?") from exc
     try:
         data = json.loads(text)
+    except RecursionError as exc:
+        raise NotebookUnreadable("JSON の入れ子が深すぎます (ノートブックではありません)。",
+                                 "The JSON is nested too deeply to be a notebook.") from exc
     except ValueError as exc:
         if exc.pos >= len(text.rstrip()) - 1:
             raise NotebookUnreadable("JSON が途中で終わっています (保存が途中で切れたのでは?)。",

@@ -29,6 +29,7 @@ processes and memory are capped by them, are in ``cgroups.py``):
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import glob
 import os
@@ -81,16 +82,59 @@ def warn_unsandboxed(why: str) -> None:
         print(UNSANDBOXED_WARNING.format(why=why), file=sys.stderr, flush=True)
 
 
-def require(mode: str, warn: bool = True) -> None:
-    """Stop before grading when the configuration requires the sandbox and it cannot run here; under "auto", say
-    loudly that it is missing (``warn``: official grading; a student's self-check runs their own code)."""
-    if mode == "off" or sandbox_available():
+# Set by `serve` for itself and every process it starts (check workers, staff jobs): whatever SANDBOX says, a kernel
+# there runs in the sandbox or not at all (the site runs strangers' code next to its own key and data).
+SITE_REQUIRES_SANDBOX = "AUTOGRADER_SITE_REQUIRES_SANDBOX"
+USERNS_SETTINGS = (("user.max_user_namespaces", "/proc/sys/user/max_user_namespaces", 0),
+                   ("kernel.unprivileged_userns_clone", "/proc/sys/kernel/unprivileged_userns_clone", 0),
+                   ("kernel.apparmor_restrict_unprivileged_userns",
+                    "/proc/sys/kernel/apparmor_restrict_unprivileged_userns", 1))
+USERNS_HELP = ("bwrap needs unprivileged user namespaces: on the host, user.max_user_namespaces > 0 and (Debian) "
+               "kernel.unprivileged_userns_clone = 1, or (Ubuntu 24.04) kernel.apparmor_restrict_unprivileged_userns"
+               " = 0 or an AppArmor profile that lets bwrap create them")
+
+
+def mode(configured: str) -> str:
+    """The sandbox mode in force: SANDBOX as configured, unless this process works for the site (``require``)."""
+    return "require" if os.environ.get(SITE_REQUIRES_SANDBOX) == "1" else configured
+
+
+def userns_hint(where: str = "this host") -> str:
+    """Which host setting keeps bwrap from creating namespaces, where one visibly does, else ''."""
+    for setting, path, blocking in USERNS_SETTINGS:
+        with contextlib.suppress(OSError, ValueError):
+            if int(Path(path).read_text()) == blocking:
+                return f" ({where} has {setting} = {blocking}: bwrap needs unprivileged user namespaces)"
+    return ""
+
+
+def require(configured: str, warn: bool = True) -> None:
+    """Stop before grading when the configuration (or the site: ``mode``) requires the sandbox and it cannot run
+    here; under "auto", say loudly that it is missing (``warn``: official grading; a student's self-check runs
+    their own code)."""
+    wanted = mode(configured)
+    if wanted == "off" or sandbox_available():
         return
-    if mode == "require":
-        raise GraderError(f"SANDBOX = 'require' in grader_config.py, but the sandbox cannot run here: "
-                          f"{unsandboxed_reason()}")
+    if wanted == "require":
+        why = "the submission site runs students' notebooks only in the sandbox" if wanted != configured else \
+            "SANDBOX = 'require' in grader_config.py"
+        reason = unsandboxed_reason()
+        hint = userns_hint() or (f" ({USERNS_HELP})" if "namespace" in reason.lower() else "")
+        raise GraderError(f"{why}, but the sandbox cannot run here: {reason}{hint}")
     if warn:
         warn_unsandboxed(unsandboxed_reason())
+
+
+def refuse_exposed_workdirs(*private: Path) -> None:
+    """A kernel's workdir (in the temporary folder) is bound into its sandbox with the folder around it in reach
+    of nothing else; GraderError where that folder lies inside one of ``private`` (the site's data, the project),
+    since a later bind or a failing layer would then show them."""
+    tmp = Path(tempfile.gettempdir()).resolve()
+    for folder in private:
+        folder = Path(folder).resolve()
+        if tmp == folder or folder in tmp.parents:
+            raise GraderError(f"the temporary folder {tmp}, where kernels work, is inside {folder}: point TMPDIR "
+                              "elsewhere (e.g. /tmp)")
 
 
 def bwrap_path() -> str | None:

@@ -371,7 +371,7 @@ def test_an_upload_over_the_size_limit_is_refused_before_it_is_read(site, monkey
     app = app_of(site)
     client = student(app, site, "s001")
     r = upload(client, data=b" " * (3 * 2**20))
-    assert r.status_code == 413 and "limit is 1 MB" in r.text and rows(site) == []
+    assert r.status_code == 413 and "limit is 1 MiB" in r.text and rows(site) == []
     r = upload(client, data=b"{" + b" " * (2**20 + 10))                # under the form's overhead, over the limit
     assert r.status_code == 413 and rows(site) == []
 
@@ -430,7 +430,8 @@ def test_a_student_never_reaches_another_students_receipt_check_or_feedback(site
     (grades / "gradebook.csv").write_text("student_id,score\ns001,9\n")
     (grades / "feedback" / "s001.html").write_text("<p>FEEDBACK OF s001</p>")
     prof = staff(app)
-    prof.post("/staff/a/assignment3/release", data={"csrf": csrf_of(prof.get("/staff/a/assignment3").text)})
+    prof.post("/staff/a/assignment3/release", data={"csrf": csrf_of(prof.get("/staff/a/assignment3").text),
+                                                    "before_deadline": "yes"})
     assert "FEEDBACK OF s001" in first.get("/a/assignment3/feedback").text
     for path in ("/a/assignment3/feedback", "/a/assignment3/feedback?student=s001",
                  "/staff/a/assignment3/feedback/s001", "/staff/a/assignment3/download/gradebook.csv",
@@ -563,7 +564,7 @@ def test_a_gpu_runners_results_come_back_and_feedback_is_released_to_each_studen
     assert prof.get("/staff/a/assignment3/download/feedback/..%2Fgradebook.csv").status_code == 404
     gradebook = prof.get("/staff/a/assignment3/download/gradebook.csv")
     assert gradebook.text == "student_id,score\ns001,7\n" and "attachment" in gradebook.headers["content-disposition"]
-    prof.post("/staff/a/assignment3/release", data={"csrf": csrf_of(page)})
+    prof.post("/staff/a/assignment3/release", data={"csrf": csrf_of(page), "before_deadline": "yes"})
     assert "graded on the GPU runner" in s1.get("/a/assignment3/feedback").text
     assert "/a/assignment3/feedback" in s1.get("/a/assignment3").text
     again = prof.post("/staff/a/assignment3/results", data={"csrf": csrf_of(page)},
@@ -606,7 +607,7 @@ def test_staff_clicking_at_once_queue_one_job_and_release_once(site):
     (site.grades("assignment3")).mkdir(parents=True)
     (site.grades("assignment3") / "gradebook.csv").write_text("student_id\n")
     with ThreadPoolExecutor(8) as pool:
-        list(pool.map(lambda i: release_feedback(site, "assignment3", f"ta{i}"), range(8)))
+        list(pool.map(lambda i: release_feedback(site, "assignment3", f"ta{i}", before_deadline=True), range(8)))
     assert site.released_feedback("assignment3").released_by.startswith("ta")
 
 
@@ -673,7 +674,7 @@ def test_a_real_upload_is_checked_in_a_kernel_then_graded_released_and_shown_to_
         gradebook = prof.get("/staff/a/assignment3/download/gradebook.csv").text
         assert gradebook.splitlines()[1].startswith("s001,")
         assert s1.get("/a/assignment3/feedback").status_code == 404
-        prof.post("/staff/a/assignment3/release", data={"csrf": token})
+        prof.post("/staff/a/assignment3/release", data={"csrf": token, "before_deadline": "yes"})
         feedback = s1.get("/a/assignment3/feedback")
         assert feedback.status_code == 200 and "s001" in feedback.text
         assert s2.get("/a/assignment3/feedback").status_code == 404      # s002 handed in nothing

@@ -162,13 +162,10 @@ def check_runtime(setup: NodeSetup, config: Config) -> str:
 
 def userns_hint() -> str:
     """Why bwrap may not start on a cluster node: unprivileged user namespaces switched off."""
-    for setting, path in (("user.max_user_namespaces", "/proc/sys/user/max_user_namespaces"),
-                          ("kernel.unprivileged_userns_clone", "/proc/sys/kernel/unprivileged_userns_clone")):
-        with contextlib.suppress(OSError, ValueError):
-            if int(Path(path).read_text()) == 0:
-                return (f" (this node has {setting} = 0: bwrap needs unprivileged user namespaces; ask the "
-                        f"cluster's administrators, or set SANDBOX = 'auto' or 'off' knowingly)")
-    return ""
+    from ..sandbox import userns_hint as host_hint
+
+    said = host_hint("this node")
+    return said and f"{said[:-1]}; ask the cluster's administrators, or set SANDBOX = 'auto' or 'off' knowingly)"
 
 
 # --- the Ray executor's grading process ---------------------------------------------------------------------------

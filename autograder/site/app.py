@@ -219,7 +219,8 @@ def check_view(site: Site, row) -> dict | None:
     if row.check_state != DONE or not path.is_file():
         return None
     config = site.config_for(row.assignment)
-    return public_view(json.loads(path.read_text(encoding="utf-8")), check_graders(config))
+    return public_view(json.loads(path.read_text(encoding="utf-8")), check_graders(config),
+                       site.never_shown(row.assignment))
 
 
 def attempt_views(site: Site, rows: list) -> list[dict]:
@@ -235,7 +236,8 @@ def assignment_context(site: Site, student, a) -> dict:
             "late_now": moment > a.deadline,
             "released": bool(site.released_feedback(a.id)) and feedback_page(site, a.id, student.id) is not None,
             "published": site.solution_page(a.id).is_file(),
-            "limit_mb": site.config_for(a.id).max_notebook_mb}
+            "limit_mb": site.config_for(a.id).max_notebook_mb, "used": site.usage(student.id, a.id),
+            "quota": (site.config.site_max_attempts, site.config.site_max_stored_mb)}
 
 
 @signed_in_as("student", with_assignment=True)
@@ -254,8 +256,8 @@ async def upload(request: Request, student, a):
                        "The upload did not say its size (Content-Length): please upload again.")
     if int(length) > limit + FORM_OVERHEAD:
         return _refused(request, site, student, a, 413, Refusal(
-            f"ファイルが大きすぎます (上限 {limit // 2**20} MB)。出力を消去してから保存し直してください。\n"
-            f"The file is too large (the limit is {limit // 2**20} MB): clear the outputs, save and upload again."))
+            f"ファイルが大きすぎます (上限 {limit // 2**20} MiB)。出力を消去してから保存し直してください。\n"
+            f"The file is too large (the limit is {limit // 2**20} MiB): clear the outputs, save and upload again."))
     form = await checked_form(request, max_files=1, max_fields=5)
     notebook = form.get("notebook")
     if not isinstance(notebook, UploadFile) or not notebook.filename:
@@ -392,8 +394,8 @@ async def _publish(request, site, a, member):
 
 
 async def _release(request, site, a, member):
-    await checked_form(request)
-    release_feedback(site, a.id, member.username)
+    form = await checked_form(request)
+    release_feedback(site, a.id, member.username, before_deadline=form.get("before_deadline") == "yes")
 
 
 async def _results(request, site, a, member):

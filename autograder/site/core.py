@@ -21,6 +21,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import secrets
+import shutil
+import sys
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -38,6 +40,9 @@ from ..submit import check_submission, deliver
 from .db import QUEUED, SUPERSEDED, attempts, database_url, open_database, releases
 
 
+PRIVATE_UMASK = 0o077          # serve and its jobs: every file 0600, every folder 0700
+
+
 @dataclass(frozen=True)
 class Assignment:
     """What the pages show of an assignment."""
@@ -50,6 +55,23 @@ class Assignment:
     released: bool
 
 
+def size_text(size: int, limit_mib: int) -> tuple[str, str]:
+    """(the size, the limit) in one unit, MiB (MAX_NOTEBOOK_MB counts 2**20 bytes); in bytes where the rounded
+    MiB would read the same."""
+    shown = f"{size / 2**20:.1f} MiB"
+    if round(size / 2**20, 1) <= limit_mib:
+        return f"{size:,} bytes", f"{limit_mib * 2**20:,} bytes ({limit_mib} MiB)"
+    return shown, f"{limit_mib} MiB"
+
+
+def too_large(size: int, limit_mib: int) -> Refusal:
+    size_said, limit_said = size_text(size, limit_mib)
+    return Refusal(f"ファイルが大きすぎます ({size_said}、上限 {limit_said})。"
+                   "出力を消去 (編集 → すべての出力を消去) してから保存し直してください。\n"
+                   f"The file is too large ({size_said}; the limit is {limit_said}). Clear the outputs "
+                   "(Edit → Clear all outputs), save and upload again.")
+
+
 class Site:
     """One course's submission site: its configuration, data folder and database."""
 
@@ -57,13 +79,14 @@ class Site:
                  public_url: str = "http://127.0.0.1:8000", device: str = "auto"):
         self.config = config
         self.data = Path(data or config.site_dir).resolve()
-        self.data.mkdir(parents=True, exist_ok=True)
+        self.data.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.engine = open_database(database_url(self.data, db_url))
         self.public_url = public_url.rstrip("/")
         self.device = device                         # as asked: the jobs' `grade` applies the device policy to it
         self._configs: dict[str, Config] = {}
         self._write_lock = threading.Lock()          # one upload written at a time: numbers and the exchange
         self.new_attempt = threading.Event()         # wakes the check runners
+        self.unsafe_without_sandbox = False          # serve --unsafe-without-sandbox: kernels may run outside it
 
     @cached_property
     def check_device(self) -> str:
@@ -74,6 +97,20 @@ class Site:
         return resolve_device(self.device, self.config, cpu_fallback=True)[0]
 
     # --- folders ----------------------------------------------------------------------------------------
+    def keep_private(self) -> list[str]:
+        """At start: the data folder is its owner's alone (0700; serve's umask, PRIVATE_UMASK, makes what comes
+        in it 0600 and 0700). → a warning for each entry at its top that others may read or write (made before,
+        or by hand): the folder's mode hides them now, a copy elsewhere would not."""
+        self.data.chmod(0o700)
+        warnings = []
+        for entry in sorted(self.data.iterdir()):
+            mode = entry.lstat().st_mode
+            if not entry.is_symlink() and mode & 0o077:
+                warnings.append(f"{entry} is open to others (mode {mode & 0o777:o}; it holds students' work or the "
+                                f"site's secrets): chmod -R go-rwx {self.data}")
+        return warnings
+
+
     @property
     def exchange(self) -> Path:
         return self.data / "exchange"
@@ -132,6 +169,15 @@ class Site:
     def assignment(self, assignment_id: str) -> Assignment | None:
         return next((a for a in self.assignments() if a.id == assignment_id), None)
 
+    def never_shown(self, assignment: str) -> tuple[str, ...]:
+        """What no student's page may hold, whatever their notebook's error messages say: the session key and
+        the hidden graders' source lines (those long enough not to occur by chance)."""
+        graders = self.config_for(assignment).assignment.graders_dir
+        lines = {line.strip() for path in sorted(graders.glob("*.py"))
+                 for line in path.read_text(encoding="utf-8", errors="replace").splitlines()
+                 if len(line.strip()) >= 20}
+        return (self.secret_key, *sorted(lines, key=len, reverse=True))
+
     def released_feedback(self, assignment: str):
         with self.engine.connect() as db:
             return db.execute(select(releases).where(releases.c.assignment == assignment)).first()
@@ -140,12 +186,8 @@ class Site:
     def accept(self, student: str, assignment: str, data: bytes, allow_incomplete: bool = False):
         """One upload: refused (Refusal, saying why) or kept durably and recorded; → its attempts row."""
         config = self.config_for(assignment)
-        limit = config.max_notebook_mb * 2**20
-        if len(data) > limit:
-            raise Refusal(f"ファイルが大きすぎます ({len(data) / 2**20:.1f} MB、上限 {config.max_notebook_mb} MB)。"
-                          "出力を消去 (編集 → すべての出力を消去) してから保存し直してください。\n"
-                          f"The file is too large ({len(data) / 2**20:.1f} MB; the limit is {config.max_notebook_mb}"
-                          " MB). Clear the outputs (Edit → Clear all outputs), save and upload again.")
+        if len(data) > config.max_notebook_mb * 2**20:
+            raise too_large(len(data), config.max_notebook_mb)
         moment = clock.now()
         tmp_dir = self.data / "tmp"
         tmp_dir.mkdir(exist_ok=True)
@@ -154,6 +196,7 @@ class Site:
             upload.flush()
             late = check_submission(Path(upload.name), student, config, moment, allow_incomplete)
         with self._write_lock:
+            self.refuse_over_quota(student, assignment, len(data))
             folder = self.data / "attempts" / student / assignment
             with self.engine.connect() as db:
                 recorded = db.execute(select(func.max(attempts.c.number)).where(
@@ -170,6 +213,41 @@ class Site:
             self._record(row)
         self.new_attempt.set()
         return self.attempt(student, receipt)
+
+    def usage(self, student: str, assignment: str) -> tuple[int, int]:
+        """(attempts, bytes) a student has stored for an assignment."""
+        same = (attempts.c.student_id == student, attempts.c.assignment == assignment)
+        with self.engine.connect() as db:
+            count, size = db.execute(select(func.count(), func.coalesce(func.sum(attempts.c.size), 0))
+                                     .where(*same)).one()
+        return count, size
+
+    def refuse_over_quota(self, student: str, assignment: str, size: int) -> None:
+        """Refusal (kept: nothing) for an upload past the student's attempts or bytes for the assignment, or one
+        that would leave the disk with less than SITE_MIN_FREE_MB: one student cannot fill it, and no receipt is
+        given for what could not be kept."""
+        config = self.config
+        count, stored = self.usage(student, assignment)
+        if count >= config.site_max_attempts:
+            raise Refusal(f"この課題の提出は上限の {config.site_max_attempts} 回に達しました。これ以上は受け付けられません。"
+                          "担当教員に相談してください。\n"
+                          f"You have handed in this assignment {count} times, the limit: no more uploads are "
+                          "accepted. Please ask your instructor.")
+        if stored + size > config.site_max_stored_mb * 2**20:
+            raise Refusal(f"この課題の提出の合計が上限 ({config.site_max_stored_mb} MiB) を超えます (これまで "
+                          f"{stored / 2**20:.1f} MiB、今回 {size / 2**20:.1f} MiB)。出力を消去して小さくするか、担当教員に"
+                          "相談してください。\n"
+                          f"Your attempts at this assignment would take more than {config.site_max_stored_mb} MiB "
+                          f"({stored / 2**20:.1f} MiB so far, {size / 2**20:.1f} MiB now): clear the outputs to make "
+                          "it smaller, or ask your instructor.")
+        free = shutil.disk_usage(self.data).free
+        if free - size < config.site_min_free_mb * 2**20:
+            print(f"autograder serve: upload of {student} refused: {free / 2**20:.0f} MiB free in {self.data}, "
+                  f"under SITE_MIN_FREE_MB = {config.site_min_free_mb}", file=sys.stderr, flush=True)
+            raise Refusal("サーバーのディスクの空きが足りないため、提出を保存できませんでした。この提出は受け付けられて"
+                          "いません。担当教員に連絡してください。\n"
+                          "The server's disk is nearly full, so your upload could not be kept: it was NOT handed in. "
+                          "Please tell your instructor.")
 
     def _record(self, row: dict) -> None:
         """The attempt's row, queued for its public check; the student's earlier attempts still waiting for

@@ -16,6 +16,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
+from ..csvout import csv_text
 from ..errors import GraderError
 from ..intake import MANIFEST_COLUMNS, column_index
 from ..submit import STUDENT_ID
@@ -120,13 +121,11 @@ def write_links(links: list[dict], out: Path) -> None:
     """The links as a CSV for a mail merge, readable by its owner only (each link signs a student in)."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=["student_id", "name", "email", "link"])
-    writer.writeheader()
-    writer.writerows(links)
+    fields = ["student_id", "name", "email", "link"]
+    text = csv_text(fields, ([link[f] for f in fields] for link in links))
     out.touch(mode=0o600)
     out.chmod(0o600)
-    out.write_text(buffer.getvalue(), encoding="utf-8")
+    out.write_text(text, encoding="utf-8")
 
 
 def revoke(engine: Engine, student: str) -> None:

@@ -6,6 +6,7 @@ the hidden ones only by name and points."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from dataclasses import dataclass, field
@@ -18,14 +19,30 @@ from ..config import Config
 from ..grade import GRADER_FAILED, grade_on
 from ..pool import graded, infrastructure_problem
 from ..report import write_atomic
-from ..result import NOT_GRADED
+from ..result import NOT_GRADED, TIMEOUT
 from .db import DONE, FAILED, QUEUED, RUNNING, attempts, utc_now
 
 
 def self_check_task(task: dict, config: Config, data) -> dict:
-    """In a worker: run and grade one uploaded notebook (nothing kept but the result)."""
+    """In a worker: run and grade one uploaded notebook (nothing kept but the result); in the sandbox or not at
+    all, unless the site was started --unsafe-without-sandbox."""
+    full = config.notebook_timeout_s
+    config = check_config(config, task.get("time_limit_s", config.site_check_time_limit_s))
+    if task.get("require_sandbox", True):
+        config = dataclasses.replace(config, sandbox="require")
     result = grade_on(Path(task["path"]), config, task["device"], False, data)
-    return {"result": result.to_json(), "log": "", "infrastructure": infrastructure_problem(result.execution)}
+    limits = {"notebook_s": config.notebook_timeout_s, "training_cell_s": config.training_cell_timeout_s,
+              "cell_s": config.cell_timeout_s, "grading_s": full}
+    return {"result": {**result.to_json(), "check_limits": limits}, "log": "",
+            "infrastructure": infrastructure_problem(result.execution)}
+
+
+def check_config(config: Config, limit_s: int) -> Config:
+    """The settings a public check runs under: no cell and no notebook longer than ``limit_s``
+    (SITE_CHECK_TIME_LIMIT_S). A check is a quick look for the student; the whole run is the grading's."""
+    return dataclasses.replace(config, notebook_timeout_s=min(config.notebook_timeout_s, limit_s),
+                               training_cell_timeout_s=min(config.training_cell_timeout_s, limit_s),
+                               cell_timeout_s=min(config.cell_timeout_s, limit_s))
 
 
 @dataclass
@@ -82,10 +99,13 @@ class CheckRunner:
     def run(self, row) -> None:
         state, note = FAILED, ""
         try:
-            config = self.site.config_for(row.assignment)
+            limit = self.site.config.site_check_time_limit_s
+            config = check_config(self.site.config_for(row.assignment), limit)     # the pool's watchdog too
             device = self.site.check_device
+            required = not self.site.unsafe_without_sandbox
             task = CheckTask(row.id, row.receipt, self.site.data / row.file)
-            for _, reply in graded([task], config, payload=lambda t: {"path": str(t.path), "device": device},
+            payload = {"device": device, "require_sandbox": required, "time_limit_s": limit}
+            for _, reply in graded([task], config, payload=lambda t: {"path": str(t.path), **payload},
                                    workers=1, kernel_device=device, log_path=self.site.logs / "checks.log",
                                    grade_fn=self.grade_fn):
                 if reply.get("infrastructure"):
@@ -103,10 +123,16 @@ class CheckRunner:
                 check_state=state, check_note=note[-2000:], check_finished_at=utc_now()))
 
 
-def public_view(result: dict, checks: tuple[CheckSpec, ...]) -> dict:
+NOTE_LIMIT = 300                     # characters of a note (a cell's error message) a student sees
+HIDDEN_MARK = "[…]"
+
+
+def public_view(result: dict, checks: tuple[CheckSpec, ...], hide: tuple[str, ...] = ()) -> dict:
     """What a student may see of a check result before the grades are released: each public check's verdict,
     points and message; each hidden check only by its title and points; the notes about their own notebook (a
-    grader's failure is for staff)."""
+    grader's failure is for staff), each cut to NOTE_LIMIT. A cell's error message is the student's own text,
+    but a notebook running where it should not could put anything in it: ``hide`` (the site's key, the graders'
+    source) never shows."""
     tests = {t.get("name"): t for t in result.get("tests", []) if isinstance(t, dict)}
     rows = []
     for spec in checks:
@@ -116,8 +142,32 @@ def public_view(result: dict, checks: tuple[CheckSpec, ...]) -> dict:
         if spec.public:
             not_graded = test.get("status") == NOT_GRADED or not test
             row.update(status=test.get("status", NOT_GRADED), score=None if not_graded else test.get("score"),
-                       output="" if not_graded else str(test.get("output") or ""))
+                       output="" if not_graded else hidden(str(test.get("output") or ""), hide))
         rows.append(row)
     shown = [r for r in rows if r["public"]]
     return {"rows": rows, "score": sum(r["score"] or 0 for r in shown), "max": sum(r["points"] for r in shown),
-            "notes": [n for n in result.get("notes", []) if isinstance(n, str) and GRADER_FAILED not in n]}
+            "notes": [student_note(n, hide) for n in result.get("notes", [])
+                      if isinstance(n, str) and GRADER_FAILED not in n],
+            "out_of_time": out_of_time(result)}
+
+
+def out_of_time(result: dict) -> dict | None:
+    """For a check that ran out of its time: its limits in minutes (the page says them, and that the grading
+    runs the whole notebook longer), else None."""
+    limits = result.get("check_limits")
+    if result.get("status") != TIMEOUT or not isinstance(limits, dict):
+        return None
+    return {name: f"{value / 60:g}" for name, value in limits.items() if isinstance(value, (int, float))}
+
+
+def hidden(text: str, hide: tuple[str, ...]) -> str:
+    for secret in hide:
+        if secret:
+            text = text.replace(secret, HIDDEN_MARK)
+    return text
+
+
+def student_note(note: str, hide: tuple[str, ...]) -> str:
+    """A note as a student sees it: ``hide`` taken out, then cut to NOTE_LIMIT characters."""
+    note = hidden(note, hide)
+    return note if len(note) <= NOTE_LIMIT else note[:NOTE_LIMIT - 1] + "…"

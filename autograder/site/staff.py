@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -24,6 +25,8 @@ from .. import PROJECT_ROOT, clock
 from ..errors import Refusal
 from ..intake import file_stem
 from ..publish import refuse_before_deadline
+from ..sandbox import SITE_REQUIRES_SANDBOX
+from .core import PRIVATE_UMASK
 from .db import DONE, FAILED, QUEUED, RUNNING, attempts, events, jobs, releases, students, utc_now
 
 GRADE, PUBLISH = "grade", "publish"
@@ -154,9 +157,11 @@ class JobRunner:
         log.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(
             filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")]))}   # this autograder, installed or not
+        if not self.site.unsafe_without_sandbox:
+            env[SITE_REQUIRES_SANDBOX] = "1"        # `grade` runs students' notebooks in the sandbox or not at all
         with open(log, "wb") as out:
             code = subprocess.call(job_command(self.site, job.kind, job.assignment), stdout=out,
-                                   stderr=subprocess.STDOUT, cwd=self.site.data, env=env)
+                                   stderr=subprocess.STDOUT, cwd=self.site.data, env=env, umask=PRIVATE_UMASK)
         text = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()
         message = "\n".join(text[-8:])
         with self.site.engine.begin() as db:
@@ -208,14 +213,14 @@ def receive_results(site, assignment: str, data: bytes, actor: str) -> str:
     target = site.grades(assignment)
     staging = target.with_name(f".{assignment}.incoming-{os.getpid()}-{threading.get_ident()}")
     shutil.rmtree(staging, ignore_errors=True)
+    wanted = []
     for info in names:
         member = PurePosixPath(info.filename)
         inside = member.parts[len(prefix.parts):]
         if member.parts[:len(prefix.parts)] != prefix.parts or not inside or inside[0] in kept_elsewhere:
             continue
-        dest = staging.joinpath(*inside)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.write_bytes(z.read(info))
+        wanted.append((info, staging.joinpath(*inside)))
+    _unpack(z, wanted, staging)
     found = _assignment_of_results(staging)
     if found and found != {assignment}:
         shutil.rmtree(staging)
@@ -229,6 +234,28 @@ def receive_results(site, assignment: str, data: bytes, actor: str) -> str:
     return str(target)
 
 
+def _unpack(z: zipfile.ZipFile, members: list, staging: Path) -> None:
+    """Each (member, destination) written under ``staging``; a damaged zip, or one naming a path both as a file
+    and as a folder, is a Refusal saying which, with nothing left behind."""
+    info = None
+    try:
+        for info, dest in members:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(z.read(info))
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise Refusal(f"zip が壊れています ({info.filename}: {exc})。もう一度 zip にしてアップロードしてください。\n"
+                      f"The zip is damaged ({info.filename}: {exc}): zip the folder again and upload it.") from exc
+    except (FileExistsError, NotADirectoryError, IsADirectoryError) as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise Refusal(f"zip の中で同じ名前がファイルとフォルダの両方に使われています ({info.filename})。\n"
+                      f"The zip uses one name both as a file and as a folder ({info.filename}): it is not a "
+                      "folder that `grade` wrote.") from exc
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
 def _assignment_of_results(folder: Path) -> set[str]:
     found = set()
     for path in (folder / "results").glob("*.json"):
@@ -239,16 +266,34 @@ def _assignment_of_results(folder: Path) -> set[str]:
     return {a for a in found if isinstance(a, str)}
 
 
-def release_feedback(site, assignment: str, actor: str) -> None:
+def release_feedback(site, assignment: str, actor: str, before_deadline: bool = False) -> None:
+    """Students see their feedback pages (the hidden checks' messages with them): after the deadline, or before
+    it only when staff say so (``before_deadline``, the page's checkbox naming what it exposes)."""
     if not (site.grades(assignment) / "gradebook.csv").is_file():
         raise Refusal("まだ採点されていません: 先にクラスを採点するか、結果をアップロードしてください。\n"
                       "Nothing is graded yet: grade the class or upload its results first.")
+    if not before_deadline:
+        refuse_release_before_deadline(site.config_for(assignment))
     insert = postgresql.insert if site.engine.dialect.name == "postgresql" else sqlite.insert
     values = {"released_at": utc_now(), "released_by": actor}
     with site.engine.begin() as db:                  # one statement: two staff releasing at once both succeed
         db.execute(insert(releases).values(assignment=assignment, **values)
                    .on_conflict_do_update(index_elements=[releases.c.assignment], set_=values))
     log_event(site, actor, "released feedback", assignment)
+
+
+def refuse_release_before_deadline(config) -> None:
+    """Refusal while uploads are open: feedback shows the hidden checks' messages, a student could aim at them."""
+    moment = clock.now()
+    if moment >= config.assignment.deadline:
+        return
+    deadline, now = (clock.local_text(t, config.timezone) for t in (config.assignment.deadline, moment))
+    raise Refusal(f"フィードバックは締め切り ({deadline}) の後に公開します。現在 {now} です。今公開すると、提出を受け付けている"
+                  "間に学生が非公開チェックのメッセージを見られます。それでも公開するには「締め切り前に公開する」に"
+                  "チェックを入れてください。\n"
+                  f"Feedback is released after the deadline ({deadline}); it is now {now}. Released now, students "
+                  "would see the hidden checks' messages while uploads are still open: to release anyway, tick "
+                  "“release before the deadline”.")
 
 
 def feedback_page(site, assignment: str, student: str) -> Path | None:
