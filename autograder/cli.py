@@ -11,8 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import clock
-from . import PROJECT_ROOT
+from . import PROJECT_ROOT, clock
 from .assignment import which_assignment
 from .config import load_config
 from .device import DEVICES, native_output_to
