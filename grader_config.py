@@ -49,6 +49,7 @@ PUBLISH_DIR = "published"               # `publish` writes PUBLISH_DIR/<assignme
 SITE_DIR = "site"                       # its data folder (--data): site.db, its exchange (the layout `grade` reads),
                                         # every attempt, the public checks' results, grades and published solutions
 SITE_CHECK_WORKERS = 1                  # public checks run at once on the server, each a kernel training a model
+SITE_STAFF_IDLE_MIN = 120               # a staff session unused for this many minutes ends (sign in again)
 
 # --- Grading on a cluster (`grade CLASS --executor ray|slurm`; README "Grading on a cluster") ---------------
 # The output folder (--out) must be on a filesystem every node mounts at the same path, with this checkout.

@@ -143,6 +143,7 @@ class Config:
     publish_dir: Path
     site_dir: Path                        # the submission site's data folder (serve --data overrides it)
     site_check_workers: int               # public checks the site runs at once
+    site_staff_idle_min: int              # a staff session unused this long ends
     kernels_per_gpu: int                  # cluster executors: kernels sharing one GPU (a Ray task asks for 1/K)
     slurm_partition: str                  # --executor slurm: the partition ('' = the cluster's default)
     slurm_gpus_per_task: int              # GPUs per array task (its chunk's kernels share them)
@@ -197,6 +198,7 @@ def _validate(s: SettingsFile) -> Config:
         publish_dir=s.folder(s.get("PUBLISH_DIR", str)),
         site_dir=s.folder(s.get("SITE_DIR", str, "site")),
         site_check_workers=s.positive("SITE_CHECK_WORKERS", int, 1),
+        site_staff_idle_min=s.positive("SITE_STAFF_IDLE_MIN", int, 120),
         kernels_per_gpu=s.positive("KERNELS_PER_GPU", int, 2),
         slurm_partition=s.get("SLURM_PARTITION", str, ""),
         slurm_gpus_per_task=s.at_least_zero("SLURM_GPUS_PER_TASK", 1),
