@@ -3,9 +3,9 @@
 Sessions are signed cookies (Starlette's SessionMiddleware, itsdangerous) carrying who signed in and the session
 version they signed in with (raised by a new link, a revoke or a sign-out: the older cookies stop working); every
 POST carries the session's CSRF token, and no form is read before its size is known and within its own limits.
-Staff's roles are checked before an action reads anything (``INSTRUCTOR_ACTIONS``). A student's pages are found from the
-session alone: an id in a URL (a receipt) is looked up together with the signed-in student, so another student's
-is "not found". Hidden checks' messages and grader source never reach a student: the check view is
+Staff's roles are checked before an action reads anything (``INSTRUCTOR_ACTIONS``). A student's pages are found
+from the session alone: an id in a URL (a receipt) is looked up together with the signed-in student, so another
+student's is "not found". Hidden checks' messages and grader source never reach a student: the check view is
 ``public_view`` of a result, and the feedback page only after staff release it.
 """
 
@@ -333,11 +333,14 @@ async def assignment_page(request: Request, student, a):
 async def upload(request: Request, student, a):
     site: Site = request.app.state.site
     limit = site.config_for(a.id).max_notebook_mb * 2**20
-    if body_length(request, 2**63) > limit + FORM_OVERHEAD:
+    try:
+        form = await checked_form(request, limit + FORM_OVERHEAD, max_files=1, max_fields=5)
+    except BodyRefused as exc:
+        if exc.status != 413:
+            raise
         return _refused(request, site, student, a, 413, Refusal(
             f"ファイルが大きすぎます (上限 {limit // 2**20} MB)。出力を消去してから保存し直してください。\n"
             f"The file is too large (the limit is {limit // 2**20} MB): clear the outputs, save and upload again."))
-    form = await checked_form(request, limit + FORM_OVERHEAD, max_files=1, max_fields=5)
     notebook = form.get("notebook")
     if not isinstance(notebook, UploadFile) or not notebook.filename:
         return _refused(request, site, student, a, 400, Refusal(
@@ -445,7 +448,7 @@ async def staff_home(request: Request, member):
         rows.append({"a": a, "on_time": sum(s.state == "on time" for s in states),
                      "late": sum(s.state == "late" for s in states), "none": sum(s.state == "none" for s in states),
                      "released": bool(site.released_feedback(a.id))})
-    return page(request, "staff_home.html.j2", member=member, may=may(member), rows=rows, queue=queue_counts(site),
+    return page(request, "staff_home.html.j2", member=member, rows=rows, queue=queue_counts(site),
                 checks=[{"row": r, "time": local_time(site, r.submitted_at)} for r in queue(site)])
 
 
