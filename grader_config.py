@@ -55,6 +55,7 @@ SITE_CHECK_TIME_LIMIT_S = 600           # a public check runs a notebook this lo
 SITE_MAX_ATTEMPTS = 30                  # uploads per student and assignment (every one is kept); then refused
 SITE_MAX_STORED_MB = 200                # MiB per student and assignment, all their attempts together; then refused
 SITE_MIN_FREE_MB = 1024                 # uploads are refused, saying so, before the data folder's disk has less free
+SITE_STAFF_IDLE_MIN = 120               # a staff session unused for this many minutes ends (sign in again)
 
 # --- Grading on a cluster (`grade CLASS --executor ray|slurm`; README "Grading on a cluster") ---------------
 # The output folder (--out) must be on a filesystem every node mounts at the same path, with this checkout.

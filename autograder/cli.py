@@ -246,7 +246,7 @@ def cmd_serve(args) -> int:
     import uvicorn
 
     from . import sandbox
-    from .site.app import create_app, log_config
+    from .site.app import SERVER_LIMITS, create_app, log_config
     from .site.core import PRIVATE_UMASK
 
     if args.rehearse:                               # before anything reads the time; checks and jobs inherit it
@@ -271,7 +271,8 @@ def cmd_serve(args) -> int:
     print(f"autograder serve: data {site.data} · {site.public_url} · {site.config.site_check_workers} check "
           f"worker(s) on the {site.check_device.upper()} · jobs grade with --device {args.device}", flush=True)
     uvicorn.run(create_app(site), host=args.host, port=args.port, proxy_headers=True,
-                forwarded_allow_ips=args.forwarded_allow_ips, log_level="info", log_config=log_config())
+                forwarded_allow_ips=args.forwarded_allow_ips, log_level="info", log_config=log_config(),
+                **SERVER_LIMITS)
     return 0
 
 
@@ -282,9 +283,12 @@ def cmd_roster(args) -> int:
     if args.action == "import":
         if len(args.items) != 1:
             raise GraderError("roster import takes one CSV file")
-        added, updated = people.import_roster(site.engine, people.read_roster(Path(args.items[0])))
+        added, updated, absent = people.import_roster(site.engine, people.read_roster(Path(args.items[0])))
         print(f"{added} students added, {updated} updated ({site.data})\n"
               "next: python -m autograder roster links --url https://YOUR-SITE --out links.csv")
+        if absent:
+            print(f"not in this roster but still able to sign in ({len(absent)}): {' '.join(absent)}\n"
+                  f"if they left the course: python -m autograder roster revoke {' '.join(absent)}")
     elif args.action == "links":
         if not args.url or not args.out:
             raise GraderError("roster links needs --url (the site's address, as students reach it) and --out CSV")
@@ -297,10 +301,16 @@ def cmd_roster(args) -> int:
               "the links sign students in: send each only to its student, then delete the file")
     else:
         if not args.items:
-            raise GraderError("roster revoke needs the student ids to revoke")
+            raise GraderError(f"roster {args.action} needs the student ids")
         for student in args.items:
-            people.revoke(site.engine, student)
-            print(f"revoked {student}: their link and sessions no longer work; their submissions stay")
+            if args.action == "revoke":
+                people.revoke(site.engine, student)
+                print(f"revoked {student}: their link and sessions no longer work; their submissions stay "
+                      f"(undo: roster restore {student})")
+            else:
+                people.restore(site.engine, student)
+                print(f"restored {student}: they need a new link: python -m autograder roster links {student} "
+                      "--url https://YOUR-SITE --out links.csv")
     return 0
 
 
@@ -440,11 +450,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "run (they could then read the site's key, the hidden graders and every submission)")
     p.set_defaults(run=cmd_serve)
 
-    p = sub.add_parser("roster", help="the site's students: import a roster CSV, write sign-in links, revoke one")
-    p.add_argument("action", choices=("import", "links", "revoke"))
+    p = sub.add_parser("roster", help="the site's students: import a roster CSV, write sign-in links, revoke one, "
+                                      "restore one")
+    p.add_argument("action", choices=("import", "links", "revoke", "restore"))
     p.add_argument("items", nargs="*", metavar="CSV|ID",
                    help="import: the roster CSV (student id, name, e-mail; an LMS's headers work); links: only these "
-                        "students (default: all); revoke: the students whose links end")
+                        "students (default: all); revoke: the students whose links and sessions end; restore: "
+                        "revoked students let back in (each then needs a new link)")
     p.add_argument("--url", help="links: the site's address as students reach it, e.g. https://grader.example.ac.jp")
     p.add_argument("--out", help="links: the CSV to write (student_id, name, email, link) for a mail merge")
     p.add_argument("--new", action="store_true",

@@ -147,6 +147,7 @@ class Config:
     site_max_attempts: int                # uploads kept per student and assignment
     site_max_stored_mb: int               # MiB kept per student and assignment, all attempts together
     site_min_free_mb: int                 # free MiB the site's disk keeps: uploads are refused below it
+    site_staff_idle_min: int              # a staff session unused this long ends
     kernels_per_gpu: int                  # cluster executors: kernels sharing one GPU (a Ray task asks for 1/K)
     slurm_partition: str                  # --executor slurm: the partition ('' = the cluster's default)
     slurm_gpus_per_task: int              # GPUs per array task (its chunk's kernels share them)
@@ -205,6 +206,7 @@ def _validate(s: SettingsFile) -> Config:
         site_max_attempts=s.positive("SITE_MAX_ATTEMPTS", int, 30),
         site_max_stored_mb=s.positive("SITE_MAX_STORED_MB", int, 200),
         site_min_free_mb=s.at_least_zero("SITE_MIN_FREE_MB", 1024),
+        site_staff_idle_min=s.positive("SITE_STAFF_IDLE_MIN", int, 120),
         kernels_per_gpu=s.positive("KERNELS_PER_GPU", int, 2),
         slurm_partition=s.get("SLURM_PARTITION", str, ""),
         slurm_gpus_per_task=s.at_least_zero("SLURM_GPUS_PER_TASK", 1),

@@ -266,7 +266,7 @@ async def run_students(students: list[Student], base: str, deadline_mono: float,
         async with httpx.AsyncClient(base_url=base, follow_redirects=False, timeout=timeout, limits=limits,
                                      verify=tls) as c:
             try:
-                r, s.signin_s = await timed(c.get(s.link.removeprefix(base)))
+                r, s.signin_s = await timed(sign_in(c, s.link.removeprefix(base)))
                 if r.status_code != 303 or "session" not in c.cookies:
                     for u, _ in s.plan:
                         u.reason = f"sign-in failed: HTTP {r.status_code}"
@@ -281,6 +281,12 @@ async def run_students(students: list[Student], base: str, deadline_mono: float,
                 nxt = deadline_mono + s.plan[k + 1][0].scheduled_s if k + 1 < len(s.plan) else phase_end_mono
                 if refresh and u.outcome == "receipt":
                     await keep_receipt_open(c, s, u, min(nxt, phase_end_mono))
+
+    async def sign_in(c, path: str):
+        """The link's page (which signs no one in), then its button: → the button's reply."""
+        page = await c.get(path)
+        token = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        return await c.post(path, data={"csrf": token.group(1)}) if page.status_code == 200 and token else page
 
     async def upload(c, u: Upload, data: bytes) -> None:
         try:

@@ -2,9 +2,9 @@
 loopback port with its own data folder, and headless Chromium (Debian's /usr/bin/chromium, driven by
 /usr/bin/chromedriver through Selenium) does what a student, a TA and an instructor do:
 
-1. before the deadline a student signs in with the personal link `roster links` wrote, uploads the reference
-   notebook, sees the receipt (its id, the file's SHA-256, the server's time) and the public checks finishing
-   (the receipt page refreshes itself) and passing;
+1. before the deadline a student opens the personal link `roster links` wrote and presses its Sign in button,
+   uploads the reference notebook, sees the receipt (its id, the file's SHA-256, the server's time) and the public
+   checks finishing (the receipt page refreshes itself) and passing;
 2. the server restarts after the deadline: the upload from the page opened before it is refused, naming the
    deadline, and the assignment page then says submissions are closed;
 3. a TA publishes the solution (the `publish` job trains the reference) and the student can open it;
@@ -292,6 +292,13 @@ def browser(tmp_path, request):
         print(f"screenshots: {screens}")
 
 
+def sign_in_by_link(b: Browser, link: str) -> None:
+    """Open a personal link: its page signs no one in until its button is pressed."""
+    b.get(link)
+    assert "This link is the personal link of" in b.page("signin-link"), b.text()
+    b.click("form button[type=submit]", "Sign in")
+
+
 def staff_sign_in(b: Browser, server: Server, username: str) -> None:
     from selenium.webdriver.common.by import By
 
@@ -336,7 +343,7 @@ def test_a_student_ta_and_instructor_use_the_real_site_in_a_browser(site_setup, 
     server.start(BEFORE)
     b.get(server.url)
     assert "Hand in your assignment" in b.page("welcome")
-    b.get(links["s001"])
+    sign_in_by_link(b, links["s001"])
     assert b.path() == "/", b.driver.current_url
     home = b.page("student-home")
     assert "山田 花子" in home and "s001" in home and DEADLINE in home and "未提出 / none" in home
@@ -411,7 +418,7 @@ def test_a_student_ta_and_instructor_use_the_real_site_in_a_browser(site_setup, 
     assert "公開済み / published" in b.page("staff-publish-done-ta1")
     b.sign_out()
     assert b.path() == "/staff/login"
-    b.get(links["s001"])
+    sign_in_by_link(b, links["s001"])
     b.get(f"{server.url}/a/assignment3")
     page = b.page("assignment-published")
     assert "The solution" in page

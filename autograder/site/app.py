@@ -1,14 +1,17 @@
 """The submission site's ASGI app (Starlette): server-rendered pages, no JavaScript.
 
 Sessions are signed cookies (Starlette's SessionMiddleware, itsdangerous) carrying who signed in and the session
-version they signed in with; every POST carries the session's CSRF token. A student's pages are found from the
-session alone: an id in a URL (a receipt) is looked up together with the signed-in student, so another student's
-is "not found". Hidden checks' messages and grader source never reach a student: the check view is
+version they signed in with (raised by a new link, a revoke or a sign-out: the older cookies stop working); every
+POST carries the session's CSRF token, and no form is read before its size is known and within its own limits.
+Staff's roles are checked before an action reads anything (``INSTRUCTOR_ACTIONS``). A student's pages are found
+from the session alone: an id in a URL (a receipt) is looked up together with the signed-in student, so another
+student's is "not found". Hidden checks' messages and grader source never reach a student: the check view is
 ``public_view`` of a result, and the feedback page only after staff release it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import copy
@@ -19,11 +22,13 @@ import re
 import secrets
 import time
 import traceback
+from collections import OrderedDict
 
 from sqlalchemy import func, select
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
@@ -36,7 +41,7 @@ from ..graders import check_graders
 from ..pages import render
 from .core import Site
 from .db import DONE, QUEUED, RUNNING, attempts, staff, students
-from .people import check_password, student_for_token
+from .people import check_password, end_sessions, student_for_token
 from .selfcheck import CheckRunner, public_view
 from .staff import (GRADE, PUBLISH, JobRunner, exchange_zip, feedback_page, local_time, queue, queue_counts,
                     receive_results, recent_jobs, release_feedback, roster_states)
@@ -44,6 +49,16 @@ from .staff import (GRADE, PUBLISH, JobRunner, exchange_zip, feedback_page, loca
 SESSION_DAYS = 14
 FORM_OVERHEAD = 2**20                 # bytes of a multipart body besides the notebook itself
 RESULTS_UPLOAD_LIMIT = 512 * 2**20    # a results folder without its store/ (the runs stay on the GPU runner)
+SMALL_FORM = 4096                     # bytes: a CSRF token, a user name, a password, with room to spare
+SMALL_FORM_LIMITS = {"max_files": 0, "max_fields": 4, "max_part_size": 1024}
+VERIFY_AT_ONCE = 2                    # argon2 verifications at once (each takes ≈64 MiB for a moment)
+VERIFY_WAIT_S = 10                    # how long a sign-in waits for one of them before "busy, try again"
+STAFF_ACTIONS = {"grade", "results", "release", "publish"}     # the staff pages' POSTs
+INSTRUCTOR_ACTIONS = {"grade", "results", "release"}             # a TA sees everything and publishes, no more
+SERVER_LIMITS = {                     # uvicorn's: connections, idle keep-alive, one request's headers
+    "http": "h11", "limit_concurrency": 512, "timeout_keep_alive": 5, "h11_max_incomplete_event_size": 8 * 1024,
+}
+HSTS = ("Strict-Transport-Security", "max-age=31536000")
 HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
                                "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
@@ -61,9 +76,38 @@ def csrf_token(request: Request) -> str:
     return request.session["csrf"]
 
 
-async def checked_form(request: Request, **limits):
-    """The POSTed form, once its CSRF token matches the session's (else 403)."""
-    form = await request.form(**limits)
+class BodyRefused(Exception):
+    """A request body refused before (or while) it is read: a status and the reason, in Japanese and English."""
+
+    def __init__(self, status: int, ja: str, en: str):
+        super().__init__(en)
+        self.status, self.ja, self.en = status, ja, en
+
+
+def body_length(request: Request, limit: int) -> int:
+    """The body's declared size, when it is declared (no chunked body where a form is expected) and at most
+    ``limit``; else BodyRefused (411, 413), before a byte of it is read."""
+    length = request.headers.get("content-length", "")
+    if not length.isdigit() or "transfer-encoding" in request.headers:
+        raise BodyRefused(411, "送信の大きさ (Content-Length) が分かりません。ページを読み込み直してから、もう一度送信してください。",
+                          "The request did not say its size (Content-Length; a chunked body is not accepted "
+                          "here): reload the page and send it again.")
+    if int(length) > limit:
+        raise BodyRefused(413, f"送信されたデータが大きすぎます (このフォームの上限は {limit:,} バイト)。",
+                          f"The request is too large ({int(length):,} bytes; this form takes at most {limit:,}).")
+    return int(length)
+
+
+async def checked_form(request: Request, size_limit: int = SMALL_FORM, **limits):
+    """The POSTed form, read only when its size is declared and within ``size_limit`` and its parts within
+    ``limits`` (by default a small form's: no file, a few short fields), else BodyRefused; then only when its CSRF
+    token matches the session's (else 403)."""
+    body_length(request, size_limit)
+    try:
+        form = await request.form(**{**SMALL_FORM_LIMITS, **limits})
+    except HTTPException as exc:                        # Starlette's words for a malformed or oversized part
+        raise BodyRefused(400, "送信されたフォームを読めませんでした。ページを読み込み直してから、もう一度送信してください。",
+                          f"The form could not be read ({exc.detail}): reload the page and send it again.") from exc
     sent = form.get("csrf")
     if not (isinstance(sent, str) and request.session.get("csrf")
             and hmac.compare_digest(sent, request.session["csrf"])):
@@ -84,40 +128,67 @@ def signed_in(request: Request, role: str):
     table, key = (students, students.c.id) if role == "student" else (staff, staff.c.username)
     with site.engine.connect() as db:
         row = db.execute(select(table).where(key == session.get("id"))).first()
-    if row is None or row.session_version != session.get("v") or (role == "student" and not row.active):
+    if row is None or row.session_version != session.get("v") or (role == "student" and not row.active) or (
+            role == "staff" and idle(site, session)):
         session.clear()
         return None
+    if role == "staff":
+        session["seen"] = clock.now().timestamp()
     return row
+
+
+def idle(site: Site, session) -> bool:
+    """A staff session unused for longer than SITE_STAFF_IDLE_MIN (a staff browser left open is not a key)."""
+    return clock.now().timestamp() - session.get("seen", 0) > site.config.site_staff_idle_min * 60
 
 
 def sign_in(request: Request, role: str, row) -> None:
     request.session.clear()
     request.session.update(role=role, id=row.id if role == "student" else row.username, v=row.session_version,
                            csrf=secrets.token_urlsafe(24))
+    if role == "staff":
+        request.session["seen"] = clock.now().timestamp()
 
 
 class LoginThrottle:
-    """After ``limit`` wrong passwords for one user name within ``window`` seconds, that name is refused until the
-    window has passed: a password cannot be guessed at argon2's speed from the sign-in form."""
+    """Staff sign-in attempts, each counted *before* its password is verified (so parallel guesses count too): at
+    most ``per_pair`` within ``window`` seconds for one (client address, user name) and ``per_address`` for one
+    address, whatever the names. A stranger's guesses use up the stranger's attempts, not those of the staff member
+    signing in from elsewhere. At most ``max_keys`` keys are kept, the least recently used dropped first: random
+    names or addresses cannot grow it without bound."""
 
-    def __init__(self, limit: int = 5, window: float = 900):
-        self.limit, self.window = limit, window
-        self._failures: dict[str, list[float]] = {}
+    def __init__(self, per_pair: int = 5, per_address: int = 20, window: float = 900, max_keys: int = 10_000):
+        self.per_pair, self.per_address, self.window, self.max_keys = per_pair, per_address, window, max_keys
+        self._attempts: OrderedDict[tuple, list[float]] = OrderedDict()
 
-    def _recent(self, username: str) -> list[float]:
+    def attempt(self, address: str, username: str) -> bool:
+        """Count an attempt of ``username`` from ``address``; False, and nothing counted, when either has no
+        attempt left."""
+        keys = (("address", address), ("pair", address, username))
         now = time.monotonic()
-        recent = [t for t in self._failures.get(username, []) if now - t < self.window]
-        self._failures[username] = recent
-        return recent
+        recent = [[t for t in self._attempts.pop(key, ()) if now - t < self.window] for key in keys]
+        allowed = len(recent[0]) < self.per_address and len(recent[1]) < self.per_pair
+        for key, times in zip(keys, recent):
+            if allowed:
+                times.append(now)
+            self._keep(key, times)
+        return allowed
 
-    def blocked(self, username: str) -> bool:
-        return len(self._recent(username)) >= self.limit
+    def succeeded(self, address: str, username: str) -> None:
+        """A right password: its pair starts afresh, and it does not count against its address."""
+        self._attempts.pop(("pair", address, username), None)
+        times = self._attempts.get(("address", address))
+        if times:
+            times.pop()
 
-    def failed(self, username: str) -> None:
-        self._recent(username).append(time.monotonic())
+    def _keep(self, key: tuple, times: list[float]) -> None:
+        if times:
+            self._attempts[key] = times
+        while len(self._attempts) > self.max_keys:
+            self._attempts.popitem(last=False)
 
-    def clear(self, username: str) -> None:
-        self._failures.pop(username, None)
+    def __len__(self) -> int:
+        return len(self._attempts)
 
 
 class HideSigninTokens(logging.Filter):
@@ -144,14 +215,15 @@ def log_config() -> dict:
 
 # --- pages -------------------------------------------------------------------------------------------------
 
-def page(request: Request, template: str, status: int = 200, **context) -> HTMLResponse:
+def page(request: Request, template: str, status: int = 200, headers: dict | None = None,
+         **context) -> HTMLResponse:
     site: Site = request.app.state.site
     session = request.session
     who = session.get("id") if session.get("role") else None
     context.setdefault("error", None)
     return HTMLResponse(render(f"site/{template}", csrf=csrf_token(request), who=who, role=session.get("role"),
                                now=clock.local_text(clock.now(), site.config.timezone), **context),
-                        status_code=status)
+                        status_code=status, headers=headers)
 
 
 def message(request: Request, status: int, ja: str, en: str) -> HTMLResponse:
@@ -197,18 +269,31 @@ async def home(request: Request):
 
 
 async def signin(request: Request):
+    """Opening a link (GET) signs no one in: it shows whose link it is and a button, whose POST (with this
+    browser's CSRF token) signs in. Someone else's link opened in your browser by another site, or a mail
+    scanner fetching the link, signs no one in."""
+    if request.method == "POST":
+        await checked_form(request)
     site: Site = request.app.state.site
     student = await run_in_threadpool(student_for_token, site.engine, request.path_params["token"])
     if student is None:
         return message(request, 403, "このリンクは使えません (取り消されたか、新しいリンクに置き換えられました)。担当教員に連絡してください。",
                        "This link does not work (it was revoked or replaced by a newer one): ask your instructor.")
+    if request.method == "GET":
+        return page(request, "signin.html.j2", student=student)
     sign_in(request, "student", student)
     return RedirectResponse("/", status_code=303)
 
 
 async def signout(request: Request):
+    """Ends every session of the signed-in student or staff member (its session version is raised), not only
+    this browser's cookie: a copied cookie stops working too."""
     await checked_form(request)
     role = request.session.get("role")
+    who = signed_in(request, role) if role in ("student", "staff") else None
+    if who is not None:
+        site: Site = request.app.state.site
+        await run_in_threadpool(end_sessions, site.engine, role, who.id if role == "student" else who.username)
     request.session.clear()
     return RedirectResponse("/staff/login" if role == "staff" else "/", status_code=303)
 
@@ -250,15 +335,14 @@ async def assignment_page(request: Request, student, a):
 async def upload(request: Request, student, a):
     site: Site = request.app.state.site
     limit = site.config_for(a.id).max_notebook_mb * 2**20
-    length = request.headers.get("content-length")
-    if length is None or not length.isdigit():
-        return message(request, 411, "ファイルの大きさが分かりません。もう一度アップロードしてください。",
-                       "The upload did not say its size (Content-Length): please upload again.")
-    if int(length) > limit + FORM_OVERHEAD:
+    try:
+        form = await checked_form(request, limit + FORM_OVERHEAD, max_files=1, max_fields=5)
+    except BodyRefused as exc:
+        if exc.status != 413:
+            raise
         return _refused(request, site, student, a, 413, Refusal(
             f"ファイルが大きすぎます (上限 {limit // 2**20} MiB)。出力を消去してから保存し直してください。\n"
             f"The file is too large (the limit is {limit // 2**20} MiB): clear the outputs, save and upload again."))
-    form = await checked_form(request, max_files=1, max_fields=5)
     notebook = form.get("notebook")
     if not isinstance(notebook, UploadFile) or not notebook.filename:
         return _refused(request, site, student, a, 400, Refusal(
@@ -329,16 +413,32 @@ async def staff_login(request: Request):
     form = await checked_form(request)
     site: Site = request.app.state.site
     username = str(form.get("username", ""))[:64]
+    address = request.client.host if request.client else ""
     throttle: LoginThrottle = request.app.state.throttle
-    if throttle.blocked(username):
+    if not throttle.attempt(address, username):
         return page(request, "staff_login.html.j2", status=429, error="throttled")
-    member = await run_in_threadpool(check_password, site.engine, username, str(form.get("password", "")))
+    member = await verify(request, username, str(form.get("password", "")))
+    if member is False:
+        return page(request, "staff_login.html.j2", status=429, error="busy", headers={"Retry-After": "10"})
     if member is None:
-        throttle.failed(username)
         return page(request, "staff_login.html.j2", status=401, error="wrong")
-    throttle.clear(username)
+    throttle.succeeded(address, username)
     sign_in(request, "staff", member)
     return RedirectResponse("/staff", status_code=303)
+
+
+async def verify(request: Request, username: str, password: str):
+    """``check_password`` with at most VERIFY_AT_ONCE at once (argon2's memory is the server's); False when none
+    was free within VERIFY_WAIT_S."""
+    verifying: asyncio.Semaphore = request.app.state.verifying
+    try:
+        await asyncio.wait_for(verifying.acquire(), VERIFY_WAIT_S)
+    except TimeoutError:
+        return False
+    try:
+        return await run_in_threadpool(check_password, request.app.state.site.engine, username, password)
+    finally:
+        verifying.release()
 
 
 @signed_in_as("staff")
@@ -363,7 +463,7 @@ def staff_assignment_page(request: Request, member, a, error: tuple[str, str] | 
     site: Site = request.app.state.site
     release = site.released_feedback(a.id)
     grades = site.grades(a.id)
-    return page(request, "staff_assignment.html.j2", status=status, member=member, a=a,
+    return page(request, "staff_assignment.html.j2", status=status, member=member, may=may(member), a=a,
                 roster=roster_states(site, a.id), queue=queue_counts(site), jobs=recent_jobs(site, a.id),
                 graded=(grades / "gradebook.csv").is_file(), release=release,
                 released_time=local_time(site, release.released_at) if release else "",
@@ -371,10 +471,21 @@ def staff_assignment_page(request: Request, member, a, error: tuple[str, str] | 
                 past_deadline=clock.now() > a.deadline)
 
 
-def staff_action(action):
+def may(member) -> set[str]:
+    """The staff actions ``member``'s role allows (README: the role table): an instructor all, a TA all but
+    INSTRUCTOR_ACTIONS."""
+    return STAFF_ACTIONS if member.role == "instructor" else STAFF_ACTIONS - INSTRUCTOR_ACTIONS
+
+
+def staff_action(action, name: str):
+    """The POST of a staff action ``name``: refused (403, nothing read) unless the member's role allows it."""
     @signed_in_as("staff", with_assignment=True)
     async def wrapped(request: Request, member, a):
         site: Site = request.app.state.site
+        if name not in may(member):
+            return staff_assignment_page(request, member, a, (
+                f"この操作 ({name}) は担当教員 (instructor) だけが行えます。あなたの役割は {member.role} です。",
+                f"Only an instructor may do this ({name}); your role is {member.role}."), 403)
         try:
             await action(request, site, a, member)
         except Refusal as exc:
@@ -405,7 +516,7 @@ async def _results(request, site, a, member):
                       "にしてください。\n"
                       f"The zip is too large or did not say its size (the limit is {RESULTS_UPLOAD_LIMIT // 2**20} MB): "
                       "leave out store/ (zip -r out.zip out -x 'out/store/*').")
-    form = await checked_form(request, max_files=1, max_fields=5)
+    form = await checked_form(request, RESULTS_UPLOAD_LIMIT + FORM_OVERHEAD, max_files=1, max_fields=5)
     upload_file = form.get("results")
     if not isinstance(upload_file, UploadFile) or not upload_file.filename:
         raise Refusal("zip ファイルを選んでください。\nChoose the results folder's zip.")
@@ -453,10 +564,11 @@ async def staff_job_log(request: Request, member):
 # --- the app ------------------------------------------------------------------------------------------------
 
 class SecurityHeaders:
-    """Headers every response carries (a pure ASGI middleware)."""
+    """Headers every response carries (a pure ASGI middleware): HEADERS, and HSTS on an https site."""
 
-    def __init__(self, app):
+    def __init__(self, app, https: bool = False):
         self.app = app
+        self.headers = [(k.lower().encode(), v.encode()) for k, v in [*HEADERS.items(), *([HSTS] if https else [])]]
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -464,8 +576,7 @@ class SecurityHeaders:
 
         async def send_with_headers(event):
             if event["type"] == "http.response.start":
-                event["headers"] = list(event.get("headers", [])) + [
-                    (k.lower().encode(), v.encode()) for k, v in HEADERS.items()]
+                event["headers"] = list(event.get("headers", [])) + self.headers
             await send(event)
         await self.app(scope, receive, send_with_headers)
 
@@ -506,6 +617,9 @@ def create_app(site: Site, *, run_checks: bool = True, run_jobs: bool = True, ch
         return message(request, 403, "フォームの有効期限が切れました。ページを読み込み直してから、もう一度送信してください。",
                        "This form has expired: reload the page and send it again.")
 
+    async def on_body_refused(request: Request, exc: BodyRefused):
+        return message(request, exc.status, exc.ja, exc.en)
+
     async def on_grader_error(request: Request, exc: GraderError):
         traceback.print_exception(exc)                  # for staff, in the server's log
         return message(request, 500, "サーバー側で問題が起きました。提出物は失われていません。担当教員に連絡してください。",
@@ -514,7 +628,7 @@ def create_app(site: Site, *, run_checks: bool = True, run_jobs: bool = True, ch
 
     routes = [
         Route("/", home),
-        Route("/signin/{token}", signin),
+        Route("/signin/{token}", signin, methods=["GET", "POST"]),
         Route("/signout", signout, methods=["POST"]),
         Route("/a/{assignment}", assignment_page),
         Route("/a/{assignment}/upload", upload, methods=["POST"]),
@@ -524,10 +638,10 @@ def create_app(site: Site, *, run_checks: bool = True, run_jobs: bool = True, ch
         Route("/staff/login", staff_login, methods=["GET", "POST"]),
         Route("/staff", staff_home),
         Route("/staff/a/{assignment}", staff_assignment),
-        Route("/staff/a/{assignment}/grade", staff_action(_grade), methods=["POST"]),
-        Route("/staff/a/{assignment}/publish", staff_action(_publish), methods=["POST"]),
-        Route("/staff/a/{assignment}/release", staff_action(_release), methods=["POST"]),
-        Route("/staff/a/{assignment}/results", staff_action(_results), methods=["POST"]),
+        Route("/staff/a/{assignment}/grade", staff_action(_grade, "grade"), methods=["POST"]),
+        Route("/staff/a/{assignment}/publish", staff_action(_publish, "publish"), methods=["POST"]),
+        Route("/staff/a/{assignment}/release", staff_action(_release, "release"), methods=["POST"]),
+        Route("/staff/a/{assignment}/results", staff_action(_results, "results"), methods=["POST"]),
         Route("/staff/a/{assignment}/feedback/{student}", staff_feedback),
         Route("/staff/a/{assignment}/download/{what}", staff_download),
         Route("/staff/a/{assignment}/download/feedback/{page}", staff_feedback),
@@ -536,12 +650,14 @@ def create_app(site: Site, *, run_checks: bool = True, run_jobs: bool = True, ch
     ]
     https = site.public_url.startswith("https://")
     app = Starlette(routes=routes, lifespan=lifespan,
-                    middleware=[Middleware(SecurityHeaders),
+                    middleware=[Middleware(SecurityHeaders, https=https),
                                 Middleware(SessionMiddleware, secret_key=site.secret_key, session_cookie="session",
                                            max_age=SESSION_DAYS * 86400, same_site="lax", https_only=https)],
-                    exception_handlers={Forbidden: on_forbidden, GraderError: on_grader_error,
+                    exception_handlers={Forbidden: on_forbidden, BodyRefused: on_body_refused,
+                                        GraderError: on_grader_error,
                                         404: lambda request, exc: not_found(request)})
     app.state.site = site
     app.state.jobs = JobRunner(site)
     app.state.throttle = LoginThrottle()
+    app.state.verifying = asyncio.Semaphore(VERIFY_AT_ONCE)
     return app

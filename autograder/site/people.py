@@ -1,6 +1,6 @@
 """Who may sign in: students by a personal link (a random token, kept only as its SHA-256), staff by a password
-(argon2id, by argon2-cffi). Revoking a link or removing an account raises its session version, which ends every
-session it had (the signed cookie carries the version it was made with)."""
+(argon2id, by argon2-cffi). A new link, a revoke, a sign-out or a new password raises the account's session version,
+which ends every session it had (the signed cookie carries the version it was made with)."""
 
 from __future__ import annotations
 
@@ -76,12 +76,12 @@ def read_roster(path: Path) -> list[RosterRow]:
     return roster
 
 
-def import_roster(engine: Engine, roster: list[RosterRow]) -> tuple[int, int]:
+def import_roster(engine: Engine, roster: list[RosterRow]) -> tuple[int, int, list[str]]:
     """Add new students and update the names and e-mails of known ones (a revoked student stays revoked);
-    → (added, updated)."""
+    → (added, updated, the active students this roster omits: they can still sign in until revoked)."""
     added = updated = 0
     with engine.begin() as db:
-        known = {r.id for r in db.execute(select(students.c.id))}
+        known = {r.id: r.active for r in db.execute(select(students.c.id, students.c.active))}
         for row in roster:
             if row.student in known:
                 db.execute(update(students).where(students.c.id == row.student).values(name=row.name,
@@ -91,12 +91,13 @@ def import_roster(engine: Engine, roster: list[RosterRow]) -> tuple[int, int]:
                 db.execute(students.insert().values(id=row.student, name=row.name, email=row.email,
                                                     session_version=0, active=True))
                 added += 1
-    return added, updated
+    listed = {row.student for row in roster}
+    return added, updated, sorted(s for s, active in known.items() if active and s not in listed)
 
 
 def issue_links(engine: Engine, base_url: str, only: list[str] | None = None, new: bool = False) -> list[dict]:
     """A fresh sign-in link for each active student (or those named, or with ``new`` those who have none yet):
-    the earlier link of each stops working. → rows for a mail merge (student_id, name, email, link). The tokens
+    the earlier link of each stops working, and so do the sessions it opened. → rows for a mail merge (student_id, name, email, link). The tokens
     exist only in what this returns."""
     base = base_url.rstrip("/")
     with engine.begin() as db:
@@ -112,7 +113,8 @@ def issue_links(engine: Engine, base_url: str, only: list[str] | None = None, ne
         links = []
         for r in rows:
             token = secrets.token_urlsafe(32)
-            db.execute(update(students).where(students.c.id == r.id).values(token_hash=token_hash(token)))
+            db.execute(update(students).where(students.c.id == r.id).values(
+                token_hash=token_hash(token), session_version=students.c.session_version + 1))
             links.append({"student_id": r.id, "name": r.name, "email": r.email, "link": f"{base}/signin/{token}"})
     return links
 
@@ -135,6 +137,22 @@ def revoke(engine: Engine, student: str) -> None:
             token_hash=None, active=False, session_version=students.c.session_version + 1))
     if not done.rowcount:
         raise GraderError(f"no student {student!r} on the roster")
+
+
+def restore(engine: Engine, student: str) -> None:
+    """Let a revoked student back in: they need a new link (``roster links ID``), as the old one stays ended."""
+    with engine.begin() as db:
+        done = db.execute(update(students).where(students.c.id == student).values(active=True))
+    if not done.rowcount:
+        raise GraderError(f"no student {student!r} on the roster")
+
+
+def end_sessions(engine: Engine, role: str, who: str) -> None:
+    """End every session of a student (role "student", by id) or staff member ("staff", by user name): a
+    sign-out, for each browser and any copied cookie."""
+    table, key = (students, students.c.id) if role == "student" else (staff, staff.c.username)
+    with engine.begin() as db:
+        db.execute(update(table).where(key == who).values(session_version=table.c.session_version + 1))
 
 
 def student_for_token(engine: Engine, token: str):
