@@ -5,7 +5,6 @@ test_site.py's."""
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import random
 import socket
 import threading
@@ -23,7 +22,7 @@ from autograder.site import people
 from autograder.site.app import SERVER_LIMITS, VERIFY_AT_ONCE, LoginThrottle
 from autograder.site.db import jobs
 from tests.test_config import variant
-from tests.test_site import (BEFORE, PASSWORD, app_of, csrf_of, open_link, results_zip, rows, site,  # noqa: F401
+from tests.test_site import (AFTER, PASSWORD, app_of, csrf_of, open_link, results_zip, rows, site,  # noqa: F401
                              staff, student)
 
 PER_PAIR = LoginThrottle().per_pair
@@ -189,18 +188,23 @@ def test_a_revoked_student_is_restored_by_the_command_and_signs_in_with_a_new_li
 
 
 def test_a_staff_session_ends_after_the_idle_time(site, monkeypatch):
+    from autograder.site import app as site_app
+
+    wall = [1_000_000.0]
+    monkeypatch.setattr(site_app, "wall_clock", lambda: wall[0])
     app = app_of(site)
     prof = staff(app)
-    start = dt.datetime.fromisoformat(BEFORE)
     idle = site.config.site_staff_idle_min
-    for minutes in (idle - 1, 2 * idle - 2):             # each request keeps it alive
-        monkeypatch.setenv("AUTOGRADER_NOW", (start + dt.timedelta(minutes=minutes)).isoformat())
+    monkeypatch.setenv("AUTOGRADER_NOW", AFTER)           # a rehearsal's clock jumping days ends no session
+    assert prof.get("/staff").status_code == 200
+    for minutes in (idle - 1, idle - 1):                   # each request keeps it alive
+        wall[0] += minutes * 60
         assert prof.get("/staff").status_code == 200
-    monkeypatch.setenv("AUTOGRADER_NOW", (start + dt.timedelta(minutes=3 * idle)).isoformat())
+    wall[0] += (idle + 1) * 60
     r = prof.get("/staff")
     assert r.status_code == 303 and r.headers["location"] == "/staff/login"
     student_client = student(app, site, "s001")           # a student's session has no idle limit
-    monkeypatch.setenv("AUTOGRADER_NOW", (start + dt.timedelta(minutes=6 * idle)).isoformat())
+    wall[0] += 6 * idle * 60
     assert student_client.get("/").status_code == 200
 
 

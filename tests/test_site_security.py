@@ -16,8 +16,8 @@ from autograder import sandbox
 from autograder.cli import main
 from autograder.errors import GraderError
 from autograder.site.db import attempts
-from tests.test_site import (FINISHED, app_of, csrf_of, rows, site, staff, student,  # noqa: F401 (fixture)
-                             upload)
+from tests.test_site import (FINISHED, app_of, csrf_of, open_link, rows, site, staff,  # noqa: F401 (fixture)
+                             student, upload)
 
 NO_USERNS = ("bwrap: No permissions to creating new namespace, likely because the kernel does not allow "
              "non-privileged user namespaces")
@@ -445,7 +445,7 @@ def test_what_serve_keeps_is_its_owners_alone(tmp_path, restore_umask, not_serve
     site.links = {"s001": link}
     people.add_staff(site.engine, "prof", "a long enough password", "instructor")
     client = TestClient(app, follow_redirects=False)
-    client.get(link.removeprefix("http://testserver"))
+    assert open_link(client, link).status_code == 303
     assert upload(client).status_code == 303
     site.secret_key                                      # noqa: B018 (made on first use)
     assert (data / "site.db").is_file() and (data / "attempts").is_dir() and (data / "exchange").is_dir()

@@ -133,13 +133,18 @@ def signed_in(request: Request, role: str):
         session.clear()
         return None
     if role == "staff":
-        session["seen"] = clock.now().timestamp()
+        session["seen"] = wall_clock()
     return row
+
+
+def wall_clock() -> float:
+    """The real time, for sessions: a rehearsal's clock (``clock.now``) moves deadlines, never a session's age."""
+    return time.time()
 
 
 def idle(site: Site, session) -> bool:
     """A staff session unused for longer than SITE_STAFF_IDLE_MIN (a staff browser left open is not a key)."""
-    return clock.now().timestamp() - session.get("seen", 0) > site.config.site_staff_idle_min * 60
+    return wall_clock() - session.get("seen", 0) > site.config.site_staff_idle_min * 60
 
 
 def sign_in(request: Request, role: str, row) -> None:
@@ -147,7 +152,7 @@ def sign_in(request: Request, role: str, row) -> None:
     request.session.update(role=role, id=row.id if role == "student" else row.username, v=row.session_version,
                            csrf=secrets.token_urlsafe(24))
     if role == "staff":
-        request.session["seen"] = clock.now().timestamp()
+        request.session["seen"] = wall_clock()
 
 
 class LoginThrottle:
