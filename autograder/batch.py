@@ -35,7 +35,8 @@ from .executors import Executor, LocalPool
 from .pool import grade_task
 from .result import (ERROR, EXECUTED, INFRASTRUCTURE, INFRASTRUCTURE_REASON, LATE, NO_TIMESTAMP, NOT_GRADED, REFUSED,
                      REGRADED, CheckResult, GradeResult)
-from .store import ResultStore
+from .report import count
+from .store import ResultStore, is_class_folder
 
 FATE_STATUS = {intake.LATE: LATE, intake.NO_TIMESTAMP: NO_TIMESTAMP, intake.UNUSABLE: ERROR}
 
@@ -305,7 +306,7 @@ class Batch:
         for line in self.refused:            # always said, --quiet or not: the export held something hostile
             print(f"zip member refused: {line}", file=sys.stderr)
         if self.progress:
-            print(f"{self.config.assignment.id}: {students} students · {len(todo.execute)} to execute on "
+            print(f"{self.config.assignment.id}: {count(students, 'student')} · {len(todo.execute)} to execute on "
                   f"{self.kernel_device} · {len(todo.regrade)} to regrade from stored runs · "
                   f"{self.executor.describe(self.workers, self.kernel_device)} · "
                   f"{len(todo.reuse)} unchanged", file=sys.stderr)
@@ -330,7 +331,7 @@ def check_only(only: set[str], known: set[str]) -> None:
         close = {s: difflib.get_close_matches(s, known, n=1) for s in unknown}
         said = ", ".join(f"{s} (did you mean {close[s][0]}?)" if close[s] else s for s in unknown)
         raise GraderError(f"--only names students with no submission here: {said}; the class has "
-                          f"{len(known)} students")
+                          f"{count(len(known), 'student')}")
 
 
 def declared_checks(config: Config) -> tuple[tuple[CheckSpec, ...], str]:
@@ -370,8 +371,9 @@ def grade_batch(source: Path, out: Path, config: Config, **options) -> BatchRepo
 def grade_classes(source: Path, out: Path, config: Config, assignment: str | None = None,
                   **options) -> dict[str, BatchReport]:
     """Grade a class export holding one assignment or several: each assignment it holds (by its layout's
-    <assignment> folders, or ``assignment`` when given) into its own folder, ``out/<assignment>/`` — or ``out``
-    itself when there is just one."""
+    <assignment> folders, or ``assignment`` when given) into its own folder, ``out/<assignment>/`` — however many
+    it holds, so that the same class always lands in the same place and ``gradebook out/`` finds each once."""
+    refuse_class_folder_as_root(Path(out))
     known = assignment_ids(config)
     with unpacked(source) as (root, refused):
         if assignment:
@@ -389,7 +391,30 @@ def grade_classes(source: Path, out: Path, config: Config, assignment: str | Non
                                               for sub in intake.choose(intake.find_candidates(root, c), c)})
         reports = {}
         for i, (assignment_id, assignment_config) in enumerate(configs.items()):
-            target = Path(out) if len(ids) == 1 else Path(out) / assignment_id
+            target = Path(out) / assignment_id
+            refuse_notebook_folder(target)
             reports[assignment_id] = Batch(root, target, assignment_config, refused=refused if i == 0 else [],
                                            strict_only=len(ids) == 1, **options).run()
         return reports
+
+
+def refuse_class_folder_as_root(out: Path) -> None:
+    """``--out`` names the folder of the course's grades; one that is itself a class's folder (graded into directly,
+    as before classes always went to OUT/<assignment>/) would nest a second class inside the first."""
+    if is_class_folder(out):
+        raise GraderError(
+            f"{out} は 1 つの課題の採点結果のフォルダです。--out には課題ごとのフォルダを入れる親フォルダを指定して"
+            f"ください (クラスは OUT/<課題>/ に書かれます)。\n"
+            f"{out} is itself one assignment's graded class (it holds gradebook.csv and results/): --out names the "
+            f"folder that holds a folder per assignment, and a class goes into OUT/<assignment>/ — give its parent "
+            f"(--out {out.parent}) when the folder is named after its assignment, or move its files into "
+            f"{out}/<assignment>/")
+
+
+def refuse_notebook_folder(target: Path) -> None:
+    """A single notebook's results (``grade NOTEBOOK --out``) are never mixed into a class's folder."""
+    if (target / "results.json").is_file():
+        raise GraderError(f"{target} は 1 冊のノートブックの採点結果を含んでいます。別の --out を指定してください。\n"
+                          f"{target} holds one notebook's results (results.json, from `grade NOTEBOOK`): a class is "
+                          "not written into it; move that folder or give another --out")
+

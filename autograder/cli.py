@@ -48,6 +48,8 @@ def cmd_release(args) -> int:
 
 
 def cmd_grade(args) -> int:
+    from .store import is_class_folder
+
     target = Path(args.notebook)
     if not target.exists():              # said first: before the configuration, TensorFlow or the GPU
         raise GraderError(f"見つかりません / not found: {target} (no notebook, folder or .zip at "
@@ -56,12 +58,18 @@ def cmd_grade(args) -> int:
     is_class = target.is_dir() or target.suffix.lower() == ".zip"
     if not is_class:
         config = config.for_assignment(which_assignment(config, target, args.assignment))
-    out = Path(args.out) if args.out else Path("grades") / target.stem
+    out = Path(args.out) if args.out else GRADES if is_class else SINGLE_GRADES / target.stem
+    if not is_class and is_class_folder(out):          # said before anything, even a log, is written there
+        raise GraderError(f"{out} はクラスの採点結果のフォルダです。1 冊のノートブックには別の --out を指定してください。\n"
+                          f"{out} is a class's graded folder (gradebook.csv, results/): one notebook's results are "
+                          f"not mixed into it; give another --out (default: {SINGLE_GRADES}/<notebook name>)")
     return _logging_tensorflow(out / "logs" / "grader.log" if is_class else out / "grader.log",
                                lambda: (_grade_class if is_class else _grade_one)(target, out, args, config))
 
 
-COMMAND_LOGS = Path("grades") / "logs"       # the log of a command with no output folder of its own
+GRADES = Path("grades")                      # a class's results: grades/<assignment>/, whatever the export holds
+SINGLE_GRADES = GRADES / "single"            # one notebook's: grades/single/<notebook>/, never a class's folder
+COMMAND_LOGS = GRADES / "logs"               # the log of a command with no output folder of its own
 
 
 def _logging_tensorflow(log_path: Path, run):
@@ -113,12 +121,12 @@ def _grade_class(source: Path, out: Path, args, config) -> int:
 
 
 def _report_class(report) -> None:
-    from .report import unofficial_warning
+    from .report import count, unofficial_warning
     from .result import INFRASTRUCTURE, checks_not_graded, infrastructure_reasons, is_official
 
     out = report.out
     counts = " · ".join(f"{n} {status}" for status, n in sorted(report.counts.items()))
-    print(f"{len(report.results)} students: {counts} ({report.regraded} regraded from stored runs, "
+    print(f"{count(len(report.results), 'student')}: {counts} ({report.regraded} regraded from stored runs, "
           f"{report.executed} executed, {report.reused} unchanged) in {report.seconds:.0f} s")
     print(f"gradebook: {out / 'gradebook.csv'}\nsummary:   {out / 'summary.html'}\nfeedback:  {out / 'feedback'}/")
     flagged = checks_not_graded(report.results[s] for s in sorted(report.results))
@@ -214,14 +222,14 @@ def cmd_store(args) -> int:
 
 def cmd_gradebook(args) -> int:
     from .gradebook import course_gradebook, find_gradebooks
-    from .report import format_points, write_atomic
+    from .report import count, format_points, write_atomic
 
     gradebooks = find_gradebooks([Path(f) for f in args.folders] or [Path("grades")])
     text, maxima = course_gradebook(gradebooks)
     out = Path(args.out)
     write_atomic(out, text)
     students = text.count("\n") - 1
-    print(f"{students} students × {len(gradebooks)} assignments "
+    print(f"{count(students, 'student')} × {count(len(gradebooks), 'assignment')} "
           f"({', '.join(f'{a} /{format_points(m)}' for a, m in maxima.items())}): {out}")
     for assignment, path in gradebooks.items():
         print(f"  {assignment}: {path}")
@@ -250,6 +258,7 @@ def cmd_serve(args) -> int:
 
 
 def cmd_roster(args) -> int:
+    from .report import count
     from .site import people
 
     site = _site(args)
@@ -257,7 +266,7 @@ def cmd_roster(args) -> int:
         if len(args.items) != 1:
             raise GraderError("roster import takes one CSV file")
         added, updated = people.import_roster(site.engine, people.read_roster(Path(args.items[0])))
-        print(f"{added} students added, {updated} updated ({site.data})\n"
+        print(f"{count(added, 'student')} added, {updated} updated ({site.data})\n"
               "next: python -m autograder roster links --url https://YOUR-SITE --out links.csv")
     elif args.action == "links":
         if not args.url or not args.out:
@@ -323,8 +332,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("notebook", metavar="SUBMISSION",
                    help="a submitted .ipynb; or a folder (nbgrader's submitted/ or inbound/ layout, or an LMS "
                         "export with a CSV manifest) or an LMS .zip")
-    p.add_argument("--out", help="output folder (default: grades/<name>): results.json for one notebook; "
-                                 "gradebook.csv, results/, feedback/, logs/, summary.html for a class")
+    p.add_argument("--out", help="one notebook: its folder (default: grades/single/<notebook name>), with "
+                                 "results.json and feedback.html; a class: the folder of the course's grades "
+                                 "(default: grades), each assignment into OUT/<assignment>/ with gradebook.csv, "
+                                 "results/, feedback/, logs/, summary.html")
     p.add_argument("--device", choices=DEVICES, default="auto",
                    help="where the student's model trains (default: auto — the GPU if one is visible)")
     p.add_argument("--workers", type=int, help="notebooks graded at once, each in its own kernel (default: one per "

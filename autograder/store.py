@@ -53,6 +53,11 @@ class ResultStore:
             write_atomic(self.out / name, content)
 
 
+def is_class_folder(folder: Path) -> bool:
+    """Whether ``folder`` is one assignment's class output (what a batch writes), not a folder of them."""
+    return (Path(folder) / "gradebook.csv").is_file() or (Path(folder) / "results").is_dir()
+
+
 def read_result(path: Path) -> dict | None:
     """A result written earlier (results.json, results/<student>.json), or None where there is none readable."""
     try:
@@ -262,9 +267,10 @@ def referenced_runs(out: Path) -> set[str]:
 
 def find_run_stores(out: Path) -> list[tuple[RunStore, set[str]]]:
     """(the store, the runs its results refer to) for ``out`` — a folder `grade … --out` wrote — or for each such
-    folder directly under it (a course's grades/<assignment>/)."""
+    folder under it (a course's grades/<assignment>/, and grades/single/<notebook>/)."""
     out = Path(out)
-    folders = [out] if (out / STORE).is_dir() else sorted(p.parent for p in out.glob(f"*/{STORE}") if p.is_dir())
+    folders = [out] if (out / STORE).is_dir() else sorted(p.parent for pattern in (f"*/{STORE}", f"*/*/{STORE}")
+                                                          for p in out.glob(pattern) if p.is_dir())
     if not folders:
         from .errors import GraderError
 

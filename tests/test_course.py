@@ -120,7 +120,42 @@ def test_an_export_that_does_not_say_its_assignment_needs_one_named(tmp_path):
                       exact_fit=False, progress=False, grade_fn=works)
     reports = grade_classes(export, tmp_path / "out", load_config(), "assignment3", workers=1, device="cpu",
                             regrade=False, exact_fit=False, progress=False, grade_fn=works)
-    assert list(reports) == ["assignment3"] and (tmp_path / "out" / "gradebook.csv").is_file()
+    assert list(reports) == ["assignment3"] and (tmp_path / "out" / "assignment3" / "gradebook.csv").is_file()
+
+
+def test_a_class_lands_in_out_assignment_however_many_assignments_the_exchange_holds(tmp_path, capsys):
+    """One rule: one assignment in the exchange or two, each class goes into grades/<id>/, so `gradebook grades/`
+    finds each assignment once after both; a single notebook's folder and a class's are never mixed."""
+    from autograder.cli import main
+
+    grades = tmp_path / "grades"
+    one = tmp_path / "one"
+    exchange_submission(one, "s001", answer(), ON_TIME, assignment="assignment4")
+    reports = grade_classes(one, grades, load_config(), workers=1, device="cpu", progress=False, grade_fn=works)
+    assert reports["assignment4"].out == grades / "assignment4" and (grades / "assignment4" / "gradebook.csv").is_file()
+    assert not (grades / "gradebook.csv").exists() and not (grades / "results").exists()
+    assert main(["gradebook", str(grades), "--out", str(tmp_path / "course.csv")]) == 0
+    assert "1 student × 1 assignment (assignment4 /12)" in capsys.readouterr().out
+
+    two = tmp_path / "two"
+    for assignment in ("assignment3", "assignment4"):
+        exchange_submission(two, "s002", answer(), ON_TIME, assignment=assignment)
+    reports = grade_classes(two, grades, load_config(), workers=1, device="cpu", progress=False, grade_fn=works)
+    assert [r.out for r in reports.values()] == [grades / "assignment3", grades / "assignment4"]
+    assert main(["gradebook", str(grades), "--out", str(tmp_path / "course.csv")]) == 0
+    assert "1 student × 2 assignments" in capsys.readouterr().out     # the same folder, graded again
+
+    with pytest.raises(GraderError, match=r"is itself one assignment's graded class .*\(--out " + str(grades) + r"\)"):
+        grade_classes(one, grades / "assignment4", load_config(), workers=1, device="cpu", progress=False,
+                      grade_fn=works)
+    assert main(["grade", str(answered_notebook(tmp_path)), "--out", str(grades / "assignment4")]) == 2
+    assert "one notebook's results are not mixed into it" in capsys.readouterr().err
+
+
+def answered_notebook(folder: Path) -> Path:
+    path = folder / "assignment4.ipynb"
+    path.write_text(answer(), encoding="utf-8")
+    return path
 
 
 @pytest.mark.training

@@ -253,7 +253,7 @@ def test_the_roster_and_staff_commands_from_import_to_a_working_link(tmp_path, c
     roster.write_text("Student ID,Full Name,E-mail\nA001,山田 太郎,a@example.ac.jp\nA003,新入 生,c@example.ac.jp\n",
                       encoding="utf-8")
     assert main(["roster", "import", str(roster), "--data", str(data)]) == 0
-    assert "1 students added, 1 updated" in capsys.readouterr().out
+    assert "1 student added, 1 updated" in capsys.readouterr().out
     assert main(["roster", "links", "--new", "--url", "https://x", "--out", str(links), "--data", str(data)]) == 0
     assert [line.split(",")[0] for line in links.read_text().splitlines()[1:]] == ["A003"]
     assert r.status_code == 303 and TestClient(app, follow_redirects=False).get(

@@ -93,8 +93,8 @@ def queue(site, limit: int = 50) -> list:
 def job_command(site, kind: str, assignment: str) -> list[str]:
     base = [sys.executable, "-m", "autograder", "--config", str(site.config.source)]
     if kind == GRADE:
-        return base + ["grade", str(site.exchange), "--assignment", assignment, "--out",
-                       str(site.grades(assignment)), "--device", site.device, "--quiet"]
+        return base + ["grade", str(site.exchange), "--assignment", assignment, "--out",        # into grades/<id>/
+                       str(site.grades(assignment).parent), "--device", site.device, "--quiet"]
     return base + ["publish", assignment, "--out", str(site.published(assignment)), "--device", site.device]
 
 
