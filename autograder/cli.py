@@ -86,7 +86,7 @@ def _logging_tensorflow(log_path: Path, run):
 
 
 def _grade_one(target: Path, out: Path, args, config) -> int:
-    from .grade import grade_into
+    from .grade import FEEDBACK_PAGE, grade_into
     from .report import format_table
 
     if args.only:
@@ -96,7 +96,7 @@ def _grade_one(target: Path, out: Path, args, config) -> int:
     result, how = grade_into(target, out, config, device=args.device, fused=not args.exact_fit, rerun=args.rerun,
                              regrade=args.regrade)
     print(format_table(result))
-    print(f"results: {out / 'results.json'} ({how})")
+    print(f"results:  {out / 'results.json'} ({how})\nfeedback: {out / FEEDBACK_PAGE}")
     return 0
 
 

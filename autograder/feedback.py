@@ -261,7 +261,7 @@ def feedback_page(result: dict, config, checks: tuple[CheckSpec, ...]) -> str:
                 (("TensorFlow", "tensorflow"), ("Keras", "keras"), ("seed", "seed"))),
               f"{_fmt(_seconds(result), '.1f')} s", f"採点日時 / graded {_local_time(result.get('graded_at'), config)}"]
     return render(
-        "feedback.html.j2", assignment=assignment, student=_text(result.get("student_id")),
+        "feedback.html.j2", assignment=assignment, student=_text(result.get("student_id"), ""),   # none: one notebook
         score=format_points(score) if score is not None else "—",
         most=format_points(most if most is not None else max_score(checks)), status=_status_view(result),
         submitted=_local_time(result.get("submitted_at"), config), deadline=_local_time(assignment.deadline, config),

@@ -36,6 +36,11 @@ def test_grade_writes_results_json_and_a_table(tmp_path, config, checks):
     assert not [line for line in TENSORFLOW_CHATTER if line in run.stderr], run.stderr
     log = (tmp_path / "grader.log").read_text(encoding="utf-8")
     assert [line for line in TENSORFLOW_CHATTER if line in log], log
+    # The student's page, as a class's students get it, beside results.json; its path is said.
+    page = (tmp_path / "feedback.html").read_text(encoding="utf-8")
+    assert f"feedback: {tmp_path / 'feedback.html'}" in run.stdout
+    assert "0 <small>/ 12</small>" in page and all(f"<code>{c.id}</code>" in page for c in checks)
+    assert "assignment3.ipynb" in page and "Student:" not in page        # one notebook: no student id to show
 
 
 def test_broken_notebook_is_graded_zero_not_a_crash(tmp_path):
