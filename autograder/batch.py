@@ -33,12 +33,13 @@ from .gradebook import gradebook_csv
 from .graders import GradersBroken, check_graders
 from .executors import Executor, LocalPool
 from .pool import grade_task
-from .result import (ERROR, EXECUTED, INFRASTRUCTURE, INFRASTRUCTURE_REASON, LATE, NO_TIMESTAMP, NOT_GRADED, REFUSED,
-                     REGRADED, CheckResult, GradeResult)
+from .result import (ERROR, EXECUTED, INFRASTRUCTURE, INFRASTRUCTURE_REASON, LATE, NO_SUBMISSION, NO_TIMESTAMP,
+                     NOT_GRADED, REFUSED, REGRADED, CheckResult, GradeResult)
 from .report import count
 from .store import ResultStore, is_class_folder
 
-FATE_STATUS = {intake.LATE: LATE, intake.NO_TIMESTAMP: NO_TIMESTAMP, intake.UNUSABLE: ERROR}
+FATE_STATUS = {intake.LATE: LATE, intake.NO_TIMESTAMP: NO_TIMESTAMP, intake.UNUSABLE: ERROR,
+               intake.MISSING: NO_SUBMISSION}
 
 
 @dataclass
@@ -139,8 +140,9 @@ class Batch:
     def __init__(self, root: Path, out: Path, config: Config, *, workers: int | None, device: str,
                  regrade: bool = False, rerun: bool = False, only: list[str] | None = None, exact_fit: bool = False,
                  progress: bool = True, grade_fn=grade_task, refused: list[str] = (), strict_only: bool = True,
-                 executor: Executor | None = None):
+                 executor: Executor | None = None, roster: list[str] = ()):
         self.root, self.out, self.config, self.refused = Path(root), Path(out), config, list(refused)
+        self.roster = list(roster)               # the students expected: who handed nothing in gets a row too
         if workers is not None and workers < 1:
             raise GraderError(f"--workers must be at least 1, got {workers}")
         self.regrade, self.rerun, self.fused, self.progress, self.grade_fn = (regrade, rerun, not exact_fit,
@@ -169,6 +171,7 @@ class Batch:
         store = ResultStore(self.out)
         with self.executor.scratch(self.out) as tmp:
             submissions = intake.choose(intake.find_candidates(self.root, self.config), self.config)
+            submissions = sorted(submissions + intake.missing(self.roster, submissions), key=lambda s: s.student_id)
             self._check_only(submissions)
             self.checks, broken = declared_checks(self.config)     # once, before any notebook is executed
             self.page_context = page_context(self.config, self.checks)
@@ -240,6 +243,9 @@ class Batch:
         ja, _, en = sub.detail.partition(" / ")
         status = FATE_STATUS[sub.fate]
         notebook = sub.chosen.path.name if sub.chosen.path else sub.chosen.origin
+        if sub.fate == intake.MISSING:        # no device graded anything: the 0 is as official as it gets
+            return {**zero_result(self.config, self.checks, notebook, ja, en, True, status=status).to_json(),
+                    "notes": []}
         return zero_result(self.config, self.checks, notebook, ja, en or ja, self.official, status=status).to_json()
 
     def _infrastructure_result(self, task: Task) -> dict:
@@ -285,6 +291,8 @@ class Batch:
 
     def _log_text(self, task: Task, result: dict, log: str) -> str:
         sub = task.submission
+        if sub.fate == intake.MISSING:
+            return f"student: {sub.student_id}\nstatus: {NO_SUBMISSION} — on the roster, nothing handed in\n"
         lines = [f"student: {sub.student_id}", f"graded file: {sub.chosen.origin}",
                  f"submitted at: {sub.chosen.submitted_at or 'unknown (' + sub.chosen.timestamp_problem + ')'}",
                  f"status: {result.get('status')}" + (f" — {result.get('status_detail')}" if result.get("status_detail") else "")]
@@ -388,7 +396,8 @@ def grade_classes(source: Path, out: Path, config: Config, assignment: str | Non
         configs = {assignment_id: config.for_assignment(assignment_id) for assignment_id in ids}
         if options.get("only") and len(ids) > 1:     # a student named must have handed in one of them
             check_only(set(options["only"]), {sub.student_id for c in configs.values()
-                                              for sub in intake.choose(intake.find_candidates(root, c), c)})
+                                              for sub in intake.choose(intake.find_candidates(root, c), c)}
+                       | set(options.get("roster", ())))
         reports = {}
         for i, (assignment_id, assignment_config) in enumerate(configs.items()):
             target = Path(out) / assignment_id

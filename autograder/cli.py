@@ -89,8 +89,9 @@ def _grade_one(target: Path, out: Path, args, config) -> int:
     from .grade import FEEDBACK_PAGE, grade_into
     from .report import format_table
 
-    if args.only:
-        raise GraderError("--only chooses students of a class: give a folder of submissions or an LMS .zip")
+    if args.only or args.roster:
+        raise GraderError(f"{'--only' if args.only else '--roster'} is about the students of a class: give a folder "
+                          "of submissions or an LMS .zip")
     if args.executor != "local":
         raise GraderError(f"--executor {args.executor} grades a class: give a folder of submissions or an LMS .zip")
     result, how = grade_into(target, out, config, device=args.device, fused=not args.exact_fit, rerun=args.rerun,
@@ -103,6 +104,7 @@ def _grade_one(target: Path, out: Path, args, config) -> int:
 def _grade_class(source: Path, out: Path, args, config) -> int:
     from .executors import make_executor
 
+    roster = _roster_ids(Path(args.roster)) if args.roster else ()     # read before any grading starts
     executor = make_executor(args.executor, **{name: getattr(args, name) for name in CLUSTER_OPTIONS})
     if args.executor == "local":
         from .pool import worker_context
@@ -112,12 +114,19 @@ def _grade_class(source: Path, out: Path, args, config) -> int:
 
     reports = grade_classes(source, out, config, args.assignment, workers=args.workers, device=args.device,
                             regrade=args.regrade, rerun=args.rerun, only=args.only, exact_fit=args.exact_fit,
-                            progress=not args.quiet, executor=executor)
+                            progress=not args.quiet, executor=executor, roster=roster)
     for assignment_id, report in reports.items():
         if len(reports) > 1:
             print(f"== {assignment_id}")
         _report_class(report)
     return 0
+
+
+def _roster_ids(path: Path) -> list[str]:
+    """The student ids of a roster CSV, read as `roster import` reads one (an LMS export's headers work)."""
+    from .site.people import read_roster
+
+    return [row.student for row in read_roster(path)]
 
 
 def _report_class(report) -> None:
@@ -351,6 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exact-fit", action="store_true",
                    help="run the student's fit with Keras's own loop (no speed mode, FUSED_FIT_STEPS ignored)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--roster", metavar="CSV",
+                   help="the students expected (a roster CSV, as `roster import` reads it): each one who handed "
+                        "nothing in gets a gradebook row (no submission, 0 points) and a page saying so")
     p.add_argument("--executor", choices=EXECUTORS, default="local",
                    help="where a class's notebooks run: this machine's worker pool (default), a Ray cluster, or a "
                         "Slurm cluster (job arrays through submitit); README: Grading on a cluster")

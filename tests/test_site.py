@@ -4,6 +4,7 @@ check's message, staff pages and jobs, and one student trying to reach another's
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import html
 import io
@@ -561,6 +562,67 @@ def test_a_gpu_runners_results_come_back_and_feedback_is_released_to_each_studen
                       files={"results": ("out.zip", results_zip())})
     assert again.status_code == 303
     assert len(list(site.grades("assignment3").parent.glob("assignment3.before-*"))) == 1   # nothing graded is lost
+
+
+def test_a_student_who_handed_nothing_in_gets_a_row_and_after_release_a_page_that_says_so(site, monkeypatch):
+    """The grade job's own command (its --roster: the active students), run through the CLI with stand-in grading:
+    s002 handed nothing in and gets a gradebook row (no submission, 0) and, once released, a page saying so;
+    s003, revoked, is not expected."""
+    import functools
+
+    import autograder.batch
+    from autograder.cli import main
+    from autograder.site.staff import GRADE, job_command, write_roster
+    from classroom import works
+
+    app = app_of(site)
+    s1, s2 = student(app, site, "s001"), student(app, site, "s002")
+    upload(s1)
+    people.revoke(site.engine, "s003")
+    site.device = "cpu"
+    command = job_command(site, GRADE, "assignment3")
+    assert command[command.index("--roster") + 1] == str(write_roster(site))
+    assert write_roster(site).read_text().split() == ["student_id", "s001", "s002"]
+    monkeypatch.setattr(autograder.batch, "grade_classes",
+                        functools.partial(autograder.batch.grade_classes, grade_fn=works))
+    assert main(command[3:]) == 0
+    book = {row["student_id"]: row for row in csv.DictReader(io.StringIO(
+        (site.grades("assignment3") / "gradebook.csv").read_text(encoding="utf-8")))}
+    assert sorted(book) == ["s001", "s002"]
+    assert (book["s002"]["status"], book["s002"]["score"]) == ("no submission", "0")
+
+    assert s2.get("/a/assignment3/feedback").status_code == 404              # not released yet
+    prof = staff(app)
+    prof.post("/staff/a/assignment3/release", data={"csrf": csrf_of(prof.get("/staff/a/assignment3").text)})
+    assert "/a/assignment3/feedback" in s2.get("/a/assignment3").text
+    page = s2.get("/a/assignment3/feedback")
+    assert page.status_code == 200 and "s002" in page.text
+    assert "Nothing handed in" in page.text and "Nothing was handed in for this assignment (0 points)." in page.text
+    assert "not released yet" not in page.text and "NotImplementedError" not in page.text
+    keep_screenshot_source(page.text, "no-submission-feedback.html")
+
+
+def test_released_results_without_a_student_say_they_handed_nothing_in(site):
+    """Results uploaded from a GPU runner that was given no roster: a student with no attempt is told they
+    handed nothing in, not that their feedback is unreleased."""
+    app = app_of(site)
+    s1, s2 = student(app, site, "s001"), student(app, site, "s002")
+    upload(s1)
+    prof = staff(app)
+    token = csrf_of(prof.get("/staff/a/assignment3").text)
+    prof.post("/staff/a/assignment3/results", data={"csrf": token}, files={"results": ("out.zip", results_zip())})
+    prof.post("/staff/a/assignment3/release", data={"csrf": token})
+    said = s2.get("/a/assignment3/feedback")
+    assert said.status_code == 200 and "You handed nothing in for this assignment" in said.text
+    assert "not released yet" not in said.text
+
+
+def keep_screenshot_source(text: str, name: str) -> None:
+    """With AUTOGRADER_SCREENSHOTS=DIR, keep a page the site served (its CSS is inline) to look at in a browser."""
+    folder = os.environ.get("AUTOGRADER_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        (Path(folder) / name).write_text(text, encoding="utf-8")
 
 
 @pytest.mark.parametrize("data, expected", [

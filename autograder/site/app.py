@@ -233,7 +233,8 @@ def assignment_context(site: Site, student, a) -> dict:
             "check": check_view(site, tries[0]) if tries else None,
             "open": moment <= a.deadline or a.late_policy != "reject",
             "late_now": moment > a.deadline,
-            "released": bool(site.released_feedback(a.id)) and feedback_page(site, a.id, student.id) is not None,
+            "released": bool(site.released_feedback(a.id)) and (feedback_page(site, a.id, student.id) is not None
+                                                                 or not tries),
             "published": site.solution_page(a.id).is_file(),
             "limit_mb": site.config_for(a.id).max_notebook_mb}
 
@@ -303,10 +304,14 @@ def _position(site: Site, row) -> int:
 @signed_in_as("student", with_assignment=True)
 async def feedback(request: Request, student, a):
     site: Site = request.app.state.site
-    path = feedback_page(site, a.id, student.id) if site.released_feedback(a.id) else None
-    if path is None:
-        return message(request, 404, "フィードバックはまだ公開されていません。", "Your feedback is not released yet.")
-    return FileResponse(path, media_type="text/html; charset=utf-8")
+    released = site.released_feedback(a.id)
+    path = feedback_page(site, a.id, student.id) if released else None
+    if path is not None:
+        return FileResponse(path, media_type="text/html; charset=utf-8")
+    if released and not site.attempts_of(student.id, a.id):      # graded without the roster (an uploaded zip)
+        return message(request, 200, "この課題の提出はありませんでした。採点結果は 0 点です。",
+                       "You handed nothing in for this assignment: there is no feedback, and your score is 0.")
+    return message(request, 404, "フィードバックはまだ公開されていません。", "Your feedback is not released yet.")
 
 
 @signed_in_as("student", with_assignment=True)
