@@ -352,6 +352,13 @@ def test_an_unfinished_notebook_is_accepted_with_the_same_opt_in_as_submit(site)
     app = app_of(site)
     client = student(app, site, "s001")
     released = (Path(site.config.root) / "assignments" / "assignment3" / "assignment3.ipynb").read_bytes()
+    refused = upload(client, data=released)
+    said = html.unescape(refused.text)
+    assert refused.status_code == 422 and "--allow-incomplete" not in said      # the site has a checkbox, no flag
+    assert "「未完成のセルがあっても提出する」にチェックを入れてください" in said
+    assert "tick “Submit even though some cells are unfinished”" in said
+    assert 'name="allow_incomplete" value="yes"> 未完成のセルがあっても提出する' in refused.text   # the box it names
+    keep_screenshot_source(refused.text, "unfinished-refused.html")
     assert upload(client, data=released, allow_incomplete="yes").status_code == 303
     assert len(rows(site)) == 1
 

@@ -34,6 +34,7 @@ from .. import clock
 from ..errors import GraderError, Refusal
 from ..graders import check_graders
 from ..pages import render
+from ..submit import INCOMPLETE_CHECKBOX
 from .core import Site
 from .db import DONE, QUEUED, RUNNING, attempts, staff, students
 from .people import check_password, student_for_token
@@ -236,7 +237,7 @@ def assignment_context(site: Site, student, a) -> dict:
             "released": bool(site.released_feedback(a.id)) and (feedback_page(site, a.id, student.id) is not None
                                                                  or not tries),
             "published": site.solution_page(a.id).is_file(),
-            "limit_mb": site.config_for(a.id).max_notebook_mb}
+            "limit_mb": site.config_for(a.id).max_notebook_mb, "incomplete_label": INCOMPLETE_CHECKBOX}
 
 
 @signed_in_as("student", with_assignment=True)
