@@ -308,7 +308,10 @@ def cmd_staff(args) -> int:
     if args.action == "add":
         if not args.username:
             raise GraderError("staff add needs a user name")
-        password = (sys.stdin.readline().rstrip("\n") if args.password_stdin
+        if not args.password_stdin and not sys.stdin.isatty():     # getpass would warn and echo it
+            raise GraderError("no terminal to ask for the password on: pipe it with --password-stdin (its first "
+                              "line is the password), e.g. `... staff add prof --password-stdin < password.txt`")
+        password = (sys.stdin.readline().rstrip("\r\n") if args.password_stdin
                     else getpass.getpass(f"password for {args.username}: "))
         people.add_staff(site.engine, args.username, password, args.role)
         print(f"{args.username} ({args.role}) can sign in at /staff/login")
@@ -448,7 +451,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=("add", "remove", "list"))
     p.add_argument("username", nargs="?")
     p.add_argument("--role", choices=("instructor", "ta"), default="ta")
-    p.add_argument("--password-stdin", action="store_true", help="read the password from stdin (else: asked)")
+    p.add_argument("--password-stdin", action="store_true",
+                   help="read the password from stdin's first line, for a script or a pipe (default: asked on the "
+                        "terminal, not shown)")
     p.add_argument("--data", help=data_help)
     p.add_argument("--db", help=db_help)
     p.set_defaults(run=cmd_staff)

@@ -273,6 +273,30 @@ def test_the_roster_and_staff_commands_from_import_to_a_working_link(tmp_path, c
     assert capsys.readouterr().out == "ta1  ta\n"
 
 
+def test_staff_add_reads_a_piped_password_with_password_stdin_and_no_warning(tmp_path):
+    """As an instructor's script runs it: a real pipe, a fresh process. Without --password-stdin there is no
+    terminal to ask on: said plainly (not Python's GetPassWarning with the password echoed)."""
+    import subprocess
+    import sys
+
+    from autograder import PROJECT_ROOT
+
+    def staff_add(*extra):
+        return subprocess.run([sys.executable, "-m", "autograder", "staff", "add", "prof", "--role", "instructor",
+                               "--data", str(tmp_path / "site"), *extra], input=PASSWORD + "\n", text=True,
+                              capture_output=True, cwd=PROJECT_ROOT, timeout=120,
+                              env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
+
+    refused = staff_add()
+    assert refused.returncode == 2 and "pipe it with --password-stdin" in refused.stderr
+    assert "GetPassWarning" not in refused.stderr and PASSWORD not in refused.stdout + refused.stderr
+    done = staff_add("--password-stdin")
+    assert done.returncode == 0 and "GetPassWarning" not in done.stderr and done.stderr == "", done.stderr
+    assert "prof (instructor) can sign in at /staff/login" in done.stdout
+    site = Site(load_config(), tmp_path / "site")
+    assert staff(create_app(site, run_checks=False, run_jobs=False)).get("/staff").status_code == 200
+
+
 # --- uploads -------------------------------------------------------------------------------------------------
 
 def test_an_upload_is_stored_durably_in_the_exchange_before_its_receipt(site):
