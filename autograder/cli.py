@@ -259,11 +259,17 @@ def cmd_serve(args) -> int:
 
     site = _site(args, public_url=args.public_url or f"http://{args.host}:{args.port}", device=args.device)
     sandbox.require(site.config.sandbox)            # the public checks run students' code: as `grade` does
-    print(f"autograder serve: data {site.data} · {site.public_url} · {site.config.site_check_workers} check "
-          f"worker(s) on the {site.check_device.upper()} · jobs grade with --device {args.device}", flush=True)
-    uvicorn.run(create_app(site), host=args.host, port=args.port, proxy_headers=True,
-                forwarded_allow_ips=args.forwarded_allow_ips, log_level="info", log_config=log_config())
-    return 0
+    log = site.logs / "server.log"                  # TensorFlow's start-up lines: the server's terminal is uvicorn's
+
+    def run() -> int:
+        print(f"autograder serve: data {site.data} · {site.public_url} · {site.config.site_check_workers} check "
+              f"worker(s) on the {site.check_device.upper()} · jobs grade with --device {args.device} · "
+              f"TensorFlow's own lines: {log}", flush=True)
+        uvicorn.run(create_app(site), host=args.host, port=args.port, proxy_headers=True,
+                    forwarded_allow_ips=args.forwarded_allow_ips, log_level="info", log_config=log_config())
+        return 0
+
+    return _logging_tensorflow(log, run)
 
 
 def cmd_roster(args) -> int:
