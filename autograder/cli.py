@@ -423,7 +423,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("gradebook", help="instructors: join the assignments' gradebooks into the course's")
     p.add_argument("folders", nargs="*", metavar="FOLDER",
                    help="folders holding graded classes (default: grades/); each gradebook.csv found counts")
-    p.add_argument("--out", required=True, help="the course gradebook to write, e.g. course.csv")
+    p.add_argument("--out", default=str(GRADES / "course.csv"),
+                   help="the course gradebook to write (default: grades/course.csv, beside the classes: student "
+                        "data, kept out of the checkout's files)")
     p.set_defaults(run=cmd_gradebook)
     data_help = "the site's data folder (default: SITE_DIR in grader_config.py)"
     db_help = "the database URL (default: SQLite in the data folder; e.g. postgresql+psycopg://user@host/autograder)"

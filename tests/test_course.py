@@ -152,6 +152,24 @@ def test_a_class_lands_in_out_assignment_however_many_assignments_the_exchange_h
     assert "one notebook's results are not mixed into it" in capsys.readouterr().err
 
 
+def test_the_course_gradebook_goes_under_grades_by_default_and_no_root_csv_is_committed(tmp_path, monkeypatch,
+                                                                                         capsys):
+    """course.csv is student data: by default beside the classes in grades/ (ignored), and a CSV written at the
+    checkout's root as README's examples do (course.csv, roster.csv, links.csv) is ignored by git too."""
+    from autograder.cli import main
+
+    exchange_submission(tmp_path / "class", "s001", answer(), ON_TIME)
+    grade_classes(tmp_path / "class", tmp_path / "grades", load_config(), workers=1, device="cpu", progress=False,
+                  grade_fn=works)
+    monkeypatch.chdir(tmp_path)
+    assert main(["gradebook"]) == 0
+    assert read_csv(tmp_path / "grades" / "course.csv")[0]["student_id"] == "s001"
+    assert "1 student × 1 assignment" in capsys.readouterr().out
+    for name in ("course.csv", "roster.csv", "links.csv", "grades/course.csv"):
+        ignored = subprocess.run(["git", "check-ignore", "-q", name], cwd=PROJECT_ROOT)
+        assert ignored.returncode == 0, f"{name} is not ignored by git"
+
+
 def answered_notebook(folder: Path) -> Path:
     path = folder / "assignment4.ipynb"
     path.write_text(answer(), encoding="utf-8")
