@@ -312,6 +312,9 @@ def _empty(ax, text: str) -> None:
     ax.set(xticks=[], yticks=[])
 
 
+TIME_AXIS_LABELS = 30          # student ids under the grading-time bars: 10 pt, still legible at the page's width
+
+
 def summary_figure(results: list[dict], config, checks: tuple[CheckSpec, ...], fingerprint: str = "") -> bytes:
     """Scores, pass rate per check, val_accuracy and grading time of a whole run, as one 2×2 PNG (``fingerprint``,
     what it is drawn from, kept in it: see ``figure_fingerprint``)."""
@@ -350,8 +353,10 @@ def summary_figure(results: list[dict], config, checks: tuple[CheckSpec, ...], f
         time_ax.set(xlabel="seconds", ylabel="submissions")
     elif timings:
         time_ax.bar(range(len(timings)), [t for _, t in timings], color="tab:orange")   # positions: ids may repeat
-        time_ax.set_xticks(range(len(timings)), [_plain(s) for s, _ in timings], rotation=90, fontsize=7)
-        time_ax.set(ylabel="seconds")
+        step = math.ceil(len(timings) / TIME_AXIS_LABELS)       # readable ids, at most that many (every step-th)
+        time_ax.set_xticks(range(0, len(timings), step), [_plain(s) for s, _ in timings[::step]], rotation=90,
+                           fontsize=10)
+        time_ax.set(xlabel="student", ylabel="seconds")
     else:
         _empty(time_ax, "no grading times recorded")
     for ax in (scores_ax, rates_ax, val_ax, time_ax):
