@@ -496,6 +496,28 @@ def test_public_checks_run_in_the_background_and_no_hidden_message_reaches_the_s
         assert "No check is waiting" in staff(server.app).get("/staff").text
 
 
+def test_staff_follow_a_receipt_id_to_the_attempt_and_its_whole_check_which_students_cannot(site):
+    """Receipt ids on the staff pages are links to a read-only view of the attempt: its row and its check's whole
+    result, hidden checks' messages included; staff only."""
+    app = app_of(site, checks=True)
+    with TestClient(app, follow_redirects=False) as server:
+        s1 = student(server.app, site, "s001")
+        s1.cookies.update(server.cookies)
+        upload(s1)
+        prof = staff(server.app)
+        receipt = rows(site)[0].receipt
+        link = f'href="/staff/receipt/{receipt}"'
+        assert link in prof.get("/staff").text or rows(site)[0].check_state == "done"    # the queue, while it waits
+        assert wait_for(lambda: rows(site)[0].check_state == "done")
+        assert link in prof.get("/staff/a/assignment3").text                              # the roster
+        view = prof.get(f"/staff/receipt/{receipt}")
+        assert view.status_code == 200 and receipt in view.text and rows(site)[0].sha256 in view.text
+        assert "s001" in view.text and f"{HIDDEN_WORDS} architecture" in view.text and "its grader failed" in view.text
+        keep_screenshot_source(view.text, "staff-receipt.html")
+        assert prof.get("/staff/receipt/0123456789abcdef").status_code == 404
+        assert s1.get(f"/staff/receipt/{receipt}").headers["location"] == "/staff/login"      # a student: no
+
+
 def test_a_check_the_runner_cannot_run_is_retried_then_shown_to_staff_never_as_a_students_zero(site):
     app = create_app(site, run_jobs=False, check_runner=CheckRunner(site, 1, grade_fn=broken_check))
     with TestClient(app, follow_redirects=False):

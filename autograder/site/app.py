@@ -447,6 +447,22 @@ async def staff_feedback(request: Request, member, a):
 
 
 @signed_in_as("staff")
+async def staff_receipt(request: Request, member):
+    """One attempt as staff see it, read-only: its row and its check's whole result (hidden checks, notes)."""
+    site: Site = request.app.state.site
+    with site.engine.connect() as db:
+        row = db.execute(select(attempts).where(attempts.c.receipt == request.path_params["receipt"])).first()
+    if row is None:
+        return not_found(request)
+    path = site.check_file(row.receipt)
+    check = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    return page(request, "staff_receipt.html.j2", member=member, row=row, check=check,
+                time=local_time(site, row.submitted_at),
+                started=local_time(site, row.check_started_at) if row.check_started_at else "",
+                finished=local_time(site, row.check_finished_at) if row.check_finished_at else "")
+
+
+@signed_in_as("staff")
 async def staff_job_log(request: Request, member):
     path = request.app.state.jobs.log_path(int(request.path_params["job"]))
     if not path.is_file():
@@ -536,6 +552,7 @@ def create_app(site: Site, *, run_checks: bool = True, run_jobs: bool = True, ch
         Route("/staff/a/{assignment}/download/{what}", staff_download),
         Route("/staff/a/{assignment}/download/feedback/{page}", staff_feedback),
         Route("/staff/jobs/{job:int}/log", staff_job_log),
+        Route("/staff/receipt/{receipt}", staff_receipt),
         Route("/healthz", lambda request: PlainTextResponse("ok")),
     ]
     https = site.public_url.startswith("https://")
