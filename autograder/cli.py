@@ -90,7 +90,7 @@ def _grade_one(target: Path, out: Path, args, config) -> int:
     from .report import format_table
 
     if args.only or args.roster:
-        raise GraderError(f"{'--only' if args.only else '--roster'} is about the students of a class: give a folder "
+        raise GraderError(f"{'--only chooses' if args.only else '--roster names'} students of a class: give a folder "
                           "of submissions or an LMS .zip")
     if args.executor != "local":
         raise GraderError(f"--executor {args.executor} grades a class: give a folder of submissions or an LMS .zip")
@@ -217,6 +217,7 @@ def cmd_demo(args) -> int:
 
 
 def cmd_store(args) -> int:
+    from .report import count
     from .store import find_run_stores, format_usage
 
     for store, referenced in find_run_stores(Path(args.out)):
@@ -224,8 +225,8 @@ def cmd_store(args) -> int:
             print(format_usage(store, store.usage(referenced)))
         else:
             runs, objects, freed = store.collect_garbage(referenced)
-            print(f"{store.root}: removed {runs} runs no result refers to and {objects} files no run holds "
-                  f"({freed / 1e6:.1f} MB freed); {len(referenced)} runs kept")
+            print(f"{store.root}: removed {count(runs, 'run')} no result refers to and {count(objects, 'file')} no "
+                  f"run holds ({freed / 1e6:.1f} MB freed); {count(len(referenced), 'run')} kept")
     return 0
 
 

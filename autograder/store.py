@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .dataset import sha256_of as sha256_file
-from .report import write_atomic
+from .report import count, write_atomic
 
 
 class ResultStore:
@@ -286,10 +286,12 @@ def format_usage(store: RunStore, usage: StoreUsage) -> str:
         return f"{n / 1e6:,.1f} MB"
 
     per = usage.disk_bytes / usage.referenced if usage.referenced else 0
-    lines = [f"{store.root}: {usage.runs} runs ({usage.referenced} referenced by results) · {usage.objects} files · "
+    lines = [f"{store.root}: {count(usage.runs, 'run')} ({usage.referenced} referenced by results) · "
+             f"{count(usage.objects, 'file')} · "
              f"{mb(usage.disk_bytes)} on disk ({mb(usage.logical_bytes)} if each run kept its own copy) · "
              f"{mb(int(per))} per graded student"]
     names = {f["sha256"]: name for m in store.manifests().values() for name, f in m.get("files", {}).items()}
     for digest, (runs, size) in sorted(usage.shared.items(), key=lambda item: -item[1][1])[:5]:
-        lines.append(f"  {names.get(digest, digest[:12])} ({digest[:12]}) {mb(size)} held by {runs} runs, stored once")
+        lines.append(f"  {names.get(digest, digest[:12])} ({digest[:12]}) {mb(size)} held by {count(runs, 'run')}, "
+                     "stored once")
     return "\n".join(lines)
