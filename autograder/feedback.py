@@ -28,7 +28,7 @@ from .assignment import TrainingCurve
 from .checks import CheckSpec, max_score, titles
 from .intake import file_stem
 from .pages import render
-from .report import format_points, unofficial_warning
+from .report import count, format_points, unofficial_warning
 from .result import (ERROR, GRADED, LATE, NO_SUBMISSION, NO_TIMESTAMP, NOT_GRADED, PASSED, TIMEOUT, checks_not_graded,
                      infrastructure_reasons, is_official)
 from .result import INFRASTRUCTURE as INFRA
@@ -322,7 +322,7 @@ def summary_figure(results: list[dict], config, checks: tuple[CheckSpec, ...], f
     fig = Figure(figsize=(12, 8), layout="constrained")
     (scores_ax, rates_ax), (val_ax, time_ax) = fig.subplots(2, 2)
     counts = ", ".join(f"{status} {n}" for status, n in _status_counts(results).items())
-    fig.suptitle(_plain(f"{config.assignment.id}: {len(results)} submissions" + (f" ({counts})" if counts else "")))
+    fig.suptitle(_plain(f"{config.assignment.id}: {count(len(results), 'submission')}" + (f" ({counts})" if counts else "")))
 
     scores = [s for s, _ in map(_points, results) if s is not None]
     most = max_score(checks)
