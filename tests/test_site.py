@@ -782,4 +782,6 @@ def test_a_real_upload_is_checked_in_a_kernel_then_graded_released_and_shown_to_
         prof.post("/staff/a/assignment3/release", data={"csrf": token})
         feedback = s1.get("/a/assignment3/feedback")
         assert feedback.status_code == 200 and "s001" in feedback.text
-        assert s2.get("/a/assignment3/feedback").status_code == 404      # s002 handed in nothing
+        nothing = s2.get("/a/assignment3/feedback")                       # s002 handed in nothing: says so
+        assert nothing.status_code == 200 and "Nothing was handed in for this assignment" in nothing.text
+        assert "s001" not in nothing.text
