@@ -578,14 +578,14 @@ def test_the_exchange_goes_out_as_a_zip_that_grade_reads(site, tmp_path):
     assert sorted(c.student_id for c in found) == ["s001", "s002"] and all(c.submitted_at for c in found)
 
 
-def results_zip(assignment="assignment3", extra: dict | None = None) -> bytes:
+def results_zip(assignment="assignment3", extra: dict | None = None, folder: str = "out") -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as z:
-        z.writestr("out/gradebook.csv", "student_id,score\ns001,7\n")
-        z.writestr("out/results/s001.json", json.dumps({"assignment": assignment, "score": 7}))
-        z.writestr("out/feedback/s001.html", "<p>graded on the GPU runner</p>")
-        z.writestr("out/summary.html", '<a href="feedback/s001.html">s001</a>')
-        z.writestr("out/store/objects/ab/abcdef", "a stored run: it stays on the runner")
+        z.writestr(f"{folder}/gradebook.csv", "student_id,score\ns001,7\n")
+        z.writestr(f"{folder}/results/s001.json", json.dumps({"assignment": assignment, "score": 7}))
+        z.writestr(f"{folder}/feedback/s001.html", "<p>graded on the GPU runner</p>")
+        z.writestr(f"{folder}/summary.html", '<a href="feedback/s001.html">s001</a>')
+        z.writestr(f"{folder}/store/objects/ab/abcdef", "a stored run: it stays on the runner")
         for name, text in (extra or {}).items():
             z.writestr(name, text)
     return buffer.getvalue()
@@ -653,6 +653,19 @@ def test_a_student_who_handed_nothing_in_gets_a_row_and_after_release_a_page_tha
     assert "Nothing handed in" in page.text and "Nothing was handed in for this assignment (0 points)." in page.text
     assert "not released yet" not in page.text and "NotImplementedError" not in page.text
     keep_screenshot_source(page.text, "no-submission-feedback.html")
+
+
+def test_a_runners_out_folder_zipped_whole_holds_the_class_in_out_assignment_and_is_taken_from_there(site):
+    """`grade exchange.zip --out out/` on the runner writes out/assignment3/ (and out/logs/): that zip is taken."""
+    app = app_of(site)
+    prof = staff(app)
+    data = results_zip(folder="out/assignment3", extra={"out/logs/grader.log": "TensorFlow's lines"})
+    r = prof.post("/staff/a/assignment3/results", data={"csrf": csrf_of(prof.get("/staff/a/assignment3").text)},
+                  files={"results": ("out.zip", data)})
+    assert r.status_code == 303
+    grades = site.grades("assignment3")
+    assert (grades / "gradebook.csv").is_file() and (grades / "feedback" / "s001.html").is_file()
+    assert not (grades / "store").exists() and not (grades / "logs").exists()
 
 
 def test_released_results_without_a_student_say_they_handed_nothing_in(site):
