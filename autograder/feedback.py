@@ -41,7 +41,7 @@ STATUSES = {
     TIMEOUT: ("時間切れ", "Timed out", "bad"),
     INFRA: ("採点システムの不具合", "Grading system problem", "info"),
     NO_TIMESTAMP: ("提出時刻の記録なし", "No submission time recorded", "warn"),
-    NO_SUBMISSION: ("未提出", "Nothing handed in", "bad"),
+    NO_SUBMISSION: ("未提出", "No submission", "bad"),
 }
 INFRA_MESSAGE = ("これはあなたの提出物の問題ではありません。採点をやり直します。この結果は成績ではありません。",
                  "This is not a problem with your submission. It will be regraded; this is not your grade.")

@@ -650,7 +650,7 @@ def test_a_student_who_handed_nothing_in_gets_a_row_and_after_release_a_page_tha
     assert "/a/assignment3/feedback" in s2.get("/a/assignment3").text
     page = s2.get("/a/assignment3/feedback")
     assert page.status_code == 200 and "s002" in page.text
-    assert "Nothing handed in" in page.text and "Nothing was handed in for this assignment (0 points)." in page.text
+    assert "No submission" in page.text and "Nothing was handed in for this assignment (0 points)." in page.text
     assert "not released yet" not in page.text and "NotImplementedError" not in page.text
     keep_screenshot_source(page.text, "no-submission-feedback.html")
 
