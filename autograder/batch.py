@@ -33,11 +33,13 @@ from .gradebook import gradebook_csv
 from .graders import GradersBroken, check_graders
 from .executors import Executor, LocalPool
 from .pool import grade_task
-from .result import (ERROR, EXECUTED, INFRASTRUCTURE, INFRASTRUCTURE_REASON, LATE, NO_TIMESTAMP, NOT_GRADED, REFUSED,
-                     REGRADED, CheckResult, GradeResult)
-from .store import ResultStore
+from .result import (ERROR, EXECUTED, INFRASTRUCTURE, INFRASTRUCTURE_REASON, LATE, NO_SUBMISSION, NO_TIMESTAMP,
+                     NOT_GRADED, REFUSED, REGRADED, CheckResult, GradeResult)
+from .report import count
+from .store import ResultStore, is_class_folder
 
-FATE_STATUS = {intake.LATE: LATE, intake.NO_TIMESTAMP: NO_TIMESTAMP, intake.UNUSABLE: ERROR}
+FATE_STATUS = {intake.LATE: LATE, intake.NO_TIMESTAMP: NO_TIMESTAMP, intake.UNUSABLE: ERROR,
+               intake.MISSING: NO_SUBMISSION}
 
 
 @dataclass
@@ -138,8 +140,9 @@ class Batch:
     def __init__(self, root: Path, out: Path, config: Config, *, workers: int | None, device: str,
                  regrade: bool = False, rerun: bool = False, only: list[str] | None = None, exact_fit: bool = False,
                  progress: bool = True, grade_fn=grade_task, refused: list[str] = (), strict_only: bool = True,
-                 executor: Executor | None = None):
+                 executor: Executor | None = None, roster: list[str] = ()):
         self.root, self.out, self.config, self.refused = Path(root), Path(out), config, list(refused)
+        self.roster = list(roster)               # the students expected: who handed nothing in gets a row too
         if workers is not None and workers < 1:
             raise GraderError(f"--workers must be at least 1, got {workers}")
         self.regrade, self.rerun, self.fused, self.progress, self.grade_fn = (regrade, rerun, not exact_fit,
@@ -168,6 +171,7 @@ class Batch:
         store = ResultStore(self.out)
         with self.executor.scratch(self.out) as tmp:
             submissions = intake.choose(intake.find_candidates(self.root, self.config), self.config)
+            submissions = sorted(submissions + intake.missing(self.roster, submissions), key=lambda s: s.student_id)
             self._check_only(submissions)
             self.checks, broken = declared_checks(self.config)     # once, before any notebook is executed
             self.page_context = page_context(self.config, self.checks)
@@ -239,6 +243,9 @@ class Batch:
         ja, _, en = sub.detail.partition(" / ")
         status = FATE_STATUS[sub.fate]
         notebook = sub.chosen.path.name if sub.chosen.path else sub.chosen.origin
+        if sub.fate == intake.MISSING:        # no device graded anything: the 0 is as official as it gets
+            return {**zero_result(self.config, self.checks, notebook, ja, en, True, status=status).to_json(),
+                    "notes": []}
         return zero_result(self.config, self.checks, notebook, ja, en or ja, self.official, status=status).to_json()
 
     def _infrastructure_result(self, task: Task) -> dict:
@@ -284,6 +291,8 @@ class Batch:
 
     def _log_text(self, task: Task, result: dict, log: str) -> str:
         sub = task.submission
+        if sub.fate == intake.MISSING:
+            return f"student: {sub.student_id}\nstatus: {NO_SUBMISSION} — on the roster, nothing handed in\n"
         lines = [f"student: {sub.student_id}", f"graded file: {sub.chosen.origin}",
                  f"submitted at: {sub.chosen.submitted_at or 'unknown (' + sub.chosen.timestamp_problem + ')'}",
                  f"status: {result.get('status')}" + (f" — {result.get('status_detail')}" if result.get("status_detail") else "")]
@@ -305,7 +314,7 @@ class Batch:
         for line in self.refused:            # always said, --quiet or not: the export held something hostile
             print(f"zip member refused: {line}", file=sys.stderr)
         if self.progress:
-            print(f"{self.config.assignment.id}: {students} students · {len(todo.execute)} to execute on "
+            print(f"{self.config.assignment.id}: {count(students, 'student')} · {len(todo.execute)} to execute on "
                   f"{self.kernel_device} · {len(todo.regrade)} to regrade from stored runs · "
                   f"{self.executor.describe(self.workers, self.kernel_device)} · "
                   f"{len(todo.reuse)} unchanged", file=sys.stderr)
@@ -330,7 +339,7 @@ def check_only(only: set[str], known: set[str]) -> None:
         close = {s: difflib.get_close_matches(s, known, n=1) for s in unknown}
         said = ", ".join(f"{s} (did you mean {close[s][0]}?)" if close[s] else s for s in unknown)
         raise GraderError(f"--only names students with no submission here: {said}; the class has "
-                          f"{len(known)} students")
+                          f"{count(len(known), 'student')}")
 
 
 def declared_checks(config: Config) -> tuple[tuple[CheckSpec, ...], str]:
@@ -370,8 +379,9 @@ def grade_batch(source: Path, out: Path, config: Config, **options) -> BatchRepo
 def grade_classes(source: Path, out: Path, config: Config, assignment: str | None = None,
                   **options) -> dict[str, BatchReport]:
     """Grade a class export holding one assignment or several: each assignment it holds (by its layout's
-    <assignment> folders, or ``assignment`` when given) into its own folder, ``out/<assignment>/`` — or ``out``
-    itself when there is just one."""
+    <assignment> folders, or ``assignment`` when given) into its own folder, ``out/<assignment>/`` — however many
+    it holds, so that the same class always lands in the same place and ``gradebook out/`` finds each once."""
+    refuse_class_folder_as_root(Path(out))
     known = assignment_ids(config)
     with unpacked(source) as (root, refused):
         if assignment:
@@ -386,10 +396,34 @@ def grade_classes(source: Path, out: Path, config: Config, assignment: str | Non
         configs = {assignment_id: config.for_assignment(assignment_id) for assignment_id in ids}
         if options.get("only") and len(ids) > 1:     # a student named must have handed in one of them
             check_only(set(options["only"]), {sub.student_id for c in configs.values()
-                                              for sub in intake.choose(intake.find_candidates(root, c), c)})
+                                              for sub in intake.choose(intake.find_candidates(root, c), c)}
+                       | set(options.get("roster", ())))
         reports = {}
         for i, (assignment_id, assignment_config) in enumerate(configs.items()):
-            target = Path(out) if len(ids) == 1 else Path(out) / assignment_id
+            target = Path(out) / assignment_id
+            refuse_notebook_folder(target)
             reports[assignment_id] = Batch(root, target, assignment_config, refused=refused if i == 0 else [],
                                            strict_only=len(ids) == 1, **options).run()
         return reports
+
+
+def refuse_class_folder_as_root(out: Path) -> None:
+    """``--out`` names the folder of the course's grades; one that is itself a class's folder (graded into directly,
+    as before classes always went to OUT/<assignment>/) would nest a second class inside the first."""
+    if is_class_folder(out):
+        raise GraderError(
+            f"{out} は 1 つの課題の採点結果のフォルダです。--out には課題ごとのフォルダを入れる親フォルダを指定して"
+            f"ください (クラスは OUT/<課題>/ に書かれます)。\n"
+            f"{out} is itself one assignment's graded class (it holds gradebook.csv and results/): --out names the "
+            f"folder that holds a folder per assignment, and a class goes into OUT/<assignment>/ — give its parent "
+            f"(--out {out.parent}) when the folder is named after its assignment, or move its files into "
+            f"{out}/<assignment>/")
+
+
+def refuse_notebook_folder(target: Path) -> None:
+    """A single notebook's results (``grade NOTEBOOK --out``) are never mixed into a class's folder."""
+    if (target / "results.json").is_file():
+        raise GraderError(f"{target} は 1 冊のノートブックの採点結果を含んでいます。別の --out を指定してください。\n"
+                          f"{target} holds one notebook's results (results.json, from `grade NOTEBOOK`): a class is "
+                          "not written into it; move that folder or give another --out")
+

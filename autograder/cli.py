@@ -50,6 +50,8 @@ def cmd_release(args) -> int:
 
 
 def cmd_grade(args) -> int:
+    from .store import is_class_folder
+
     target = Path(args.notebook)
     if not target.exists():              # said first: before the configuration, TensorFlow or the GPU
         raise GraderError(f"見つかりません / not found: {target} (no notebook, folder or .zip at "
@@ -58,12 +60,18 @@ def cmd_grade(args) -> int:
     is_class = target.is_dir() or target.suffix.lower() == ".zip"
     if not is_class:
         config = config.for_assignment(which_assignment(config, target, args.assignment))
-    out = Path(args.out) if args.out else Path("grades") / target.stem
+    out = Path(args.out) if args.out else GRADES if is_class else SINGLE_GRADES / target.stem
+    if not is_class and is_class_folder(out):          # said before anything, even a log, is written there
+        raise GraderError(f"{out} はクラスの採点結果のフォルダです。1 冊のノートブックには別の --out を指定してください。\n"
+                          f"{out} is a class's graded folder (gradebook.csv, results/): one notebook's results are "
+                          f"not mixed into it; give another --out (default: {SINGLE_GRADES}/<notebook name>)")
     return _logging_tensorflow(out / "logs" / "grader.log" if is_class else out / "grader.log",
                                lambda: (_grade_class if is_class else _grade_one)(target, out, args, config))
 
 
-COMMAND_LOGS = Path("grades") / "logs"       # the log of a command with no output folder of its own
+GRADES = Path("grades")                      # a class's results: grades/<assignment>/, whatever the export holds
+SINGLE_GRADES = GRADES / "single"            # one notebook's: grades/single/<notebook>/, never a class's folder
+COMMAND_LOGS = GRADES / "logs"               # the log of a command with no output folder of its own
 
 
 def _logging_tensorflow(log_path: Path, run):
@@ -80,23 +88,25 @@ def _logging_tensorflow(log_path: Path, run):
 
 
 def _grade_one(target: Path, out: Path, args, config) -> int:
-    from .grade import grade_into
+    from .grade import FEEDBACK_PAGE, grade_into
     from .report import format_table
 
-    if args.only:
-        raise GraderError("--only chooses students of a class: give a folder of submissions or an LMS .zip")
+    if args.only or args.roster:
+        raise GraderError(f"{'--only chooses' if args.only else '--roster names'} students of a class: give a folder "
+                          "of submissions or an LMS .zip")
     if args.executor != "local":
         raise GraderError(f"--executor {args.executor} grades a class: give a folder of submissions or an LMS .zip")
     result, how = grade_into(target, out, config, device=args.device, fused=not args.exact_fit, rerun=args.rerun,
                              regrade=args.regrade)
     print(format_table(result))
-    print(f"results: {out / 'results.json'} ({how})")
+    print(f"results:  {out / 'results.json'} ({how})\nfeedback: {out / FEEDBACK_PAGE}")
     return 0
 
 
 def _grade_class(source: Path, out: Path, args, config) -> int:
     from .executors import make_executor
 
+    roster = _roster_ids(Path(args.roster)) if args.roster else ()     # read before any grading starts
     executor = make_executor(args.executor, **{name: getattr(args, name) for name in CLUSTER_OPTIONS})
     if args.executor == "local":
         from .pool import worker_context
@@ -106,7 +116,7 @@ def _grade_class(source: Path, out: Path, args, config) -> int:
 
     reports = grade_classes(source, out, config, args.assignment, workers=args.workers, device=args.device,
                             regrade=args.regrade, rerun=args.rerun, only=args.only, exact_fit=args.exact_fit,
-                            progress=not args.quiet, executor=executor)
+                            progress=not args.quiet, executor=executor, roster=roster)
     for assignment_id, report in reports.items():
         if len(reports) > 1:
             print(f"== {assignment_id}")
@@ -114,13 +124,20 @@ def _grade_class(source: Path, out: Path, args, config) -> int:
     return 0
 
 
+def _roster_ids(path: Path) -> list[str]:
+    """The student ids of a roster CSV, read as `roster import` reads one (an LMS export's headers work)."""
+    from .site.people import read_roster
+
+    return [row.student for row in read_roster(path)]
+
+
 def _report_class(report) -> None:
-    from .report import unofficial_warning
+    from .report import count, unofficial_warning
     from .result import INFRASTRUCTURE, checks_not_graded, infrastructure_reasons, is_official
 
     out = report.out
     counts = " · ".join(f"{n} {status}" for status, n in sorted(report.counts.items()))
-    print(f"{len(report.results)} students: {counts} ({report.regraded} regraded from stored runs, "
+    print(f"{count(len(report.results), 'student')}: {counts} ({report.regraded} regraded from stored runs, "
           f"{report.executed} executed, {report.reused} unchanged) in {report.seconds:.0f} s")
     print(f"gradebook: {out / 'gradebook.csv'}\nsummary:   {out / 'summary.html'}\nfeedback:  {out / 'feedback'}/")
     flagged = checks_not_graded(report.results[s] for s in sorted(report.results))
@@ -202,6 +219,7 @@ def cmd_demo(args) -> int:
 
 
 def cmd_store(args) -> int:
+    from .report import count
     from .store import find_run_stores, format_usage
 
     for store, referenced in find_run_stores(Path(args.out)):
@@ -209,21 +227,21 @@ def cmd_store(args) -> int:
             print(format_usage(store, store.usage(referenced)))
         else:
             runs, objects, freed = store.collect_garbage(referenced)
-            print(f"{store.root}: removed {runs} runs no result refers to and {objects} files no run holds "
-                  f"({freed / 1e6:.1f} MB freed); {len(referenced)} runs kept")
+            print(f"{store.root}: removed {count(runs, 'run')} no result refers to and {count(objects, 'file')} no "
+                  f"run holds ({freed / 1e6:.1f} MB freed); {count(len(referenced), 'run')} kept")
     return 0
 
 
 def cmd_gradebook(args) -> int:
     from .gradebook import course_gradebook, find_gradebooks
-    from .report import format_points, write_atomic
+    from .report import count, format_points, write_atomic
 
     gradebooks = find_gradebooks([Path(f) for f in args.folders] or [Path("grades")])
     text, maxima = course_gradebook(gradebooks)
     out = Path(args.out)
     write_atomic(out, text)
     students = text.count("\n") - 1
-    print(f"{students} students × {len(gradebooks)} assignments "
+    print(f"{count(students, 'student')} × {count(len(gradebooks), 'assignment')} "
           f"({', '.join(f'{a} /{format_points(m)}' for a, m in maxima.items())}): {out}")
     for assignment, path in gradebooks.items():
         print(f"  {assignment}: {path}")
@@ -268,15 +286,22 @@ def cmd_serve(args) -> int:
                               "facing students: serve --unsafe-without-sandbox") from exc
     for warning in site.keep_private():
         print(f"autograder serve: WARNING: {warning}", file=sys.stderr, flush=True)
-    print(f"autograder serve: data {site.data} · {site.public_url} · {site.config.site_check_workers} check "
-          f"worker(s) on the {site.check_device.upper()} · jobs grade with --device {args.device}", flush=True)
-    uvicorn.run(create_app(site), host=args.host, port=args.port, proxy_headers=True,
-                forwarded_allow_ips=args.forwarded_allow_ips, log_level="info", log_config=log_config(),
-                **SERVER_LIMITS)
-    return 0
+    log = site.logs / "server.log"                  # TensorFlow's start-up lines: the server's terminal is uvicorn's
+
+    def run() -> int:
+        print(f"autograder serve: data {site.data} · {site.public_url} · {site.config.site_check_workers} check "
+              f"worker(s) on the {site.check_device.upper()} · jobs grade with --device {args.device} · "
+              f"TensorFlow's own lines: {log}", flush=True)
+        uvicorn.run(create_app(site), host=args.host, port=args.port, proxy_headers=True,
+                    forwarded_allow_ips=args.forwarded_allow_ips, log_level="info", log_config=log_config(),
+                    **SERVER_LIMITS)
+        return 0
+
+    return _logging_tensorflow(log, run)
 
 
 def cmd_roster(args) -> int:
+    from .report import count
     from .site import people
 
     site = _site(args)
@@ -284,7 +309,7 @@ def cmd_roster(args) -> int:
         if len(args.items) != 1:
             raise GraderError("roster import takes one CSV file")
         added, updated, absent = people.import_roster(site.engine, people.read_roster(Path(args.items[0])))
-        print(f"{added} students added, {updated} updated ({site.data})\n"
+        print(f"{count(added, 'student')} added, {updated} updated ({site.data})\n"
               "next: python -m autograder roster links --url https://YOUR-SITE --out links.csv")
         if absent:
             print(f"not in this roster but still able to sign in ({len(absent)}): {' '.join(absent)}\n"
@@ -326,7 +351,10 @@ def cmd_staff(args) -> int:
     if args.action == "add":
         if not args.username:
             raise GraderError("staff add needs a user name")
-        password = (sys.stdin.readline().rstrip("\n") if args.password_stdin
+        if not args.password_stdin and not sys.stdin.isatty():     # getpass would warn and echo it
+            raise GraderError("no terminal to ask for the password on: pipe it with --password-stdin (its first "
+                              "line is the password), e.g. `... staff add prof --password-stdin < password.txt`")
+        password = (sys.stdin.readline().rstrip("\r\n") if args.password_stdin
                     else getpass.getpass(f"password for {args.username}: "))
         people.add_staff(site.engine, args.username, password, args.role)
         print(f"{args.username} ({args.role}) can sign in at /staff/login")
@@ -359,8 +387,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("notebook", metavar="SUBMISSION",
                    help="a submitted .ipynb; or a folder (nbgrader's submitted/ or inbound/ layout, or an LMS "
                         "export with a CSV manifest) or an LMS .zip")
-    p.add_argument("--out", help="output folder (default: grades/<name>): results.json for one notebook; "
-                                 "gradebook.csv, results/, feedback/, logs/, summary.html for a class")
+    p.add_argument("--out", help="one notebook: its folder (default: grades/single/<notebook name>), with "
+                                 "results.json and feedback.html; a class: the folder of the course's grades "
+                                 "(default: grades), each assignment into OUT/<assignment>/ with gradebook.csv, "
+                                 "results/, feedback/, logs/, summary.html")
     p.add_argument("--device", choices=DEVICES, default="auto",
                    help="where the student's model trains (default: auto — the GPU if one is visible)")
     p.add_argument("--workers", type=int, help="notebooks graded at once, each in its own kernel (default: one per "
@@ -376,6 +406,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exact-fit", action="store_true",
                    help="run the student's fit with Keras's own loop (no speed mode, FUSED_FIT_STEPS ignored)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--roster", metavar="CSV",
+                   help="the students expected (a roster CSV, as `roster import` reads it): each one who handed "
+                        "nothing in gets a gradebook row (no submission, 0 points) and a page saying so")
     p.add_argument("--executor", choices=EXECUTORS, default="local",
                    help="where a class's notebooks run: this machine's worker pool (default), a Ray cluster, or a "
                         "Slurm cluster (job arrays through submitit); README: Grading on a cluster")
@@ -427,7 +460,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("gradebook", help="instructors: join the assignments' gradebooks into the course's")
     p.add_argument("folders", nargs="*", metavar="FOLDER",
                    help="folders holding graded classes (default: grades/); each gradebook.csv found counts")
-    p.add_argument("--out", required=True, help="the course gradebook to write, e.g. course.csv")
+    p.add_argument("--out", default=str(GRADES / "course.csv"),
+                   help="the course gradebook to write (default: grades/course.csv, beside the classes: student "
+                        "data, kept out of the checkout's files)")
     p.set_defaults(run=cmd_gradebook)
     data_help = "the site's data folder (default: SITE_DIR in grader_config.py)"
     db_help = "the database URL (default: SQLite in the data folder; e.g. postgresql+psycopg://user@host/autograder)"
@@ -469,7 +504,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=("add", "remove", "list"))
     p.add_argument("username", nargs="?")
     p.add_argument("--role", choices=("instructor", "ta"), default="ta")
-    p.add_argument("--password-stdin", action="store_true", help="read the password from stdin (else: asked)")
+    p.add_argument("--password-stdin", action="store_true",
+                   help="read the password from stdin's first line, for a script or a pipe (default: asked on the "
+                        "terminal, not shown)")
     p.add_argument("--data", help=data_help)
     p.add_argument("--db", help=db_help)
     p.set_defaults(run=cmd_staff)

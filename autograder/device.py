@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
 import os
 import sys
 from pathlib import Path
@@ -44,8 +45,10 @@ def native_output_to(path: Path) -> Iterator[NativeLog]:
     Why: TensorFlow's C++ logging (absl's "All log messages before absl::InitializeLog()", oneDNN,
     cpu_feature_guard, and on a machine without a GPU "failed call to cuInit: ... UNKNOWN ERROR") bypasses Python
     and reads like a failure on a CPU runner; redirecting ``sys.stderr`` alone would not catch it. It is kept in
-    the log, which says why CUDA did not start when that matters. Both are restored on exit. The terminal stream
-    made for ``sys.stderr`` is left open on exit: loggers created meanwhile (TensorFlow's own) hold on to it."""
+    the log, which says why CUDA did not start when that matters. Python's own logging goes there too
+    (``python_logging_to_fd2``): TensorFlow's Python warnings, such as a tf.function retracing. Both are restored on
+    exit. The terminal stream made for ``sys.stderr`` is left open on exit: loggers created meanwhile hold on to
+    it."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -64,12 +67,31 @@ def native_output_to(path: Path) -> Iterator[NativeLog]:
                 sys.stderr = os.fdopen(os.dup(saved), "w", buffering=1, encoding=previous.encoding,
                                        errors=previous.errors)
             os.dup2(log.fileno(), 2)
-        yield record
+        with python_logging_to_fd2():
+            yield record
     finally:
         sys.stderr.flush()
         os.dup2(saved, 2)
         os.close(saved)
         sys.stderr = previous
+
+
+@contextlib.contextmanager
+def python_logging_to_fd2() -> Iterator[None]:
+    """Python's logging, for loggers that do not say otherwise, written to file descriptor 2 (the log, inside
+    ``native_output_to``). A handler on the root logger also keeps TensorFlow from giving its own logger one of
+    its own on ``sys.stderr`` (the terminal), which it does only while the root logger has none. Loggers with
+    handlers of their own (uvicorn's, Ray's) are left as they are."""
+    stream = os.fdopen(os.dup(2), "w", buffering=1, encoding="utf-8", errors="replace")
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter(logging.BASIC_FORMAT))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        stream.close()
 
 
 def visible_gpus() -> list[str]:

@@ -28,8 +28,8 @@ from .assignment import TrainingCurve
 from .checks import CheckSpec, max_score, titles
 from .intake import file_stem
 from .pages import render
-from .report import format_points, unofficial_warning
-from .result import (ERROR, GRADED, LATE, NO_TIMESTAMP, NOT_GRADED, PASSED, TIMEOUT, checks_not_graded,
+from .report import count, format_points, unofficial_warning
+from .result import (ERROR, GRADED, LATE, NO_SUBMISSION, NO_TIMESTAMP, NOT_GRADED, PASSED, TIMEOUT, checks_not_graded,
                      infrastructure_reasons, is_official)
 from .result import INFRASTRUCTURE as INFRA
 
@@ -41,6 +41,7 @@ STATUSES = {
     TIMEOUT: ("時間切れ", "Timed out", "bad"),
     INFRA: ("採点システムの不具合", "Grading system problem", "info"),
     NO_TIMESTAMP: ("提出時刻の記録なし", "No submission time recorded", "warn"),
+    NO_SUBMISSION: ("未提出", "No submission", "bad"),
 }
 INFRA_MESSAGE = ("これはあなたの提出物の問題ではありません。採点をやり直します。この結果は成績ではありません。",
                  "This is not a problem with your submission. It will be regraded; this is not your grade.")
@@ -254,18 +255,20 @@ def feedback_page(result: dict, config, checks: tuple[CheckSpec, ...]) -> str:
     score, most = _points(result)
     execution = _dict(result.get("execution"))
     assignment = config.assignment
-    graded = _status(result) != INFRA and bool(_list(result.get("tests")))
+    handed_in = _status(result) != NO_SUBMISSION         # nothing to show but the status and the score
+    graded = _status(result) != INFRA and handed_in and bool(_list(result.get("tests")))
     curve = assignment.training_curve
-    footer = [f"status: {_status(result)}", f"{_text(execution.get('device_name'))} ({_text(execution.get('device'))})",
-              *(f"{label} {_text(execution.get(key))}" for label, key in
-                (("TensorFlow", "tensorflow"), ("Keras", "keras"), ("seed", "seed"))),
-              f"{_fmt(_seconds(result), '.1f')} s", f"採点日時 / graded {_local_time(result.get('graded_at'), config)}"]
+    ran = [f"{_text(execution.get('device_name'))} ({_text(execution.get('device'))})",
+           *(f"{label} {_text(execution.get(key))}" for label, key in
+             (("TensorFlow", "tensorflow"), ("Keras", "keras"), ("seed", "seed"))),
+           f"{_fmt(_seconds(result), '.1f')} s"] if handed_in else []            # nothing ran for nothing handed in
+    footer = [f"status: {_status(result)}", *ran, f"採点日時 / graded {_local_time(result.get('graded_at'), config)}"]
     return render(
-        "feedback.html.j2", assignment=assignment, student=_text(result.get("student_id")),
+        "feedback.html.j2", assignment=assignment, student=_text(result.get("student_id"), ""),   # none: one notebook
         score=format_points(score) if score is not None else "—",
         most=format_points(most if most is not None else max_score(checks)), status=_status_view(result),
         submitted=_local_time(result.get("submitted_at"), config), deadline=_local_time(assignment.deadline, config),
-        notebook=_text(result.get("notebook")),
+        notebook=_text(result.get("notebook")), handed_in=handed_in,
         rows=_check_rows(result["tests"], checks) if graded else [],
         curves=_curves(result, curve) if graded and curve else None,
         notes=[_text(n) for n in _list(result.get("notes"))],
@@ -309,6 +312,9 @@ def _empty(ax, text: str) -> None:
     ax.set(xticks=[], yticks=[])
 
 
+TIME_AXIS_LABELS = 30          # student ids under the grading-time bars: 10 pt, still legible at the page's width
+
+
 def summary_figure(results: list[dict], config, checks: tuple[CheckSpec, ...], fingerprint: str = "") -> bytes:
     """Scores, pass rate per check, val_accuracy and grading time of a whole run, as one 2×2 PNG (``fingerprint``,
     what it is drawn from, kept in it: see ``figure_fingerprint``)."""
@@ -316,7 +322,7 @@ def summary_figure(results: list[dict], config, checks: tuple[CheckSpec, ...], f
     fig = Figure(figsize=(12, 8), layout="constrained")
     (scores_ax, rates_ax), (val_ax, time_ax) = fig.subplots(2, 2)
     counts = ", ".join(f"{status} {n}" for status, n in _status_counts(results).items())
-    fig.suptitle(_plain(f"{config.assignment.id}: {len(results)} submissions" + (f" ({counts})" if counts else "")))
+    fig.suptitle(_plain(f"{config.assignment.id}: {count(len(results), 'submission')}" + (f" ({counts})" if counts else "")))
 
     scores = [s for s, _ in map(_points, results) if s is not None]
     most = max_score(checks)
@@ -347,8 +353,10 @@ def summary_figure(results: list[dict], config, checks: tuple[CheckSpec, ...], f
         time_ax.set(xlabel="seconds", ylabel="submissions")
     elif timings:
         time_ax.bar(range(len(timings)), [t for _, t in timings], color="tab:orange")   # positions: ids may repeat
-        time_ax.set_xticks(range(len(timings)), [_plain(s) for s, _ in timings], rotation=90, fontsize=7)
-        time_ax.set(ylabel="seconds")
+        step = math.ceil(len(timings) / TIME_AXIS_LABELS)       # readable ids, at most that many (every step-th)
+        time_ax.set_xticks(range(0, len(timings), step), [_plain(s) for s, _ in timings[::step]], rotation=90,
+                           fontsize=10)
+        time_ax.set(xlabel="student", ylabel="seconds")
     else:
         _empty(time_ax, "no grading times recorded")
     for ax in (scores_ax, rates_ax, val_ax, time_ax):

@@ -20,7 +20,7 @@ from .errors import GraderError
 from .fingerprint import grading_fingerprint, run_contexts, run_fingerprints
 from .graders import check_graders, run_graders
 from .pool import infrastructure_problem
-from .report import write_results_json
+from .report import write_atomic, write_results_json
 from .result import (ERROR, EXECUTED, FAILED, GRADED, REGRADED, TIMEOUT, UNCHANGED, CheckResult, ExecutionRecord,
                      GradeResult)
 from .store import STORE, RunStore, read_result
@@ -78,7 +78,7 @@ def grade_notebook(path: Path, config: Config, device: str = "auto", data=None,
     """Grade one notebook file: choose the device under the course's policy, then ``grade_on`` it."""
     if not Path(path).is_file():
         raise GraderError(f"notebook not found: {path}")
-    check_graders(config)                    # a broken grader stops here, before minutes of training
+    checks = check_graders(config)           # a broken grader stops here, before minutes of training
     kernel_device, official = resolve_device(device, config, gpus, cpu_fallback)
     sandbox.require(config.sandbox, warn=not cpu_fallback)
     return grade_on(Path(path), config, kernel_device, official, data, fused=fused)
@@ -194,7 +194,7 @@ def grade_into(path: Path, out: Path, config: Config, device: str = "auto", *, f
     path, out = Path(path), Path(out)
     if not path.is_file():
         raise GraderError(f"notebook not found: {path}")
-    check_graders(config)                    # a broken grader stops here, before minutes of training
+    checks = check_graders(config)           # a broken grader stops here, before minutes of training
     kernel_device, official = resolve_device(device, config)
     sandbox.require(config.sandbox)
     store = RunStore(out / STORE)
@@ -206,6 +206,8 @@ def grade_into(path: Path, out: Path, config: Config, device: str = "auto", *, f
              "grading_fingerprint": grading_fingerprint(config, official)}
     previous = read_result(out / "results.json")
     if manifest and previous and not regrade and all(previous.get(k) == v for k, v in extra.items()):
+        if not (out / FEEDBACK_PAGE).is_file():
+            write_feedback_page(previous, out, config, checks)
         return GradeResult.from_json(previous), UNCHANGED
     data = dataset.load_dataset(config)
     with tempfile.TemporaryDirectory(prefix="autograder-one-") as work:
@@ -218,8 +220,19 @@ def grade_into(path: Path, out: Path, config: Config, device: str = "auto", *, f
                 store.save(manifest)
             result.notes += [f"the stored run could not be used ({problem}): executed again"] * bool(problem)
             how = EXECUTED
-    write_results_json(result, out, **extra, graded_from=how)
+    written = write_results_json(result, out, **extra, graded_from=how)
+    write_feedback_page(read_result(written), out, config, checks)
     return result, how
+
+
+FEEDBACK_PAGE = "feedback.html"          # beside results.json: the page a class's student gets, for one notebook
+
+
+def write_feedback_page(result: dict, out: Path, config: Config, checks: tuple[CheckSpec, ...]) -> Path:
+    """The student's page for one graded notebook, drawn by the renderer a class's pages come from."""
+    from .feedback import feedback_page
+
+    return write_atomic(Path(out) / FEEDBACK_PAGE, feedback_page(result, config, checks))
 
 
 GRADER_FAILED = "was not graded: its grader failed"      # how such a note reads: the site keeps it from students

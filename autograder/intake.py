@@ -34,7 +34,8 @@ ZIP_MEMBER_LIMIT = 2**30               # bytes unpacked; a notebook is far small
 SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}")
 
 # What a submission's fate is before any notebook runs.
-GRADE, LATE, NO_TIMESTAMP, UNUSABLE = "grade", "late", "no timestamp", "error"
+GRADE, LATE, NO_TIMESTAMP, UNUSABLE, MISSING = "grade", "late", "no timestamp", "error", "no submission"
+NOTHING_HANDED_IN = ("この課題の提出はありませんでした (0 点)。", "Nothing was handed in for this assignment (0 points).")
 
 
 @dataclass(frozen=True)
@@ -231,6 +232,15 @@ def unpack_zip(archive: Path, into: Path) -> list[str]:
 
 
 # --- deciding ----------------------------------------------------------------------------------------------
+
+def missing(roster: list[str], submissions: list[Submission]) -> list[Submission]:
+    """A Submission of nothing for each student on the roster who handed nothing in: they get a row and a page
+    (0 points) instead of being absent from the gradebook."""
+    handed_in = {sub.student_id for sub in submissions}
+    nothing = Candidate("", "", None, None, problem="no submission")
+    return [Submission(student, nothing, MISSING, " / ".join(NOTHING_HANDED_IN))
+            for student in dict.fromkeys(roster) if student not in handed_in]
+
 
 def choose(candidates: list[Candidate], config: Config) -> list[Submission]:
     """One Submission per student: the latest on-time file counts; the others are listed, not graded."""

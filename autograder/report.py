@@ -59,6 +59,11 @@ def unofficial_warning(unofficial: int, total: int) -> tuple[str, str]:
             "— do not upload them to the LMS as final. gradebook.csv marks them official = no.")
 
 
+def count(n: int, noun: str) -> str:
+    """``1 student``, ``3 students``: a count with its noun, singular or plural as English says it."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def format_points(value: float) -> str:
     return f"{value:g}"
 

@@ -10,10 +10,10 @@ from dataclasses import asdict, dataclass, field, fields
 PASSED, FAILED, NOT_GRADED = "passed", "failed", "not graded"
 # A submission's status in the gradebook. graded: the checks were judged on a whole run; timeout: a cell or the
 # notebook ran out of time (judged on what existed); error: nothing could be judged (unreadable file, dead
-# kernel); late / no timestamp: refused at intake; infrastructure error: the runner failed, not the student
-# (no score is given, regrade it).
-GRADED, TIMEOUT, ERROR, LATE, NO_TIMESTAMP, INFRASTRUCTURE = (
-    "graded", "timeout", "error", "late", "no timestamp", "infrastructure error")
+# kernel); late / no timestamp: refused at intake; no submission: on the roster, nothing handed in (0 points);
+# infrastructure error: the runner failed, not the student (no score is given, regrade it).
+GRADED, TIMEOUT, ERROR, LATE, NO_TIMESTAMP, NO_SUBMISSION, INFRASTRUCTURE = (
+    "graded", "timeout", "error", "late", "no timestamp", "no submission", "infrastructure error")
 INFRASTRUCTURE_REASON = "infrastructure_reason"
 # How a result was come by (its ``graded_from``): the notebook executed, the graders run again on its stored run
 # (no kernel), an earlier result kept as it was, or refused at intake (late, unusable).

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .dataset import sha256_of as sha256_file
-from .report import write_atomic
+from .report import count, write_atomic
 
 
 class ResultStore:
@@ -51,6 +51,11 @@ class ResultStore:
     def save_class_files(self, files: dict[str, str | bytes]) -> None:
         for name, content in files.items():
             write_atomic(self.out / name, content)
+
+
+def is_class_folder(folder: Path) -> bool:
+    """Whether ``folder`` is one assignment's class output (what a batch writes), not a folder of them."""
+    return (Path(folder) / "gradebook.csv").is_file() or (Path(folder) / "results").is_dir()
 
 
 def read_result(path: Path) -> dict | None:
@@ -262,9 +267,10 @@ def referenced_runs(out: Path) -> set[str]:
 
 def find_run_stores(out: Path) -> list[tuple[RunStore, set[str]]]:
     """(the store, the runs its results refer to) for ``out`` — a folder `grade … --out` wrote — or for each such
-    folder directly under it (a course's grades/<assignment>/)."""
+    folder under it (a course's grades/<assignment>/, and grades/single/<notebook>/)."""
     out = Path(out)
-    folders = [out] if (out / STORE).is_dir() else sorted(p.parent for p in out.glob(f"*/{STORE}") if p.is_dir())
+    folders = [out] if (out / STORE).is_dir() else sorted(p.parent for pattern in (f"*/{STORE}", f"*/*/{STORE}")
+                                                          for p in out.glob(pattern) if p.is_dir())
     if not folders:
         from .errors import GraderError
 
@@ -280,10 +286,12 @@ def format_usage(store: RunStore, usage: StoreUsage) -> str:
         return f"{n / 1e6:,.1f} MB"
 
     per = usage.disk_bytes / usage.referenced if usage.referenced else 0
-    lines = [f"{store.root}: {usage.runs} runs ({usage.referenced} referenced by results) · {usage.objects} files · "
+    lines = [f"{store.root}: {count(usage.runs, 'run')} ({usage.referenced} referenced by results) · "
+             f"{count(usage.objects, 'file')} · "
              f"{mb(usage.disk_bytes)} on disk ({mb(usage.logical_bytes)} if each run kept its own copy) · "
              f"{mb(int(per))} per graded student"]
     names = {f["sha256"]: name for m in store.manifests().values() for name, f in m.get("files", {}).items()}
     for digest, (runs, size) in sorted(usage.shared.items(), key=lambda item: -item[1][1])[:5]:
-        lines.append(f"  {names.get(digest, digest[:12])} ({digest[:12]}) {mb(size)} held by {runs} runs, stored once")
+        lines.append(f"  {names.get(digest, digest[:12])} ({digest[:12]}) {mb(size)} held by {count(runs, 'run')}, "
+                     "stored once")
     return "\n".join(lines)

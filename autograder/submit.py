@@ -53,8 +53,17 @@ def checksum(cell) -> str | None:
         return None
 
 
-def check_submittable(nb, release_nb, allow_incomplete: bool, assignment_id: str = "") -> None:
-    """Refuse a notebook that is not this assignment's, whose given cells were edited, or that is unfinished."""
+# How a student submits unfinished work anyway, (ja, en) as each front door says it: the command's flag, or the
+# site's checkbox (its label, as the upload form shows it).
+ALLOW_INCOMPLETE_FLAG = ("--allow-incomplete を付けてください", "add --allow-incomplete")
+INCOMPLETE_CHECKBOX = ("未完成のセルがあっても提出する", "Submit even though some cells are unfinished")
+TICK_INCOMPLETE_CHECKBOX = (f"「{INCOMPLETE_CHECKBOX[0]}」にチェックを入れてください", f"tick “{INCOMPLETE_CHECKBOX[1]}”")
+
+
+def check_submittable(nb, release_nb, allow_incomplete: bool, assignment_id: str = "",
+                      opt_in: tuple[str, str] = ALLOW_INCOMPLETE_FLAG) -> None:
+    """Refuse a notebook that is not this assignment's, whose given cells were edited, or that is unfinished
+    (``opt_in``: how to submit it anyway, where the student is)."""
     released, submitted = cells_by_grade_id(release_nb), cells_by_grade_id(nb)
     solution_ids = [gid for gid, c in released.items() if is_solution(c)]
     if not submitted:
@@ -80,11 +89,9 @@ def check_submittable(nb, release_nb, allow_incomplete: bool, assignment_id: str
     unfinished = [gid for gid in solution_ids if STUB in submitted[gid].source]
     if unfinished and not allow_incomplete:
         raise Refusal(f"まだ解答されていないセルがあります: {', '.join(unfinished)} (raise NotImplementedError() が"
-                      "残っています)。未完成のまま提出するには --allow-incomplete を付けてください (提出サイトでは"
-                      "「未完成のセルがあっても提出する」)。\n"
+                      f"残っています)。未完成のまま提出するには{opt_in[0]}。\n"
                       f"Some cells are not answered yet: {', '.join(unfinished)} (they still raise "
-                      "NotImplementedError). To submit anyway, add --allow-incomplete (on the submission site: "
-                      "tick “Submit even though some cells are unfinished”).")
+                      f"NotImplementedError). To submit anyway, {opt_in[1]}.")
 
 
 def named_in(nb) -> str | None:
@@ -102,7 +109,8 @@ def submit(path: Path, student: str, config: Config, allow_incomplete: bool = Fa
     return deliver(Path(path).read_bytes(), student, config, moment, late, exchange)
 
 
-def check_submission(path: Path, student: str, config: Config, moment, allow_incomplete: bool = False) -> bool:
+def check_submission(path: Path, student: str, config: Config, moment, allow_incomplete: bool = False,
+                     opt_in: tuple[str, str] = ALLOW_INCOMPLETE_FLAG) -> bool:
     """Every rule a submission made at ``moment`` must pass (the id, the deadline, a readable notebook of this
     assignment, given cells intact, answers finished); Refusal saying which it broke. → whether it is late (and
     the late policy accepts it)."""
@@ -119,7 +127,7 @@ def check_submission(path: Path, student: str, config: Config, moment, allow_inc
     except NotebookUnreadable as exc:
         raise Refusal(f"ノートブックとして読み込めません: {exc.ja}\nThe file cannot be read as a notebook: {exc.en}") from exc
     check_submittable(nb, nbformat.read(config.assignment.release_notebook, as_version=4), allow_incomplete,
-                      config.assignment.id)
+                      config.assignment.id, opt_in)
     return late
 
 

@@ -57,13 +57,14 @@ def grade(course: Path, work: Path, out: str, workers: int, executor: str) -> di
     wall = time.monotonic() - started
     if run.returncode:
         sys.exit(f"{executor}: grading failed (exit status {run.returncode})\n{run.stderr[-3000:]}")
-    results = [json.loads(p.read_text(encoding="utf-8")) for p in sorted((work / out / "results").glob("*.json"))]
+    graded = work / out / "assignment3"                 # a class goes into OUT/<assignment>/
+    results = [json.loads(p.read_text(encoding="utf-8")) for p in sorted((graded / "results").glob("*.json"))]
     kernel = sum(r.get("execution", {}).get("seconds", 0) for r in results)
     print(f"{executor:>5}: {run.stdout.splitlines()[0]}", flush=True)
     return {"wall_s": round(wall, 1), "kernel_s": round(kernel, 1), "students": len(results),
             "overhead_per_submission_s": round((wall * workers - kernel) / len(results), 2),
             "statuses": sorted({r["status"] for r in results}),
-            "gradebook": (work / out / "gradebook.csv").read_bytes()}
+            "gradebook": (graded / "gradebook.csv").read_bytes()}
 
 
 def main() -> None:

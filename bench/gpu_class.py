@@ -61,7 +61,7 @@ def main() -> int:
         return 2
     config = load_config().for_assignment("assignment3")
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="gpu-class-"))
-    exchange, staging, out = work / "exchange", work / "staging", work / "out"
+    exchange, staging, out = work / "exchange", work / "staging", work / "out" / "assignment3"   # OUT/<assignment>/
     for folder in (exchange, staging):
         folder.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(out, ignore_errors=True)
@@ -71,7 +71,7 @@ def main() -> int:
     samples_path = work / "nvidia-smi.csv"
     sampler = sample_gpu(samples_path)
     started = time.perf_counter()
-    run = subprocess.run([sys.executable, "-m", "autograder", "grade", str(exchange), "--out", str(out),
+    run = subprocess.run([sys.executable, "-m", "autograder", "grade", str(exchange), "--out", str(out.parent),
                           "--device", "gpu", "--workers", str(args.workers)], cwd=ROOT)
     wall = time.perf_counter() - started
     sampler.terminate()

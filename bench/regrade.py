@@ -71,7 +71,7 @@ def hand_in(root: Path) -> None:
 def grade(course: Path, work: Path, workers: int | None) -> float:
     """The instructor's command, as a fresh process (each run pays its own start-up); → its wall time."""
     command = [sys.executable, "-m", "autograder", "--config", str(course), "grade", str(work / "class"),
-               "--out", str(work / "out"), "--device", "cpu"] + (["--workers", str(workers)] if workers else [])
+               "--out", str(work / "grades"), "--device", "cpu"] + (["--workers", str(workers)] if workers else [])
     started = time.monotonic()
     run = subprocess.run(command, cwd=ROOT, text=True, stdout=subprocess.PIPE)
     seconds = time.monotonic() - started
@@ -99,7 +99,7 @@ def main() -> None:
         work.mkdir(parents=True, exist_ok=True)
         course = copy_course(work)
         hand_in(work / "class")
-        out = work / "out"
+        out = work / "grades" / "assignment3"          # a class goes into OUT/<assignment>/
 
         full_s = grade(course, work, args.workers)
         before = verdicts(out)

@@ -112,7 +112,7 @@ def submit_ours(config, students, exchange: Path, staging: Path) -> dict[str, st
 
 
 def run_ours(exchange: Path, out: Path, workers: int | None, log: Path) -> dict:
-    cmd = [sys.executable, "-m", "autograder", "grade", str(exchange), "--out", str(out), "--device", "cpu",
+    cmd = [sys.executable, "-m", "autograder", "grade", str(exchange), "--out", str(out.parent), "--device", "cpu",
            *(["--workers", str(workers)] if workers else [])]
     t0 = time.perf_counter()
     with open(log, "w", encoding="utf-8") as f:
@@ -315,7 +315,7 @@ def main() -> int:
             nb = run_nbgrader(config, students, stamps, work / "nbgrader")
         if args.only != "nbgrader":
             print(f"ours (--workers {args.workers or 'default'}): {len(students)} submissions …", flush=True)
-            ours = run_ours(work / "ours" / "exchange", work / "ours" / "out", args.workers, work / "ours" / "grade.log")
+            ours = run_ours(work / "ours" / "exchange", work / "ours" / "grades" / "assignment3", args.workers, work / "ours" / "grade.log")
         comparison = compare(students, points, nb, ours)
         print_report(students, points, nb, ours, comparison)
         report = {

@@ -78,8 +78,8 @@ def test_a_second_infrastructure_failure_is_reported_never_a_zero(tmp_path, two_
 def test_a_kernel_that_cannot_start_is_an_infrastructure_error_with_its_reason_everywhere(tmp_path, two_students):
     """Really graded (no training: the kernel never starts); the reason reaches each place an instructor looks."""
     source, config = two_students
-    out = tmp_path / "out"
-    run = batch_cli(str(source), "--out", str(out), "--device", "cpu", "--workers", "2", config=config.source,
+    out = tmp_path / "grades" / "assignment3"                     # a class: always OUT/<assignment>/
+    run = batch_cli(str(source), "--out", str(out.parent), "--device", "cpu", "--workers", "2", config=config.source,
                     env=broken_kernelspec(tmp_path))
     assert run.returncode == 0, run.stderr[-3000:]
     why = kernel_start_reason()
@@ -185,7 +185,7 @@ def test_a_cpu_class_grade_ends_by_saying_its_grades_are_unofficial(tmp_path):
     run = batch_cli(str(tmp_path / "class"), "--out", str(tmp_path / "out"), "--device", "cpu",
                     config=short_config(tmp_path))
     assert run.returncode == 0, run.stderr
-    assert "1 students: 1 late" in run.stdout
+    assert "1 student: 1 late" in run.stdout
     assert "警告: 1 件中 1 件は非公式の採点です" in run.stderr
     assert "WARNING: 1 of 1 grades are unofficial" in run.stderr and "do not upload them to the LMS" in run.stderr
     assert (tmp_path / "out" / "logs" / "grader.log").is_file()
@@ -212,7 +212,7 @@ def graded_class(tmp_path_factory):
     build_class(tmp / "class")
     config = short_config(tmp)
     started = time.monotonic()
-    run = batch_cli(str(tmp / "class"), "--out", str(tmp / "out"), "--device", "cpu", "--workers", "2",
+    run = batch_cli(str(tmp / "class"), "--out", str(tmp / "grades"), "--device", "cpu", "--workers", "2",
                     config=config)
     assert run.returncode == 0, run.stderr[-3000:]
     return tmp, config, run, time.monotonic() - started
@@ -221,7 +221,7 @@ def graded_class(tmp_path_factory):
 @pytest.mark.training
 def test_one_row_per_student_with_the_right_status(graded_class):
     tmp, _, run, _ = graded_class
-    book = read_gradebook(tmp / "out" / "gradebook.csv")
+    book = read_gradebook(tmp / "grades" / "assignment3" / "gradebook.csv")
     assert list(book) == ["s001", "s002", "s003", "s004", "s005", "s006"]
     status = {s: (row["status"], row["score"]) for s, row in book.items()}
     assert status == {"s001": ("graded", "12"), "s002": ("graded", status["s002"][1]), "s003": ("late", "0"),
@@ -238,7 +238,7 @@ def test_one_row_per_student_with_the_right_status(graded_class):
 def test_each_student_gets_a_result_a_log_and_a_feedback_page(graded_class):
     tmp, config_path, _, _ = graded_class
     config = load_course(config_path)
-    out = tmp / "out"
+    out = tmp / "grades" / "assignment3"
     for student in ["s001", "s002", "s003", "s004", "s005", "s006"]:
         result = json.loads((out / "results" / f"{student}.json").read_text(encoding="utf-8"))
         assert {"score", "max_score", "tests", "status", "student_id", "run_fingerprint", "grading_fingerprint",
@@ -260,21 +260,21 @@ def test_each_student_gets_a_result_a_log_and_a_feedback_page(graded_class):
 @pytest.mark.training
 def test_rerunning_keeps_what_is_done_and_regrade_forces(graded_class):
     tmp, config, _, _ = graded_class
-    out = tmp / "out"
+    out = tmp / "grades" / "assignment3"
     before = (out / "gradebook.csv").read_text(encoding="utf-8")
     graded_at = json.loads((out / "results" / "s001.json").read_text())["graded_at"]
-    run = batch_cli(str(tmp / "class"), "--out", str(out), "--device", "cpu", config=config)
+    run = batch_cli(str(tmp / "class"), "--out", str(out.parent), "--device", "cpu", config=config)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "(0 regraded from stored runs, 0 executed, 6 unchanged)" in run.stdout
     assert (out / "gradebook.csv").read_text(encoding="utf-8") == before
     assert json.loads((out / "results" / "s001.json").read_text())["graded_at"] == graded_at
     # A changed submission is graded again, alone; byte for byte s001's notebook, it is s001's run (no kernel).
     exchange_submission(tmp / "class", "s002", answer(), ON_TIME)
-    run = batch_cli(str(tmp / "class"), "--out", str(out), "--device", "cpu", config=config)
+    run = batch_cli(str(tmp / "class"), "--out", str(out.parent), "--device", "cpu", config=config)
     assert "(1 regraded from stored runs, 0 executed, 5 unchanged)" in run.stdout, run.stdout
     assert read_gradebook(out / "gradebook.csv")["s002"]["score"] == "12"
     exchange_submission(tmp / "class", "s002", answer().replace("MNIST", "MNIST (s002)"), ON_TIME)
-    run = batch_cli(str(tmp / "class"), "--out", str(out), "--device", "cpu", config=config)
+    run = batch_cli(str(tmp / "class"), "--out", str(out.parent), "--device", "cpu", config=config)
     assert "(0 regraded from stored runs, 1 executed, 5 unchanged)" in run.stdout, run.stdout
     assert read_gradebook(out / "gradebook.csv")["s002"]["score"] == "12"
 
@@ -284,11 +284,11 @@ def test_a_batch_killed_midway_finishes_on_rerun_with_the_same_gradebook(graded_
     tmp, config, _, _ = graded_class
     build_class(tmp_path / "class")
     exchange_submission(tmp_path / "class", "s002", answer(), ON_TIME)     # as the class now stands
-    reference = batch_cli(str(tmp / "class"), "--out", str(tmp / "out"), "--device", "cpu", config=config)
+    reference = batch_cli(str(tmp / "class"), "--out", str(tmp / "grades"), "--device", "cpu", config=config)
     assert reference.returncode == 0
-    out = tmp_path / "out"
+    out = tmp_path / "grades" / "assignment3"
     command = [sys.executable, "-m", "autograder", "--config", str(config), "grade", str(tmp_path / "class"),
-               "--out", str(out), "--device", "cpu", "--workers", "2", "--quiet"]
+               "--out", str(out.parent), "--device", "cpu", "--workers", "2", "--quiet"]
     batch = subprocess.Popen(command, cwd=PROJECT_ROOT, start_new_session=True, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
     deadline = time.monotonic() + 300
@@ -304,14 +304,14 @@ def test_a_batch_killed_midway_finishes_on_rerun_with_the_same_gradebook(graded_
     batch.wait()
     assert graded_before_kill and not (out / "gradebook.csv").exists()
     kept = {p.name: p.read_bytes() for p in graded_before_kill}
-    run = batch_cli(str(tmp_path / "class"), "--out", str(out), "--device", "cpu", config=config)
+    run = batch_cli(str(tmp_path / "class"), "--out", str(out.parent), "--device", "cpu", config=config)
     assert run.returncode == 0, run.stderr[-2000:]
     regraded, executed, unchanged = map(int, re.search(
         r"(\d+) regraded from stored runs, (\d+) executed, (\d+) unchanged", run.stdout).groups())
     assert unchanged >= len(kept) and regraded + executed == 6 - unchanged
     for name, data in kept.items():
         assert (out / "results" / name).read_bytes() == data          # not graded again
-    assert read_gradebook(out / "gradebook.csv") == read_gradebook(tmp / "out" / "gradebook.csv")
+    assert read_gradebook(out / "gradebook.csv") == read_gradebook(tmp / "grades" / "assignment3" / "gradebook.csv")
     assert not list(out.rglob("*.tmp"))
 
 

@@ -36,6 +36,11 @@ def test_grade_writes_results_json_and_a_table(tmp_path, config, checks):
     assert not [line for line in TENSORFLOW_CHATTER if line in run.stderr], run.stderr
     log = (tmp_path / "grader.log").read_text(encoding="utf-8")
     assert [line for line in TENSORFLOW_CHATTER if line in log], log
+    # The student's page, as a class's students get it, beside results.json; its path is said.
+    page = (tmp_path / "feedback.html").read_text(encoding="utf-8")
+    assert f"feedback: {tmp_path / 'feedback.html'}" in run.stdout
+    assert "0 <small>/ 12</small>" in page and all(f"<code>{c.id}</code>" in page for c in checks)
+    assert "assignment3.ipynb" in page and "Student:" not in page        # one notebook: no student id to show
 
 
 def test_broken_notebook_is_graded_zero_not_a_crash(tmp_path):
@@ -145,3 +150,47 @@ def test_check_shows_public_checks_in_full_and_hidden_ones_only_by_points(config
     for secret in ("Variable result was not found", "Variable test2", "22,500", "threshold"):
         assert secret not in run.stdout
     assert "public checks: 0 / 4 · whole assignment: 12 points" in run.stdout
+
+
+def test_serve_keeps_tensorflows_start_up_lines_off_the_terminal(tmp_path):
+    """The real server on a free loopback port, stopped once uvicorn says it runs: the terminal holds the site's
+    start line and uvicorn's, and TensorFlow's own lines (cuInit, oneDNN…) are in the data folder's server log."""
+    import socket
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out, err = tmp_path / "stdout", tmp_path / "stderr"
+    with open(out, "w") as stdout, open(err, "w") as stderr:
+        server = subprocess.Popen([sys.executable, "-m", "autograder", "serve", "--port", str(port), "--data",
+                                   str(tmp_path / "site")], cwd=PROJECT_ROOT, stdout=stdout, stderr=stderr,
+                                  env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
+        try:
+            deadline = time.monotonic() + 120
+            while "Uvicorn running" not in err.read_text() and server.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.3)
+        finally:
+            server.terminate()
+            server.wait(timeout=60)
+    said = out.read_text() + err.read_text()
+    assert "Uvicorn running" in said and "autograder serve: data" in said, said
+    assert not [line for line in TENSORFLOW_CHATTER if line in said], said
+    log = (tmp_path / "site" / "logs" / "server.log").read_text(encoding="utf-8")
+    assert [line for line in TENSORFLOW_CHATTER if line in log], log
+
+
+def test_tensorflows_python_warnings_go_to_the_log_too(tmp_path):
+    """A tf.function retracing warning (the demo's) comes through TensorFlow's Python logger, not its C++ logging:
+    in a fresh process, inside the commands' log context, it lands in the log and not on the terminal."""
+    log = tmp_path / "grader.log"
+    code = ("import sys\nfrom pathlib import Path\nfrom autograder.device import native_output_to\n"
+            f"with native_output_to(Path({str(log)!r})):\n"
+            "    import tensorflow as tf\n"
+            "    tf.get_logger().warning('5 out of the last 5 calls triggered tf.function retracing')\n"
+            "    print('the grader speaks', file=sys.stderr)\n")
+    run = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                         timeout=300, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
+    assert run.returncode == 0, run.stderr
+    assert "retracing" not in run.stderr + run.stdout and "the grader speaks" in run.stderr
+    assert "WARNING:tensorflow:5 out of the last 5 calls triggered tf.function retracing" in log.read_text()

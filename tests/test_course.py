@@ -120,7 +120,60 @@ def test_an_export_that_does_not_say_its_assignment_needs_one_named(tmp_path):
                       exact_fit=False, progress=False, grade_fn=works)
     reports = grade_classes(export, tmp_path / "out", load_config(), "assignment3", workers=1, device="cpu",
                             regrade=False, exact_fit=False, progress=False, grade_fn=works)
-    assert list(reports) == ["assignment3"] and (tmp_path / "out" / "gradebook.csv").is_file()
+    assert list(reports) == ["assignment3"] and (tmp_path / "out" / "assignment3" / "gradebook.csv").is_file()
+
+
+def test_a_class_lands_in_out_assignment_however_many_assignments_the_exchange_holds(tmp_path, capsys):
+    """One rule: one assignment in the exchange or two, each class goes into grades/<id>/, so `gradebook grades/`
+    finds each assignment once after both; a single notebook's folder and a class's are never mixed."""
+    from autograder.cli import main
+
+    grades = tmp_path / "grades"
+    one = tmp_path / "one"
+    exchange_submission(one, "s001", answer(), ON_TIME, assignment="assignment4")
+    reports = grade_classes(one, grades, load_config(), workers=1, device="cpu", progress=False, grade_fn=works)
+    assert reports["assignment4"].out == grades / "assignment4" and (grades / "assignment4" / "gradebook.csv").is_file()
+    assert not (grades / "gradebook.csv").exists() and not (grades / "results").exists()
+    assert main(["gradebook", str(grades), "--out", str(tmp_path / "course.csv")]) == 0
+    assert "1 student × 1 assignment (assignment4 /12)" in capsys.readouterr().out
+
+    two = tmp_path / "two"
+    for assignment in ("assignment3", "assignment4"):
+        exchange_submission(two, "s002", answer(), ON_TIME, assignment=assignment)
+    reports = grade_classes(two, grades, load_config(), workers=1, device="cpu", progress=False, grade_fn=works)
+    assert [r.out for r in reports.values()] == [grades / "assignment3", grades / "assignment4"]
+    assert main(["gradebook", str(grades), "--out", str(tmp_path / "course.csv")]) == 0
+    assert "1 student × 2 assignments" in capsys.readouterr().out     # the same folder, graded again
+
+    with pytest.raises(GraderError, match=r"is itself one assignment's graded class .*\(--out " + str(grades) + r"\)"):
+        grade_classes(one, grades / "assignment4", load_config(), workers=1, device="cpu", progress=False,
+                      grade_fn=works)
+    assert main(["grade", str(answered_notebook(tmp_path)), "--out", str(grades / "assignment4")]) == 2
+    assert "one notebook's results are not mixed into it" in capsys.readouterr().err
+
+
+def test_the_course_gradebook_goes_under_grades_by_default_and_no_root_csv_is_committed(tmp_path, monkeypatch,
+                                                                                         capsys):
+    """course.csv is student data: by default beside the classes in grades/ (ignored), and a CSV written at the
+    checkout's root as README's examples do (course.csv, roster.csv, links.csv) is ignored by git too."""
+    from autograder.cli import main
+
+    exchange_submission(tmp_path / "class", "s001", answer(), ON_TIME)
+    grade_classes(tmp_path / "class", tmp_path / "grades", load_config(), workers=1, device="cpu", progress=False,
+                  grade_fn=works)
+    monkeypatch.chdir(tmp_path)
+    assert main(["gradebook"]) == 0
+    assert read_csv(tmp_path / "grades" / "course.csv")[0]["student_id"] == "s001"
+    assert "1 student × 1 assignment" in capsys.readouterr().out
+    for name in ("course.csv", "roster.csv", "links.csv", "grades/course.csv"):
+        ignored = subprocess.run(["git", "check-ignore", "-q", name], cwd=PROJECT_ROOT)
+        assert ignored.returncode == 0, f"{name} is not ignored by git"
+
+
+def answered_notebook(folder: Path) -> Path:
+    path = folder / "assignment4.ipynb"
+    path.write_text(answer(), encoding="utf-8")
+    return path
 
 
 @pytest.mark.training

@@ -207,3 +207,33 @@ def test_a_module_of_this_process_named_like_a_grader_file_is_not_taken_for_it(c
     monkeypatch.setitem(sys.modules, "test_assignment3", impostor)
     assert [c.id for c in check_graders(load_course(course))] == CHECK_IDS
     assert sys.modules["test_assignment3"] is impostor
+
+
+@pytest.mark.parametrize("assignment, expected", [
+    ("assignment3", "Dense(32, relu) → Dense(10, softmax)"),
+    ("assignment4", "Dense(16, relu) → Dropout(0.2) → Dense(1, sigmoid)"),
+])
+def test_a_model_with_no_layers_is_told_so_not_that_one_layer_is_missing(assignment, expected, monkeypatch):
+    """An empty Sequential, or one holding only its Input: the architecture check says the model has no layers
+    and which to add — not "found (no layers). Dropout(0.2) is missing", nor that its inputs are wrong."""
+    import importlib.util
+
+    import keras
+
+    from autograder.config import load_config
+    from autograder.graders.support import CheckFailed
+
+    config = load_config().for_assignment(assignment)
+    path = config.assignment.graders_dir / f"test_{assignment}.py"
+    spec = importlib.util.spec_from_file_location(f"no_layers_{assignment}", path)
+    graders = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, graders)          # its dataclasses look their module up there
+    spec.loader.exec_module(graders)
+    n_inputs = 784 if assignment == "assignment3" else 30
+    for model in (keras.Sequential(), keras.Sequential([keras.Input((n_inputs,))])):
+        args = (model,) if assignment == "assignment3" else (model, config.assignment)
+        with pytest.raises(CheckFailed) as said:
+            graders.test_architecture(*args)
+        assert f"The model has no layers: add {expected} with model.add(...) or Sequential([...])." in str(said.value)
+        assert "モデルに層がありません" in str(said.value)
+        assert "missing" not in str(said.value) and "inputs" not in str(said.value)

@@ -153,12 +153,23 @@ def test_store_gc_removes_what_no_result_refers_to_and_du_reports_sizes(tmp_path
     said = capsys.readouterr().out
     assert "2 runs (1 referenced by results) · 3 files" in said and "x_train.npy" in said and "held by 2 runs" in said
     assert main(["store", "gc", "--out", str(out)]) == 0
-    assert "removed 1 runs no result refers to and 1 files no run holds" in capsys.readouterr().out
+    assert "removed 1 run no result refers to and 1 file no run holds" in capsys.readouterr().out
     assert store.find("a" * 64)[0] is not None and not store.manifest_path("b" * 64).exists()
     assert len(store.objects()) == 2                           # the shared x_train stays, model B is gone
 
     assert main(["store", "du", "--out", str(tmp_path / "nothing")]) == 2
     assert "no stored runs under" in capsys.readouterr().err
+
+
+def test_store_du_on_the_grades_folder_finds_the_classes_and_the_single_notebooks(tmp_path, capsys):
+    """grades/ holds a class per assignment (grades/<id>/) and single notebooks apart (grades/single/<name>/)."""
+    grades = tmp_path / "grades"
+    for folder, fingerprint in ((grades / "assignment3", "a" * 64), (grades / "single" / "mine", "b" * 64)):
+        stored_run(RunStore(folder / "store"), tmp_path / fingerprint[:1], fingerprint, x_train=b"0" * 10, model=b"m")
+    assert main(["store", "du", "--out", str(grades)]) == 0
+    said = capsys.readouterr().out
+    for folder in (grades / "assignment3", grades / "single" / "mine"):
+        assert f"{folder / 'store'}: 1 run (0 referenced by results)" in said
 
 
 # --- the batch: what is executed, what is regraded, what is kept --------------------------------------------------

@@ -4,6 +4,7 @@ check's message, staff pages and jobs, and one student trying to reach another's
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import html
 import io
@@ -266,7 +267,7 @@ def test_the_roster_and_staff_commands_from_import_to_a_working_link(tmp_path, c
                       encoding="utf-8")
     assert main(["roster", "import", str(roster), "--data", str(data)]) == 0
     out = capsys.readouterr().out
-    assert "1 students added, 1 updated" in out and "roster revoke A002" in out
+    assert "1 student added, 1 updated" in out and "roster revoke A002" in out
     assert main(["roster", "links", "--new", "--url", "https://x", "--out", str(links), "--data", str(data)]) == 0
     assert [line.split(",")[0] for line in links.read_text().splitlines()[1:]] == ["A003"]
     assert r.status_code == 303 and open_link(TestClient(app, follow_redirects=False),
@@ -284,6 +285,30 @@ def test_the_roster_and_staff_commands_from_import_to_a_working_link(tmp_path, c
     capsys.readouterr()
     assert main(["staff", "list", "--data", str(data)]) == 0
     assert capsys.readouterr().out == "ta1  ta\n"
+
+
+def test_staff_add_reads_a_piped_password_with_password_stdin_and_no_warning(tmp_path):
+    """As an instructor's script runs it: a real pipe, a fresh process. Without --password-stdin there is no
+    terminal to ask on: said plainly (not Python's GetPassWarning with the password echoed)."""
+    import subprocess
+    import sys
+
+    from autograder import PROJECT_ROOT
+
+    def staff_add(*extra):
+        return subprocess.run([sys.executable, "-m", "autograder", "staff", "add", "prof", "--role", "instructor",
+                               "--data", str(tmp_path / "site"), *extra], input=PASSWORD + "\n", text=True,
+                              capture_output=True, cwd=PROJECT_ROOT, timeout=120,
+                              env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
+
+    refused = staff_add()
+    assert refused.returncode == 2 and "pipe it with --password-stdin" in refused.stderr
+    assert "GetPassWarning" not in refused.stderr and PASSWORD not in refused.stdout + refused.stderr
+    done = staff_add("--password-stdin")
+    assert done.returncode == 0 and "GetPassWarning" not in done.stderr and done.stderr == "", done.stderr
+    assert "prof (instructor) can sign in at /staff/login" in done.stdout
+    site = Site(load_config(), tmp_path / "site")
+    assert staff(create_app(site, run_checks=False, run_jobs=False)).get("/staff").status_code == 200
 
 
 # --- uploads -------------------------------------------------------------------------------------------------
@@ -374,6 +399,13 @@ def test_an_unfinished_notebook_is_accepted_with_the_same_opt_in_as_submit(site)
     app = app_of(site)
     client = student(app, site, "s001")
     released = (Path(site.config.root) / "assignments" / "assignment3" / "assignment3.ipynb").read_bytes()
+    refused = upload(client, data=released)
+    said = html.unescape(refused.text)
+    assert refused.status_code == 422 and "--allow-incomplete" not in said      # the site has a checkbox, no flag
+    assert "「未完成のセルがあっても提出する」にチェックを入れてください" in said
+    assert "tick “Submit even though some cells are unfinished”" in said
+    assert 'name="allow_incomplete" value="yes"> 未完成のセルがあっても提出する' in refused.text   # the box it names
+    keep_screenshot_source(refused.text, "unfinished-refused.html")
     assert upload(client, data=released, allow_incomplete="yes").status_code == 303
     assert len(rows(site)) == 1
 
@@ -488,6 +520,28 @@ def test_public_checks_run_in_the_background_and_no_hidden_message_reaches_the_s
         assert "No check is waiting" in staff(server.app).get("/staff").text
 
 
+def test_staff_follow_a_receipt_id_to_the_attempt_and_its_whole_check_which_students_cannot(site):
+    """Receipt ids on the staff pages are links to a read-only view of the attempt: its row and its check's whole
+    result, hidden checks' messages included; staff only."""
+    app = app_of(site, checks=True)
+    with TestClient(app, follow_redirects=False) as server:
+        s1 = student(server.app, site, "s001")
+        s1.cookies.update(server.cookies)
+        upload(s1)
+        prof = staff(server.app)
+        receipt = rows(site)[0].receipt
+        link = f'href="/staff/receipt/{receipt}"'
+        assert link in prof.get("/staff").text or rows(site)[0].check_state == "done"    # the queue, while it waits
+        assert wait_for(lambda: rows(site)[0].check_state == "done")
+        assert link in prof.get("/staff/a/assignment3").text                              # the roster
+        view = prof.get(f"/staff/receipt/{receipt}")
+        assert view.status_code == 200 and receipt in view.text and rows(site)[0].sha256 in view.text
+        assert "s001" in view.text and f"{HIDDEN_WORDS} architecture" in view.text and "its grader failed" in view.text
+        keep_screenshot_source(view.text, "staff-receipt.html")
+        assert prof.get("/staff/receipt/0123456789abcdef").status_code == 404
+        assert s1.get(f"/staff/receipt/{receipt}").headers["location"] == "/staff/login"      # a student: no
+
+
 def test_a_check_the_runner_cannot_run_is_retried_then_shown_to_staff_never_as_a_students_zero(site):
     app = create_app(site, run_jobs=False, check_runner=CheckRunner(site, 1, grade_fn=broken_check))
     with TestClient(app, follow_redirects=False):
@@ -548,14 +602,14 @@ def test_the_exchange_goes_out_as_a_zip_that_grade_reads(site, tmp_path):
     assert sorted(c.student_id for c in found) == ["s001", "s002"] and all(c.submitted_at for c in found)
 
 
-def results_zip(assignment="assignment3", extra: dict | None = None) -> bytes:
+def results_zip(assignment="assignment3", extra: dict | None = None, folder: str = "out") -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as z:
-        z.writestr("out/gradebook.csv", "student_id,score\ns001,7\n")
-        z.writestr("out/results/s001.json", json.dumps({"assignment": assignment, "score": 7}))
-        z.writestr("out/feedback/s001.html", "<p>graded on the GPU runner</p>")
-        z.writestr("out/summary.html", '<a href="feedback/s001.html">s001</a>')
-        z.writestr("out/store/objects/ab/abcdef", "a stored run: it stays on the runner")
+        z.writestr(f"{folder}/gradebook.csv", "student_id,score\ns001,7\n")
+        z.writestr(f"{folder}/results/s001.json", json.dumps({"assignment": assignment, "score": 7}))
+        z.writestr(f"{folder}/feedback/s001.html", "<p>graded on the GPU runner</p>")
+        z.writestr(f"{folder}/summary.html", '<a href="feedback/s001.html">s001</a>')
+        z.writestr(f"{folder}/store/objects/ab/abcdef", "a stored run: it stays on the runner")
         for name, text in (extra or {}).items():
             z.writestr(name, text)
     return buffer.getvalue()
@@ -585,6 +639,80 @@ def test_a_gpu_runners_results_come_back_and_feedback_is_released_to_each_studen
                       files={"results": ("out.zip", results_zip())})
     assert again.status_code == 303
     assert len(list(site.grades("assignment3").parent.glob("assignment3.before-*"))) == 1   # nothing graded is lost
+
+
+def test_a_student_who_handed_nothing_in_gets_a_row_and_after_release_a_page_that_says_so(site, monkeypatch):
+    """The grade job's own command (its --roster: the active students), run through the CLI with stand-in grading:
+    s002 handed nothing in and gets a gradebook row (no submission, 0) and, once released, a page saying so;
+    s003, revoked, is not expected."""
+    import functools
+
+    import autograder.batch
+    from autograder.cli import main
+    from autograder.site.staff import GRADE, job_command, write_roster
+    from classroom import works
+
+    app = app_of(site)
+    s1, s2 = student(app, site, "s001"), student(app, site, "s002")
+    upload(s1)
+    people.revoke(site.engine, "s003")
+    site.device = "cpu"
+    command = job_command(site, GRADE, "assignment3")
+    assert command[command.index("--roster") + 1] == str(write_roster(site))
+    assert write_roster(site).read_text().split() == ["student_id", "s001", "s002"]
+    monkeypatch.setattr(autograder.batch, "grade_classes",
+                        functools.partial(autograder.batch.grade_classes, grade_fn=works))
+    assert main(command[3:]) == 0
+    book = {row["student_id"]: row for row in csv.DictReader(io.StringIO(
+        (site.grades("assignment3") / "gradebook.csv").read_text(encoding="utf-8")))}
+    assert sorted(book) == ["s001", "s002"]
+    assert (book["s002"]["status"], book["s002"]["score"]) == ("no submission", "0")
+
+    assert s2.get("/a/assignment3/feedback").status_code == 404              # not released yet
+    prof = staff(app)
+    prof.post("/staff/a/assignment3/release", data={"csrf": csrf_of(prof.get("/staff/a/assignment3").text)})
+    assert "/a/assignment3/feedback" in s2.get("/a/assignment3").text
+    page = s2.get("/a/assignment3/feedback")
+    assert page.status_code == 200 and "s002" in page.text
+    assert "No submission" in page.text and "Nothing was handed in for this assignment (0 points)." in page.text
+    assert "not released yet" not in page.text and "NotImplementedError" not in page.text
+    keep_screenshot_source(page.text, "no-submission-feedback.html")
+
+
+def test_a_runners_out_folder_zipped_whole_holds_the_class_in_out_assignment_and_is_taken_from_there(site):
+    """`grade exchange.zip --out out/` on the runner writes out/assignment3/ (and out/logs/): that zip is taken."""
+    app = app_of(site)
+    prof = staff(app)
+    data = results_zip(folder="out/assignment3", extra={"out/logs/grader.log": "TensorFlow's lines"})
+    r = prof.post("/staff/a/assignment3/results", data={"csrf": csrf_of(prof.get("/staff/a/assignment3").text)},
+                  files={"results": ("out.zip", data)})
+    assert r.status_code == 303
+    grades = site.grades("assignment3")
+    assert (grades / "gradebook.csv").is_file() and (grades / "feedback" / "s001.html").is_file()
+    assert not (grades / "store").exists() and not (grades / "logs").exists()
+
+
+def test_released_results_without_a_student_say_they_handed_nothing_in(site):
+    """Results uploaded from a GPU runner that was given no roster: a student with no attempt is told they
+    handed nothing in, not that their feedback is unreleased."""
+    app = app_of(site)
+    s1, s2 = student(app, site, "s001"), student(app, site, "s002")
+    upload(s1)
+    prof = staff(app)
+    token = csrf_of(prof.get("/staff/a/assignment3").text)
+    prof.post("/staff/a/assignment3/results", data={"csrf": token}, files={"results": ("out.zip", results_zip())})
+    prof.post("/staff/a/assignment3/release", data={"csrf": token})
+    said = s2.get("/a/assignment3/feedback")
+    assert said.status_code == 200 and "You handed nothing in for this assignment" in said.text
+    assert "not released yet" not in said.text
+
+
+def keep_screenshot_source(text: str, name: str) -> None:
+    """With AUTOGRADER_SCREENSHOTS=DIR, keep a page the site served (its CSS is inline) to look at in a browser."""
+    folder = os.environ.get("AUTOGRADER_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        (Path(folder) / name).write_text(text, encoding="utf-8")
 
 
 @pytest.mark.parametrize("data, expected", [
@@ -691,4 +819,6 @@ def test_a_real_upload_is_checked_in_a_kernel_then_graded_released_and_shown_to_
         prof.post("/staff/a/assignment3/release", data={"csrf": token, "before_deadline": "yes"})
         feedback = s1.get("/a/assignment3/feedback")
         assert feedback.status_code == 200 and "s001" in feedback.text
-        assert s2.get("/a/assignment3/feedback").status_code == 404      # s002 handed in nothing
+        nothing = s2.get("/a/assignment3/feedback")                       # s002 handed in nothing: says so
+        assert nothing.status_code == 200 and "Nothing was handed in for this assignment" in nothing.text
+        assert "s001" not in nothing.text

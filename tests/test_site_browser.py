@@ -443,8 +443,9 @@ def test_a_student_ta_and_instructor_use_the_real_site_in_a_browser(site_setup, 
     b.wait_for(lambda: saved.is_file() and not list(b.downloads.glob("*.crdownload")), 30,
                "the gradebook download")
     gradebook = list(csv.DictReader(io.StringIO(saved.read_text(encoding="utf-8"))))
-    assert [r["student_id"] for r in gradebook] == ["s001"], gradebook
-    (row,) = gradebook
+    assert [r["student_id"] for r in gradebook] == ["s001", "s002"], gradebook     # the roster: s002 too
+    row, nothing = gradebook
+    assert (nothing["status"], nothing["score"]) == ("no submission", "0"), nothing
     assert row["score"] == row["max_score"] == "12" and row["official"] == "no", row     # on the CPU: unofficial
     b.click("a[href$='/download/summary.html']")
     b.page("class-summary")

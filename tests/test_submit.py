@@ -94,8 +94,10 @@ def test_deleted_given_cell_is_refused(monkeypatch, config, exchange, tmp_path):
 
 def test_incomplete_notebook_needs_allow_incomplete(monkeypatch, config, exchange):
     at(monkeypatch, BEFORE)
-    with pytest.raises(Refusal, match="reshape, one_hot, model, compile, fit, predict.*--allow-incomplete"):
+    with pytest.raises(Refusal, match="reshape, one_hot, model, compile, fit, predict.*--allow-incomplete") as said:
         submit(config.assignment.release_notebook, "s001", config, exchange=exchange)
+    assert "--allow-incomplete を付けてください" in str(said.value)              # the command's own flag, in both
+    assert "tick" not in str(said.value) and "チェック" not in str(said.value)    # no checkbox on a command line
     receipt = submit(config.assignment.release_notebook, "s001", config, allow_incomplete=True, exchange=exchange)
     assert receipt.sha256 == hashlib.sha256(config.assignment.release_notebook.read_bytes()).hexdigest()
 

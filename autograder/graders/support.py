@@ -112,6 +112,14 @@ def activation_name(fn) -> str:
     return name.removesuffix("_v2")
 
 
+def require_layers(model, expected: str) -> None:
+    """A model with no layers (an empty Sequential, or only an Input) is said as such — not compared, layer by
+    layer, with nothing, nor taken for a model with the wrong inputs."""
+    if not layer_plan(model):
+        fail(f"モデルに層がありません。{expected} の層を model.add(...) か Sequential([...]) で加えてください。",
+             f"The model has no layers: add {expected} with model.add(...) or Sequential([...]).")
+
+
 def layer_plan(model) -> list[tuple]:
     """The model as (kind, units or rate, activation) steps, whatever API built it: Activation layers fold into the
     Dense before them, input layers are skipped."""

@@ -39,6 +39,7 @@ from .. import clock
 from ..errors import GraderError, Refusal
 from ..graders import check_graders
 from ..pages import render
+from ..submit import INCOMPLETE_CHECKBOX
 from .core import Site
 from .db import DONE, QUEUED, RUNNING, attempts, staff, students
 from .people import check_password, end_sessions, student_for_token
@@ -324,10 +325,12 @@ def assignment_context(site: Site, student, a) -> dict:
             "check": check_view(site, tries[0]) if tries else None,
             "open": moment <= a.deadline or a.late_policy != "reject",
             "late_now": moment > a.deadline,
-            "released": bool(site.released_feedback(a.id)) and feedback_page(site, a.id, student.id) is not None,
+            "released": bool(site.released_feedback(a.id)) and (feedback_page(site, a.id, student.id) is not None
+                                                                 or not tries),
             "published": site.solution_page(a.id).is_file(),
             "limit_mb": site.config_for(a.id).max_notebook_mb, "used": site.usage(student.id, a.id),
-            "quota": (site.config.site_max_attempts, site.config.site_max_stored_mb)}
+            "quota": (site.config.site_max_attempts, site.config.site_max_stored_mb),
+            "incomplete_label": INCOMPLETE_CHECKBOX}
 
 
 @signed_in_as("student", with_assignment=True)
@@ -394,10 +397,14 @@ def _position(site: Site, row) -> int:
 @signed_in_as("student", with_assignment=True)
 async def feedback(request: Request, student, a):
     site: Site = request.app.state.site
-    path = feedback_page(site, a.id, student.id) if site.released_feedback(a.id) else None
-    if path is None:
-        return message(request, 404, "フィードバックはまだ公開されていません。", "Your feedback is not released yet.")
-    return FileResponse(path, media_type="text/html; charset=utf-8")
+    released = site.released_feedback(a.id)
+    path = feedback_page(site, a.id, student.id) if released else None
+    if path is not None:
+        return FileResponse(path, media_type="text/html; charset=utf-8")
+    if released and not site.attempts_of(student.id, a.id):      # graded without the roster (an uploaded zip)
+        return message(request, 200, "この課題の提出はありませんでした。採点結果は 0 点です。",
+                       "You handed nothing in for this assignment: there is no feedback, and your score is 0.")
+    return message(request, 404, "フィードバックはまだ公開されていません。", "Your feedback is not released yet.")
 
 
 @signed_in_as("student", with_assignment=True)
@@ -559,6 +566,22 @@ async def staff_feedback(request: Request, member, a):
 
 
 @signed_in_as("staff")
+async def staff_receipt(request: Request, member):
+    """One attempt as staff see it, read-only: its row and its check's whole result (hidden checks, notes)."""
+    site: Site = request.app.state.site
+    with site.engine.connect() as db:
+        row = db.execute(select(attempts).where(attempts.c.receipt == request.path_params["receipt"])).first()
+    if row is None:
+        return not_found(request)
+    path = site.check_file(row.receipt)
+    check = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    return page(request, "staff_receipt.html.j2", member=member, row=row, check=check,
+                time=local_time(site, row.submitted_at),
+                started=local_time(site, row.check_started_at) if row.check_started_at else "",
+                finished=local_time(site, row.check_finished_at) if row.check_finished_at else "")
+
+
+@signed_in_as("staff")
 async def staff_job_log(request: Request, member):
     path = request.app.state.jobs.log_path(int(request.path_params["job"]))
     if not path.is_file():
@@ -651,6 +674,7 @@ def create_app(site: Site, *, run_checks: bool = True, run_jobs: bool = True, ch
         Route("/staff/a/{assignment}/download/{what}", staff_download),
         Route("/staff/a/{assignment}/download/feedback/{page}", staff_feedback),
         Route("/staff/jobs/{job:int}/log", staff_job_log),
+        Route("/staff/receipt/{receipt}", staff_receipt),
         Route("/healthz", lambda request: PlainTextResponse("ok")),
     ]
     https = site.public_url.startswith("https://")

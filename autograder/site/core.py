@@ -36,7 +36,7 @@ from ..assignment import assignment_ids
 from ..config import Config
 from ..errors import GraderError, Refusal
 from ..report import write_atomic
-from ..submit import check_submission, deliver
+from ..submit import TICK_INCOMPLETE_CHECKBOX, check_submission, deliver
 from .db import QUEUED, SUPERSEDED, attempts, database_url, open_database, releases
 
 
@@ -194,7 +194,8 @@ class Site:
         with tempfile.NamedTemporaryFile(dir=tmp_dir, suffix=".ipynb") as upload:
             upload.write(data)
             upload.flush()
-            late = check_submission(Path(upload.name), student, config, moment, allow_incomplete)
+            late = check_submission(Path(upload.name), student, config, moment, allow_incomplete,
+                                    TICK_INCOMPLETE_CHECKBOX)       # the form's checkbox, not the command's flag
         with self._write_lock:
             self.refuse_over_quota(student, assignment, len(data))
             folder = self.data / "attempts" / student / assignment

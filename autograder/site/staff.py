@@ -25,6 +25,7 @@ from .. import PROJECT_ROOT, clock
 from ..errors import Refusal
 from ..intake import file_stem
 from ..publish import refuse_before_deadline
+from ..report import write_atomic
 from ..sandbox import SITE_REQUIRES_SANDBOX
 from .core import PRIVATE_UMASK
 from .db import DONE, FAILED, QUEUED, RUNNING, attempts, events, jobs, releases, students, utc_now
@@ -96,9 +97,21 @@ def queue(site, limit: int = 50) -> list:
 def job_command(site, kind: str, assignment: str) -> list[str]:
     base = [sys.executable, "-m", "autograder", "--config", str(site.config.source)]
     if kind == GRADE:
-        return base + ["grade", str(site.exchange), "--assignment", assignment, "--out",
-                       str(site.grades(assignment)), "--device", site.device, "--quiet"]
+        return base + ["grade", str(site.exchange), "--assignment", assignment, "--out",        # into grades/<id>/
+                       str(site.grades(assignment).parent), "--roster", str(roster_file(site)), "--device",
+                       site.device, "--quiet"]
     return base + ["publish", assignment, "--out", str(site.published(assignment)), "--device", site.device]
+
+
+def roster_file(site) -> Path:
+    return site.data / "roster.csv"
+
+
+def write_roster(site) -> Path:
+    """The active students, for the grade job's --roster: whoever handed nothing in gets a row and a page too."""
+    with site.engine.connect() as db:
+        ids = [row.id for row in db.execute(select(students.c.id).where(students.c.active).order_by(students.c.id))]
+    return write_atomic(roster_file(site), "".join(f"{line}\n" for line in ["student_id", *ids]))
 
 
 class JobRunner:
@@ -155,6 +168,8 @@ class JobRunner:
             db.execute(update(jobs).where(jobs.c.id == job.id).values(state=RUNNING))
         log = self.log_path(job.id)
         log.parent.mkdir(parents=True, exist_ok=True)
+        if job.kind == GRADE:
+            write_roster(self.site)                 # the roster as it stands when the class is graded
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(
             filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")]))}   # this autograder, installed or not
         if not self.site.unsafe_without_sandbox:

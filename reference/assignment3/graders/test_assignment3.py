@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from autograder.graders.support import (check, describe_keras, expect_shape, fail, flat_metrics, history_name,
-                                        keras_identity, layer_plan, note, shape_text, squashed)
+                                        keras_identity, layer_plan, note, require_layers, shape_text, squashed)
 
 N_TRAIN, N_TEST, N_PIXELS, N_CLASSES = 60000, 10000, 784, 10
 EXPECTED_LAYERS = [("Dense", 32, "relu"), ("Dense", 10, "softmax")]
@@ -124,6 +124,7 @@ def describe(plan) -> str:
 @check("architecture", points=2,
        title=("Dense(32, relu) → Dense(10, softmax) のモデル", "a Dense(32, relu) → Dense(10, softmax) model"))
 def test_architecture(model):
+    require_layers(model, describe(EXPECTED_LAYERS))
     inputs = getattr(model, "inputs", None) or []
     input_shape = tuple(inputs[0].shape[1:]) if len(inputs) == 1 else None
     if input_shape != (N_PIXELS,):

@@ -17,7 +17,7 @@ from sklearn.metrics import accuracy_score, precision_score, recall_score, roc_a
 from sklearn.model_selection import train_test_split
 
 from autograder.graders.support import (check, describe_keras, expect_shape, fail, flat_metrics, history_name,
-                                        keras_identity, layer_plan, note, shape_text, squashed)
+                                        keras_identity, layer_plan, note, require_layers, shape_text, squashed)
 
 SAME_ROWS = 1e-6         # 1 − correlation allowed between a student's column and the raw column it was scaled from
 SAME_VALUES = 1e-5       # |student − recomputed| for scaled features (a float32 copy keeps about 7 digits)
@@ -296,6 +296,7 @@ def test_architecture(model, assignment):
     e = assignment.expected
     expected = [("Dense", e["units"], e["hidden_activation"]), ("Dropout", float(e["dropout"]), None),
                 ("Dense", e["output_units"], e["output_activation"])]
+    require_layers(model, describe(expected))
     inputs = getattr(model, "inputs", None) or []
     input_shape = tuple(inputs[0].shape[1:]) if len(inputs) == 1 else None
     if input_shape != (e["n_features"],):
