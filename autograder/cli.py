@@ -249,8 +249,11 @@ def cmd_gradebook(args) -> int:
 
 
 def _site(args, **kwargs):
-    from .site.core import Site
+    """The site of the data folder ``--data`` names; every site command (serve, roster, staff) makes what it makes
+    there its owner's alone: a roster imported before the first serve holds the links' hashes too."""
+    from .site.core import PRIVATE_UMASK, Site
 
+    os.umask(PRIVATE_UMASK)
     return Site(load_config(args.config), Path(args.data) if args.data else None, args.db, **kwargs)
 
 

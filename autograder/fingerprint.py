@@ -39,9 +39,9 @@ RUN_SETTINGS = ("seed", "cell_timeout_s", "training_cell_timeout_s", "notebook_t
 # fingerprint) or where things are.
 NOT_RUN_SETTINGS = ("fused_fit_steps", "data_dir", "timezone", "missing_timestamp", "device_policy", "exchange_dir",
                     "publish_dir", "site_dir", "site_check_workers", "site_max_attempts", "site_max_stored_mb",
-                    "site_min_free_mb", "site_check_time_limit_s", "kernels_per_gpu", "slurm_partition",
-                    "slurm_gpus_per_task", "slurm_array_parallelism", "slurm_chunk_size", "slurm_time_min", "root",
-                    "source", "chosen")
+                    "site_min_free_mb", "site_check_time_limit_s", "site_staff_idle_min", "kernels_per_gpu",
+                    "slurm_partition", "slurm_gpus_per_task", "slurm_array_parallelism", "slurm_chunk_size",
+                    "slurm_time_min", "root", "source", "chosen")
 LIBRARIES = ("tensorflow", "keras", "numpy", "scikit-learn", "ipykernel")
 
 

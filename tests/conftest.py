@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -18,6 +19,16 @@ from autograder.graders import FRAMEWORK_DIR, check_graders
 from autograder.result import GradeResult
 
 SAMPLES = PROJECT_ROOT / "reference" / "assignment3" / "samples"
+
+
+@pytest.fixture(autouse=True)
+def umask_kept():
+    """The site's commands make their data private by this process's umask (0o077): each test starts from and leaves
+    the session's own."""
+    before = os.umask(0o022)
+    os.umask(before)
+    yield
+    os.umask(before)
 
 
 @pytest.fixture(scope="session")

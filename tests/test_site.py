@@ -670,7 +670,8 @@ def test_a_student_who_handed_nothing_in_gets_a_row_and_after_release_a_page_tha
 
     assert s2.get("/a/assignment3/feedback").status_code == 404              # not released yet
     prof = staff(app)
-    prof.post("/staff/a/assignment3/release", data={"csrf": csrf_of(prof.get("/staff/a/assignment3").text)})
+    prof.post("/staff/a/assignment3/release", data={"csrf": csrf_of(prof.get("/staff/a/assignment3").text),
+                                                        "before_deadline": "yes"})
     assert "/a/assignment3/feedback" in s2.get("/a/assignment3").text
     page = s2.get("/a/assignment3/feedback")
     assert page.status_code == 200 and "s002" in page.text
@@ -701,7 +702,7 @@ def test_released_results_without_a_student_say_they_handed_nothing_in(site):
     prof = staff(app)
     token = csrf_of(prof.get("/staff/a/assignment3").text)
     prof.post("/staff/a/assignment3/results", data={"csrf": token}, files={"results": ("out.zip", results_zip())})
-    prof.post("/staff/a/assignment3/release", data={"csrf": token})
+    assert prof.post("/staff/a/assignment3/release", data={"csrf": token, "before_deadline": "yes"}).status_code == 303
     said = s2.get("/a/assignment3/feedback")
     assert said.status_code == 200 and "You handed nothing in for this assignment" in said.text
     assert "not released yet" not in said.text

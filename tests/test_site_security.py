@@ -414,7 +414,7 @@ def test_the_sign_in_links_neutralise_formulas_in_names_and_are_lf(site, tmp_pat
 @pytest.fixture
 def restore_umask(monkeypatch):
     """serve sets this process's umask (and the site's requirement of the sandbox): put both back after."""
-    monkeypatch.delenv(sandbox.SITE_REQUIRES_SANDBOX, raising=False)
+    monkeypatch.setenv(sandbox.SITE_REQUIRES_SANDBOX, "")      # (not "1": unset) and removed again after the test
     before = os.umask(0o022)
     yield
     os.umask(before)
