@@ -365,7 +365,7 @@ def test_a_late_upload_is_refused_by_the_servers_clock_with_the_deadline_shown(s
 def test_every_page_says_when_the_sites_clock_is_a_rehearsal(site, monkeypatch):
     app = app_of(site)
     client = student(app, site, "s001")
-    assert "Rehearsal: this site&#x27;s clock is not the real time" in client.get("/a/assignment3").text
+    assert "Rehearsal: this site's clock is not the real time" in client.get("/a/assignment3").text
     monkeypatch.delenv("AUTOGRADER_NOW")
     for page in ("/", "/a/assignment3", "/staff/login"):
         assert "Rehearsal" not in client.get(page).text
