@@ -249,8 +249,9 @@ def cmd_gradebook(args) -> int:
 
 
 def _site(args, **kwargs):
-    """The site of the data folder ``--data`` names; every site command (serve, roster, staff) makes what it makes
-    there its owner's alone: a roster imported before the first serve holds the links' hashes too."""
+    """The site of the data folder ``--data`` names. Every site command (serve and, through its umask, the check
+    workers and jobs it starts; roster; staff) makes what it makes there its owner's alone: a roster imported
+    before the first serve holds the links' hashes too."""
     from .site.core import PRIVATE_UMASK, Site
 
     os.umask(PRIVATE_UMASK)
@@ -268,13 +269,11 @@ def cmd_serve(args) -> int:
 
     from . import sandbox
     from .site.app import SERVER_LIMITS, create_app, log_config
-    from .site.core import PRIVATE_UMASK
 
     if args.rehearse:                               # before anything reads the time; checks and jobs inherit it
         start = clock.rehearse(args.rehearse)
         print(f"autograder serve: REHEARSAL — the site's clock runs from {start.isoformat()}, not the real time; "
               "every page says so", flush=True)
-    os.umask(PRIVATE_UMASK)                         # the data folder, and all it and the jobs make: owner only
     site = _site(args, public_url=args.public_url or f"http://{args.host}:{args.port}", device=args.device)
     site.unsafe_without_sandbox = args.unsafe_without_sandbox
     if args.unsafe_without_sandbox:
