@@ -382,6 +382,7 @@ def grade_classes(source: Path, out: Path, config: Config, assignment: str | Non
     <assignment> folders, or ``assignment`` when given) into its own folder, ``out/<assignment>/`` — however many
     it holds, so that the same class always lands in the same place and ``gradebook out/`` finds each once."""
     refuse_class_folder_as_root(Path(out))
+    refuse_notebook_folder(Path(out))
     known = assignment_ids(config)
     with unpacked(source) as (root, refused):
         if assignment:

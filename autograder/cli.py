@@ -50,7 +50,7 @@ def cmd_release(args) -> int:
 
 
 def cmd_grade(args) -> int:
-    from .store import is_class_folder
+    from .store import holds_class_folders
 
     target = Path(args.notebook)
     if not target.exists():              # said first: before the configuration, TensorFlow or the GPU
@@ -61,10 +61,11 @@ def cmd_grade(args) -> int:
     if not is_class:
         config = config.for_assignment(which_assignment(config, target, args.assignment))
     out = Path(args.out) if args.out else GRADES if is_class else SINGLE_GRADES / target.stem
-    if not is_class and is_class_folder(out):          # said before anything, even a log, is written there
+    if not is_class and holds_class_folders(out):      # said before anything, even a log, is written there
         raise GraderError(f"{out} はクラスの採点結果のフォルダです。1 冊のノートブックには別の --out を指定してください。\n"
-                          f"{out} is a class's graded folder (gradebook.csv, results/): one notebook's results are "
-                          f"not mixed into it; give another --out (default: {SINGLE_GRADES}/<notebook name>)")
+                          f"{out} is a class's graded folder, or holds one (gradebook.csv, results/): one notebook's "
+                          f"results are not mixed into it; give another --out (default: {SINGLE_GRADES}/<notebook "
+                          "name>)")
     return _logging_tensorflow(out / "logs" / "grader.log" if is_class else out / "grader.log",
                                lambda: (_grade_class if is_class else _grade_one)(target, out, args, config))
 
@@ -312,7 +313,8 @@ def cmd_roster(args) -> int:
             raise GraderError("roster import takes one CSV file")
         added, updated, absent = people.import_roster(site.engine, people.read_roster(Path(args.items[0])))
         print(f"{count(added, 'student')} added, {updated} updated ({site.data})\n"
-              "next: python -m autograder roster links --url https://YOUR-SITE --out links.csv")
+              "next: python -m autograder roster links --url https://YOUR-SITE --out links.csv (after adding "
+              "latecomers: roster links --new … gives links only to those who have none)")
         if absent:
             print(f"not in this roster but still able to sign in ({len(absent)}): {' '.join(absent)}\n"
                   f"if they left the course: python -m autograder roster revoke {' '.join(absent)}")
@@ -324,8 +326,9 @@ def cmd_roster(args) -> int:
             print("no student needs a link (every active student has one; without --new, links are issued anew)")
             return 0
         people.write_links(links, Path(args.out))
-        print(f"wrote {len(links)} sign-in links to {args.out} (each student's earlier link no longer works); "
-              "the links sign students in: send each only to its student, then delete the file")
+        replaced = "" if args.new else " (each student's earlier link no longer works, nor its sessions)"
+        print(f"wrote {count(len(links), 'sign-in link')} to {args.out}{replaced}; the links sign students in: send "
+              "each only to its student, then delete the file")
     else:
         if not args.items:
             raise GraderError(f"roster {args.action} needs the student ids")

@@ -58,6 +58,14 @@ def is_class_folder(folder: Path) -> bool:
     return (Path(folder) / "gradebook.csv").is_file() or (Path(folder) / "results").is_dir()
 
 
+def holds_class_folders(folder: Path) -> bool:
+    """Whether ``folder`` is a class's folder or the folder of the course's grades (a class in one of its
+    subfolders): one notebook's results are never written into either."""
+    folder = Path(folder)
+    return is_class_folder(folder) or (folder.is_dir() and any(
+        is_class_folder(child) for child in folder.iterdir() if child.is_dir()))
+
+
 def read_result(path: Path) -> dict | None:
     """A result written earlier (results.json, results/<student>.json), or None where there is none readable."""
     try:

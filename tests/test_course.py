@@ -150,6 +150,15 @@ def test_a_class_lands_in_out_assignment_however_many_assignments_the_exchange_h
                       grade_fn=works)
     assert main(["grade", str(answered_notebook(tmp_path)), "--out", str(grades / "assignment4")]) == 2
     assert "one notebook's results are not mixed into it" in capsys.readouterr().err
+    assert main(["grade", str(answered_notebook(tmp_path)), "--out", str(grades)]) == 2      # the classes' root
+    assert "one notebook's results are not mixed into it" in capsys.readouterr().err
+    assert not (grades / "results.json").exists() and not (grades / "grader.log").exists()
+    single = tmp_path / "single"                                  # one notebook's folder, as `grade NOTEBOOK` left it
+    single.mkdir()
+    (single / "results.json").write_text("{}", encoding="utf-8")
+    with pytest.raises(GraderError, match="holds one notebook's results"):
+        grade_classes(one, single, load_config(), workers=1, device="cpu", progress=False, grade_fn=works)
+    assert sorted(p.name for p in single.iterdir()) == ["results.json"]
 
 
 def test_the_course_gradebook_goes_under_grades_by_default_and_no_root_csv_is_committed(tmp_path, monkeypatch,

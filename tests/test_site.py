@@ -270,6 +270,8 @@ def test_the_roster_and_staff_commands_from_import_to_a_working_link(tmp_path, c
     assert "1 student added, 1 updated" in out and "roster revoke A002" in out
     assert main(["roster", "links", "--new", "--url", "https://x", "--out", str(links), "--data", str(data)]) == 0
     assert [line.split(",")[0] for line in links.read_text().splitlines()[1:]] == ["A003"]
+    said = capsys.readouterr().out
+    assert "wrote 1 sign-in link to" in said and "earlier link" not in said      # A003 had none
     assert r.status_code == 303 and open_link(TestClient(app, follow_redirects=False),
                                               "/signin/" + written[1].rsplit("/", 1)[1]).status_code == 303
     # A001's link still works
