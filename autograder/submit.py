@@ -55,7 +55,7 @@ def checksum(cell) -> str | None:
 
 # How a student submits unfinished work anyway, (ja, en) as each front door says it: the command's flag, or the
 # site's checkbox (its label, as the upload form shows it).
-ALLOW_INCOMPLETE_FLAG = ("--allow-incomplete を付けてください", "add --allow-incomplete")
+ALLOW_INCOMPLETE_FLAG = (" --allow-incomplete を付けてください", "add --allow-incomplete")
 INCOMPLETE_CHECKBOX = ("未完成のセルがあっても提出する", "Submit even though some cells are unfinished")
 TICK_INCOMPLETE_CHECKBOX = (f"「{INCOMPLETE_CHECKBOX[0]}」にチェックを入れてください", f"tick “{INCOMPLETE_CHECKBOX[1]}”")
 
