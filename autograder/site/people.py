@@ -97,8 +97,8 @@ def import_roster(engine: Engine, roster: list[RosterRow]) -> tuple[int, int, li
 
 def issue_links(engine: Engine, base_url: str, only: list[str] | None = None, new: bool = False) -> list[dict]:
     """A fresh sign-in link for each active student (or those named, or with ``new`` those who have none yet):
-    the earlier link of each stops working, and so do the sessions it opened. → rows for a mail merge (student_id, name, email, link). The tokens
-    exist only in what this returns."""
+    the earlier link of each stops working, and so do the sessions it opened. → rows for a mail merge (student_id,
+    name, email, link). The tokens exist only in what this returns."""
     base = base_url.rstrip("/")
     with engine.begin() as db:
         query = select(students).where(students.c.active.is_(True)).order_by(students.c.id)
