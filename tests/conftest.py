@@ -10,25 +10,36 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograder import PROJECT_ROOT
+from autograder import PROJECT_ROOT, clock
 from autograder.assignment import which_assignment
 from autograder.config import load_config
 from autograder.dataset import load_dataset, load_mnist
 from autograder.grade import grade_notebook
 from autograder.graders import FRAMEWORK_DIR, check_graders
 from autograder.result import GradeResult
+from autograder.sandbox import SITE_REQUIRES_SANDBOX
 
 SAMPLES = PROJECT_ROOT / "reference" / "assignment3" / "samples"
 
 
+# What `serve`, run in this process by a test, sets for itself and the processes it starts.
+PROCESS_SETTINGS = (SITE_REQUIRES_SANDBOX, clock.NOW_VARIABLE, clock.SET_AT_VARIABLE)
+
+
 @pytest.fixture(autouse=True)
-def umask_kept():
-    """The site's commands make their data private by this process's umask (0o077): each test starts from and leaves
-    the session's own."""
+def process_state_kept():
+    """The site's commands set this process's umask (0o077: private data), the site's requirement of the sandbox
+    and a rehearsal's clock: each test leaves them as it found them, whatever the order tests run in."""
     before = os.umask(0o022)
     os.umask(before)
+    env = {name: os.environ.get(name) for name in PROCESS_SETTINGS}
     yield
     os.umask(before)
+    for name, value in env.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture(scope="session")
