@@ -297,7 +297,7 @@ def format_usage(store: RunStore, usage: StoreUsage) -> str:
     lines = [f"{store.root}: {count(usage.runs, 'run')} ({usage.referenced} referenced by results) · "
              f"{count(usage.objects, 'file')} · "
              f"{mb(usage.disk_bytes)} on disk ({mb(usage.logical_bytes)} if each run kept its own copy) · "
-             f"{mb(int(per))} per graded student"]
+             f"{mb(int(per))} per graded run"]
     names = {f["sha256"]: name for m in store.manifests().values() for name, f in m.get("files", {}).items()}
     for digest, (runs, size) in sorted(usage.shared.items(), key=lambda item: -item[1][1])[:5]:
         lines.append(f"  {names.get(digest, digest[:12])} ({digest[:12]}) {mb(size)} held by {count(runs, 'run')}, "
