@@ -109,6 +109,15 @@ def rehearsing() -> bool:
     return bool(os.environ.get(NOW_VARIABLE))
 
 
+def still_before(deadline: dt.datetime, tz: dt.tzinfo) -> tuple[str, str] | None:
+    """(the deadline, the time now), as people read them, while ``deadline`` has not passed; else None. What
+    may wait for a deadline (a solution, feedback) is refused with both."""
+    moment = now()
+    if moment >= deadline:
+        return None
+    return local_text(deadline, tz), local_text(moment, tz)
+
+
 def local_text(moment: dt.datetime, tz: dt.tzinfo) -> str:
     """'2024-05-16 23:59 JST' — how deadlines and times are shown to people."""
     return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z")

@@ -78,7 +78,7 @@ def grade_notebook(path: Path, config: Config, device: str = "auto", data=None,
     """Grade one notebook file: choose the device under the course's policy, then ``grade_on`` it."""
     if not Path(path).is_file():
         raise GraderError(f"notebook not found: {path}")
-    checks = check_graders(config)           # a broken grader stops here, before minutes of training
+    check_graders(config)                    # a broken grader stops here, before minutes of training
     kernel_device, official = resolve_device(device, config, gpus, cpu_fallback)
     sandbox.require(config.sandbox, warn=not cpu_fallback)
     return grade_on(Path(path), config, kernel_device, official, data, fused=fused)

@@ -42,10 +42,10 @@ def tidy_outputs(nb) -> nbformat.NotebookNode:
 def refuse_before_deadline(config: Config, force_hint: bool = True) -> None:
     """Refusal while the assignment's deadline has not passed (said by the command, with how to force it, and by
     the site, which has no --force)."""
-    moment = clock.now()
-    if moment >= config.assignment.deadline:
+    open_now = clock.still_before(config.assignment.deadline, config.timezone)
+    if open_now is None:
         return
-    deadline, now = (clock.local_text(t, config.timezone) for t in (config.assignment.deadline, moment))
+    deadline, now = open_now
     raise Refusal(f"解答は締め切り ({deadline}) の後に公開します。現在 {now} です"
                   f"{' (--force で締め切り前でも公開できます)' if force_hint else ''}。\n"
                   f"The solution is published after the deadline ({deadline}); it is now {now}."

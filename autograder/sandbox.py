@@ -99,12 +99,13 @@ def mode(configured: str) -> str:
     return "require" if os.environ.get(SITE_REQUIRES_SANDBOX) == "1" else configured
 
 
-def userns_hint(where: str = "this host") -> str:
-    """Which host setting keeps bwrap from creating namespaces, where one visibly does, else ''."""
+def userns_hint(where: str = "this host", advice: str = "") -> str:
+    """Which host setting keeps bwrap from creating namespaces, where one visibly does (with ``advice``, what to do
+    about it there), else ''."""
     for setting, path, blocking in USERNS_SETTINGS:
         with contextlib.suppress(OSError, ValueError):
             if int(Path(path).read_text()) == blocking:
-                return f" ({where} has {setting} = {blocking}: bwrap needs unprivileged user namespaces)"
+                return f" ({where} has {setting} = {blocking}: bwrap needs unprivileged user namespaces{advice})"
     return ""
 
 

@@ -164,8 +164,7 @@ def userns_hint() -> str:
     """Why bwrap may not start on a cluster node: unprivileged user namespaces switched off."""
     from ..sandbox import userns_hint as host_hint
 
-    said = host_hint("this node")
-    return said and f"{said[:-1]}; ask the cluster's administrators, or set SANDBOX = 'auto' or 'off' knowingly)"
+    return host_hint("this node", "; ask the cluster's administrators, or set SANDBOX = 'auto' or 'off' knowingly")
 
 
 # --- the Ray executor's grading process ---------------------------------------------------------------------------

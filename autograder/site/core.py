@@ -84,6 +84,7 @@ class Site:
         self.public_url = public_url.rstrip("/")
         self.device = device                         # as asked: the jobs' `grade` applies the device policy to it
         self._configs: dict[str, Config] = {}
+        self._never_shown: dict[str, tuple[str, ...]] = {}
         self._write_lock = threading.Lock()          # one upload written at a time: numbers and the exchange
         self.new_attempt = threading.Event()         # wakes the check runners
         self.unsafe_without_sandbox = False          # serve --unsafe-without-sandbox: kernels may run outside it
@@ -109,7 +110,6 @@ class Site:
                 warnings.append(f"{entry} is open to others (mode {mode & 0o777:o}; it holds students' work or the "
                                 f"site's secrets): chmod -R go-rwx {self.data}")
         return warnings
-
 
     @property
     def exchange(self) -> Path:
@@ -171,12 +171,15 @@ class Site:
 
     def never_shown(self, assignment: str) -> tuple[str, ...]:
         """What no student's page may hold, whatever their notebook's error messages say: the session key and
-        the hidden graders' source lines (those long enough not to occur by chance)."""
-        graders = self.config_for(assignment).assignment.graders_dir
-        lines = {line.strip() for path in sorted(graders.glob("*.py"))
-                 for line in path.read_text(encoding="utf-8", errors="replace").splitlines()
-                 if len(line.strip()) >= 20}
-        return (self.secret_key, *sorted(lines, key=len, reverse=True))
+        the hidden graders' source lines (those long enough not to occur by chance). Read once per assignment, as
+        its settings are: every receipt page and its refreshes ask."""
+        if assignment not in self._never_shown:
+            graders = self.config_for(assignment).assignment.graders_dir
+            lines = {line.strip() for path in sorted(graders.glob("*.py"))
+                     for line in path.read_text(encoding="utf-8", errors="replace").splitlines()
+                     if len(line.strip()) >= 20}
+            self._never_shown[assignment] = (self.secret_key, *sorted(lines, key=len, reverse=True))
+        return self._never_shown[assignment]
 
     def released_feedback(self, assignment: str):
         with self.engine.connect() as db:

@@ -22,6 +22,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .. import PROJECT_ROOT, clock
+from ..csvout import csv_text
 from ..errors import Refusal
 from ..intake import file_stem
 from ..publish import refuse_before_deadline
@@ -111,7 +112,7 @@ def write_roster(site) -> Path:
     """The active students, for the grade job's --roster: whoever handed nothing in gets a row and a page too."""
     with site.engine.connect() as db:
         ids = [row.id for row in db.execute(select(students.c.id).where(students.c.active).order_by(students.c.id))]
-    return write_atomic(roster_file(site), "".join(f"{line}\n" for line in ["student_id", *ids]))
+    return write_atomic(roster_file(site), csv_text(["student_id"], ([i] for i in ids)))
 
 
 class JobRunner:
@@ -299,10 +300,10 @@ def release_feedback(site, assignment: str, actor: str, before_deadline: bool = 
 
 def refuse_release_before_deadline(config) -> None:
     """Refusal while uploads are open: feedback shows the hidden checks' messages, a student could aim at them."""
-    moment = clock.now()
-    if moment >= config.assignment.deadline:
+    open_now = clock.still_before(config.assignment.deadline, config.timezone)
+    if open_now is None:
         return
-    deadline, now = (clock.local_text(t, config.timezone) for t in (config.assignment.deadline, moment))
+    deadline, now = open_now
     raise Refusal(f"フィードバックは締め切り ({deadline}) の後に公開します。現在 {now} です。今公開すると、提出を受け付けている"
                   "間に学生が非公開チェックのメッセージを見られます。それでも公開するには「締め切り前に公開する」に"
                   "チェックを入れてください。\n"
