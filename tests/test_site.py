@@ -542,6 +542,8 @@ def test_staff_follow_a_receipt_id_to_the_attempt_and_its_whole_check_which_stud
         keep_screenshot_source(view.text, "staff-receipt.html")
         assert prof.get("/staff/receipt/0123456789abcdef").status_code == 404
         assert s1.get(f"/staff/receipt/{receipt}").headers["location"] == "/staff/login"      # a student: no
+        stranger = TestClient(app, follow_redirects=False)
+        assert stranger.get(f"/staff/receipt/{receipt}").headers["location"] == "/staff/login"   # nor a stranger
 
 
 def test_a_check_the_runner_cannot_run_is_retried_then_shown_to_staff_never_as_a_students_zero(site):
