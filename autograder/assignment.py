@@ -7,6 +7,7 @@ renaming the notebook) gives a working assignment9.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import difflib
 from dataclasses import dataclass, field
@@ -149,6 +150,13 @@ def load_assignment(config: Config, assignment_id: str) -> Assignment:
         root=config.root,
         overrides={name.lower(): read(s) for name, read in OVERRIDABLE.items() if name in s.values},
     )
+
+
+def config_for(config: Config, assignment_id: str) -> Config:
+    """The course's settings as they apply to one assignment: its settings.py read and validated, its overrides of
+    course defaults applied (``config.assignment`` is then that assignment)."""
+    assignment = load_assignment(config, assignment_id)
+    return dataclasses.replace(config, chosen=assignment, **assignment.overrides)
 
 
 def _names(s: SettingsFile, setting: str, names, what: str = "names") -> tuple[str, ...]:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import clock, dataset, intake
-from .assignment import assignment_ids, unknown_assignment
+from .assignment import assignment_ids, config_for, unknown_assignment
 from .checks import CheckSpec
 from .config import Config
 from .device import official_on
@@ -394,7 +394,7 @@ def grade_classes(source: Path, out: Path, config: Config, assignment: str | Non
         if not ids:
             raise ConfigError(f"cannot tell which assignment the submissions in {source} are for (their layout "
                               f"names none of {', '.join(known) or 'no assignments'}): add --assignment ID")
-        configs = {assignment_id: config.for_assignment(assignment_id) for assignment_id in ids}
+        configs = {assignment_id: config_for(config, assignment_id) for assignment_id in ids}
         if options.get("only") and len(ids) > 1:     # a student named must have handed in one of them
             check_only(set(options["only"]), {sub.student_id for c in configs.values()
                                               for sub in intake.choose(intake.find_candidates(root, c), c)}

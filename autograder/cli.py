@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from . import PROJECT_ROOT, clock
-from .assignment import which_assignment
+from .assignment import config_for, which_assignment
 from .config import load_config
 from .device import DEVICES, native_output_to
 from .executors import CLUSTER_OPTIONS, EXECUTORS
@@ -30,7 +30,7 @@ def cmd_list(args) -> int:
         return 0
     for assignment_id in ids:
         try:
-            a = config.for_assignment(assignment_id).assignment
+            a = config_for(config, assignment_id).assignment
         except GraderError as exc:
             print(f"{assignment_id}  (its settings cannot be read: {exc})")
             continue
@@ -42,7 +42,7 @@ def cmd_list(args) -> int:
 
 
 def cmd_release(args) -> int:
-    config = load_config(args.config).for_assignment(args.assignment)
+    config = config_for(load_config(args.config), args.assignment)
     from .release import release
 
     print(f"wrote {release(config)}")
@@ -59,7 +59,7 @@ def cmd_grade(args) -> int:
     config = load_config(args.config)
     is_class = target.is_dir() or target.suffix.lower() == ".zip"
     if not is_class:
-        config = config.for_assignment(which_assignment(config, target, args.assignment))
+        config = config_for(config, which_assignment(config, target, args.assignment))
     out = Path(args.out) if args.out else GRADES if is_class else SINGLE_GRADES / target.stem
     if not is_class and holds_class_folders(out):      # said before anything, even a log, is written there
         raise GraderError(f"{out} はクラスの採点結果のフォルダです。1 冊のノートブックには別の --out を指定してください。\n"
@@ -172,7 +172,7 @@ def cmd_check(args) -> int:
     if not notebook.is_file():
         raise GraderError(f"見つかりません / not found: {notebook} (no notebook at {notebook.absolute()})")
     config = load_config(args.config)
-    config = config.for_assignment(which_assignment(config, notebook, args.assignment))
+    config = config_for(config, which_assignment(config, notebook, args.assignment))
     result = _logging_tensorflow(COMMAND_LOGS / "check.log", lambda: grade_notebook(
         Path(args.notebook), config, device=args.device, cpu_fallback=True))
     print(format_self_check(result, check_graders(config)))     # collected for the grading above: not again
@@ -183,7 +183,7 @@ def cmd_submit(args) -> int:
     from .submit import submit
 
     config = load_config(args.config)
-    config = config.for_assignment(which_assignment(config, Path(args.notebook), args.assignment))
+    config = config_for(config, which_assignment(config, Path(args.notebook), args.assignment))
     receipt = submit(Path(args.notebook), args.student, config, allow_incomplete=args.allow_incomplete,
                      exchange=Path(args.exchange) if args.exchange else None)
     if receipt.replaced:
@@ -197,7 +197,7 @@ def cmd_submit(args) -> int:
 def cmd_publish(args) -> int:
     from .publish import publish
 
-    config = load_config(args.config).for_assignment(args.assignment)
+    config = config_for(load_config(args.config), args.assignment)
     written = _logging_tensorflow(COMMAND_LOGS / "publish.log", lambda: publish(
         config, out=Path(args.out) if args.out else None, force=args.force, device=args.device))
     for path in written:
@@ -211,7 +211,7 @@ def cmd_demo(args) -> int:
 
     config = load_config(args.config)
     ids = [args.assignment] if args.assignment else assignment_ids(config)
-    configs = [config.for_assignment(i) for i in ids]           # every settings file checked before any training
+    configs = [config_for(config, i) for i in ids]           # every settings file checked before any training
     failed = [c.assignment.id for c in configs
               if _logging_tensorflow(COMMAND_LOGS / "demo.log", lambda: run_demo(c, device=args.device))]
     if len(configs) > 1:

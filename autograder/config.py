@@ -2,8 +2,9 @@
 
 A ``Config`` holds what is course-wide (time zone, sandbox and limits, device policy, folders). An assignment's
 own settings (``reference/<id>/settings.py``: title, deadline, dataset, exports, expected values) are read by
-``autograder.assignment``; ``Config.for_assignment`` joins the two, the assignment's overrides of course defaults
-applied, and that joined ``Config`` is what grading, release, submit and publish receive.
+``autograder.assignment``, which builds on this module (never the other way round): its ``config_for`` joins the
+two, the assignment's overrides of course defaults applied, and that joined ``Config`` is what grading, release,
+submit and publish receive.
 """
 
 from __future__ import annotations
@@ -156,7 +157,7 @@ class Config:
     slurm_time_min: int                   # an array task's time limit
     root: Path                            # the folder holding grader_config.py; course paths hang off it
     source: Path
-    chosen: Assignment | None = None      # the assignment these settings apply to (see for_assignment)
+    chosen: Assignment | None = None      # the assignment these settings apply to (see assignment.config_for)
 
     @property
     def assignment(self) -> Assignment:
@@ -164,14 +165,6 @@ class Config:
             raise ConfigError("no assignment chosen: name one (--assignment ID, or the command's ID); "
                               "`python -m autograder list` shows the course's assignments")
         return self.chosen
-
-    def for_assignment(self, assignment_id: str) -> Config:
-        """These settings as they apply to one assignment: its settings.py read and validated, its overrides of
-        course defaults applied."""
-        from .assignment import load_assignment
-
-        assignment = load_assignment(self, assignment_id)
-        return dataclasses.replace(self, chosen=assignment, **assignment.overrides)
 
     def dataset_folder(self, name: str) -> Path:
         """Where a pinned dataset's files are: DATA_DIR/<name>, or $AUTOGRADER_<NAME>_DIR."""

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from . import dataset
+from .assignment import config_for
 from .config import Config, load_config
 from .errors import GraderError
 from .report import format_table
@@ -82,7 +83,7 @@ def _worker_main(conn, config_path: str, assignment_id: str, grade_fn, log_path:
 
         one_gpu_per_slot(slot)
         visible_gpus()                   # hides the GPUs from this process (the graders): they are the kernels'
-    config = load_config(config_path).for_assignment(assignment_id)
+    config = config_for(load_config(config_path), assignment_id)
     data = LazyDataset(config, snapshot)
     while True:
         try:

@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from autograder import dataset  # noqa: E402
+from autograder.assignment import config_for  # noqa: E402
 from autograder.config import load_config  # noqa: E402
 from autograder.execute import KERNEL_SIDE  # noqa: E402
 
@@ -74,7 +75,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=30)
     args = parser.parse_args()
-    config = load_config().for_assignment("assignment3")
+    config = config_for(load_config(), "assignment3")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         npz = dataset.write_keras_npz(dataset.load_mnist(config.dataset_folder("mnist")), Path(tmp) / "mnist.npz")

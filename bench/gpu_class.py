@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from vs_nbgrader import make_class, submit_ours  # noqa: E402
 
+from autograder.assignment import config_for  # noqa: E402
 from autograder.config import load_config  # noqa: E402
 
 GOAL_S = 180
@@ -59,7 +60,7 @@ def main() -> int:
     if not shutil.which("nvidia-smi"):
         print("no nvidia-smi: this benchmark needs a GPU runner", file=sys.stderr)
         return 2
-    config = load_config().for_assignment("assignment3")
+    config = config_for(load_config(), "assignment3")
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="gpu-class-"))
     exchange, staging, out = work / "exchange", work / "staging", work / "out" / "assignment3"   # OUT/<assignment>/
     for folder in (exchange, staging):

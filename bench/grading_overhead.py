@@ -26,11 +26,12 @@ def bare(notebook: Path) -> None:
     import nbformat
     from nbclient import NotebookClient
 
+    from autograder.assignment import config_for
     from autograder.config import load_config
     from autograder.dataset import load_mnist, write_keras_npz
     from autograder.execute import harness_cell, harness_code, kernel_env
 
-    config = load_config().for_assignment("assignment3")
+    config = config_for(load_config(), "assignment3")
     nb = nbformat.read(notebook, as_version=4)
     with tempfile.TemporaryDirectory() as tmp:
         npz = write_keras_npz(load_mnist(config.dataset_folder("mnist")), Path(tmp) / "mnist.npz")

@@ -288,9 +288,10 @@ def main() -> int:
     if args.students < 1 or (args.workers is not None and args.workers < 1):
         parser.error("--students and --workers must be at least 1")
 
+    from autograder.assignment import config_for
     from autograder.config import load_config
 
-    config = load_config().for_assignment("assignment3")
+    config = config_for(load_config(), "assignment3")
     points = {c.id: c.points for c in check_graders(config)}
     students = make_class(args.students)
     if args.keep:

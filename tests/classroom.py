@@ -53,9 +53,10 @@ def _overridden(text: str, settings: dict[str, str]) -> str:
 
 def load_course(config_path: Path, assignment: str = "assignment3"):
     """The course at ``config_path`` as it applies to ``assignment``."""
+    from autograder.assignment import config_for
     from autograder.config import load_config
 
-    return load_config(config_path).for_assignment(assignment)
+    return config_for(load_config(config_path), assignment)
 
 
 def answer(epochs: int = 2, normalise: bool = True) -> str:

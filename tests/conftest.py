@@ -11,7 +11,7 @@ import nbformat
 import pytest
 
 from autograder import PROJECT_ROOT, clock
-from autograder.assignment import which_assignment
+from autograder.assignment import config_for, which_assignment
 from autograder.config import load_config
 from autograder.dataset import load_dataset, load_mnist
 from autograder.grade import grade_notebook
@@ -45,7 +45,7 @@ def process_state_kept():
 @pytest.fixture(scope="session")
 def config():
     """The project's course settings as they apply to assignment3."""
-    return load_config().for_assignment("assignment3")
+    return config_for(load_config(), "assignment3")
 
 
 @pytest.fixture(scope="session")
@@ -78,7 +78,7 @@ def graded(request, config, mnist, tmp_path_factory):
         if path not in cache:
             assignment = which_assignment(config, path)
             if assignment not in courses:
-                course = load_config().for_assignment(assignment)
+                course = config_for(load_config(), assignment)
                 courses[assignment] = (course, load_dataset(course))
             course, data = courses[assignment]
             cache[path] = grade_notebook(path, course, device="cpu", data=data)

@@ -10,6 +10,7 @@ import re
 import pytest
 
 from autograder import PROJECT_ROOT
+from autograder.assignment import config_for
 from autograder.batch import grade_batch
 from autograder.config import load_config
 from classroom import ON_TIME, exchange_submission
@@ -34,7 +35,7 @@ def graded_samples(tmp_path_factory):
                  **{name: FOLDER / "samples" / f"{name}.ipynb" for name in expected_failures()}}
     for student, path in notebooks.items():
         exchange_submission(tmp / "class", student, path.read_bytes(), ON_TIME, assignment="assignment4")
-    config = load_config().for_assignment("assignment4")
+    config = config_for(load_config(), "assignment4")
     report = grade_batch(tmp / "class", tmp / "out", config, device="auto", progress=False)
     return report.results
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from autograder.assignment import assignment_ids, which_assignment
+from autograder.assignment import assignment_ids, config_for, which_assignment
 from autograder.config import DEFAULT_CONFIG_PATH, load_config
 from autograder.errors import ConfigError
 
@@ -94,14 +94,14 @@ def test_bad_course_setting_stops_with_a_message_naming_it(tmp_path, settings, n
 def test_bad_assignment_setting_stops_with_a_message_naming_the_file_and_setting(tmp_path, settings, named):
     config = load_config(course_with(tmp_path, **settings))
     with pytest.raises(ConfigError, match=re.escape(named)) as error:
-        config.for_assignment("assignment3")
+        config_for(config, "assignment3")
     assert str(tmp_path / "reference" / "assignment3" / "settings.py") in str(error.value)
 
 
 def test_an_assignment_overrides_course_defaults_for_itself_only(tmp_path):
     config = load_config(course_with(tmp_path, DEVICE_POLICY="allow-cpu", TRAINING_CELL_TIMEOUT_S=60))
     assert config.device_policy == "require-gpu"
-    chosen = config.for_assignment("assignment3")
+    chosen = config_for(config, "assignment3")
     assert (chosen.device_policy, chosen.training_cell_timeout_s) == ("allow-cpu", 60)
     assert chosen.cell_timeout_s == config.cell_timeout_s
 
@@ -110,17 +110,17 @@ def test_an_unknown_assignment_is_named_with_the_course_s_assignments(tmp_path):
     config = load_config(course_with(tmp_path))
     with pytest.raises(ConfigError, match=r"unknown assignment 'assignment33'.*did you mean 'assignment3'\?.*"
                                           r"\(the course has: assignment3\)"):
-        config.for_assignment("assignment33")
+        config_for(config, "assignment33")
     with pytest.raises(ConfigError, match="no assignment chosen"):
         config.assignment
 
 
 def test_deadline_with_an_offset_and_seconds_is_kept_as_given(tmp_path):
     config = load_config(course_with(tmp_path, DEADLINE="2024-05-16T14:59:00+00:00"))
-    assert config.for_assignment("assignment3").assignment.deadline.isoformat() == "2024-05-16T14:59:00+00:00"
+    assert config_for(config, "assignment3").assignment.deadline.isoformat() == "2024-05-16T14:59:00+00:00"
     shutil.rmtree(tmp_path / "reference")
     config = load_config(course_with(tmp_path, DEADLINE="2024-05-16T14:59Z"))
-    assert config.for_assignment("assignment3").assignment.deadline.isoformat() == "2024-05-16T14:59:59.999999+00:00"
+    assert config_for(config, "assignment3").assignment.deadline.isoformat() == "2024-05-16T14:59:59.999999+00:00"
 
 
 def test_which_assignment_a_notebook_is_for(tmp_path):

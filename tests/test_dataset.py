@@ -67,7 +67,7 @@ def test_a_breast_cancer_file_that_differs_is_named_with_both_digests(monkeypatc
 
 
 def test_each_assignment_names_a_registered_dataset(config):
-    from autograder.assignment import assignment_ids
+    from autograder.assignment import assignment_ids, config_for
     from autograder.dataset import DATASETS
 
-    assert {config.for_assignment(i).assignment.dataset for i in assignment_ids(config)} <= set(DATASETS)
+    assert {config_for(config, i).assignment.dataset for i in assignment_ids(config)} <= set(DATASETS)

@@ -220,10 +220,11 @@ def test_a_model_with_no_layers_is_told_so_not_that_one_layer_is_missing(assignm
 
     import keras
 
+    from autograder.assignment import config_for
     from autograder.config import load_config
     from autograder.graders.support import CheckFailed
 
-    config = load_config().for_assignment(assignment)
+    config = config_for(load_config(), assignment)
     path = config.assignment.graders_dir / f"test_{assignment}.py"
     spec = importlib.util.spec_from_file_location(f"no_layers_{assignment}", path)
     graders = importlib.util.module_from_spec(spec)

@@ -70,10 +70,11 @@ def test_where_the_site_requires_the_sandbox_no_kernel_starts_without_it(tmp_pat
     lets a kernel start outside bwrap."""
     import dataclasses
 
+    from autograder.assignment import config_for
     from autograder.config import load_config
     from autograder.execute import kernel_manager
 
-    config = load_config().for_assignment("assignment3")
+    config = config_for(load_config(), "assignment3")
     monkeypatch.setenv(sandbox.SITE_REQUIRES_SANDBOX, "1")
     for mode in ("auto", "off"):
         with pytest.raises(GraderError, match="submission site runs students' notebooks only in the sandbox"):

@@ -136,9 +136,10 @@ def check_node(setup: NodeSetup) -> str:
 
 
 def node_config(setup: NodeSetup) -> Config:
+    from ..assignment import config_for
     from ..config import load_config
 
-    return load_config(setup.config_path).for_assignment(setup.assignment_id)
+    return config_for(load_config(setup.config_path), setup.assignment_id)
 
 
 def check_runtime(setup: NodeSetup, config: Config) -> str:

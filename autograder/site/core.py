@@ -32,7 +32,7 @@ from pathlib import Path
 from sqlalchemy import func, select, update
 
 from .. import clock
-from ..assignment import assignment_ids
+from ..assignment import assignment_ids, config_for
 from ..config import Config
 from ..errors import GraderError, Refusal
 from ..report import write_atomic
@@ -150,7 +150,7 @@ class Site:
         if assignment not in self._configs:
             if assignment not in assignment_ids(self.config):
                 raise GraderError(f"no assignment {assignment!r}")
-            self._configs[assignment] = self.config.for_assignment(assignment)
+            self._configs[assignment] = config_for(self.config, assignment)
         return self._configs[assignment]
 
     def assignments(self) -> list[Assignment]:
