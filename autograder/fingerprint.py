@@ -98,15 +98,30 @@ def run_fingerprints(notebook: bytes, contexts: dict[str, str]) -> dict[str, str
 
 def grading_fingerprint(config: Config, official: bool) -> str:
     """The graders, the framework's grading code, the assignment's settings and the course's, and officialness."""
-    assignment = config.assignment
     digest = hashlib.sha256(b"grading v1\0")
-    _digest_files(digest, PACKAGE, GRADING_CODE)
-    if assignment.graders_dir.is_dir():
-        digest.update(b"assignment graders\0")
-        _digest_files(digest, assignment.graders_dir, ("**/*",))
-    _digest_settings(digest, config)
+    _digest_graders(digest, config)
     digest.update(b"official" if official else b"unofficial")
     return digest.hexdigest()
+
+
+def graders_digest(config: Config) -> str:
+    """What the assignment's declared checks are made of (``graders.check_graders`` collects them again when it
+    changes): the same inputs as the grading fingerprint's, officialness aside, so the two never disagree about
+    whether the graders changed."""
+    digest = hashlib.sha256(b"graders v1\0")
+    _digest_graders(digest, config)
+    return digest.hexdigest()
+
+
+def _digest_graders(digest, config: Config) -> None:
+    """The framework's grading code, every file of the assignment's hidden graders folder (a data file a grader
+    reads included), the assignment's settings.py and the course's grader_config.py."""
+    _digest_files(digest, PACKAGE, GRADING_CODE)
+    graders = config.assignment.graders_dir
+    if graders.is_dir():
+        digest.update(b"assignment graders\0")
+        _digest_files(digest, graders, ("**/*",))
+    _digest_settings(digest, config)
 
 
 def _digest_settings(digest, config: Config) -> None:

@@ -109,6 +109,24 @@ def test_graders_in_several_files_are_all_collected_and_grade(course, tmp_path, 
     assert (result.score, result.max_score) == (3, 15)
 
 
+
+def test_a_data_file_the_graders_read_counts_for_the_declared_checks_as_for_the_grading_fingerprint(course):
+    """One digest of the graders folder: a non-Python file a grader reads (here, a check's points) changes both the
+    grading fingerprint and the declared checks."""
+    from autograder.fingerprint import grading_fingerprint
+
+    config = load_course(course)
+    points = config.assignment.graders_dir / "points.json"
+    points.write_text('{"reshape": 1}', encoding="utf-8")
+    edit(grader_file(course), '@check("reshape", points=1,',
+         '@check("reshape", points=__import__("json").loads((__import__("pathlib").Path(__file__).parent / '
+         '"points.json").read_text())["reshape"],')
+    assert check_graders(config)[0].points == 1
+    before = grading_fingerprint(config, True)
+    points.write_text('{"reshape": 4}', encoding="utf-8")
+    assert grading_fingerprint(config, True) != before
+    assert check_graders(config)[0].points == 4                    # collected again, not the points of before
+
 BREAKAGES = {
     # breakage: (what is replaced, by what, what the error says)
     "syntax": ("\nN_TRAIN, N_TEST", "\ndef broken(:\nN_TRAIN, N_TEST", "SyntaxError"),

@@ -14,7 +14,6 @@ student's zero.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import os
 import sys
@@ -26,6 +25,7 @@ import pytest
 from ..checks import CheckSpec
 from ..config import Config
 from ..errors import GraderError
+from ..fingerprint import graders_digest
 from ..result import CheckResult
 from . import fixtures
 from .plugin import GradingPlugin
@@ -104,19 +104,6 @@ def _broken(graders: Path, code: int, log: str) -> GradersBroken:
                          f"and run the same command again:\n  {why}")
 
 
-def sha256_file(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
-
-
-def _source_digest(graders: Path) -> str:
-    """The graders' files (and the framework's): what the declared checks depend on."""
-    digest = hashlib.sha256()
-    files = [p for p in graders.rglob("*.py") if "__pycache__" not in p.parts] if graders.is_dir() else []
-    for path in sorted(files) + sorted(FRAMEWORK_DIR.glob("*.py")) + [FRAMEWORK_DIR / "pytest.ini"]:
-        digest.update(str(path).encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()
-
-
 _declared: dict[Path, tuple[str, tuple[CheckSpec, ...]]] = {}    # graders folder → (its digest, its checks)
 
 
@@ -125,7 +112,7 @@ def check_graders(config: Config) -> tuple[CheckSpec, ...]:
     of the graders folder (a changed file is collected again); ``GradersBroken`` with pytest's reason when that
     fails."""
     graders = config.assignment.graders_dir
-    digest = _source_digest(graders) + sha256_file(config.assignment.settings_path)   # titles read EXPECTED
+    digest = graders_digest(config)                                  # titles read EXPECTED: settings.py counts
     known = _declared.get(graders)
     if known and known[0] == digest:
         return known[1]
