@@ -1,14 +1,18 @@
-"""The course's named, pinned datasets: their files, SHA-256 digests, the arrays they give the graders, and how a
-notebook's own loader is answered offline.
+"""The course's named, pinned datasets, each declared once (``PinnedDataset``): its files and their SHA-256
+digests, the arrays it gives the graders, the notebook's own loader and how the kernel answers that offline.
 
-An assignment names its dataset in settings.py (``DATASET = "mnist"``). Each ``PinnedDataset`` verifies its files
-before use (a mismatch stops with the file's name) and says which files the kernel must see:
+An assignment names its dataset in settings.py (``DATASET = "mnist"``). Both sides take what they need from the
+one declaration: the grader verifies the declared files before use (a mismatch stops with the file's name) and
+reads the arrays; the kernel gets, for the declaration's ``kernel_pin``, the file the grader wrote from those
+verified arrays (``kernel_files``), and kernel_side's pin of that name answers the loader with it. kernel_side.py
+runs as text in the student's kernel and imports nothing from here: what it needs reaches it as the harness's
+arguments, and tests/test_dataset.py holds its pins to these declarations.
 
 - ``mnist``: the IDX gzip files shipped in DATA_DIR/mnist. ``write_keras_npz`` turns them into the ``mnist.npz``
   that ``keras.datasets.mnist`` reads, which is how a student's unchanged ``mnist.load_data()`` gets exactly these
   arrays with no network (kernel_side's ``pin_mnist``).
 - ``breast_cancer``: the Wisconsin data inside scikit-learn (``load_breast_cancer`` reads the CSV shipped in the
-  package, offline); the installed file is held to its digest.
+  package, offline); the installed file is held to its digest, and the kernel needs no pin.
 
 The digests are pinned here, not read from a folder, so a copy elsewhere ($AUTOGRADER_MNIST_DIR) is held to the
 same bytes.
@@ -21,7 +25,8 @@ import hashlib
 import json
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Callable, Mapping
 
 import numpy as np
 
@@ -30,13 +35,6 @@ from .errors import DatasetError
 if TYPE_CHECKING:
     from .config import Config
 
-# SHA-256 of the gzip files (identical to data/mnist/SHA256SUMS).
-PINNED_SHA256 = {
-    "train-images-idx3-ubyte.gz": "0b367032e93c5d0cea0925647cfdb18614af8ee15f83e6f2fc2ad904a6835971",
-    "train-labels-idx1-ubyte.gz": "1787548bbe0bff1ec2ecdc0ef292b02df999e2d1a6002d27500982c652b17203",
-    "t10k-images-idx3-ubyte.gz": "1a1a05eab793c14bb050b398624a11b0ffd1a2953baed553b1b9bd079e2a20be",
-    "t10k-labels-idx1-ubyte.gz": "b91679a0acfe4ba0e50a2437a903084cba1f5f92592b016a25a7dfd00455798b",
-}
 _IDX_MAGIC = {2051: 3, 2049: 1}  # images: 3 dimensions; labels: 1
 FIX_HINT = ("restore the project's copy with `git checkout -- data/mnist`, or point AUTOGRADER_MNIST_DIR "
             "(or DATA_DIR in grader_config.py) at a folder holding the original MNIST IDX .gz files")
@@ -59,9 +57,9 @@ def sha256_of(path: Path) -> str:
 
 
 def verify(directory: Path) -> None:
-    """Raise DatasetError naming the first missing or altered file, its expected digest and the fix."""
+    """Raise DatasetError naming the first missing or altered MNIST file, its expected digest and the fix."""
     directory = Path(directory)
-    for name, expected in PINNED_SHA256.items():
+    for name, expected in DATASETS["mnist"].files.items():
         path = directory / name
         if not path.is_file():
             raise DatasetError(f"MNIST file missing: {path} (expected SHA-256 {expected}); {FIX_HINT}")
@@ -106,7 +104,6 @@ def write_keras_npz(mnist: Mnist, path: Path) -> Path:
 
 # --- scikit-learn's breast cancer data ---------------------------------------------------------------------------
 BREAST_CANCER_CSV = "breast_cancer.csv"        # in sklearn/datasets/data/, what load_breast_cancer reads
-BREAST_CANCER_SHA256 = "fed3eb72d0575ef6192293f5093c6e801b1476b577d0386bf4455504522172ed"
 
 
 @dataclass(frozen=True)
@@ -125,50 +122,98 @@ def load_breast_cancer_pinned() -> BreastCancer:
         raise DatasetError("the breast_cancer dataset comes with scikit-learn, which is not installed: "
                            "pip install -r requirements.txt") from exc
     path = Path(sklearn.datasets.__file__).parent / "data" / BREAST_CANCER_CSV
+    expected = DATASETS["breast_cancer"].files[BREAST_CANCER_CSV]
     if not path.is_file():
-        raise DatasetError(f"breast_cancer file missing: {path} (expected SHA-256 {BREAST_CANCER_SHA256}); "
+        raise DatasetError(f"breast_cancer file missing: {path} (expected SHA-256 {expected}); "
                            "reinstall the pinned scikit-learn: pip install -r requirements.txt")
     found = sha256_of(path)
-    if found != BREAST_CANCER_SHA256:
+    if found != expected:
         raise DatasetError(f"breast_cancer file differs: {path} has SHA-256 {found}, expected "
-                           f"{BREAST_CANCER_SHA256}; install the scikit-learn pinned in requirements.txt")
+                           f"{expected}; install the scikit-learn pinned in requirements.txt")
     bunch = sklearn.datasets.load_breast_cancer()
     return BreastCancer(np.asarray(bunch.data), np.asarray(bunch.target), tuple(bunch.feature_names))
 
 
-# --- the registry ------------------------------------------------------------------------------------------------
+# --- the registry: each dataset declared once ---------------------------------------------------------------
 
 @dataclass(frozen=True)
 class PinnedDataset:
+    """One dataset, all that the grader and the kernel need to know of it."""
     name: str
-    load: Callable[["Config"], object]                      # verified arrays, as the graders' `dataset` fixture
-    kernel_files: Callable[[object, Path], dict[str, Path]] # files written for the kernel (read-only there), by
-                                                            # the kernel_side pin that answers the loader with each
-    kind: type                                              # the dataclass ``load`` returns
+    files: Mapping[str, str]                  # its files → their SHA-256: the bytes the course holds it to
+    kind: type                                # the dataclass of arrays the graders get (their ``dataset`` fixture)
+    load: Callable[["Config"], object]        # ``files`` verified, then read into ``kind``
+    loader: str                               # the notebook's own call, answered offline in the kernel
+    kernel_pin: str | None = None             # kernel_side's pin that answers ``loader`` with ``kernel_file``
+                                              # (None: the library reads ``files`` itself, offline)
+    kernel_file: str | None = None            # written for the kernel from the verified arrays (read-only there)
+    write_kernel_file: Callable[[object, Path], Path] | None = None
 
 
-def _mnist_kernel_files(data: Mnist, folder: Path) -> dict[str, Path]:
-    return {"mnist": write_keras_npz(data, Path(folder) / "mnist.npz")}
+DATASETS = {declared.name: declared for declared in (
+    PinnedDataset(
+        "mnist",
+        files=MappingProxyType({       # the gzip IDX files (data/mnist/SHA256SUMS lists the same digests)
+            "train-images-idx3-ubyte.gz": "0b367032e93c5d0cea0925647cfdb18614af8ee15f83e6f2fc2ad904a6835971",
+            "train-labels-idx1-ubyte.gz": "1787548bbe0bff1ec2ecdc0ef292b02df999e2d1a6002d27500982c652b17203",
+            "t10k-images-idx3-ubyte.gz": "1a1a05eab793c14bb050b398624a11b0ffd1a2953baed553b1b9bd079e2a20be",
+            "t10k-labels-idx1-ubyte.gz": "b91679a0acfe4ba0e50a2437a903084cba1f5f92592b016a25a7dfd00455798b",
+        }),
+        kind=Mnist,
+        load=lambda config: load_mnist(config.dataset_folder("mnist")),
+        loader="keras.datasets.mnist.load_data",
+        kernel_pin="mnist", kernel_file="mnist.npz", write_kernel_file=write_keras_npz),
+    PinnedDataset(
+        "breast_cancer",
+        files=MappingProxyType({BREAST_CANCER_CSV: "fed3eb72d0575ef6192293f5093c6e801b1476b577d0386bf4455504522172ed"}),
+        kind=BreastCancer,
+        load=lambda config: load_breast_cancer_pinned(),
+        loader="sklearn.datasets.load_breast_cancer"),
+)}
 
 
-DATASETS = {
-    "mnist": PinnedDataset("mnist", lambda config: load_mnist(config.dataset_folder("mnist")), _mnist_kernel_files,
-                           Mnist),
-    "breast_cancer": PinnedDataset("breast_cancer", lambda config: load_breast_cancer_pinned(),
-                                   lambda data, folder: {}, BreastCancer),
-}
+def declared(config: "Config") -> PinnedDataset | None:
+    """The chosen assignment's dataset declaration (None for an assignment with no dataset)."""
+    name = config.assignment.dataset
+    return DATASETS[name] if name else None
 
 
 def load_dataset(config: "Config"):
     """The arrays of the chosen assignment's dataset, verified (None for an assignment with no dataset)."""
-    name = config.assignment.dataset
-    return DATASETS[name].load(config) if name else None
+    pinned = declared(config)
+    return pinned.load(config) if pinned else None
+
+
+def for_assignment(config: "Config", data=None):
+    """The assignment's dataset: ``data`` when the caller already holds it (a batch, a worker or the demo loads it
+    once for many notebooks), else loaded and verified now. Each layer that takes an optional dataset asks here."""
+    return data if data is not None else load_dataset(config)
+
+
+class LazyDataset:
+    """The assignment's verified dataset, read on first use (a worker that only ever dies need not spend a second
+    on it): from the batch's snapshot of what it verified, when there is one."""
+
+    def __init__(self, config: "Config", snapshot: str | Path | None = None):
+        self._config, self._snapshot, self._loaded = config, snapshot, None
+
+    def __getattr__(self, name):            # only names this object lacks: the dataset's own (data, target, …)
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if self._loaded is None:
+            self._loaded = (from_snapshot(self._config, Path(self._snapshot)) if self._snapshot
+                            else load_dataset(self._config))
+        return getattr(self._loaded, name)
 
 
 def kernel_files(config: "Config", data, folder: Path) -> dict[str, Path]:
-    """The files the kernel needs to answer its loader offline, written under ``folder``: pin name → path."""
-    name = config.assignment.dataset
-    return DATASETS[name].kernel_files(data, folder) if name else {}
+    """The files the kernel needs to answer its loader offline, written under ``folder`` from ``data`` (loaded
+    and verified here when not given): kernel pin → path, the ``pins`` of kernel_side's ``setup``."""
+    pinned = declared(config)
+    if not (pinned and pinned.kernel_pin):
+        return {}
+    path = Path(folder) / pinned.kernel_file
+    return {pinned.kernel_pin: pinned.write_kernel_file(for_assignment(config, data), path)}
 
 
 def snapshot(data, folder: Path) -> Path:
@@ -193,5 +238,5 @@ def from_snapshot(config: "Config", folder: Path):
     others = json.loads((folder / "fields.json").read_text(encoding="utf-8"))
     values = {item.name: np.load(folder / f"{item.name}.npy", allow_pickle=False) if item.name not in others
               else tuple(others[item.name]) if isinstance(others[item.name], list) else others[item.name]
-              for item in fields(DATASETS[config.assignment.dataset].kind)}
-    return DATASETS[config.assignment.dataset].kind(**values)
+              for item in fields(declared(config).kind)}
+    return declared(config).kind(**values)

@@ -243,7 +243,7 @@ def execute(student_nb, artifacts: Path, config: Config, device: str, data=None,
         workdir = Path(tmp) / "work"
         workdir.mkdir()
         if pins is None:
-            pins = dataset.kernel_files(config, data if data is not None else dataset.load_dataset(config), Path(tmp))
+            pins = dataset.kernel_files(config, data, Path(tmp))
         nb = prepare(student_nb, pins, artifacts, config.seed, config.assignment.exports, fused_steps)
         km, record.sandbox = kernel_manager(config, workdir, tuple(pins.values()), artifacts)
         client = GradingClient(nb, config, km=km, resources={"metadata": {"path": str(workdir)}})

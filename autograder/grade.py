@@ -89,7 +89,7 @@ def grade_on(path: Path, config: Config, kernel_device: str, official: bool, dat
     """Run and grade ``path`` on a device already chosen. ``data``: the assignment's dataset, already loaded
     (default: loaded and verified here); ``pins``: its files for the kernel, already written; ``work``: a folder
     to keep the artifacts and the kernel's log in (default: a temporary one)."""
-    data = data if data is not None else dataset.load_dataset(config)
+    data = dataset.for_assignment(config, data)
     with tempfile.TemporaryDirectory(prefix="autograder-artifacts-") as tmp:
         artifacts = Path(work or tmp)
         run = run_notebook(path, config, kernel_device, data, artifacts, fused=fused, pins=pins)

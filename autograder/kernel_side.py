@@ -1,16 +1,18 @@
 """Code that runs inside the student's kernel, before the first cell and after the last one.
 
 This file is never imported by the grader: ``execute`` sends its text to the kernel. Whatever it writes is data
-from an untrusted process; the graders recompute everything that matters from it.
+from an untrusted process; the graders recompute everything that matters from it. It imports nothing of the
+grader's either: what it needs of a dataset's declaration (``autograder.dataset.DATASETS``) comes as ``setup``'s
+arguments, and tests/test_dataset.py holds ``PINS`` to those declarations.
 """
 
 # ruff: noqa  (runs in the student's namespace, so every import stays inside the functions)
 
 
 def setup(pins, seed, fused_steps=1, training_mime=None):
-    """Answer the notebook's dataset loaders offline (``pins``: pin name → the file it serves), seed Python, NumPy
-    and TensorFlow, (speed mode) fuse the training loop, and announce training to the grader as display data of
-    type ``training_mime``, which the grader drops."""
+    """Answer the notebook's dataset loaders offline (``pins``: a declaration's kernel pin → the file the grader
+    wrote for it, see ``dataset.kernel_files``), seed Python, NumPy and TensorFlow, (speed mode) fuse the training
+    loop, and announce training to the grader as display data of type ``training_mime``, which the grader drops."""
     import keras
 
     for name, path in pins.items():
@@ -34,7 +36,7 @@ def pin_mnist(npz_path):
     keras_mnist.get_file = pinned_mnist
 
 
-PINS = {"mnist": pin_mnist}
+PINS = {"mnist": pin_mnist}        # kernel pin (a PinnedDataset's kernel_pin) → what answers its loader
 
 
 def announced_fit(fit, mime):

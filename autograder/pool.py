@@ -84,7 +84,7 @@ def _worker_main(conn, config_path: str, assignment_id: str, grade_fn, log_path:
         one_gpu_per_slot(slot)
         visible_gpus()                   # hides the GPUs from this process (the graders): they are the kernels'
     config = config_for(load_config(config_path), assignment_id)
-    data = LazyDataset(config, snapshot)
+    data = dataset.LazyDataset(config, snapshot)
     while True:
         try:
             task = conn.recv()
@@ -110,22 +110,6 @@ def one_gpu_per_slot(slot: int) -> None:
     gpus = [g for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g.strip()]
     if len(gpus) > 1:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
-
-
-class LazyDataset:
-    """The assignment's verified dataset, read on first use (a worker that only ever dies need not spend a second
-    on it): from the batch's snapshot of what it verified, when there is one."""
-
-    def __init__(self, config: Config, snapshot: str | None = None):
-        self._config, self._snapshot, self._loaded = config, snapshot, None
-
-    def __getattr__(self, name):            # only names this object lacks: the dataset's own (data, target, …)
-        if name.startswith("_"):
-            raise AttributeError(name)
-        if self._loaded is None:
-            self._loaded = (dataset.from_snapshot(self._config, Path(self._snapshot)) if self._snapshot
-                            else dataset.load_dataset(self._config))
-        return getattr(self._loaded, name)
 
 
 class Worker:

@@ -13,7 +13,6 @@ from nbconvert.preprocessors import CoalesceStreamsPreprocessor
 from . import clock
 from .checks import CheckSpec, max_score
 from .config import Config
-from .dataset import load_dataset
 from .device import resolve_device
 from .errors import GraderError, Refusal
 from .execute import execute
@@ -61,7 +60,7 @@ def publish(config: Config, out: Path | None = None, force: bool = False, device
     kernel_device, _ = resolve_device(device, config, cpu_fallback=True)
     with tempfile.TemporaryDirectory(prefix="autograder-publish-") as tmp:
         executed = Path(tmp) / "solution.ipynb"
-        record = execute(solution, Path(tmp) / "artifacts", config, kernel_device, load_dataset(config),
+        record = execute(solution, Path(tmp) / "artifacts", config, kernel_device,
                          executed_out=executed, fused=False)   # the published log is Keras's own, batch by batch
         if record.cell_errors or record.kernel_died:
             failures = ", ".join(f"{c.cell_id or c.index}: {c.ename or c.status}" for c in record.cell_errors)

@@ -245,7 +245,8 @@ def grade_in_subprocess(payload: dict, setup: NodeSetup) -> dict:
 
 def serve(conn: Connection) -> None:
     """The grading process: the batch's setup, then one task after another until the Ray worker goes."""
-    from ..pool import LazyDataset, reply_for
+    from ..dataset import LazyDataset
+    from ..pool import reply_for
 
     setup = conn.recv()                  # $PYTHONPATH names setup.python_path (GradingProcess)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
