@@ -37,7 +37,7 @@ from ..config import Config
 from ..errors import GraderError, Refusal
 from ..report import write_atomic
 from ..submit import TICK_INCOMPLETE_CHECKBOX, check_submission, deliver
-from .db import QUEUED, SUPERSEDED, attempts, database_url, open_database, releases
+from .db import QUEUED, SUPERSEDED, attempts, database_url, open_database, releases, utc_text
 
 
 PRIVATE_UMASK = 0o077          # serve and its jobs: every file 0600, every folder 0700
@@ -210,7 +210,7 @@ class Site:
             receipt = f"{assignment[:12]}-{secrets.token_hex(5)}".upper()
             notebook = write_atomic(folder / f"{number}-{receipt}.ipynb", data, durable=True)
             row = {"receipt": receipt, "student_id": student, "assignment": assignment, "number": number,
-                   "submitted_at": moment.astimezone(dt.timezone.utc).isoformat(timespec="microseconds"),
+                   "submitted_at": utc_text(moment),
                    "sha256": deliver(data, student, config, moment, late, self.exchange).sha256,
                    "size": len(data), "late": late, "file": str(notebook.relative_to(self.data))}
             write_atomic(notebook.with_suffix(".json"), json.dumps(row, indent=2) + "\n", durable=True)
@@ -253,9 +253,11 @@ class Site:
                           "The server's disk is nearly full, so your upload could not be kept: it was NOT handed in. "
                           "Please tell your instructor.")
 
-    def _record(self, row: dict) -> None:
-        """The attempt's row, queued for its public check; the student's earlier attempts still waiting for
-        theirs are superseded (one pending check per student and assignment: the queue stays bounded)."""
+    def _record(self, receipt: dict) -> None:
+        """The attempt's row (from its receipt file's fields), queued for its public check; the student's earlier
+        attempts still waiting for theirs are superseded (one pending check per student and assignment: the queue
+        stays bounded)."""
+        row = {**receipt, "submitted_at": dt.datetime.fromisoformat(receipt["submitted_at"])}
         same = (attempts.c.student_id == row["student_id"], attempts.c.assignment == row["assignment"])
         with self.engine.begin() as db:
             newer = db.execute(select(attempts.c.id).where(*same, attempts.c.number > row["number"])).first()
@@ -269,6 +271,19 @@ class Site:
         with self.engine.connect() as db:
             return db.execute(select(attempts).where(attempts.c.receipt == receipt,
                                                      attempts.c.student_id == student)).first()
+
+    def any_attempt(self, receipt: str):
+        """Any student's attempt by its receipt id: for staff only."""
+        with self.engine.connect() as db:
+            return db.execute(select(attempts).where(attempts.c.receipt == receipt)).first()
+
+    def waiting_before(self, row) -> int:
+        """How many checks wait before this attempt's (0 when it runs or is done)."""
+        if row.check_state != QUEUED:
+            return 0
+        with self.engine.connect() as db:
+            return db.execute(select(func.count()).where(attempts.c.check_state == QUEUED,
+                                                         attempts.c.id < row.id)).scalar()
 
     def attempts_of(self, student: str, assignment: str) -> list:
         with self.engine.connect() as db:
@@ -303,6 +318,6 @@ class Site:
                     config = self.config_for(assignment)
                 except GraderError:
                     continue
-                deliver(data, student, config, dt.datetime.fromisoformat(r.submitted_at), r.late, self.exchange)
+                deliver(data, student, config, r.submitted_at, r.late, self.exchange)
                 repaired.append(f"wrote {student}'s {assignment} to the exchange again (attempt {r.receipt})")
         return repaired

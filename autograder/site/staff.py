@@ -73,8 +73,8 @@ def roster_states(site, assignment: str) -> list[RosterState]:
     return states
 
 
-def local_time(site, utc_text: str) -> str:
-    return clock.local_text(dt.datetime.fromisoformat(utc_text), site.config.timezone)
+def local_time(site, moment: dt.datetime) -> str:
+    return clock.local_text(moment, site.config.timezone)
 
 
 def queue_counts(site) -> dict[str, int]:
