@@ -2,9 +2,9 @@
 
 Files are the record of what was handed in (the attempt's notebook and receipt, written durably before a row
 names them); rows are the index the pages read, and the check queue. Times are timezone-aware (``UTCDateTime``:
-stored in UTC, read back aware). This module and people.py are the site's data layer: no other module of the
-project runs SQL on these tables. The schema's history is ``migrations/`` (Alembic): ``open_database`` brings any
-database to its head, so a column added later reaches every running site with its next start.
+stored in UTC, read back aware). This module, people.py and records.py are the site's data layer: no other module
+of the project runs SQL on these tables. The schema's history is ``migrations/`` (Alembic): ``open_database``
+brings any database to its head, so a column added later reaches every running site with its next start.
 """
 
 from __future__ import annotations

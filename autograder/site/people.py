@@ -159,6 +159,18 @@ def session_holder(engine: Engine, role: str, who: str | None):
         return db.execute(select(table).where(key == who)).first()
 
 
+def all_students(engine: Engine) -> list:
+    """Every student on the roster (revoked ones too), by id."""
+    with engine.connect() as db:
+        return list(db.execute(select(students).order_by(students.c.id)))
+
+
+def active_students(engine: Engine) -> list[str]:
+    """The ids of the students who may sign in, by id."""
+    with engine.connect() as db:
+        return list(db.execute(select(students.c.id).where(students.c.active).order_by(students.c.id)).scalars())
+
+
 def end_sessions(engine: Engine, role: str, who: str) -> None:
     """End every session of a student (role "student", by id) or staff member ("staff", by user name): a
     sign-out, for each browser and any copied cookie."""
