@@ -225,3 +225,33 @@ def test_times_are_stored_in_utc_and_read_back_aware(tmp_path):
             db.execute(releases.insert().values(assignment="b", released_at=dt.datetime(2024, 5, 16),
                                                 released_by="prof"))
     assert UTCDateTime().process_result_value(None, engine.dialect) is None
+
+
+def test_a_migration_that_fails_leaves_the_database_as_it_was(tmp_path, monkeypatch):
+    data = legacy_site_db(tmp_path / "site")
+    before = structure(data / "site.db")
+
+    def power_lost(self, value, dialect):
+        raise OSError("power lost while the times were written back")
+
+    monkeypatch.setattr(UTCDateTime, "process_bind_param", power_lost)
+    with pytest.raises(GraderError, match="power lost"):
+        open_database(f"sqlite:///{data / 'site.db'}")
+    assert structure(data / "site.db") == before                      # no table half-changed, no version stamped
+    with sqlite3.connect(data / "site.db") as db:
+        assert db.execute("SELECT submitted_at FROM attempts").fetchone() == (SUBMITTED,)
+        assert not db.execute("SELECT name FROM sqlite_master WHERE name = 'alembic_version'").fetchall()
+    monkeypatch.undo()
+    assert revision(open_database(f"sqlite:///{data / 'site.db'}")) == head()      # and next time it goes through
+
+
+def test_two_commands_opening_an_old_database_at_once_upgrade_it_once(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    data = legacy_site_db(tmp_path / "site")
+    url = f"sqlite:///{data / 'site.db'}"
+    with ThreadPoolExecutor(4) as pool:
+        engines = list(pool.map(lambda _: open_database(url), range(4)))
+    assert {revision(engine) for engine in engines} == {head()}
+    with engines[0].connect() as db:
+        assert db.execute(select(attempts.c.submitted_at)).scalars().all() == [dt.datetime.fromisoformat(SUBMITTED)]

@@ -31,6 +31,7 @@ from .core import Site
 from .people import check_password, session_holder
 
 SESSION_DAYS = 14
+FORM_OVERHEAD = 2**20                 # bytes of a multipart body besides the file it carries
 SMALL_FORM = 4096                     # bytes: a CSRF token, a user name, a password, with room to spare
 SMALL_FORM_LIMITS = {"max_files": 0, "max_fields": 4, "max_part_size": 1024}
 VERIFY_AT_ONCE = 2                    # argon2 verifications at once (each takes ≈64 MiB for a moment)

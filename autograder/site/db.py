@@ -195,10 +195,15 @@ def alembic_config(connection) -> AlembicConfig:
 
 
 def upgrade(engine: Engine) -> None:
-    """The database at the head revision, in one transaction. A database made by the site before it had migrations
-    (its tables, no ``alembic_version``) is the first revision: stamped so, then upgraded like any other; one that
-    holds only some of those tables is no database of the site's, and is left alone (GraderError)."""
-    with engine.begin() as connection:
+    """The database at the head revision, in one transaction: a migration that fails leaves it as it was. A
+    database made by the site before it had migrations (its tables, no ``alembic_version``) is the first revision:
+    stamped so, then upgraded like any other; one that holds only some of those tables is no database of the
+    site's, and is left alone (GraderError). SQLite's driver would commit each table change on its own, and two
+    commands starting at once would both upgrade: there the transaction is begun by hand, holding the write lock
+    from its start (the other waits, then finds the database at the head)."""
+    with engine.connect() as connection:
+        if connection.dialect.name == "sqlite":
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
         if MigrationContext.configure(connection).get_current_revision() is None:
             found = FIRST_TABLES & set(inspect(connection).get_table_names())
             if found == FIRST_TABLES:
@@ -208,3 +213,4 @@ def upgrade(engine: Engine) -> None:
                                   f"({', '.join(sorted(found))}) but not all, and no migration record: it is not one "
                                   "the site made; give the site an empty database or its own")
         command.upgrade(alembic_config(connection), "head")
+        connection.commit()

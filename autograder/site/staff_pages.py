@@ -15,12 +15,11 @@ from starlette.routing import Route
 
 from .. import clock
 from ..errors import Refusal
-from .auth import checked_form, may
+from .auth import FORM_OVERHEAD, checked_form, may
 from .core import Site
 from .db import utc_text
 from .staff import (GRADE, PUBLISH, exchange_zip, feedback_page, local_time, queue, queue_counts, receive_results,
                     recent_jobs, release_feedback, roster_states)
-from .student_pages import FORM_OVERHEAD
 from .views import not_found, page, signed_in_as
 
 RESULTS_UPLOAD_LIMIT = 512 * 2**20    # a results folder without its store/ (the runs stay on the GPU runner)

@@ -19,14 +19,12 @@ from .. import clock
 from ..errors import Refusal
 from ..graders import check_graders
 from ..submit import INCOMPLETE_CHECKBOX
-from .auth import BodyRefused, checked_form, signed_in
+from .auth import FORM_OVERHEAD, BodyRefused, checked_form, signed_in
 from .core import Site
 from .db import DONE, QUEUED, RUNNING
 from .selfcheck import public_view
 from .staff import feedback_page, local_time
 from .views import message, not_found, page, signed_in_as
-
-FORM_OVERHEAD = 2**20                 # bytes of a multipart body besides the notebook itself
 
 
 async def home(request: Request):
