@@ -347,10 +347,7 @@ def cmd_roster(args) -> int:
 def cmd_staff(args) -> int:
     import getpass
 
-    from sqlalchemy import select
-
     from .site import people
-    from .site.db import staff
 
     site = _site(args)
     if args.action == "add":
@@ -367,9 +364,8 @@ def cmd_staff(args) -> int:
         people.remove_staff(site.engine, args.username or "")
         print(f"removed {args.username}")
     else:
-        with site.engine.connect() as db:
-            for row in db.execute(select(staff.c.username, staff.c.role).order_by(staff.c.username)):
-                print(f"{row.username}  {row.role}")
+        for row in people.staff_accounts(site.engine):
+            print(f"{row.username}  {row.role}")
     return 0
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from sqlalchemy import select
+from sqlalchemy import MetaData, select
 from starlette.testclient import TestClient
 
 from autograder.config import load_config
@@ -69,8 +69,10 @@ def sigint_disposition(task: dict, config, data) -> dict:
 @pytest.fixture
 def site(tmp_path, monkeypatch):
     monkeypatch.setenv("AUTOGRADER_NOW", BEFORE)
-    if TEST_DB:
-        metadata.drop_all(open_database(TEST_DB))
+    if TEST_DB:                                      # every table, and the record of the migrations run
+        engine, everything = open_database(TEST_DB), MetaData()
+        everything.reflect(engine)
+        everything.drop_all(engine)
     site = Site(load_config(), tmp_path / "site", TEST_DB, public_url="http://testserver")
     people.import_roster(site.engine, [people.RosterRow(s, f"Student {s}", f"{s}@example.ac.jp")
                                        for s in ("s001", "s002", "s003")])
@@ -217,7 +219,7 @@ def test_a_password_cannot_be_guessed_at_the_forms_speed(site):
 def test_the_access_log_never_holds_a_sign_in_token():
     import logging
 
-    from autograder.site.app import HideSigninTokens
+    from autograder.site.auth import HideSigninTokens
 
     record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
                                ("127.0.0.1:5000", "GET", "/signin/Iirjpwvu4N2xOZaM9adL?next=/", "1.1", 303), None)

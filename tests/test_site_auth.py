@@ -17,9 +17,9 @@ from starlette.testclient import TestClient
 
 from autograder.config import load_config
 from autograder.errors import ConfigError
-from autograder.site import app as site_app
-from autograder.site import people
-from autograder.site.app import SERVER_LIMITS, VERIFY_AT_ONCE, LoginThrottle
+from autograder.site import auth, people
+from autograder.site.app import SERVER_LIMITS
+from autograder.site.auth import VERIFY_AT_ONCE, LoginThrottle
 from autograder.site.db import jobs
 from tests.test_config import variant
 from tests.test_site import (AFTER, PASSWORD, app_of, csrf_of, open_link, results_zip, rows, site,  # noqa: F401
@@ -54,7 +54,7 @@ def counting_verifications(monkeypatch):
     """check_password wrapped: → a dict counting the verifications and the most that ran at once."""
     seen = {"calls": 0, "now": 0, "most": 0}
     lock = threading.Lock()
-    real = site_app.check_password
+    real = auth.check_password
 
     def counted(*args):
         with lock:
@@ -68,7 +68,7 @@ def counting_verifications(monkeypatch):
             with lock:
                 seen["now"] -= 1
 
-    monkeypatch.setattr(site_app, "check_password", counted)
+    monkeypatch.setattr(auth, "check_password", counted)
     return seen
 
 
@@ -188,10 +188,8 @@ def test_a_revoked_student_is_restored_by_the_command_and_signs_in_with_a_new_li
 
 
 def test_a_staff_session_ends_after_the_idle_time(site, monkeypatch):
-    from autograder.site import app as site_app
-
     wall = [1_000_000.0]
-    monkeypatch.setattr(site_app, "wall_clock", lambda: wall[0])
+    monkeypatch.setattr(auth, "wall_clock", lambda: wall[0])
     app = app_of(site)
     prof = staff(app)
     idle = site.config.site_staff_idle_min

@@ -29,15 +29,14 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from sqlalchemy import func, select, update
-
 from .. import clock
 from ..assignment import assignment_ids, config_for
 from ..config import Config
 from ..errors import GraderError, Refusal
 from ..report import write_atomic
 from ..submit import TICK_INCOMPLETE_CHECKBOX, check_submission, deliver
-from .db import QUEUED, SUPERSEDED, attempts, database_url, open_database, releases
+from . import records
+from .db import database_url, open_database, utc_text
 
 
 PRIVATE_UMASK = 0o077          # serve and its jobs: every file 0600, every folder 0700
@@ -182,8 +181,7 @@ class Site:
         return self._never_shown[assignment]
 
     def released_feedback(self, assignment: str):
-        with self.engine.connect() as db:
-            return db.execute(select(releases).where(releases.c.assignment == assignment)).first()
+        return records.release_of(self.engine, assignment)
 
     # --- submissions --------------------------------------------------------------------------------------
     def accept(self, student: str, assignment: str, data: bytes, allow_incomplete: bool = False):
@@ -202,15 +200,13 @@ class Site:
         with self._write_lock:
             self.refuse_over_quota(student, assignment, len(data))
             folder = self.data / "attempts" / student / assignment
-            with self.engine.connect() as db:
-                recorded = db.execute(select(func.max(attempts.c.number)).where(
-                    attempts.c.student_id == student, attempts.c.assignment == assignment)).scalar() or 0
+            recorded = records.last_number(self.engine, student, assignment)
             on_disk = [int(n) for n in (p.name.split("-", 1)[0] for p in folder.glob("*-*.ipynb")) if n.isdigit()]
             number = 1 + max([recorded, *on_disk])       # past any attempt a failed write left unrecorded
             receipt = f"{assignment[:12]}-{secrets.token_hex(5)}".upper()
             notebook = write_atomic(folder / f"{number}-{receipt}.ipynb", data, durable=True)
             row = {"receipt": receipt, "student_id": student, "assignment": assignment, "number": number,
-                   "submitted_at": moment.astimezone(dt.timezone.utc).isoformat(timespec="microseconds"),
+                   "submitted_at": utc_text(moment),
                    "sha256": deliver(data, student, config, moment, late, self.exchange).sha256,
                    "size": len(data), "late": late, "file": str(notebook.relative_to(self.data))}
             write_atomic(notebook.with_suffix(".json"), json.dumps(row, indent=2) + "\n", durable=True)
@@ -220,11 +216,7 @@ class Site:
 
     def usage(self, student: str, assignment: str) -> tuple[int, int]:
         """(attempts, bytes) a student has stored for an assignment."""
-        same = (attempts.c.student_id == student, attempts.c.assignment == assignment)
-        with self.engine.connect() as db:
-            count, size = db.execute(select(func.count(), func.coalesce(func.sum(attempts.c.size), 0))
-                                     .where(*same)).one()
-        return count, size
+        return records.usage(self.engine, student, assignment)
 
     def refuse_over_quota(self, student: str, assignment: str, size: int) -> None:
         """Refusal (kept: nothing) for an upload past the student's attempts or bytes for the assignment, or one
@@ -253,35 +245,31 @@ class Site:
                           "The server's disk is nearly full, so your upload could not be kept: it was NOT handed in. "
                           "Please tell your instructor.")
 
-    def _record(self, row: dict) -> None:
-        """The attempt's row, queued for its public check; the student's earlier attempts still waiting for
-        theirs are superseded (one pending check per student and assignment: the queue stays bounded)."""
-        same = (attempts.c.student_id == row["student_id"], attempts.c.assignment == row["assignment"])
-        with self.engine.begin() as db:
-            newer = db.execute(select(attempts.c.id).where(*same, attempts.c.number > row["number"])).first()
-            if not newer:             # (a row recorded late, by reconcile, may already have a newer attempt)
-                db.execute(update(attempts).where(*same, attempts.c.check_state == QUEUED).values(
-                    check_state=SUPERSEDED))
-            db.execute(attempts.insert().values(**row, check_state=SUPERSEDED if newer else QUEUED, check_note=""))
+    def _record(self, receipt: dict) -> None:
+        """The attempt's row, from its receipt file's fields (``records.record_attempt``: queued for its check)."""
+        records.record_attempt(self.engine, {**receipt,
+                                             "submitted_at": dt.datetime.fromisoformat(receipt["submitted_at"])})
 
     def attempt(self, student: str, receipt: str):
         """A student's own attempt by its receipt id (None for anyone else's)."""
-        with self.engine.connect() as db:
-            return db.execute(select(attempts).where(attempts.c.receipt == receipt,
-                                                     attempts.c.student_id == student)).first()
+        return records.attempt_of(self.engine, student, receipt)
+
+    def any_attempt(self, receipt: str):
+        """Any student's attempt by its receipt id: for staff only."""
+        return records.attempt_by_receipt(self.engine, receipt)
+
+    def waiting_before(self, row) -> int:
+        """How many checks wait before this attempt's (0 when it runs or is done)."""
+        return records.waiting_before(self.engine, row)
 
     def attempts_of(self, student: str, assignment: str) -> list:
-        with self.engine.connect() as db:
-            return list(db.execute(select(attempts).where(
-                attempts.c.student_id == student, attempts.c.assignment == assignment).order_by(
-                attempts.c.number.desc())))
+        return records.attempts_of(self.engine, student, assignment)
 
     def reconcile(self) -> list[str]:
         """After a crash: record the attempts whose files were written but whose row was not, and write each
         student's exchange folder again where it does not hold their latest attempt. → what was repaired."""
         repaired = []
-        with self.engine.connect() as db:
-            known = {r.receipt for r in db.execute(select(attempts.c.receipt))}
+        known = records.receipts(self.engine)
         for receipt_file in sorted((self.data / "attempts").glob("*/*/*.json")):
             try:
                 row = json.loads(receipt_file.read_text(encoding="utf-8"))
@@ -290,10 +278,7 @@ class Site:
             if row.get("receipt") not in known and (self.data / row.get("file", "")).is_file():
                 self._record(row)
                 repaired.append(f"recorded attempt {row['receipt']} of {row['student_id']}")
-        with self.engine.connect() as db:
-            latest = {}
-            for r in db.execute(select(attempts).order_by(attempts.c.number)):
-                latest[(r.student_id, r.assignment)] = r
+        latest = {(r.student_id, r.assignment): r for r in records.attempts_at(self.engine)}
         for (student, assignment), r in latest.items():
             folder = self.exchange / "submitted" / student / assignment
             notebook = folder / f"{assignment}.ipynb"
@@ -303,6 +288,6 @@ class Site:
                     config = self.config_for(assignment)
                 except GraderError:
                     continue
-                deliver(data, student, config, dt.datetime.fromisoformat(r.submitted_at), r.late, self.exchange)
+                deliver(data, student, config, r.submitted_at, r.late, self.exchange)
                 repaired.append(f"wrote {student}'s {assignment} to the exchange again (attempt {r.receipt})")
         return repaired

@@ -1,7 +1,10 @@
 """The site's tables (SQLAlchemy Core): one schema for the embedded SQLite default and for PostgreSQL.
 
 Files are the record of what was handed in (the attempt's notebook and receipt, written durably before a row
-names them); rows are the index the pages read, and the check queue. Times are ISO 8601 strings in UTC.
+names them); rows are the index the pages read, and the check queue. Times are timezone-aware (``UTCDateTime``:
+stored in UTC, read back aware). This module, people.py and records.py are the site's data layer: no other module
+of the project runs SQL on these tables. The schema's history is ``migrations/`` (Alembic): ``open_database``
+brings any database to its head, so a column added later reaches every running site with its next start.
 """
 
 from __future__ import annotations
@@ -9,12 +12,37 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from sqlalchemy import (Boolean, Column, Integer, MetaData, String, Table, Text, UniqueConstraint, create_engine,
-                        event)
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import (Boolean, Column, DateTime, ForeignKey, Integer, MetaData, String, Table, Text, TypeDecorator,
+                        UniqueConstraint, create_engine, event, inspect)
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError
 
 from ..errors import GraderError
+
+
+class UTCDateTime(TypeDecorator):
+    """A moment, timezone-aware both ways: PostgreSQL keeps it as ``timestamptz``; SQLite, which has no zones,
+    keeps its UTC wall time and gets UTC back. A naive datetime is refused (it would be read as UTC, silently)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"a naive datetime ({value}) cannot be stored: give it a timezone")
+        value = value.astimezone(dt.timezone.utc)
+        return value if dialect.name == "postgresql" else value.replace(tzinfo=None)
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value.astimezone(dt.timezone.utc)
+
 
 metadata = MetaData()
 
@@ -46,14 +74,14 @@ attempts = Table(
     Column("student_id", String(64), nullable=False, index=True),
     Column("assignment", String(64), nullable=False, index=True),
     Column("number", Integer, nullable=False),                       # 1, 2, … per student and assignment
-    Column("submitted_at", String(40), nullable=False),              # the server's clock, UTC
+    Column("submitted_at", UTCDateTime(), nullable=False),              # the server's clock, UTC
     Column("sha256", String(64), nullable=False),
     Column("size", Integer, nullable=False),
     Column("late", Boolean, nullable=False),
     Column("file", String(400), nullable=False),                     # relative to the data folder
     Column("check_state", String(16), nullable=False, default=QUEUED, index=True),
-    Column("check_started_at", String(40)),
-    Column("check_finished_at", String(40)),
+    Column("check_started_at", UTCDateTime()),
+    Column("check_finished_at", UTCDateTime()),
     Column("check_note", Text, nullable=False, default=""),          # why a check could not run (staff only)
     UniqueConstraint("student_id", "assignment", "number"),          # one serve per database numbers them
 )
@@ -66,30 +94,45 @@ jobs = Table(
     Column("assignment", String(64), nullable=False),
     Column("state", String(16), nullable=False),                     # queued | running | done | failed
     Column("requested_by", String(64), nullable=False),
-    Column("created_at", String(40), nullable=False),
-    Column("finished_at", String(40)),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("finished_at", UTCDateTime()),
     Column("message", Text, nullable=False, default=""),
 )
 
 releases = Table(
     "releases", metadata,
     Column("assignment", String(64), primary_key=True),
-    Column("released_at", String(40), nullable=False),
+    Column("released_at", UTCDateTime(), nullable=False),
     Column("released_by", String(64), nullable=False),
 )
 
 events = Table(                                                      # who did what, for staff
     "events", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("at", String(40), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
     Column("actor", String(64), nullable=False),
     Column("action", String(40), nullable=False),
     Column("detail", Text, nullable=False, default=""),
 )
 
 
-def utc_now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
+# A student's identity at an LMS (LTI 1.3: the platform's issuer and its user id, ``sub``), for a sign-in method
+# beside the links: none is made yet; the table is where such a method finds the roster's student.
+identities = Table(
+    "identities", metadata,
+    Column("issuer", String(200), primary_key=True),
+    Column("subject", String(255), primary_key=True),
+    Column("student_id", String(64), ForeignKey("students.id"), nullable=False, index=True),
+)
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def utc_text(moment: dt.datetime) -> str:
+    """A moment as the attempts' receipt files and the staff's receipt page write it (ISO 8601, UTC)."""
+    return moment.astimezone(dt.timezone.utc).isoformat(timespec="microseconds")
 
 
 def database_url(data: Path, url: str | None) -> str:
@@ -105,7 +148,8 @@ def shown(url: str) -> str:
 
 
 def open_database(url: str) -> Engine:
-    """An engine on ``url`` with the tables created. SQLite: write-ahead log and a busy timeout, so that pages are
+    """An engine on ``url``, its schema upgraded to the head of ``migrations`` (a database made before migrations
+    is recognised and upgraded in place, its rows kept). SQLite: write-ahead log and a busy timeout, so that pages are
     read while an upload writes, and writers from several threads wait for each other instead of failing."""
     try:
         if url.startswith("sqlite"):
@@ -120,7 +164,9 @@ def open_database(url: str) -> Engine:
                 cursor.close()
         else:
             engine = create_engine(url, pool_pre_ping=True)
-        metadata.create_all(engine)
+        upgrade(engine)
+    except GraderError:
+        raise
     except ArgumentError as exc:
         raise GraderError(f"--db {shown(url)!r} is not a database URL (e.g. postgresql+psycopg://user@host/autograder): "
                           f"{exc}") from exc
@@ -131,3 +177,40 @@ def open_database(url: str) -> Engine:
         detail = " ".join(str(getattr(exc, "orig", None) or exc).split())     # the driver's words, on one line
         raise GraderError(f"cannot open the site's database {shown(url)!r}: {detail}") from exc
     return engine
+
+
+
+MIGRATIONS = Path(__file__).with_name("migrations")      # Alembic's script folder: env.py and versions/
+FIRST_REVISION = "0001"                                  # the schema `create_all` made before there were migrations
+FIRST_TABLES = {"students", "staff", "attempts", "jobs", "releases", "events"}
+
+
+def alembic_config(connection) -> AlembicConfig:
+    """Alembic's settings for the site, made here (no alembic.ini): the script folder inside the package, and the
+    connection its env.py runs the migrations on."""
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def upgrade(engine: Engine) -> None:
+    """The database at the head revision, in one transaction: a migration that fails leaves it as it was. A
+    database made by the site before it had migrations (its tables, no ``alembic_version``) is the first revision:
+    stamped so, then upgraded like any other; one that holds only some of those tables is no database of the
+    site's, and is left alone (GraderError). SQLite's driver would commit each table change on its own, and two
+    commands starting at once would both upgrade: there the transaction is begun by hand, holding the write lock
+    from its start (the other waits, then finds the database at the head)."""
+    with engine.connect() as connection:
+        if connection.dialect.name == "sqlite":
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        if MigrationContext.configure(connection).get_current_revision() is None:
+            found = FIRST_TABLES & set(inspect(connection).get_table_names())
+            if found == FIRST_TABLES:
+                command.stamp(alembic_config(connection), FIRST_REVISION)
+            elif found:
+                raise GraderError(f"the database {shown(str(engine.url))!r} holds some of the site's tables "
+                                  f"({', '.join(sorted(found))}) but not all, and no migration record: it is not one "
+                                  "the site made; give the site an empty database or its own")
+        command.upgrade(alembic_config(connection), "head")
+        connection.commit()

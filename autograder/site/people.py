@@ -147,10 +147,34 @@ def restore(engine: Engine, student: str) -> None:
         raise GraderError(f"no student {student!r} on the roster")
 
 
+def _accounts(role: str):
+    """The table of ``role``'s accounts ("student" or "staff") and the column a session names one by."""
+    return (students, students.c.id) if role == "student" else (staff, staff.c.username)
+
+
+def session_holder(engine: Engine, role: str, who: str | None):
+    """The student (role "student", by id) or staff member ("staff", by user name) a session names, or None."""
+    table, key = _accounts(role)
+    with engine.connect() as db:
+        return db.execute(select(table).where(key == who)).first()
+
+
+def all_students(engine: Engine) -> list:
+    """Every student on the roster (revoked ones too), by id."""
+    with engine.connect() as db:
+        return list(db.execute(select(students).order_by(students.c.id)))
+
+
+def active_students(engine: Engine) -> list[str]:
+    """The ids of the students who may sign in, by id."""
+    with engine.connect() as db:
+        return list(db.execute(select(students.c.id).where(students.c.active).order_by(students.c.id)).scalars())
+
+
 def end_sessions(engine: Engine, role: str, who: str) -> None:
     """End every session of a student (role "student", by id) or staff member ("staff", by user name): a
     sign-out, for each browser and any copied cookie."""
-    table, key = (students, students.c.id) if role == "student" else (staff, staff.c.username)
+    table, key = _accounts(role)
     with engine.begin() as db:
         db.execute(update(table).where(key == who).values(session_version=table.c.session_version + 1))
 
@@ -179,6 +203,12 @@ def add_staff(engine: Engine, username: str, password: str, role: str) -> None:
         else:
             db.execute(staff.insert().values(username=username, password_hash=hashed, role=role,
                                              session_version=0))
+
+
+def staff_accounts(engine: Engine) -> list:
+    """The staff accounts (user name, role), by name."""
+    with engine.connect() as db:
+        return list(db.execute(select(staff.c.username, staff.c.role).order_by(staff.c.username)))
 
 
 def remove_staff(engine: Engine, username: str) -> None:

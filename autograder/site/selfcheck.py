@@ -12,15 +12,14 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import select, update
-
 from ..checks import CheckSpec
 from ..config import Config
 from ..grade import GRADER_FAILED, grade_on
 from ..pool import graded, infrastructure_problem
 from ..report import write_atomic
 from ..result import NOT_GRADED, TIMEOUT
-from .db import DONE, FAILED, QUEUED, RUNNING, attempts, utc_now
+from . import records
+from .db import DONE, FAILED, QUEUED
 
 
 def self_check_task(task: dict, config: Config, data) -> dict:
@@ -63,8 +62,7 @@ class CheckRunner:
         self._claim = threading.Lock()
 
     def start(self) -> None:
-        with self.site.engine.begin() as db:            # checks a stopped server left running start again
-            db.execute(update(attempts).where(attempts.c.check_state == RUNNING).values(check_state=QUEUED))
+        records.requeue_running_checks(self.site.engine)       # checks a stopped server left running start again
         self._threads = [threading.Thread(target=self._loop, name=f"check-runner-{i}", daemon=True)
                          for i in range(self.workers)]
         for t in self._threads:
@@ -87,14 +85,8 @@ class CheckRunner:
 
     def claim(self):
         """The oldest queued attempt, marked running (a conditional update: two runners never take one)."""
-        with self._claim, self.site.engine.begin() as db:
-            row = db.execute(select(attempts).where(attempts.c.check_state == QUEUED).order_by(
-                attempts.c.id).limit(1)).first()
-            if row is None:
-                return None
-            taken = db.execute(update(attempts).where(attempts.c.id == row.id, attempts.c.check_state == QUEUED)
-                               .values(check_state=RUNNING, check_started_at=utc_now()))
-            return row if taken.rowcount else None
+        with self._claim:
+            return records.claim_check(self.site.engine)
 
     def run(self, row) -> None:
         state, note = FAILED, ""
@@ -118,9 +110,7 @@ class CheckRunner:
             note = f"the check could not run: {type(exc).__name__}: {exc}"
         if state == FAILED and self._stop.is_set():      # cut short by the server stopping: it runs again at start
             state, note = QUEUED, ""
-        with self.site.engine.begin() as db:
-            db.execute(update(attempts).where(attempts.c.id == row.id).values(
-                check_state=state, check_note=note[-2000:], check_finished_at=utc_now()))
+        records.check_finished(self.site.engine, row.id, state, note[-2000:])
 
 
 NOTE_LIMIT = 300                     # characters of a note (a cell's error message) a student sees

@@ -18,9 +18,6 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from sqlalchemy import func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
-
 from .. import PROJECT_ROOT, clock
 from ..csvout import csv_text
 from ..errors import Refusal
@@ -28,16 +25,16 @@ from ..intake import file_stem
 from ..publish import refuse_before_deadline
 from ..report import write_atomic
 from ..sandbox import SITE_REQUIRES_SANDBOX
+from . import records
 from .core import PRIVATE_UMASK
-from .db import DONE, FAILED, QUEUED, RUNNING, attempts, events, jobs, releases, students, utc_now
+from .people import active_students, all_students
 
 GRADE, PUBLISH = "grade", "publish"
 RESULTS_ZIP_LIMIT = 2**30            # bytes unpacked from an uploaded results folder
 
 
 def log_event(site, actor: str, action: str, detail: str = "") -> None:
-    with site.engine.begin() as db:
-        db.execute(events.insert().values(at=utc_now(), actor=actor, action=action, detail=detail))
+    records.log_event(site.engine, actor, action, detail)
 
 
 # --- the roster's states ------------------------------------------------------------------------------------
@@ -55,16 +52,12 @@ class RosterState:
 
 
 def roster_states(site, assignment: str) -> list[RosterState]:
-    with site.engine.connect() as db:
-        people = list(db.execute(select(students).order_by(students.c.id)))
-        rows = list(db.execute(select(attempts).where(attempts.c.assignment == assignment).order_by(
-            attempts.c.number)))
     latest, counts = {}, {}
-    for r in rows:
+    for r in records.attempts_at(site.engine, assignment):
         latest[r.student_id] = r
         counts[r.student_id] = counts.get(r.student_id, 0) + 1
     states = []
-    for p in people:
+    for p in all_students(site.engine):
         r = latest.get(p.id)
         states.append(RosterState(
             p.id, p.name, p.active, counts.get(p.id, 0),
@@ -73,24 +66,18 @@ def roster_states(site, assignment: str) -> list[RosterState]:
     return states
 
 
-def local_time(site, utc_text: str) -> str:
-    return clock.local_text(dt.datetime.fromisoformat(utc_text), site.config.timezone)
+def local_time(site, moment: dt.datetime) -> str:
+    return clock.local_text(moment, site.config.timezone)
 
 
 def queue_counts(site) -> dict[str, int]:
     """Attempts by the state of their public check."""
-    with site.engine.connect() as db:
-        return dict(db.execute(select(attempts.c.check_state, func.count()).group_by(attempts.c.check_state)).all())
+    return records.check_counts(site.engine)
 
 
 def queue(site, limit: int = 50) -> list:
     """The checks running and waiting, in the order they run; then the last ones that could not run."""
-    with site.engine.connect() as db:
-        waiting = list(db.execute(select(attempts).where(attempts.c.check_state.in_((QUEUED, RUNNING))).order_by(
-            attempts.c.check_state.desc(), attempts.c.id).limit(limit)))
-        failed = list(db.execute(select(attempts).where(attempts.c.check_state == FAILED).order_by(
-            attempts.c.id.desc()).limit(10)))
-    return waiting + failed
+    return records.check_queue(site.engine, limit)
 
 
 # --- jobs: the commands, run by this server ---------------------------------------------------------------
@@ -110,9 +97,7 @@ def roster_file(site) -> Path:
 
 def write_roster(site) -> Path:
     """The active students, for the grade job's --roster: whoever handed nothing in gets a row and a page too."""
-    with site.engine.connect() as db:
-        ids = [row.id for row in db.execute(select(students.c.id).where(students.c.active).order_by(students.c.id))]
-    return write_atomic(roster_file(site), csv_text(["student_id"], ([i] for i in ids)))
+    return write_atomic(roster_file(site), csv_text(["student_id"], ([i] for i in active_students(site.engine))))
 
 
 class JobRunner:
@@ -126,9 +111,7 @@ class JobRunner:
         self._thread = threading.Thread(target=self._loop, name="job-runner", daemon=True)
 
     def start(self) -> None:
-        with self.site.engine.begin() as db:            # a job a stopped server left running did not finish
-            db.execute(update(jobs).where(jobs.c.state == RUNNING).values(
-                state=FAILED, finished_at=utc_now(), message="the server stopped while it ran; start it again"))
+        records.fail_running_jobs(self.site.engine, "the server stopped while it ran; start it again")
         self._thread.start()
 
     def stop(self) -> None:
@@ -138,15 +121,11 @@ class JobRunner:
     def submit(self, kind: str, assignment: str, actor: str) -> int:
         if kind == PUBLISH:
             refuse_before_deadline(self.site.config_for(assignment), force_hint=False)   # said now, not in the job
-        with self._submit_lock, self.site.engine.begin() as db:     # check and insert as one step
-            busy = db.execute(select(jobs).where(jobs.c.kind == kind, jobs.c.assignment == assignment,
-                                                 jobs.c.state.in_((QUEUED, RUNNING)))).first()
-            if busy:
-                raise Refusal(f"同じ作業がすでに実行中か待機中です (#{busy.id})。\n"
-                              f"The same job is already queued or running (#{busy.id}).")
-            job_id = db.execute(jobs.insert().values(kind=kind, assignment=assignment, state=QUEUED,
-                                                     requested_by=actor, created_at=utc_now(),
-                                                     message="")).inserted_primary_key[0]
+        with self._submit_lock:                          # check and insert as one step
+            job_id, new = records.add_job(self.site.engine, kind, assignment, actor)
+        if not new:
+            raise Refusal(f"同じ作業がすでに実行中か待機中です (#{job_id})。\n"
+                          f"The same job is already queued or running (#{job_id}).")
         log_event(self.site, actor, kind, f"{assignment} (job #{job_id})")
         self._wake.set()
         return job_id
@@ -156,8 +135,7 @@ class JobRunner:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            with self.site.engine.connect() as db:
-                job = db.execute(select(jobs).where(jobs.c.state == QUEUED).order_by(jobs.c.id).limit(1)).first()
+            job = records.next_job(self.site.engine)
             if job is None:
                 self._wake.wait(2)
                 self._wake.clear()
@@ -165,8 +143,7 @@ class JobRunner:
             self._run(job)
 
     def _run(self, job) -> None:
-        with self.site.engine.begin() as db:
-            db.execute(update(jobs).where(jobs.c.id == job.id).values(state=RUNNING))
+        records.job_running(self.site.engine, job.id)
         log = self.log_path(job.id)
         log.parent.mkdir(parents=True, exist_ok=True)
         if job.kind == GRADE:
@@ -180,15 +157,11 @@ class JobRunner:
                                    stderr=subprocess.STDOUT, cwd=self.site.data, env=env, umask=PRIVATE_UMASK)
         text = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()
         message = "\n".join(text[-8:])
-        with self.site.engine.begin() as db:
-            db.execute(update(jobs).where(jobs.c.id == job.id).values(
-                state=DONE if code == 0 else FAILED, finished_at=utc_now(), message=message[-4000:]))
+        records.job_finished(self.site.engine, job.id, code == 0, message[-4000:])
 
 
 def recent_jobs(site, assignment: str, limit: int = 10) -> list:
-    with site.engine.connect() as db:
-        return list(db.execute(select(jobs).where(jobs.c.assignment == assignment).order_by(
-            jobs.c.id.desc()).limit(limit)))
+    return records.recent_jobs(site.engine, assignment, limit)
 
 
 # --- the exchange out, a results folder back --------------------------------------------------------------
@@ -290,11 +263,7 @@ def release_feedback(site, assignment: str, actor: str, before_deadline: bool = 
                       "Nothing is graded yet: grade the class or upload its results first.")
     if not before_deadline:
         refuse_release_before_deadline(site.config_for(assignment))
-    insert = postgresql.insert if site.engine.dialect.name == "postgresql" else sqlite.insert
-    values = {"released_at": utc_now(), "released_by": actor}
-    with site.engine.begin() as db:                  # one statement: two staff releasing at once both succeed
-        db.execute(insert(releases).values(assignment=assignment, **values)
-                   .on_conflict_do_update(index_elements=[releases.c.assignment], set_=values))
+    records.release(site.engine, assignment, actor)
     log_event(site, actor, "released feedback", assignment)
 
 
