@@ -89,7 +89,7 @@ def _logging_tensorflow(log_path: Path, run):
 
 
 def _grade_one(target: Path, out: Path, args, config) -> int:
-    from .grade import FEEDBACK_PAGE, grade_into
+    from .single import FEEDBACK_PAGE, grade_into
     from .report import format_table
 
     if args.only or args.roster:
@@ -235,7 +235,8 @@ def cmd_store(args) -> int:
 
 def cmd_gradebook(args) -> int:
     from .gradebook import course_gradebook, find_gradebooks
-    from .report import count, format_points, write_atomic
+    from .files import write_atomic
+    from .report import count, format_points
 
     gradebooks = find_gradebooks([Path(f) for f in args.folders] or [Path("grades")])
     text, maxima = course_gradebook(gradebooks)

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .dataset import sha256_of as sha256_file
-from .report import count, write_atomic
+from .files import write_atomic, write_json
+from .report import count
 
 
 class ResultStore:
@@ -43,7 +44,7 @@ class ResultStore:
     def save(self, file_stem: str, result: dict, log: str) -> None:
         """The log first, then the result: a result on disk always has its log."""
         write_atomic(self.out / "logs" / f"{file_stem}.log", log)
-        write_atomic(self.result_path(file_stem), json.dumps(result, ensure_ascii=False, indent=2) + "\n")
+        write_json(self.result_path(file_stem), result)
 
     def save_feedback(self, file_stem: str, page: str) -> None:
         write_atomic(self.feedback_path(file_stem), page)
@@ -138,8 +139,7 @@ class RunStore:
         return {"run_fingerprint": fingerprint, "files": kept, **facts}
 
     def save(self, manifest: dict) -> None:
-        write_atomic(self.manifest_path(manifest["run_fingerprint"]),
-                     json.dumps(manifest, ensure_ascii=False, indent=1) + "\n")
+        write_json(self.manifest_path(manifest["run_fingerprint"]), manifest, indent=1)
 
     # --- reading -----------------------------------------------------------------------------------------------
     def find(self, fingerprint: str) -> tuple[dict | None, str]:

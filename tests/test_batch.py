@@ -20,7 +20,7 @@ from autograder.batch import grade_batch
 from autograder.gradebook import gradebook_csv
 from autograder.store import remove_leftovers
 from autograder.errors import GraderError
-from autograder.pool import infrastructure_problem
+from autograder.infrastructure import infrastructure_problem
 from autograder.graders import check_graders
 from classroom import (LATE, ON_TIME, always_lost, answer, echo_options, exchange_submission, gpu_out_of_memory, load_course,
                        inbound_submission, lost_once, short_config, works)

@@ -16,7 +16,7 @@ from autograder.batch import grade_batch
 from autograder.cli import main
 from autograder.config import Config
 from autograder.fingerprint import NOT_RUN_SETTINGS, RUN_SETTINGS, grading_fingerprint, run_context, run_fingerprint
-from autograder.grade import grade_into
+from autograder.single import grade_into
 from autograder.result import EXECUTED, REGRADED, UNCHANGED
 from autograder.store import RunStore, referenced_runs
 from classroom import (LATE, ON_TIME, answer, exchange_submission, grades_without_a_kernel, keeps_runs, load_course,

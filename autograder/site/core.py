@@ -35,7 +35,7 @@ from .. import clock
 from ..assignment import assignment_ids
 from ..config import Config
 from ..errors import GraderError, Refusal
-from ..report import write_atomic
+from ..files import write_atomic
 from ..submit import TICK_INCOMPLETE_CHECKBOX, check_submission, deliver
 from .db import QUEUED, SUPERSEDED, attempts, database_url, open_database, releases
 

@@ -16,9 +16,10 @@ from sqlalchemy import select, update
 
 from ..checks import CheckSpec
 from ..config import Config
+from ..files import write_atomic
 from ..grade import GRADER_FAILED, grade_on
-from ..pool import graded, infrastructure_problem
-from ..report import write_atomic
+from ..infrastructure import infrastructure_problem
+from ..pool import graded
 from ..result import NOT_GRADED, TIMEOUT
 from .db import DONE, FAILED, QUEUED, RUNNING, attempts, utc_now
 

@@ -26,7 +26,7 @@ from ..csvout import csv_text
 from ..errors import Refusal
 from ..intake import file_stem
 from ..publish import refuse_before_deadline
-from ..report import write_atomic
+from ..files import write_atomic
 from ..sandbox import SITE_REQUIRES_SANDBOX
 from .core import PRIVATE_UMASK
 from .db import DONE, FAILED, QUEUED, RUNNING, attempts, events, jobs, releases, students, utc_now
