@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import clock, dataset, intake
@@ -29,12 +29,11 @@ from .config import Config
 from .device import official_on
 from .errors import ConfigError, GraderError
 from .fingerprint import grading_fingerprint, page_context, page_fingerprint, run_contexts, run_fingerprints
-from .gradebook import gradebook_csv
 from .graders import GradersBroken, check_graders
 from .executors import Executor, LocalPool
 from .pool import grade_task
-from .result import (ERROR, EXECUTED, INFRASTRUCTURE, INFRASTRUCTURE_REASON, LATE, NO_SUBMISSION, NO_TIMESTAMP,
-                     NOT_GRADED, REFUSED, REGRADED, CheckResult, GradeResult)
+from .result import (ERROR, EXECUTED, INFRASTRUCTURE, LATE, NO_SUBMISSION, NO_TIMESTAMP, NOT_GRADED, REFUSED,
+                     REGRADED, CheckResult, GradeResult, Provenance, Result, Superseded)
 from .report import count
 from .store import ResultStore, is_class_folder
 
@@ -64,7 +63,7 @@ class Task:
 class Plan:
     """What a run does with each student: keep a stored result, refuse (late, unusable), regrade a stored run
     (graders only, no kernel), or execute."""
-    reuse: dict[str, dict] = field(default_factory=dict)     # student id → the stored result, still valid
+    reuse: dict[str, Result] = field(default_factory=dict)   # student id → the stored result, still valid
     refuse: list[Task] = field(default_factory=list)
     regrade: list[Task] = field(default_factory=list)
     execute: list[Task] = field(default_factory=list)
@@ -72,7 +71,7 @@ class Plan:
 
 @dataclass
 class BatchReport:
-    results: dict[str, dict]                             # student id → the result written for them
+    results: dict[str, Result]                           # student id → the result written for them
     executed: int
     regraded: int                                        # graded again from stored runs, no kernel
     reused: int
@@ -84,8 +83,13 @@ class BatchReport:
         return self.executed + self.regraded
 
     @property
+    def written(self) -> dict[str, dict]:
+        """student id → the result as results/<id>.json holds it (the schema's JSON)."""
+        return {student: result.to_json() for student, result in self.results.items()}
+
+    @property
     def counts(self) -> Counter:
-        return Counter(r.get("status", "?") for r in self.results.values())
+        return Counter(r.status for r in self.results.values())
 
 
 def intake_fingerprint(sub: intake.Submission) -> str:
@@ -119,9 +123,10 @@ def plan(submissions: list[intake.Submission], task_of, grading_of, stored_resul
                 decided.reuse[sub.student_id] = previous
             continue
         task = task_of(sub)
-        if previous and not (regrade or rerun or only) and previous.get("status") != INFRASTRUCTURE \
-                and previous.get("intake_fingerprint") == intake_fingerprint(sub) \
-                and any(previous.get("run_fingerprint") == fp and previous.get("grading_fingerprint") == grading_of(d)
+        made = previous.provenance if previous else None
+        if previous and not (regrade or rerun or only) and previous.status != INFRASTRUCTURE \
+                and made.intake_fingerprint == intake_fingerprint(sub) \
+                and any(made.run_fingerprint == fp and made.grading_fingerprint == grading_of(d)
                         for d, fp in task.runs.items()):
             decided.reuse[sub.student_id] = previous
         elif sub.fate != intake.GRADE:
@@ -153,7 +158,7 @@ class Batch:
         self.executor.prepare(config)
         self.kernel_device, self.official = self.executor.resolve_device(device, config)
         self.workers_asked = workers
-        self.results: dict[str, dict] = {}
+        self.results: dict[str, Result] = {}
         self.checks: tuple[CheckSpec, ...] = ()     # as the graders declare them (none known while they are broken)
         self.page_context = ""                       # fingerprint.page_context, once the checks are known
         self._gradings: dict[bool, str] = {}
@@ -200,7 +205,10 @@ class Batch:
                 snapshot = dataset.snapshot(data, Path(tmp) / "dataset") if data is not None else None
                 self._grade(store, tasks, pins, snapshot, Path(tmp))
         seconds = round(time.monotonic() - started, 1)     # the same wall time on the summary page and the console
-        self._write_class_files(store, seconds)
+        from .class_reports import write_class_reports      # the pages' code (matplotlib) once they are due
+
+        write_class_reports(store, [self.results[s] for s in sorted(self.results)], self.config, self.checks,
+                            wall_seconds=seconds)
         return BatchReport(self.results, len(todo.execute), len(todo.regrade), len(todo.reuse), seconds, self.out)
 
     def _check_only(self, submissions: list[intake.Submission]) -> None:
@@ -227,28 +235,29 @@ class Batch:
                 infrastructure = bool(reply.get("infrastructure"))
                 if reply.get("run") and not infrastructure:
                     store.runs.save(reply["run"])        # the run first, then the result that names it
-                result = self._infrastructure_result(task) if infrastructure else reply["result"]
+                result = self._infrastructure_result(task) if infrastructure else Result.from_json(reply["result"])
                 log = "\n".join(filter(None, [reply.get("table", ""), "--- kernel log ---", reply.get("log", "")]))
                 self._finish(store, task, result, log, how=None if infrastructure else
                              REGRADED if task.stored else EXECUTED)
                 bar.update(1)
-                bar.set_postfix(dict(Counter(r["status"] for r in self.results.values())), refresh=False)
+                bar.set_postfix(dict(Counter(r.status for r in self.results.values())), refresh=False)
         finally:
             bar.close()
 
     # --- results ----------------------------------------------------------------------------------------------
-    def _refused(self, sub) -> dict:
+    def _refused(self, sub) -> Result:
         from .grade import zero_result
 
         ja, _, en = sub.detail.partition(" / ")
         status = FATE_STATUS[sub.fate]
         notebook = sub.chosen.path.name if sub.chosen.path else sub.chosen.origin
         if sub.fate == intake.MISSING:        # no device graded anything: the 0 is as official as it gets
-            return {**zero_result(self.config, self.checks, notebook, ja, en, True, status=status).to_json(),
-                    "notes": []}
-        return zero_result(self.config, self.checks, notebook, ja, en or ja, self.official, status=status).to_json()
+            return replace(Result.of_grade(zero_result(self.config, self.checks, notebook, ja, en, True,
+                                                       status=status)), notes=())
+        return Result.of_grade(zero_result(self.config, self.checks, notebook, ja, en or ja, self.official,
+                                           status=status))
 
-    def _infrastructure_result(self, task: Task) -> dict:
+    def _infrastructure_result(self, task: Task) -> Result:
         why = task.attempts[-1].strip().splitlines()[-1][:300]
         text = ("採点環境の問題で採点できませんでした。あなたの減点ではありません。再採点します。\n"
                 f"The grading machine failed ({why}); this is not your error and will be regraded.")
@@ -256,46 +265,30 @@ class Batch:
         result = GradeResult(self.config.assignment.id, task.submission.chosen.path.name, tests, self.official,
                              notes=[f"attempt {i + 1}: {a.strip()[-500:]}" for i, a in enumerate(task.attempts)],
                              status=INFRASTRUCTURE, status_detail=text.replace("\n", " / "))
-        return {**result.to_json(), INFRASTRUCTURE_REASON: why}
+        return Result.of_grade(result, Provenance(infrastructure_reason=why))
 
-    def _finish(self, store: ResultStore, task: Task, result: dict, log: str, how: str | None) -> None:
+    def _finish(self, store: ResultStore, task: Task, result: Result, log: str, how: str | None) -> None:
         """Write a student's result, log and page. ``how``: EXECUTED, REGRADED, REFUSED, or None when nothing ran
         (an infrastructure error)."""
         sub = task.submission
-        chosen = sub.chosen
-        if sub.detail and not result.get("status_detail"):
-            result["status_detail"] = sub.detail
-        if task.note and how == EXECUTED:
-            result["notes"] = [*result.get("notes", []), task.note]
-        result.update(
-            student_id=sub.student_id,
-            origin=chosen.origin,
-            submitted_at=chosen.submitted_at.isoformat() if chosen.submitted_at else None,
-            timestamp_problem=chosen.timestamp_problem,
-            superseded=[{"origin": c.origin, "submitted_at": c.submitted_at.isoformat() if c.submitted_at else None,
-                         "reason": why} for c, why in sub.superseded],
-            attempts=len(task.attempts) + (how in (EXECUTED, REGRADED)),
-            graded_at=clock.now().isoformat(timespec="seconds"),
-            graded_from=how or INFRASTRUCTURE,
-            run_fingerprint=task.run_fingerprint,
-            grading_fingerprint=self.grading_of(task.run_device),
-            intake_fingerprint=intake_fingerprint(sub),
-        )
-        result["page_fingerprint"] = page_fingerprint(result, self.page_context)
+        result = replace(result, status_detail=result.status_detail or sub.detail,
+                         notes=(*result.notes, *[task.note] * bool(task.note and how == EXECUTED)),
+                         provenance=provenance_of(task, how, self.grading_of(task.run_device), result.provenance))
+        result = result.with_provenance(page_fingerprint=page_fingerprint(result.to_json(), self.page_context))
         previous = store.previous(sub.file_stem)
         store.save(sub.file_stem, result, self._log_text(task, result, log))
         self.results[sub.student_id] = result
-        if not (previous and previous.get("page_fingerprint") == result["page_fingerprint"]
+        if not (previous and previous.provenance.page_fingerprint == result.provenance.page_fingerprint
                 and store.feedback_path(sub.file_stem).exists()):       # the page as it is would come out the same
             self._save_feedback(store, sub, result)
 
-    def _log_text(self, task: Task, result: dict, log: str) -> str:
+    def _log_text(self, task: Task, result: Result, log: str) -> str:
         sub = task.submission
         if sub.fate == intake.MISSING:
             return f"student: {sub.student_id}\nstatus: {NO_SUBMISSION} — on the roster, nothing handed in\n"
         lines = [f"student: {sub.student_id}", f"graded file: {sub.chosen.origin}",
                  f"submitted at: {sub.chosen.submitted_at or 'unknown (' + sub.chosen.timestamp_problem + ')'}",
-                 f"status: {result.get('status')}" + (f" — {result.get('status_detail')}" if result.get("status_detail") else "")]
+                 f"status: {result.status}" + (f" — {result.status_detail}" if result.status_detail else "")]
         lines += [f"not graded: {c.origin} ({why})" for c, why in sub.superseded]
         if task.stored:
             lines.append(f"regraded from the stored run {task.run_fingerprint[:16]} (executed "
@@ -305,7 +298,7 @@ class Batch:
         lines += [f"attempt {i + 1} failed: {a.strip()}" for i, a in enumerate(task.attempts)]
         return "\n".join(lines) + "\n\n" + log + "\n"
 
-    def _save_feedback(self, store: ResultStore, sub, result: dict) -> None:
+    def _save_feedback(self, store: ResultStore, sub, result: Result) -> None:
         from .feedback import feedback_page
 
         store.save_feedback(sub.file_stem, feedback_page(result, self.config, self.checks))
@@ -319,17 +312,24 @@ class Batch:
                   f"{self.executor.describe(self.workers, self.kernel_device)} · "
                   f"{len(todo.reuse)} unchanged", file=sys.stderr)
 
-    def _write_class_files(self, store: ResultStore, wall_seconds: float) -> None:
-        from .feedback import figure_fingerprint, summary_figure, summary_page
 
-        results = [self.results[s] for s in sorted(self.results)]
-        files = {"gradebook.csv": gradebook_csv(results, self.config, self.checks),
-                 "summary.html": summary_page(results, self.config, self.checks, wall_seconds=wall_seconds)}
-        # The figure is drawn from the students' pages' inputs: redrawn only when one of those changed.
-        drawn_from = hashlib.sha256(" ".join(str(r.get("page_fingerprint")) for r in results).encode()).hexdigest()
-        if figure_fingerprint(store.out / "summary.png") != drawn_from:
-            files["summary.png"] = summary_figure(results, self.config, self.checks, drawn_from)
-        store.save_class_files(files)
+def provenance_of(task: Task, how: str | None, grading: str, recorded: Provenance = Provenance()) -> Provenance:
+    """How a student's result was come by: intake's choice (the file, its time, what was set aside), the attempts,
+    and the fingerprints a later run decides by. ``recorded``: what the result already says (an infrastructure
+    error's reason)."""
+    sub = task.submission
+    chosen = sub.chosen
+
+    def iso(moment) -> str | None:
+        return moment.isoformat() if moment else None
+
+    return replace(
+        recorded, student_id=sub.student_id, origin=chosen.origin, submitted_at=iso(chosen.submitted_at),
+        timestamp_problem=chosen.timestamp_problem,
+        superseded=tuple(Superseded(c.origin, iso(c.submitted_at), why) for c, why in sub.superseded),
+        attempts=len(task.attempts) + (how in (EXECUTED, REGRADED)),
+        graded_at=clock.now().isoformat(timespec="seconds"), graded_from=how or INFRASTRUCTURE,
+        run_fingerprint=task.run_fingerprint, grading_fingerprint=grading, intake_fingerprint=intake_fingerprint(sub))
 
 
 def check_only(only: set[str], known: set[str]) -> None:

@@ -74,3 +74,21 @@ def format_table(result: GradeResult) -> str:
                      f"Keras {ex.get('keras') or '?'} · seed {ex.get('seed')} · {ex.get('seconds', 0):.1f} s")
     lines.extend(f"  note: {note}" for note in result.notes)
     return "\n".join(lines)
+
+
+def format_usage(store, usage) -> str:
+    """What ``store du`` says of a ``store.RunStore`` and its ``StoreUsage``: runs, files, bytes on disk against one
+    copy per run, per student, the largest shared files."""
+    def mb(n: int) -> str:
+        return f"{n / 1e6:,.1f} MB"
+
+    per = usage.disk_bytes / usage.referenced if usage.referenced else 0
+    lines = [f"{store.root}: {count(usage.runs, 'run')} ({usage.referenced} referenced by results) · "
+             f"{count(usage.objects, 'file')} · "
+             f"{mb(usage.disk_bytes)} on disk ({mb(usage.logical_bytes)} if each run kept its own copy) · "
+             f"{mb(int(per))} per graded run"]
+    names = {f["sha256"]: name for m in store.manifests().values() for name, f in m.get("files", {}).items()}
+    for digest, (runs, size) in sorted(usage.shared.items(), key=lambda item: -item[1][1])[:5]:
+        lines.append(f"  {names.get(digest, digest[:12])} ({digest[:12]}) {mb(size)} held by {count(runs, 'run')}, "
+                     "stored once")
+    return "\n".join(lines)

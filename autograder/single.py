@@ -4,6 +4,7 @@ its student gets — doing no more than what changed since the last time (``grad
 from __future__ import annotations
 
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from . import dataset, sandbox
@@ -16,7 +17,7 @@ from .fingerprint import grading_fingerprint, run_contexts, run_fingerprints
 from .grade import grade_and_keep, regrade_kept
 from .graders import check_graders
 from .infrastructure import infrastructure_problem
-from .result import EXECUTED, REGRADED, UNCHANGED, GradeResult
+from .result import EXECUTED, REGRADED, UNCHANGED, GradeResult, Provenance, Result
 from .store import STORE, RunStore, read_result
 
 
@@ -36,13 +37,13 @@ def grade_into(path: Path, out: Path, config: Config, device: str = "auto", *, f
     manifest, problem = (None, "") if rerun else store.find_first(fingerprints.values())
     if manifest:
         official = official_on(manifest.get("device", ""), config)
-    extra = {"run_fingerprint": manifest["run_fingerprint"] if manifest else fingerprints[kernel_device],
-             "grading_fingerprint": grading_fingerprint(config, official)}
+    made = Provenance(run_fingerprint=manifest["run_fingerprint"] if manifest else fingerprints[kernel_device],
+                      grading_fingerprint=grading_fingerprint(config, official))
     previous = read_result(out / "results.json")
-    if manifest and previous and not regrade and all(previous.get(k) == v for k, v in extra.items()):
+    if manifest and previous and not regrade and same_making(previous.provenance, made):
         if not (out / FEEDBACK_PAGE).is_file():
             write_feedback_page(previous, out, config, checks)
-        return GradeResult.from_json(previous), UNCHANGED
+        return previous.verdict(), UNCHANGED
     data = dataset.load_dataset(config)
     with tempfile.TemporaryDirectory(prefix="autograder-one-") as work:
         if manifest:
@@ -52,18 +53,27 @@ def grade_into(path: Path, out: Path, config: Config, device: str = "auto", *, f
                                               fingerprints[kernel_device], Path(work), fused=fused)
             if not infrastructure_problem(result.execution):       # a GPU that failed is no run to keep
                 store.save(manifest)
-            result.notes += [f"the stored run could not be used ({problem}): executed again"] * bool(problem)
+            if problem:
+                result = replace(result, notes=[*result.notes, f"the stored run could not be used ({problem}): "
+                                                               "executed again"])
             how = EXECUTED
-    written = write_json(out / "results.json", {**result.to_json(), **extra, "graded_from": how})
-    write_feedback_page(read_result(written), out, config, checks)
+    written = Result.of_grade(result, replace(made, graded_from=how))
+    write_json(out / "results.json", written.to_json())
+    write_feedback_page(written, out, config, checks)
     return result, how
+
+
+def same_making(recorded: Provenance, now: Provenance) -> bool:
+    """Whether a written result came from the same run and the same grading as one made now would."""
+    return (recorded.run_fingerprint, recorded.grading_fingerprint) == (now.run_fingerprint, now.grading_fingerprint)
 
 
 FEEDBACK_PAGE = "feedback.html"          # beside results.json: the page a class's student gets, for one notebook
 
 
-def write_feedback_page(result: dict, out: Path, config: Config, checks: tuple[CheckSpec, ...]) -> Path:
-    """The student's page for one graded notebook, drawn by the renderer a class's pages come from."""
+def write_feedback_page(result: Result, out: Path, config: Config, checks: tuple[CheckSpec, ...]) -> Path:
+    """The student's page for one graded notebook, drawn by the renderer a class's pages come from (the same
+    written result: the page shows what results.json says)."""
     from .feedback import feedback_page
 
     return write_atomic(Path(out) / FEEDBACK_PAGE, feedback_page(result, config, checks))
