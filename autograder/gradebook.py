@@ -7,7 +7,6 @@ with the score it counts (blank when there is none: not submitted, or an infrast
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 from . import clock
@@ -17,6 +16,7 @@ from .csvout import csv_text
 from .errors import GraderError
 from .report import format_points
 from .result import INFRASTRUCTURE, Result
+from .store import read_result
 
 
 def gradebook_csv(results: list[Result | dict], config: Config, checks: tuple[CheckSpec, ...]) -> str:
@@ -57,12 +57,9 @@ def _detail(result: Result) -> str:
 def assignment_of(folder: Path) -> str | None:
     """The assignment a batch's output folder holds, as its results say."""
     for path in sorted((folder / "results").glob("*.json")):
-        try:
-            named = json.loads(path.read_text(encoding="utf-8")).get("assignment")
-        except (OSError, ValueError, AttributeError):
-            continue
-        if isinstance(named, str) and named:
-            return named
+        named = read_result(path)
+        if named and named.assignment:
+            return named.assignment
     return None
 
 
