@@ -18,7 +18,8 @@ from .config import Config
 from .device import official_on, resolve_device
 from .errors import GraderError
 from .graders import check_graders, run_graders
-from .result import ERROR, FAILED, GRADED, TIMEOUT, CheckResult, ExecutionRecord, GradeResult
+from .record import ExecutionRecord
+from .result import ERROR, FAILED, GRADED, TIMEOUT, CheckResult, GradeResult
 from .store import RunStore
 
 

@@ -28,6 +28,7 @@ def class_submissions(root: Path, config: Config, roster: list[str] = ()) -> lis
 
 @dataclass
 class Task:
+    """One submission to grade, and what is known of its runs (those that may stand for it, the one stored)."""
     submission: intake.Submission
     runs: dict[str, str]                  # device → the run fingerprint there, of the runs that may stand for it
     device: str                           # where it executes if it must
