@@ -8,71 +8,39 @@ just the grading changed (a grader, a threshold: seconds, no kernel, no GPU); ex
 changed (the notebook, the release, the harness, the execution settings, the libraries) or no sound run is stored.
 The pool (``pool.py``) does the work and retries a runner's failure once; the store (``store.py``) writes each
 file atomically the moment it is known. Killing the batch loses at most the notebooks in flight.
+
+Each job has its home: ``plan.py`` decides (pure), the executor runs, ``outcome.py`` makes each student's typed
+result and log, ``class_reports.py`` writes the class's files; ``Batch`` only puts them in order.
 """
 
 from __future__ import annotations
 
 import contextlib
-import difflib
-import hashlib
 import sys
 import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from . import clock, dataset, intake
+from . import dataset, intake
 from .assignment import assignment_ids, config_for, unknown_assignment
 from .checks import CheckSpec
 from .config import Config
 from .device import official_on
 from .errors import ConfigError, GraderError
-from .fingerprint import grading_fingerprint, page_context, page_fingerprint, run_contexts, run_fingerprints
-from .gradebook import gradebook_csv
-from .graders import GradersBroken, check_graders
 from .executors import Executor, LocalPool
+from .fingerprint import grading_fingerprint, page_context, page_fingerprint, run_contexts, run_fingerprints
+from .outcome import infrastructure_result, log_text, refused_result, with_provenance
+from .plan import Plan, Task, check_only, class_submissions, declared_checks, notebook_bytes, plan, plan_line
 from .pool import grade_task
-from .result import (ERROR, EXECUTED, INFRASTRUCTURE, INFRASTRUCTURE_REASON, LATE, NO_SUBMISSION, NO_TIMESTAMP,
-                     NOT_GRADED, REFUSED, REGRADED, CheckResult, GradeResult)
-from .report import count
+from .result import EXECUTED, REFUSED, REGRADED, Result
 from .store import ResultStore, is_class_folder
-
-FATE_STATUS = {intake.LATE: LATE, intake.NO_TIMESTAMP: NO_TIMESTAMP, intake.UNUSABLE: ERROR,
-               intake.MISSING: NO_SUBMISSION}
-
-
-@dataclass
-class Task:
-    submission: intake.Submission
-    runs: dict[str, str]                  # device → the run fingerprint there, of the runs that may stand for it
-    device: str                           # where it executes if it must
-    stored: dict | None = None            # the stored run to judge again (graders only), or None: execute
-    note: str = ""                        # why a stored run of it could not be used
-    attempts: list[str] = field(default_factory=list)   # one line per failed attempt
-
-    @property
-    def run_fingerprint(self) -> str:
-        return self.stored["run_fingerprint"] if self.stored else self.runs[self.device]
-
-    @property
-    def run_device(self) -> str:
-        return self.stored.get("device", "") if self.stored else self.device
-
-
-@dataclass
-class Plan:
-    """What a run does with each student: keep a stored result, refuse (late, unusable), regrade a stored run
-    (graders only, no kernel), or execute."""
-    reuse: dict[str, dict] = field(default_factory=dict)     # student id → the stored result, still valid
-    refuse: list[Task] = field(default_factory=list)
-    regrade: list[Task] = field(default_factory=list)
-    execute: list[Task] = field(default_factory=list)
 
 
 @dataclass
 class BatchReport:
-    results: dict[str, dict]                             # student id → the result written for them
+    results: dict[str, Result]                           # student id → the result written for them
     executed: int
     regraded: int                                        # graded again from stored runs, no kernel
     reused: int
@@ -84,54 +52,13 @@ class BatchReport:
         return self.executed + self.regraded
 
     @property
+    def written(self) -> dict[str, dict]:
+        """student id → the result as results/<id>.json holds it (the schema's JSON)."""
+        return {student: result.to_json() for student, result in self.results.items()}
+
+    @property
     def counts(self) -> Counter:
-        return Counter(r.get("status", "?") for r in self.results.values())
-
-
-def intake_fingerprint(sub: intake.Submission) -> str:
-    """What intake decided about a submission (its file, time and fate): a result stands only while these hold."""
-    chosen = sub.chosen
-    facts = [chosen.origin, str(chosen.submitted_at), chosen.timestamp_problem, sub.fate, sub.detail,
-             *(f"{c.origin} {c.submitted_at} {why}" for c, why in sub.superseded)]
-    return hashlib.sha256("\0".join(map(str, facts)).encode()).hexdigest()
-
-
-def notebook_bytes(sub: intake.Submission) -> bytes:
-    chosen = sub.chosen
-    return chosen.path.read_bytes() if chosen.path and chosen.path.is_file() else chosen.problem.encode()
-
-
-def plan(submissions: list[intake.Submission], task_of, grading_of, stored_result, find_run, *,
-         regrade: bool = False, rerun: bool = False, only: set[str] | None = None) -> Plan:
-    """Decide, without running anything, what happens to each submission. ``task_of(sub)``: its Task (the run
-    fingerprints that may stand for it); ``grading_of(device)``: the grading fingerprint for a run on that device;
-    ``stored_result(sub)``: the result an earlier batch wrote, or None; ``find_run(fingerprints)``: (the first
-    sound stored run among them, or None; what was wrong with a stored one). A stored result is kept when it came
-    from one of the task's runs, the same grading and the same intake (never an infrastructure error); otherwise a
-    sound stored run is judged again, and only a submission without one is executed. ``only``: the students to
-    grade; everyone else's result is kept as it is. ``regrade``: no result is kept; ``rerun``: nothing stored is
-    used."""
-    decided = Plan()
-    for sub in submissions:
-        previous = stored_result(sub)
-        if only is not None and sub.student_id not in only:
-            if previous is not None:
-                decided.reuse[sub.student_id] = previous
-            continue
-        task = task_of(sub)
-        if previous and not (regrade or rerun or only) and previous.get("status") != INFRASTRUCTURE \
-                and previous.get("intake_fingerprint") == intake_fingerprint(sub) \
-                and any(previous.get("run_fingerprint") == fp and previous.get("grading_fingerprint") == grading_of(d)
-                        for d, fp in task.runs.items()):
-            decided.reuse[sub.student_id] = previous
-        elif sub.fate != intake.GRADE:
-            decided.refuse.append(task)
-        else:
-            if not rerun:
-                task.stored, problem = find_run(task.runs.values())
-                task.note = f"the stored run could not be used ({problem}): executed again" if problem else ""
-            (decided.regrade if task.stored else decided.execute).append(task)
-    return decided
+        return Counter(r.status for r in self.results.values())
 
 
 class Batch:
@@ -153,7 +80,7 @@ class Batch:
         self.executor.prepare(config)
         self.kernel_device, self.official = self.executor.resolve_device(device, config)
         self.workers_asked = workers
-        self.results: dict[str, dict] = {}
+        self.results: dict[str, Result] = {}
         self.checks: tuple[CheckSpec, ...] = ()     # as the graders declare them (none known while they are broken)
         self.page_context = ""                       # fingerprint.page_context, once the checks are known
         self._gradings: dict[bool, str] = {}
@@ -166,30 +93,24 @@ class Batch:
         return self._gradings[official]
 
     def run(self) -> BatchReport:
+        """Plan, refuse and keep what needs no work, grade the rest through the executor, then the class's
+        reports."""
         started = time.monotonic()
         data = dataset.load_dataset(self.config)     # verified once, before anything is graded
         store = ResultStore(self.out)
         with self.executor.scratch(self.out) as tmp:
-            submissions = intake.choose(intake.find_candidates(self.root, self.config), self.config)
-            submissions = sorted(submissions + intake.missing(self.roster, submissions), key=lambda s: s.student_id)
+            submissions = class_submissions(self.root, self.config, self.roster)
             self._check_only(submissions)
             self.checks, broken = declared_checks(self.config)     # once, before any notebook is executed
             self.page_context = page_context(self.config, self.checks)
-            contexts = run_contexts(self.config, self.kernel_device, self.fused)
-            todo = plan(submissions, lambda sub: Task(sub, run_fingerprints(notebook_bytes(sub), contexts),
-                                                      self.kernel_device),
-                        self.grading_of, lambda sub: store.previous(sub.file_stem), store.runs.find_first,
-                        regrade=self.regrade, rerun=self.rerun, only=self.only)
-            for sub in submissions:
-                if sub.student_id in todo.reuse:
-                    self.results[sub.student_id] = todo.reuse[sub.student_id]
-                    if not store.feedback_path(sub.file_stem).exists():
-                        self._save_feedback(store, sub, todo.reuse[sub.student_id])
+            todo = self._plan(submissions, store)
+            self._keep(store, submissions, todo.reuse)
             for task in todo.refuse:
-                self._finish(store, task, self._refused(task.submission), log="", how=REFUSED)
+                self._finish(store, task, refused_result(task.submission, self.config, self.checks, self.official),
+                             log="", how=REFUSED)
             self.workers = self.workers_asked or self.executor.default_workers(self.kernel_device,
                                                                                 executing=bool(todo.execute))
-            self._log_batch(len(submissions), todo)
+            self._say_plan(len(submissions), todo)
             tasks = todo.execute + todo.regrade         # the long runs first; stored runs fill the other workers
             if broken:
                 for task in tasks:           # nothing is run: each is an infrastructure error, graded when the
@@ -200,154 +121,103 @@ class Batch:
                 snapshot = dataset.snapshot(data, Path(tmp) / "dataset") if data is not None else None
                 self._grade(store, tasks, pins, snapshot, Path(tmp))
         seconds = round(time.monotonic() - started, 1)     # the same wall time on the summary page and the console
-        self._write_class_files(store, seconds)
+        from .class_reports import write_class_reports      # the pages' code (matplotlib) once they are due
+
+        write_class_reports(store, [self.results[s] for s in sorted(self.results)], self.config, self.checks,
+                            wall_seconds=seconds)
         return BatchReport(self.results, len(todo.execute), len(todo.regrade), len(todo.reuse), seconds, self.out)
 
     def _check_only(self, submissions: list[intake.Submission]) -> None:
         if self.only is not None and self.strict_only:
             check_only(self.only, {sub.student_id for sub in submissions})
 
+    def _plan(self, submissions: list[intake.Submission], store: ResultStore) -> Plan:
+        contexts = run_contexts(self.config, self.kernel_device, self.fused)
+        return plan(submissions, lambda sub: Task(sub, run_fingerprints(notebook_bytes(sub), contexts),
+                                                  self.kernel_device),
+                    self.grading_of, lambda sub: store.previous(sub.file_stem), store.runs.find_first,
+                    regrade=self.regrade, rerun=self.rerun, only=self.only)
+
+    def _keep(self, store: ResultStore, submissions: list[intake.Submission], kept: dict[str, Result]) -> None:
+        """The results that still stand, as they are (a page lost since is drawn again)."""
+        for sub in submissions:
+            if sub.student_id in kept:
+                self.results[sub.student_id] = kept[sub.student_id]
+                if not store.feedback_path(sub.file_stem).exists():
+                    self._save_feedback(store, sub, kept[sub.student_id])
+
     def _grade(self, store: ResultStore, tasks: list[Task], pins: dict[str, Path], snapshot: Path | None,
                scratch: Path) -> None:
-        from tqdm import tqdm
-
+        """The tasks through the executor, each reply written the moment it comes, under a progress bar."""
         def payload(task: Task) -> dict:
             return {"path": str(task.submission.chosen.path), "device": self.kernel_device,
                     "official": self.official, "fused": self.fused,
                     "pins": {name: str(path) for name, path in pins.items()},
                     "store": str(store.runs.root), "run_fingerprint": task.run_fingerprint, "stored": task.stored}
 
-        bar = tqdm(total=len(tasks), unit="nb", desc="grading", disable=not self.progress or not tasks,
-                   file=sys.stderr, dynamic_ncols=True)
-        try:
-            for task, reply in self.executor.graded(tasks, self.config, scratch=scratch, payload=payload,
-                                                    workers=self.workers, kernel_device=self.kernel_device,
-                                                    log_path=self.out / "logs" / "workers.log",
-                                                    grade_fn=self.grade_fn, snapshot=snapshot):
-                infrastructure = bool(reply.get("infrastructure"))
-                if reply.get("run") and not infrastructure:
-                    store.runs.save(reply["run"])        # the run first, then the result that names it
-                result = self._infrastructure_result(task) if infrastructure else reply["result"]
-                log = "\n".join(filter(None, [reply.get("table", ""), "--- kernel log ---", reply.get("log", "")]))
-                self._finish(store, task, result, log, how=None if infrastructure else
-                             REGRADED if task.stored else EXECUTED)
-                bar.update(1)
-                bar.set_postfix(dict(Counter(r["status"] for r in self.results.values())), refresh=False)
-        finally:
-            bar.close()
+        replies = self.executor.graded(tasks, self.config, scratch=scratch, payload=payload, workers=self.workers,
+                                       kernel_device=self.kernel_device, log_path=self.out / "logs" / "workers.log",
+                                       grade_fn=self.grade_fn, snapshot=snapshot)
+        with progress_bar(len(tasks), shown=self.progress) as tick:
+            for task, reply in replies:
+                self._receive(store, task, reply)
+                tick(Counter(r.status for r in self.results.values()))
 
-    # --- results ----------------------------------------------------------------------------------------------
-    def _refused(self, sub) -> dict:
-        from .grade import zero_result
+    def _receive(self, store: ResultStore, task: Task, reply: dict) -> None:
+        """A worker's reply: its run kept (before the result that names it), its result written."""
+        infrastructure = bool(reply.get("infrastructure"))
+        if reply.get("run") and not infrastructure:
+            store.runs.save(reply["run"])
+        result = self._infrastructure_result(task) if infrastructure else Result.from_json(reply["result"])
+        log = "\n".join(filter(None, [reply.get("table", ""), "--- kernel log ---", reply.get("log", "")]))
+        self._finish(store, task, result, log, how=None if infrastructure else REGRADED if task.stored else EXECUTED)
 
-        ja, _, en = sub.detail.partition(" / ")
-        status = FATE_STATUS[sub.fate]
-        notebook = sub.chosen.path.name if sub.chosen.path else sub.chosen.origin
-        if sub.fate == intake.MISSING:        # no device graded anything: the 0 is as official as it gets
-            return {**zero_result(self.config, self.checks, notebook, ja, en, True, status=status).to_json(),
-                    "notes": []}
-        return zero_result(self.config, self.checks, notebook, ja, en or ja, self.official, status=status).to_json()
+    def _infrastructure_result(self, task: Task) -> Result:
+        return infrastructure_result(task, self.config, self.checks, self.official)
 
-    def _infrastructure_result(self, task: Task) -> dict:
-        why = task.attempts[-1].strip().splitlines()[-1][:300]
-        text = ("採点環境の問題で採点できませんでした。あなたの減点ではありません。再採点します。\n"
-                f"The grading machine failed ({why}); this is not your error and will be regraded.")
-        tests = [CheckResult(c.id, NOT_GRADED, None, c.points, text) for c in self.checks]
-        result = GradeResult(self.config.assignment.id, task.submission.chosen.path.name, tests, self.official,
-                             notes=[f"attempt {i + 1}: {a.strip()[-500:]}" for i, a in enumerate(task.attempts)],
-                             status=INFRASTRUCTURE, status_detail=text.replace("\n", " / "))
-        return {**result.to_json(), INFRASTRUCTURE_REASON: why}
-
-    def _finish(self, store: ResultStore, task: Task, result: dict, log: str, how: str | None) -> None:
+    def _finish(self, store: ResultStore, task: Task, result: Result, log: str, how: str | None) -> None:
         """Write a student's result, log and page. ``how``: EXECUTED, REGRADED, REFUSED, or None when nothing ran
         (an infrastructure error)."""
         sub = task.submission
-        chosen = sub.chosen
-        if sub.detail and not result.get("status_detail"):
-            result["status_detail"] = sub.detail
-        if task.note and how == EXECUTED:
-            result["notes"] = [*result.get("notes", []), task.note]
-        result.update(
-            student_id=sub.student_id,
-            origin=chosen.origin,
-            submitted_at=chosen.submitted_at.isoformat() if chosen.submitted_at else None,
-            timestamp_problem=chosen.timestamp_problem,
-            superseded=[{"origin": c.origin, "submitted_at": c.submitted_at.isoformat() if c.submitted_at else None,
-                         "reason": why} for c, why in sub.superseded],
-            attempts=len(task.attempts) + (how in (EXECUTED, REGRADED)),
-            graded_at=clock.now().isoformat(timespec="seconds"),
-            graded_from=how or INFRASTRUCTURE,
-            run_fingerprint=task.run_fingerprint,
-            grading_fingerprint=self.grading_of(task.run_device),
-            intake_fingerprint=intake_fingerprint(sub),
-        )
-        result["page_fingerprint"] = page_fingerprint(result, self.page_context)
+        result = with_provenance(result, task, how, self.grading_of(task.run_device))
+        result = result.with_provenance(page_fingerprint=page_fingerprint(result.to_json(), self.page_context))
         previous = store.previous(sub.file_stem)
-        store.save(sub.file_stem, result, self._log_text(task, result, log))
+        store.save(sub.file_stem, result, log_text(task, result, log))
         self.results[sub.student_id] = result
-        if not (previous and previous.get("page_fingerprint") == result["page_fingerprint"]
+        if not (previous and previous.provenance.page_fingerprint == result.provenance.page_fingerprint
                 and store.feedback_path(sub.file_stem).exists()):       # the page as it is would come out the same
             self._save_feedback(store, sub, result)
 
-    def _log_text(self, task: Task, result: dict, log: str) -> str:
-        sub = task.submission
-        if sub.fate == intake.MISSING:
-            return f"student: {sub.student_id}\nstatus: {NO_SUBMISSION} — on the roster, nothing handed in\n"
-        lines = [f"student: {sub.student_id}", f"graded file: {sub.chosen.origin}",
-                 f"submitted at: {sub.chosen.submitted_at or 'unknown (' + sub.chosen.timestamp_problem + ')'}",
-                 f"status: {result.get('status')}" + (f" — {result.get('status_detail')}" if result.get("status_detail") else "")]
-        lines += [f"not graded: {c.origin} ({why})" for c, why in sub.superseded]
-        if task.stored:
-            lines.append(f"regraded from the stored run {task.run_fingerprint[:16]} (executed "
-                         f"{task.stored.get('executed_at', '?')} on {task.run_device}): no kernel was started")
-        elif task.note:
-            lines.append(task.note)
-        lines += [f"attempt {i + 1} failed: {a.strip()}" for i, a in enumerate(task.attempts)]
-        return "\n".join(lines) + "\n\n" + log + "\n"
-
-    def _save_feedback(self, store: ResultStore, sub, result: dict) -> None:
+    def _save_feedback(self, store: ResultStore, sub, result: Result) -> None:
         from .feedback import feedback_page
 
         store.save_feedback(sub.file_stem, feedback_page(result, self.config, self.checks))
 
-    def _log_batch(self, students: int, todo: Plan) -> None:
+    def _say_plan(self, students: int, todo: Plan) -> None:
         for line in self.refused:            # always said, --quiet or not: the export held something hostile
             print(f"zip member refused: {line}", file=sys.stderr)
         if self.progress:
-            print(f"{self.config.assignment.id}: {count(students, 'student')} · {len(todo.execute)} to execute on "
-                  f"{self.kernel_device} · {len(todo.regrade)} to regrade from stored runs · "
-                  f"{self.executor.describe(self.workers, self.kernel_device)} · "
-                  f"{len(todo.reuse)} unchanged", file=sys.stderr)
-
-    def _write_class_files(self, store: ResultStore, wall_seconds: float) -> None:
-        from .feedback import figure_fingerprint, summary_figure, summary_page
-
-        results = [self.results[s] for s in sorted(self.results)]
-        files = {"gradebook.csv": gradebook_csv(results, self.config, self.checks),
-                 "summary.html": summary_page(results, self.config, self.checks, wall_seconds=wall_seconds)}
-        # The figure is drawn from the students' pages' inputs: redrawn only when one of those changed.
-        drawn_from = hashlib.sha256(" ".join(str(r.get("page_fingerprint")) for r in results).encode()).hexdigest()
-        if figure_fingerprint(store.out / "summary.png") != drawn_from:
-            files["summary.png"] = summary_figure(results, self.config, self.checks, drawn_from)
-        store.save_class_files(files)
+            print(plan_line(self.config.assignment.id, students, todo, self.kernel_device,
+                            self.executor.describe(self.workers, self.kernel_device)), file=sys.stderr)
 
 
-def check_only(only: set[str], known: set[str]) -> None:
-    """--only may name only students who handed something in: a typo is said, with the closest id."""
-    unknown = sorted(only - known)
-    if unknown:
-        close = {s: difflib.get_close_matches(s, known, n=1) for s in unknown}
-        said = ", ".join(f"{s} (did you mean {close[s][0]}?)" if close[s] else s for s in unknown)
-        raise GraderError(f"--only names students with no submission here: {said}; the class has "
-                          f"{count(len(known), 'student')}")
+@contextlib.contextmanager
+def progress_bar(total: int, shown: bool = True):
+    """A bar on stderr over ``total`` notebooks; the block gets ``tick(statuses)``: one more done, the counts so
+    far beside the bar."""
+    from tqdm import tqdm
 
+    bar = tqdm(total=total, unit="nb", desc="grading", disable=not shown or not total, file=sys.stderr,
+               dynamic_ncols=True)
 
-def declared_checks(config: Config) -> tuple[tuple[CheckSpec, ...], str]:
-    """(the checks the hidden graders declare, '') or, when they cannot be collected, ((), why)."""
+    def tick(statuses: Counter) -> None:
+        bar.update(1)
+        bar.set_postfix(dict(statuses), refresh=False)
+
     try:
-        return check_graders(config), ""
-    except GradersBroken as exc:
-        return (), str(exc)
+        yield tick
+    finally:
+        bar.close()
 
 
 @contextlib.contextmanager

@@ -89,7 +89,7 @@ def _logging_tensorflow(log_path: Path, run):
 
 
 def _grade_one(target: Path, out: Path, args, config) -> int:
-    from .grade import FEEDBACK_PAGE, grade_into
+    from .single import FEEDBACK_PAGE, grade_into
     from .report import format_table
 
     if args.only or args.roster:
@@ -134,7 +134,7 @@ def _roster_ids(path: Path) -> list[str]:
 
 def _report_class(report) -> None:
     from .report import count, unofficial_warning
-    from .result import INFRASTRUCTURE, checks_not_graded, infrastructure_reasons, is_official
+    from .result import INFRASTRUCTURE, checks_not_graded, infrastructure_reasons
 
     out = report.out
     counts = " · ".join(f"{n} {status}" for status, n in sorted(report.counts.items()))
@@ -146,7 +146,7 @@ def _report_class(report) -> None:
         students = _some([f"{student} ({', '.join(checks)})" for student, checks in flagged.items()])
         print(f"checks not graded (a grader failed; no points given or taken): {students} — fix the grader and "
               "rerun the same command", file=sys.stderr)
-    unofficial = sum(not is_official(r) for r in report.results.values())
+    unofficial = sum(not r.official for r in report.results.values())
     if unofficial:
         ja, en = unofficial_warning(unofficial, len(report.results))
         print(f"警告: {ja}\nWARNING: {en}", file=sys.stderr)
@@ -220,8 +220,8 @@ def cmd_demo(args) -> int:
 
 
 def cmd_store(args) -> int:
-    from .report import count
-    from .store import find_run_stores, format_usage
+    from .report import count, format_usage
+    from .store import find_run_stores
 
     for store, referenced in find_run_stores(Path(args.out)):
         if args.action == "du":
@@ -235,7 +235,8 @@ def cmd_store(args) -> int:
 
 def cmd_gradebook(args) -> int:
     from .gradebook import course_gradebook, find_gradebooks
-    from .report import count, format_points, write_atomic
+    from .files import write_atomic
+    from .report import count, format_points
 
     gradebooks = find_gradebooks([Path(f) for f in args.folders] or [Path("grades")])
     text, maxima = course_gradebook(gradebooks)

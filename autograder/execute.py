@@ -31,7 +31,7 @@ from .assignment import Exports
 from .config import Config
 from .errors import KernelStartError, meaningful_lines
 from .notebook import grade_id, is_solution
-from .result import CellOutcome, ExecutionRecord
+from .record import CellOutcome, ExecutionRecord
 
 KERNEL_SIDE = Path(__file__).with_name("kernel_side.py")
 HARNESS_TIMEOUT_S = 300                      # each harness cell (setup, export) has its own budget

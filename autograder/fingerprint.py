@@ -30,8 +30,8 @@ from .config import Config
 
 PACKAGE = Path(__file__).parent
 RUN_CODE = ("execute.py", "kernel_side.py", "sanitize.py", "sandbox.py", "cgroups.py", "dataset.py", "notebook.py")
-GRADING_CODE = ("graders/*.py", "graders/pytest.ini", "checks.py", "grade.py", "result.py")
-PAGE_CODE = ("feedback.py", "pages.py", "report.py", "templates/*")
+GRADING_CODE = ("graders/*.py", "graders/pytest.ini", "checks.py", "grade.py", "record.py", "result.py")
+PAGE_CODE = ("feedback.py", "figures.py", "pages.py", "report.py", "result.py", "templates/*")
 RUN_SETTINGS = ("seed", "cell_timeout_s", "training_cell_timeout_s", "notebook_timeout_s", "kernel_cpu_threads",
                 "sandbox", "memory_limit_mb", "max_processes", "output_limit_kb", "max_notebook_mb")
 # fused_fit_steps counts only in speed mode (see run_context); data_dir only through the digests its files are held

@@ -17,13 +17,10 @@ from .checks import CheckSpec
 from .config import Config
 from .device import official_on, resolve_device
 from .errors import GraderError
-from .fingerprint import grading_fingerprint, run_contexts, run_fingerprints
 from .graders import check_graders, run_graders
-from .pool import infrastructure_problem
-from .report import write_atomic, write_results_json
-from .result import (ERROR, EXECUTED, FAILED, GRADED, REGRADED, TIMEOUT, UNCHANGED, CheckResult, ExecutionRecord,
-                     GradeResult)
-from .store import STORE, RunStore, read_result
+from .record import ExecutionRecord
+from .result import ERROR, FAILED, GRADED, TIMEOUT, CheckResult, GradeResult
+from .store import RunStore
 
 
 def zero_result(config: Config, checks: tuple[CheckSpec, ...], notebook: str, why_ja: str, why_en: str,
@@ -184,55 +181,6 @@ def regrade_kept(manifest: dict, store: RunStore, config: Config, data, notebook
     store.restore(manifest, artifacts)
     return judge(Run.from_json(manifest.get("run") or {}), artifacts, config, data,
                  official_on(manifest.get("device", ""), config), notebook)
-
-
-def grade_into(path: Path, out: Path, config: Config, device: str = "auto", *, fused: bool = True,
-               rerun: bool = False, regrade: bool = False) -> tuple[GradeResult, str]:
-    """Grade one notebook into ``out`` (results.json; the run kept in out/store/), doing no more than what changed
-    since the last time: → (the result, ``EXECUTED``, ``REGRADED`` — the graders on the stored run, no kernel — or
-    ``UNCHANGED``). ``regrade``: judge the stored run again even if nothing changed; ``rerun``: execute."""
-    path, out = Path(path), Path(out)
-    if not path.is_file():
-        raise GraderError(f"notebook not found: {path}")
-    checks = check_graders(config)           # a broken grader stops here, before minutes of training
-    kernel_device, official = resolve_device(device, config)
-    sandbox.require(config.sandbox)
-    store = RunStore(out / STORE)
-    fingerprints = run_fingerprints(path.read_bytes(), run_contexts(config, kernel_device, fused))
-    manifest, problem = (None, "") if rerun else store.find_first(fingerprints.values())
-    if manifest:
-        official = official_on(manifest.get("device", ""), config)
-    extra = {"run_fingerprint": manifest["run_fingerprint"] if manifest else fingerprints[kernel_device],
-             "grading_fingerprint": grading_fingerprint(config, official)}
-    previous = read_result(out / "results.json")
-    if manifest and previous and not regrade and all(previous.get(k) == v for k, v in extra.items()):
-        if not (out / FEEDBACK_PAGE).is_file():
-            write_feedback_page(previous, out, config, checks)
-        return GradeResult.from_json(previous), UNCHANGED
-    data = dataset.load_dataset(config)
-    with tempfile.TemporaryDirectory(prefix="autograder-one-") as work:
-        if manifest:
-            result, how = regrade_kept(manifest, store, config, data, path.name, Path(work)), REGRADED
-        else:
-            result, manifest = grade_and_keep(path, config, kernel_device, official, data, store,
-                                              fingerprints[kernel_device], Path(work), fused=fused)
-            if not infrastructure_problem(result.execution):       # a GPU that failed is no run to keep
-                store.save(manifest)
-            result.notes += [f"the stored run could not be used ({problem}): executed again"] * bool(problem)
-            how = EXECUTED
-    written = write_results_json(result, out, **extra, graded_from=how)
-    write_feedback_page(read_result(written), out, config, checks)
-    return result, how
-
-
-FEEDBACK_PAGE = "feedback.html"          # beside results.json: the page a class's student gets, for one notebook
-
-
-def write_feedback_page(result: dict, out: Path, config: Config, checks: tuple[CheckSpec, ...]) -> Path:
-    """The student's page for one graded notebook, drawn by the renderer a class's pages come from."""
-    from .feedback import feedback_page
-
-    return write_atomic(Path(out) / FEEDBACK_PAGE, feedback_page(result, config, checks))
 
 
 GRADER_FAILED = "was not graded: its grader failed"      # how such a note reads: the site keeps it from students

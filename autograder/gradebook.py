@@ -7,7 +7,6 @@ with the score it counts (blank when there is none: not submitted, or an infrast
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 from . import clock
@@ -16,54 +15,51 @@ from .config import Config
 from .csvout import csv_text
 from .errors import GraderError
 from .report import format_points
-from .result import INFRASTRUCTURE, is_official
+from .result import INFRASTRUCTURE, Result
+from .store import read_result
 
 
-def gradebook_csv(results: list[dict], config: Config, checks: tuple[CheckSpec, ...]) -> str:
+def gradebook_csv(results: list[Result | dict], config: Config, checks: tuple[CheckSpec, ...]) -> str:
     """One row per student for an LMS import: points per declared check; no score for an infrastructure error. ``official``
     (yes/no) beside the score: a CPU grade under DEVICE_POLICY 'require-gpu' is no final grade. ``not_graded``: the
     checks a grader failed on (blank points, left out of the score) — review them before uploading."""
     ids = [c.id for c in checks]
     header = ["student_id", "score", "max_score", "official", *ids, "status", "not_graded", "submitted_at", "file",
               "detail"]
-    return csv_text(header, (_gradebook_row(r, config, checks, ids) for r in results))
+    return csv_text(header, (_gradebook_row(Result.of(r), config, checks, ids) for r in results))
 
 
-def _gradebook_row(r: dict, config: Config, checks: tuple[CheckSpec, ...], ids: list[str]) -> list:
+def _gradebook_row(r: Result, config: Config, checks: tuple[CheckSpec, ...], ids: list[str]) -> list:
     """One student's row of ``gradebook_csv``."""
-    scored = r.get("status") != INFRASTRUCTURE
-    by_check = {t["name"]: t.get("score") for t in r.get("tests", [])}
-    submitted = r.get("submitted_at")
+    scored = r.status != INFRASTRUCTURE
+    by_check = {t.name: t.score for t in r.tests}
+    submitted = r.provenance.submitted_at
     if submitted:
         moment = clock.parse_time(submitted, config.timezone)
         submitted = moment.astimezone(config.timezone).isoformat(timespec="seconds")
-    return [r.get("student_id"), _points(r.get("score")) if scored else "", _points(max_score(checks)),
-            "yes" if is_official(r) else "no",
+    return [r.provenance.student_id, _points(r.score) if scored else "", _points(max_score(checks)),
+            "yes" if r.official else "no",
             *[_points(by_check.get(c)) if scored else "" for c in ids],
-            r.get("status"), " ".join(r.get("not_graded") or []), submitted or "", r.get("origin", ""),
-            _detail(r)]
+            r.status, " ".join(r.not_graded), submitted or "", r.provenance.origin or "", _detail(r)]
 
 
 def _points(value) -> str:
     return "" if value is None else format_points(float(value))
 
 
-def _detail(result: dict) -> str:
-    parts = [result.get("status_detail") or ""]
-    if result.get("superseded"):
-        parts.append(f"{len(result['superseded'])} other submission(s) not graded")
+def _detail(result: Result) -> str:
+    parts = [result.status_detail]
+    if result.provenance.superseded:
+        parts.append(f"{len(result.provenance.superseded)} other submission(s) not graded")
     return " · ".join(p for p in parts if p)
 
 
 def assignment_of(folder: Path) -> str | None:
     """The assignment a batch's output folder holds, as its results say."""
     for path in sorted((folder / "results").glob("*.json")):
-        try:
-            named = json.loads(path.read_text(encoding="utf-8")).get("assignment")
-        except (OSError, ValueError, AttributeError):
-            continue
-        if isinstance(named, str) and named:
-            return named
+        named = read_result(path)
+        if named and named.assignment:
+            return named.assignment
     return None
 
 

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import hashlib
-import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -22,6 +20,7 @@ from pathlib import Path, PurePosixPath
 from .clock import local_text, parse_time
 from .config import Config
 from .errors import GraderError
+from .store import file_stem
 
 TIMESTAMP_FILE = "timestamp.txt"
 # Header names an LMS export may use for each manifest column (compared case-insensitively, spaces as "_").
@@ -31,7 +30,6 @@ MANIFEST_COLUMNS = {
     "submitted_at": ("submitted_at", "submitted", "timestamp", "time", "submission_time", "提出日時"),
 }
 ZIP_MEMBER_LIMIT = 2**30               # bytes unpacked; a notebook is far smaller (MAX_NOTEBOOK_MB)
-SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}")
 
 # What a submission's fate is before any notebook runs.
 GRADE, LATE, NO_TIMESTAMP, UNUSABLE, MISSING = "grade", "late", "no timestamp", "error", "no submission"
@@ -61,13 +59,6 @@ class Submission:
     @property
     def file_stem(self) -> str:
         return file_stem(self.student_id)
-
-
-def file_stem(student_id: str) -> str:
-    """A file name for a student's outputs: the id itself when it is safe, else a stable hash of it."""
-    if SAFE_ID.fullmatch(student_id) and ".." not in student_id:
-        return student_id
-    return "student-" + hashlib.sha256(student_id.encode()).hexdigest()[:12]
 
 
 # --- reading the layouts ------------------------------------------------------------------------------------

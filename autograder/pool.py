@@ -11,7 +11,6 @@ from __future__ import annotations
 import multiprocessing
 import multiprocessing.forkserver
 import os
-import re
 import tempfile
 import time
 import traceback
@@ -24,29 +23,13 @@ from . import dataset
 from .assignment import config_for
 from .config import Config, load_config
 from .errors import GraderError
+from .grade import grade_and_keep, regrade_kept
+from .infrastructure import infrastructure_problem
 from .report import format_table
 from .store import RunStore
 
 KERNEL_LOG_LIMIT = 1_000_000          # bytes of a kernel's own stdout/stderr kept in the submission's log
 MAX_ATTEMPTS = 2                      # an infrastructure failure is retried once
-
-
-# Failures of the runner, not of the student's code: retried once, then reported as an infrastructure error.
-INFRASTRUCTURE_SIGNS = re.compile(
-    r"CUDA_ERROR|CUDA error|cuInit|CUDNN_STATUS|CUBLAS_STATUS|cudaMalloc|failed to create cublas|"
-    r"OOM when allocating|out of memory|Dst tensor is not initialized|driver version is insufficient", re.I)
-
-
-def infrastructure_problem(execution: dict) -> str:
-    """The first sign, in a result's execution record, that the GPU or its driver failed under the student's
-    cells, or ''. Only a GPU run can show one (on the CPU a failed allocation is the notebook's own doing)."""
-    if execution.get("device") != "gpu":
-        return ""
-    for cell in execution.get("cells", []):
-        text = f"{cell.get('ename', '')}: {cell.get('evalue', '')}"
-        if cell.get("status") == "error" and INFRASTRUCTURE_SIGNS.search(text):
-            return f"cell {cell.get('index', 0) + 1}: {text[:300]}"
-    return ""
 
 
 # --- the worker side ---------------------------------------------------------------------------------------
@@ -55,8 +38,6 @@ def grade_task(task: dict, config: Config, data) -> dict:
     """In a worker: grade one notebook — execute it and keep its run in the store, or, when the task carries a
     stored run (``stored``), run the graders again on that run with no kernel. → {"result": results.json dict,
     "table", "log": text, "infrastructure": ''|why, "run": the new run's manifest (to save) or None}."""
-    from .grade import grade_and_keep, regrade_kept
-
     store = RunStore(Path(task["store"]))
     path = Path(task["path"])
     with tempfile.TemporaryDirectory(prefix="autograder-batch-") as work:

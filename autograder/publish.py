@@ -19,7 +19,7 @@ from .execute import execute
 from .graders import check_graders
 from .pages import render
 from .release import solution_notebook
-from .report import write_atomic
+from .files import write_atomic
 
 
 def checks_page(config: Config, checks: tuple[CheckSpec, ...]) -> str:

@@ -1,53 +1,10 @@
-"""Present a GradeResult: a terminal table and results.json, written atomically."""
+"""Present a GradeResult as terminal text: its table, a student's self-check, counts and warnings (files are written
+by ``files.py``)."""
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-from pathlib import Path
-
 from .checks import CheckSpec
 from .result import NOT_GRADED, PASSED, GradeResult
-
-
-def write_atomic(path: Path, data: str | bytes, durable: bool = False) -> Path:
-    """Write via a temporary file in the same folder and rename: a reader sees the old file or the new one.
-    ``durable``: flushed to the disk (file and folder) before this returns — for what a receipt promises."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)      # mkstemp makes 0600; results and published pages are for others to read
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode("utf-8") if isinstance(data, str) else data)
-            if durable:
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-        if durable:
-            fsync_folder(path.parent)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def fsync_folder(folder: Path) -> None:
-    """Make a folder's entries (files written or renamed into it) durable: POSIX asks for the folder's own fsync."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_results_json(result: GradeResult, out_dir: Path, **extra) -> Path:
-    """``out_dir/results.json``: the result, and ``extra`` fields (what produced it)."""
-    return write_atomic(Path(out_dir) / "results.json",
-                        json.dumps({**result.to_json(), **extra}, ensure_ascii=False, indent=2) + "\n")
 
 
 def unofficial_warning(unofficial: int, total: int) -> tuple[str, str]:
@@ -116,4 +73,22 @@ def format_table(result: GradeResult) -> str:
         lines.append(f"  device: {ex.get('device_name', '?')} · TensorFlow {ex.get('tensorflow') or '?'} · "
                      f"Keras {ex.get('keras') or '?'} · seed {ex.get('seed')} · {ex.get('seconds', 0):.1f} s")
     lines.extend(f"  note: {note}" for note in result.notes)
+    return "\n".join(lines)
+
+
+def format_usage(store, usage) -> str:
+    """What ``store du`` says of a ``store.RunStore`` and its ``StoreUsage``: runs, files, bytes on disk against one
+    copy per run, per student, the largest shared files."""
+    def mb(n: int) -> str:
+        return f"{n / 1e6:,.1f} MB"
+
+    per = usage.disk_bytes / usage.referenced if usage.referenced else 0
+    lines = [f"{store.root}: {count(usage.runs, 'run')} ({usage.referenced} referenced by results) · "
+             f"{count(usage.objects, 'file')} · "
+             f"{mb(usage.disk_bytes)} on disk ({mb(usage.logical_bytes)} if each run kept its own copy) · "
+             f"{mb(int(per))} per graded run"]
+    names = {f["sha256"]: name for m in store.manifests().values() for name, f in m.get("files", {}).items()}
+    for digest, (runs, size) in sorted(usage.shared.items(), key=lambda item: -item[1][1])[:5]:
+        lines.append(f"  {names.get(digest, digest[:12])} ({digest[:12]}) {mb(size)} held by {count(runs, 'run')}, "
+                     "stored once")
     return "\n".join(lines)

@@ -11,8 +11,10 @@ already done.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections import Counter
@@ -20,7 +22,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .dataset import sha256_of as sha256_file
-from .report import count, write_atomic
+from .files import write_atomic, write_json
+from .result import Result
+
+
+SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}")
+
+
+def file_stem(student_id: str) -> str:
+    """A file name for a student's outputs: the id itself when it is safe, else a stable hash of it."""
+    if SAFE_ID.fullmatch(student_id) and ".." not in student_id:
+        return student_id
+    return "student-" + hashlib.sha256(student_id.encode()).hexdigest()[:12]
 
 
 class ResultStore:
@@ -36,14 +49,14 @@ class ResultStore:
     def feedback_path(self, file_stem: str) -> Path:
         return self.out / "feedback" / f"{file_stem}.html"
 
-    def previous(self, file_stem: str) -> dict | None:
+    def previous(self, file_stem: str) -> Result | None:
         """The result stored for a student by an earlier run, if it can be read."""
         return read_result(self.result_path(file_stem))
 
-    def save(self, file_stem: str, result: dict, log: str) -> None:
+    def save(self, file_stem: str, result: Result, log: str) -> None:
         """The log first, then the result: a result on disk always has its log."""
         write_atomic(self.out / "logs" / f"{file_stem}.log", log)
-        write_atomic(self.result_path(file_stem), json.dumps(result, ensure_ascii=False, indent=2) + "\n")
+        write_json(self.result_path(file_stem), result.to_json())
 
     def save_feedback(self, file_stem: str, page: str) -> None:
         write_atomic(self.feedback_path(file_stem), page)
@@ -66,13 +79,14 @@ def holds_class_folders(folder: Path) -> bool:
         is_class_folder(child) for child in folder.iterdir() if child.is_dir()))
 
 
-def read_result(path: Path) -> dict | None:
-    """A result written earlier (results.json, results/<student>.json), or None where there is none readable."""
+def read_result(path: Path) -> Result | None:
+    """A result written earlier (results.json, results/<student>.json), or None where there is none readable; one
+    written by a newer autograder is refused (``ResultSchemaError``), never taken for none and overwritten."""
     try:
         result = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return result if isinstance(result, dict) else None
+    return Result.from_json(result) if isinstance(result, dict) else None
 
 
 def remove_leftovers(out: Path) -> None:
@@ -138,8 +152,7 @@ class RunStore:
         return {"run_fingerprint": fingerprint, "files": kept, **facts}
 
     def save(self, manifest: dict) -> None:
-        write_atomic(self.manifest_path(manifest["run_fingerprint"]),
-                     json.dumps(manifest, ensure_ascii=False, indent=1) + "\n")
+        write_json(self.manifest_path(manifest["run_fingerprint"]), manifest, indent=1)
 
     # --- reading -----------------------------------------------------------------------------------------------
     def find(self, fingerprint: str) -> tuple[dict | None, str]:
@@ -268,8 +281,8 @@ def referenced_runs(out: Path) -> set[str]:
     found = set()
     for path in [Path(out) / "results.json", *sorted((Path(out) / "results").glob("*.json"))]:
         result = read_result(path)
-        if result and isinstance(result.get("run_fingerprint"), str):
-            found.add(result["run_fingerprint"])
+        if result and result.provenance.run_fingerprint:
+            found.add(result.provenance.run_fingerprint)
     return found
 
 
@@ -285,21 +298,3 @@ def find_run_stores(out: Path) -> list[tuple[RunStore, set[str]]]:
         raise GraderError(f"no stored runs under {out}: give the folder that `grade … --out DIR` wrote (it holds "
                           f"{STORE}/), or a folder of such folders")
     return [(RunStore(folder / STORE), referenced_runs(folder)) for folder in folders]
-
-
-def format_usage(store: RunStore, usage: StoreUsage) -> str:
-    """What ``store du`` says: runs, files, bytes on disk against one copy per run, per student, the largest
-    shared files."""
-    def mb(n: int) -> str:
-        return f"{n / 1e6:,.1f} MB"
-
-    per = usage.disk_bytes / usage.referenced if usage.referenced else 0
-    lines = [f"{store.root}: {count(usage.runs, 'run')} ({usage.referenced} referenced by results) · "
-             f"{count(usage.objects, 'file')} · "
-             f"{mb(usage.disk_bytes)} on disk ({mb(usage.logical_bytes)} if each run kept its own copy) · "
-             f"{mb(int(per))} per graded run"]
-    names = {f["sha256"]: name for m in store.manifests().values() for name, f in m.get("files", {}).items()}
-    for digest, (runs, size) in sorted(usage.shared.items(), key=lambda item: -item[1][1])[:5]:
-        lines.append(f"  {names.get(digest, digest[:12])} ({digest[:12]}) {mb(size)} held by {count(runs, 'run')}, "
-                     "stored once")
-    return "\n".join(lines)

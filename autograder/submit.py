@@ -22,7 +22,7 @@ from .config import Config
 from .errors import GraderError, Refusal
 from .notebook import NotebookUnreadable, read_notebook
 from .notebook import grade_id, is_solution, nbgrader_metadata
-from .report import fsync_folder
+from .files import fsync_folder
 
 STUDENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 STUB = "raise NotImplementedError()"

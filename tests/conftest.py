@@ -95,7 +95,7 @@ def grade_side_by_side(paths: list[Path], config, tmp: Path) -> dict[Path, Grade
     for path in paths:
         exchange_submission(tmp / "class", path.stem, path.read_bytes(), ON_TIME, assignment=config.assignment.id)
     report = grade_batch(tmp / "class", tmp / "out", config, device="cpu", progress=False)
-    return {path: GradeResult.from_json(report.results[path.stem]) for path in paths}
+    return {path: GradeResult.from_json(report.written[path.stem]) for path in paths}
 
 
 def write_notebook(path: Path, *sources: str, metadata: dict | None = None) -> Path:

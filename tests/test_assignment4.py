@@ -37,7 +37,7 @@ def graded_samples(tmp_path_factory):
         exchange_submission(tmp / "class", student, path.read_bytes(), ON_TIME, assignment="assignment4")
     config = config_for(load_config(), "assignment4")
     report = grade_batch(tmp / "class", tmp / "out", config, device="auto", progress=False)
-    return report.results
+    return report.written
 
 
 def failed(result: dict) -> set[str]:

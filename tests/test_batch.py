@@ -20,7 +20,7 @@ from autograder.batch import grade_batch
 from autograder.gradebook import gradebook_csv
 from autograder.store import remove_leftovers
 from autograder.errors import GraderError
-from autograder.pool import infrastructure_problem
+from autograder.infrastructure import infrastructure_problem
 from autograder.graders import check_graders
 from classroom import (LATE, ON_TIME, always_lost, answer, echo_options, exchange_submission, gpu_out_of_memory, load_course,
                        inbound_submission, lost_once, short_config, works)
@@ -51,8 +51,8 @@ def test_a_lost_worker_is_retried_once_on_a_fresh_one(tmp_path, two_students):
     source, config = two_students
     report = grade_batch(source, tmp_path / "out", config, workers=2, device="cpu", progress=False,
                          grade_fn=lost_once)
-    assert {r["status"] for r in report.results.values()} == {"graded"}
-    assert all(r["attempts"] == 2 for r in report.results.values())
+    assert {r["status"] for r in report.written.values()} == {"graded"}
+    assert all(r["attempts"] == 2 for r in report.written.values())
     log = (tmp_path / "out" / "logs" / "s001.log").read_text(encoding="utf-8")
     assert "attempt 1 failed: worker lost (exit code 3)" in log
 
@@ -100,17 +100,17 @@ def test_gpu_failures_reported_by_the_kernel_are_retried_then_reported(tmp_path,
     report = grade_batch(source, tmp_path / "out", config, workers=2, device="cpu", progress=False,
                          grade_fn=gpu_out_of_memory)
     assert report.counts == {"infrastructure error": 2}
-    assert "OOM when allocating" in report.results["s002"]["notes"][1]
+    assert "OOM when allocating" in report.written["s002"]["notes"][1]
 
 
 def test_exact_fit_reaches_the_workers_and_counts_as_another_configuration(tmp_path, two_students):
     source, config = two_students
     out = tmp_path / "out"
     fused = grade_batch(source, out, config, workers=1, device="cpu", progress=False, grade_fn=echo_options)
-    assert fused.results["s001"]["notes"] == ["device=cpu fused=True"]
+    assert fused.written["s001"]["notes"] == ["device=cpu fused=True"]
     exact = grade_batch(source, out, config, workers=1, device="cpu", progress=False, grade_fn=echo_options,
                         exact_fit=True)
-    assert exact.graded_now == 2 and exact.results["s001"]["notes"] == ["device=cpu fused=False"]
+    assert exact.graded_now == 2 and exact.written["s001"]["notes"] == ["device=cpu fused=False"]
 
 
 def test_cuda_errors_are_told_apart_from_student_errors():

@@ -89,10 +89,10 @@ def test_real_notebooks_get_the_same_grades_on_the_pool_on_ray_and_on_slurm(tmp_
                                     executor=local_slurm(chunk_size=2), **options)}
     books = {name: (tmp_path / name / "gradebook.csv").read_text(encoding="utf-8") for name in reports}
     assert books["ray"] == books["local"] == books["slurm"], books
-    verdicts = {name: {s: [(t["name"], t["status"]) for t in r["tests"]] for s, r in report.results.items()}
+    verdicts = {name: {s: [(t["name"], t["status"]) for t in r["tests"]] for s, r in report.written.items()}
                 for name, report in reports.items()}
     assert verdicts["ray"] == verdicts["local"] == verdicts["slurm"]
-    assert reports["local"].results["s001"]["score"] == reports["local"].results["s001"]["max_score"]
+    assert reports["local"].written["s001"]["score"] == reports["local"].written["s001"]["max_score"]
     assert dict(verdicts["local"]["s002"])["reshape"] == "failed"
     assert all(report.executed == 2 for report in reports.values())
 
@@ -105,29 +105,29 @@ def test_ray_gives_the_local_pools_gradebook_results_and_store(tmp_path, five_st
     on_ray = grade(source, tmp_path / "ray", config, make_executor("ray", address=ray_cluster), grade_fn=keeps_runs)
     assert on_ray.executed == local.executed == 5
     assert (tmp_path / "ray" / "gradebook.csv").read_bytes() == (tmp_path / "local" / "gradebook.csv").read_bytes()
-    assert {s: stable(r) for s, r in on_ray.results.items()} == {s: stable(r) for s, r in local.results.items()}
+    assert {s: stable(r) for s, r in on_ray.written.items()} == {s: stable(r) for s, r in local.written.items()}
     assert sorted(p.name for p in (tmp_path / "ray" / "feedback").iterdir()) == \
         sorted(p.name for p in (tmp_path / "local" / "feedback").iterdir())
     assert not (tmp_path / "ray" / CLUSTER_DIR).exists()          # the batch's shared folder is removed after it
     # the runs the nodes kept are in the store: the next run judges them again without executing anything
     again = grade(source, tmp_path / "ray", config, make_executor("ray"), grade_fn=keeps_runs, regrade=True)
     assert (again.regraded, again.executed) == (5, 0)
-    assert {r["notes"][0] for r in again.results.values()} == {"regraded, intact=True"}
+    assert {r["notes"][0] for r in again.written.values()} == {"regraded, intact=True"}
 
 
 def test_a_ray_worker_keeps_its_grading_process_for_the_tasks_it_runs_in_turn(tmp_path, five_students, ray_cluster):
     """Keras, the graders and the dataset loaded once per Ray worker, not once per submission."""
     source, config = five_students
     report = grade(source, tmp_path / "out", config, make_executor("ray"), grade_fn=echo_process)
-    processes = {r["notes"][0] for r in report.results.values()}
-    assert len(processes) < 5 and {r["status"] for r in report.results.values()} == {"graded"}
+    processes = {r["notes"][0] for r in report.written.values()}
+    assert len(processes) < 5 and {r["status"] for r in report.written.values()} == {"graded"}
 
 
 def test_a_killed_ray_worker_is_run_again_by_ray_and_the_row_is_right(tmp_path, two_students, ray_cluster):
     source, config = two_students
     report = grade(source, tmp_path / "out", config, make_executor("ray"), grade_fn=parent_lost_once)
-    assert {r["status"] for r in report.results.values()} == {"graded"}
-    killed = [s for s, r in report.results.items() if r["attempts"] == 2]
+    assert {r["status"] for r in report.written.values()} == {"graded"}
+    killed = [s for s, r in report.written.items() if r["attempts"] == 2]
     assert len(killed) == 2           # each notebook differs: each one's first Ray worker was killed
     log = (tmp_path / "out" / "logs" / "s002.log").read_text(encoding="utf-8")
     assert "attempt 1 failed: Ray worker lost: Ray ran the task again" in log
@@ -137,16 +137,16 @@ def test_a_killed_ray_worker_is_run_again_by_ray_and_the_row_is_right(tmp_path, 
 def test_a_lost_grading_process_is_retried_once_then_an_infrastructure_error(tmp_path, two_students, ray_cluster):
     source, config = two_students
     retried = grade(source, tmp_path / "once", config, make_executor("ray"), grade_fn=lost_once)
-    assert {(r["status"], r["attempts"]) for r in retried.results.values()} == {("graded", 2)}
+    assert {(r["status"], r["attempts"]) for r in retried.written.values()} == {("graded", 2)}
     lost = grade(source, tmp_path / "always", config, make_executor("ray"), grade_fn=always_lost)
-    assert {r["status"] for r in lost.results.values()} == {"infrastructure error"}
+    assert {r["status"] for r in lost.written.values()} == {"infrastructure error"}
     assert all(r["attempts"] == 2 and r["score"] is None and all(t["score"] is None for t in r["tests"])
-               for r in lost.results.values())                    # no points given or taken
-    assert lost.results["s001"]["infrastructure_reason"].endswith("the grading process was lost (exit code 3)")
+               for r in lost.written.values())                    # no points given or taken
+    assert lost.written["s001"]["infrastructure_reason"].endswith("the grading process was lost (exit code 3)")
     assert "logs/nodes/" in (tmp_path / "always" / "logs" / "s001.log").read_text(encoding="utf-8")
     # the runner fixed, the same command grades exactly those
     fixed = grade(source, tmp_path / "always", config, make_executor("ray"))
-    assert fixed.executed == 2 and {r["status"] for r in fixed.results.values()} == {"graded"}
+    assert fixed.executed == 2 and {r["status"] for r in fixed.written.values()} == {"graded"}
 
 
 def test_gpu_kernels_ask_ray_for_a_share_of_a_gpu(tmp_path, two_students, ray_cluster, capsys):
@@ -157,9 +157,9 @@ def test_gpu_kernels_ask_ray_for_a_share_of_a_gpu(tmp_path, two_students, ray_cl
     executor = make_executor("ray", kernels_per_gpu=2)
     report = grade(source, tmp_path / "out", config, executor, device="auto", progress=True)
     assert "on gpu" in capsys.readouterr().err and executor.default_workers("gpu", True) == 2
-    reasons = {r["infrastructure_reason"] for r in report.results.values()}
+    reasons = {r["infrastructure_reason"] for r in report.written.values()}
     assert all("CUDA_VISIBLE_DEVICES=0) but TensorFlow sees none there" in why for why in reasons), reasons
-    assert {(r["status"], r["attempts"]) for r in report.results.values()} == {("infrastructure error", 2)}
+    assert {(r["status"], r["attempts"]) for r in report.written.values()} == {("infrastructure error", 2)}
 
 
 def test_a_rerun_after_the_driver_is_killed_resumes(tmp_path, five_students, ray_cluster):
@@ -210,7 +210,7 @@ def test_a_slurm_job_array_gives_the_local_pools_gradebook_with_logs_per_array_t
     local = grade(source, tmp_path / "local", config, workers=1, grade_fn=keeps_runs)
     slurm = grade(source, tmp_path / "slurm", config, local_slurm(chunk_size=2), grade_fn=keeps_runs)
     assert (tmp_path / "slurm" / "gradebook.csv").read_bytes() == (tmp_path / "local" / "gradebook.csv").read_bytes()
-    assert {s: stable(r) for s, r in slurm.results.items()} == {s: stable(r) for s, r in local.results.items()}
+    assert {s: stable(r) for s, r in slurm.written.items()} == {s: stable(r) for s, r in local.written.items()}
     tasks = sorted((tmp_path / "slurm" / "logs" / "slurm").iterdir())
     assert len(tasks) == 3                            # five submissions in chunks of two: three array tasks
     assert all((task / "workers.log").is_file() and list(task.glob("*_log.out")) for task in tasks)
@@ -221,8 +221,8 @@ def test_a_slurm_job_killed_mid_chunk_is_resubmitted_once_with_what_it_had_not_f
     source, config = a_class(tmp_path, 4)
     report = grade(source, tmp_path / "out", config, local_slurm(chunk_size=2), workers=1,
                    grade_fn=chunk_killed_once)
-    assert {r["status"] for r in report.results.values()} == {"graded"}
-    again = [s for s, r in report.results.items() if r["attempts"] == 2]
+    assert {r["status"] for r in report.written.values()} == {"graded"}
+    again = [s for s, r in report.written.items() if r["attempts"] == 2]
     assert len(again) == 1                   # the killed chunk's first notebook had been settled: not graded again
     log = (tmp_path / "out" / "logs" / f"{again[0]}.log").read_text(encoding="utf-8")
     job = re.search(r"attempt 1 failed: Slurm job (\S+) ended without a result \(UncompletedJobError", log)
@@ -238,7 +238,7 @@ def test_a_node_where_the_required_sandbox_cannot_start_is_an_infrastructure_err
     config = load_course(short_config(tmp_path, SANDBOX="'require'"))
     monkeypatch.setenv("PATH", "")
     report = grade(tmp_path / "class", tmp_path / "out", config, local_slurm())
-    result = report.results["s001"]
+    result = report.written["s001"]
     assert (result["status"], result["attempts"]) == ("infrastructure error", 1), result["notes"]
     assert "SANDBOX = 'require'" in result["infrastructure_reason"] and "bwrap" in result["infrastructure_reason"]
     assert len(list((tmp_path / "out" / "logs" / "slurm").iterdir())) == 1       # not resubmitted

@@ -68,7 +68,7 @@ def test_a_class_export_of_two_assignments_grades_each_into_its_own_folder_and_j
     reports = grade_classes(root, tmp_path / "out", load_config(), workers=1, device="cpu", regrade=False,
                             exact_fit=False, progress=False, grade_fn=works)
     assert list(reports) == ["assignment3", "assignment4"]
-    assert sorted(reports["assignment3"].results) == ["s001", "s002"] and list(reports["assignment4"].results) == ["s001"]
+    assert sorted(reports["assignment3"].written) == ["s001", "s002"] and list(reports["assignment4"].written) == ["s001"]
     book4 = read_csv(tmp_path / "out" / "assignment4" / "gradebook.csv")
     checks4 = ["split", "scaling", "param_count", "architecture", "compile", "early_stopping", "test_auc", "sensitivity"]
     assert list(book4[0])[4:4 + len(checks4)] == checks4 and book4[0]["max_score"] == "12"

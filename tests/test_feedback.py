@@ -14,10 +14,12 @@ import matplotlib.image
 import pytest
 
 from autograder.assignment import TrainingCurve
-from autograder.feedback import (curves_of, feedback_page, pass_rates, summary_figure, summary_page,
-                                 training_curves_png)
+from autograder.feedback import feedback_page
+from autograder.figures import curves_of, summary_figure, training_curves_png
 from autograder.graders import check_graders
-from autograder.intake import file_stem
+from autograder.result import pass_rates
+from autograder.store import file_stem
+from autograder.summary import summary_page
 from tests.conftest import assert_no_grader_source
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -172,13 +172,13 @@ def test_broken_graders_make_a_batch_infrastructure_errors_and_the_fix_grades_th
     edit(grader_file(course), "import numpy as np\n", "import numpy as np\nimport no_such_module_here\n")
     out = tmp_path / "out"
     report = grade_batch(tmp_path / "class", out, config, workers=1, device="cpu", progress=False, grade_fn=no_kernel)
-    result = report.results["s001"]
+    result = report.written["s001"]
     assert result["status"] == "infrastructure error" and result["score"] is None
     log = (out / "logs" / "s001.log").read_text(encoding="utf-8")
     assert "no_such_module_here" in log
     grader_file(course).write_text(good, encoding="utf-8")               # the fix, then the same command
     again = grade_batch(tmp_path / "class", out, config, workers=1, device="cpu", progress=False, grade_fn=works)
-    assert again.results["s001"]["status"] == "graded" and again.graded_now == 1
+    assert again.written["s001"]["status"] == "graded" and again.graded_now == 1
 
 
 def test_a_changed_grader_regrades_a_batch(course, tmp_path):

@@ -46,7 +46,7 @@ def test_every_submission_gets_one_row_with_its_status_and_explanation(hostile_b
         rows = {row["student_id"]: row for row in csv.DictReader(f)}
     assert sorted(rows) == sorted(c.student for c in corpus)
     for case in corpus:
-        result = report.results[case.student]
+        result = report.written[case.student]
         explained = " ".join([rows[case.student]["detail"], *result.get("notes", [])])
         assert (rows[case.student]["status"], case.says in explained) == (case.status, True), \
             (case.student, rows[case.student]["status"], explained[:600])
@@ -59,14 +59,14 @@ def test_every_submission_gets_one_row_with_its_status_and_explanation(hostile_b
 
 def test_limits_held_and_the_batch_finished_in_time(hostile_batch):
     _, config, report, _, wall, _, _ = hostile_batch
-    loop = report.results["h01"]["execution"]
+    loop = report.written["h01"]["execution"]
     assert loop["seconds"] < config.cell_timeout_s + 60, loop["seconds"]
-    for result in report.results.values():
+    for result in report.written.values():
         seconds = result.get("execution", {}).get("seconds", 0)
         assert seconds < config.notebook_timeout_s + 60, (result["student_id"], seconds)
     assert wall < 3 * (config.notebook_timeout_s + 60)
-    assert report.results["h02"]["execution"]["limits_hit"].get("oom_kills")
-    assert report.results["h04"]["execution"]["limits_hit"].get("forks_refused")
+    assert report.written["h02"]["execution"]["limits_hit"].get("oom_kills")
+    assert report.written["h04"]["execution"]["limits_hit"].get("forks_refused")
 
 
 def test_no_grader_source_or_forgery_reaches_any_output(hostile_batch):
@@ -76,7 +76,7 @@ def test_no_grader_source_or_forgery_reaches_any_output(hostile_batch):
             text = path.read_text(encoding="utf-8", errors="replace")
             assert_no_grader_source(text)
             assert "LEAKED" not in text and "NETWORK REACHABLE" not in text, path
-    forger = report.results["h09"]
+    forger = report.written["h09"]
     assert forger["score"] == 4 and forger["measurements"]["param_count"] == 50890
 
 

@@ -16,7 +16,7 @@ from autograder.batch import grade_batch
 from autograder.cli import main
 from autograder.config import Config
 from autograder.fingerprint import NOT_RUN_SETTINGS, RUN_SETTINGS, grading_fingerprint, run_context, run_fingerprint
-from autograder.grade import grade_into
+from autograder.single import grade_into
 from autograder.result import EXECUTED, REGRADED, UNCHANGED
 from autograder.store import RunStore, referenced_runs
 from classroom import (LATE, ON_TIME, answer, exchange_submission, grades_without_a_kernel, keeps_runs, load_course,
@@ -49,7 +49,7 @@ def files_of(out: Path, student: str) -> dict[str, bytes]:
 
 
 def how(report, student: str) -> tuple[str, list[str]]:
-    result = report.results[student]
+    result = report.written[student]
     return result["graded_from"], result["notes"]
 
 
@@ -187,7 +187,7 @@ def test_a_grader_change_regrades_stored_runs_and_a_release_change_executes_agai
     source, out, course = small_class
     first = grade_batch(source, out, load_course(course), grade_fn=keeps_runs, **BATCH)
     assert (first.executed, first.regraded, first.reused) == (3, 0, 0)
-    assert first.results["s004"]["status"] == "late"
+    assert first.written["s004"]["status"] == "late"
     store = RunStore(out / "store")
     assert len(store.manifests()) == 3 and len(store.objects()) == 4      # three notebooks, one shared file
 
@@ -199,7 +199,7 @@ def test_a_grader_change_regrades_stored_runs_and_a_release_change_executes_agai
     assert (regraded.executed, regraded.regraded, regraded.reused) == (0, 3, 0)
     assert how(regraded, "s001") == (REGRADED, ["regraded, intact=True"])
     assert "regraded from the stored run" in (out / "logs" / "s001.log").read_text(encoding="utf-8")
-    assert regraded.results["s004"]["status"] == "late"                  # refused again, as before
+    assert regraded.written["s004"]["status"] == "late"                  # refused again, as before
 
     page, figure = (out / "feedback" / "s002.html").read_bytes(), (out / "summary.png").read_bytes()
     edit(grader_of(course), "AGREEMENT = 0.003", "AGREEMENT = 0.004")
@@ -228,14 +228,14 @@ def test_a_harness_change_executes_again(small_class, tmp_path, monkeypatch):
     monkeypatch.setattr(fingerprint, "PACKAGE", harness)
     again = grade_batch(source, out, load_course(course), grade_fn=keeps_runs, **BATCH)
     assert (again.executed, again.regraded, again.reused) == (3, 0, 0)
-    assert again.results["s004"]["status"] == "late"                      # refused again, as before
+    assert again.written["s004"]["status"] == "late"                      # refused again, as before
 
 
 def test_a_corrupt_store_entry_is_executed_again_with_a_note(small_class):
     source, out, course = small_class
     first = grade_batch(source, out, load_course(course), grade_fn=keeps_runs, **BATCH)
     store = RunStore(out / "store")
-    manifest = store.find(first.results["s002"]["run_fingerprint"])[0]
+    manifest = store.find(first.written["s002"]["run_fingerprint"])[0]
     copy = store.object_path(manifest["files"]["copy.ipynb"]["sha256"])
     copy.chmod(0o644)
     data = bytearray(copy.read_bytes())
@@ -249,7 +249,7 @@ def test_a_corrupt_store_entry_is_executed_again_with_a_note(small_class):
     assert graded_from == EXECUTED
     assert notes[-1] == "the stored run could not be used (copy.ipynb failed its SHA-256 check): executed again"
     assert "failed its SHA-256 check" in (out / "logs" / "s002.log").read_text(encoding="utf-8")
-    assert store.find(report.results["s002"]["run_fingerprint"])[1] == ""        # stored afresh, sound
+    assert store.find(report.written["s002"]["run_fingerprint"])[1] == ""        # stored afresh, sound
 
 
 def test_only_regrades_the_chosen_students_and_leaves_the_others_byte_identical(small_class, capsys):
@@ -283,7 +283,7 @@ def test_a_changed_threshold_is_applied_to_stored_runs_without_a_kernel_as_a_ful
     exchange_submission(source, "s003", answer(), LATE)
     first = grade_batch(source, tmp_path / "out", load_course(course), **BATCH)
     assert (first.executed, first.regraded) == (2, 0)
-    s001 = first.results["s001"]
+    s001 = first.written["s001"]
     accuracy = s001["measurements"]["val_accuracy"]
     assert s001["score"] == 12 and 0.90 <= accuracy
 
@@ -291,17 +291,17 @@ def test_a_changed_threshold_is_applied_to_stored_runs_without_a_kernel_as_a_ful
     edit(settings_of(course), "'val_accuracy_threshold': 0.90", f"'val_accuracy_threshold': {threshold}")
     regraded = grade_batch(source, tmp_path / "out", load_course(course), grade_fn=grades_without_a_kernel, **BATCH)
     assert (regraded.executed, regraded.regraded, regraded.reused) == (0, 2, 0)
-    assert {s: r["status"] for s, r in regraded.results.items()} == {"s001": "graded", "s002": "graded",
+    assert {s: r["status"] for s, r in regraded.written.items()} == {"s001": "graded", "s002": "graded",
                                                                      "s003": "late"}
-    verdict = {t["name"]: t["status"] for t in regraded.results["s001"]["tests"]}
-    assert verdict["val_accuracy"] == "failed" and regraded.results["s001"]["score"] == 10
-    assert regraded.results["s001"]["execution"] == s001["execution"]       # the same run, judged again
+    verdict = {t["name"]: t["status"] for t in regraded.written["s001"]["tests"]}
+    assert verdict["val_accuracy"] == "failed" and regraded.written["s001"]["score"] == 10
+    assert regraded.written["s001"]["execution"] == s001["execution"]       # the same run, judged again
 
     full = grade_batch(source, tmp_path / "full", load_course(course), **BATCH)
     assert (full.executed, full.regraded) == (2, 0)
     for student in ("s001", "s002", "s003"):
-        assert [(t["name"], t["status"], t["score"]) for t in regraded.results[student]["tests"]] == \
-               [(t["name"], t["status"], t["score"]) for t in full.results[student]["tests"]], student
+        assert [(t["name"], t["status"], t["score"]) for t in regraded.written[student]["tests"]] == \
+               [(t["name"], t["status"], t["score"]) for t in full.written[student]["tests"]], student
 
     objects = RunStore(tmp_path / "out" / "store").objects()
     assert len(objects) < 2 * 9                        # the arrays both students share are stored once
@@ -346,7 +346,7 @@ def test_a_stored_gpu_run_is_regraded_officially_on_a_machine_without_a_gpu(smal
     store = RunStore(out / "store")
     gpu = run_context(config, "gpu", True)
     for student in ("s001", "s002", "s003"):      # the runs as the GPU runner would have stored them
-        cpu_run = first.results[student]["run_fingerprint"]
+        cpu_run = first.written[student]["run_fingerprint"]
         manifest = store.find(cpu_run)[0]
         notebook = (source / "submitted" / student / "assignment3" / "assignment3.ipynb").read_bytes()
         store.save({**manifest, "device": "gpu", "run_fingerprint": run_fingerprint(notebook, gpu)})
@@ -356,6 +356,6 @@ def test_a_stored_gpu_run_is_regraded_officially_on_a_machine_without_a_gpu(smal
     report = grade_batch(source, out, load_course(course), grade_fn=keeps_runs, **BATCH)
     assert (report.executed, report.regraded) == (0, 3)
     notebook = (source / "submitted" / "s001" / "assignment3" / "assignment3.ipynb").read_bytes()
-    assert report.results["s001"]["run_fingerprint"] == run_fingerprint(notebook, gpu)
-    assert report.results["s001"]["grading_fingerprint"] == grading_fingerprint(load_course(course), True)
-    assert report.results["s004"]["official"] is False         # refused on this CPU machine: unofficial as ever
+    assert report.written["s001"]["run_fingerprint"] == run_fingerprint(notebook, gpu)
+    assert report.written["s001"]["grading_fingerprint"] == grading_fingerprint(load_course(course), True)
+    assert report.written["s004"]["official"] is False         # refused on this CPU machine: unofficial as ever

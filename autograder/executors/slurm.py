@@ -71,7 +71,7 @@ def grade_chunk(chunk: Chunk) -> int:
     """On a node (submitit runs this): check the node, then grade the chunk's submissions through the local pool,
     each reply written to the shared folder as soon as it is settled. → how many were graded."""
     from ..pool import graded, worker_context
-    from ..report import write_atomic
+    from ..files import write_atomic
 
     setup = chunk.setup                          # $PYTHONPATH names setup.python_path (python_path_exported)
     problem = check_node(setup)

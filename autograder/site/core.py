@@ -33,7 +33,7 @@ from .. import clock
 from ..assignment import assignment_ids, config_for
 from ..config import Config
 from ..errors import GraderError, Refusal
-from ..report import write_atomic
+from ..files import write_atomic
 from ..submit import TICK_INCOMPLETE_CHECKBOX, check_submission, deliver
 from . import records
 from .db import database_url, open_database, utc_text

@@ -14,9 +14,10 @@ from pathlib import Path
 
 from ..checks import CheckSpec
 from ..config import Config
+from ..files import write_atomic
 from ..grade import GRADER_FAILED, grade_on
-from ..pool import graded, infrastructure_problem
-from ..report import write_atomic
+from ..infrastructure import infrastructure_problem
+from ..pool import graded
 from ..result import NOT_GRADED, TIMEOUT
 from . import records
 from .db import DONE, FAILED, QUEUED

@@ -23,7 +23,7 @@ from ..csvout import csv_text
 from ..errors import Refusal
 from ..intake import file_stem
 from ..publish import refuse_before_deadline
-from ..report import write_atomic
+from ..files import write_atomic
 from ..sandbox import SITE_REQUIRES_SANDBOX
 from . import records
 from .core import PRIVATE_UMASK
