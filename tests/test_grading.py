@@ -96,8 +96,10 @@ def test_forged_history_is_caught_by_the_graders_own_numbers(graded):
     assert result.measurements["val_accuracy"] < 0.95
 
 
+@pytest.mark.training                   # the sample trains (it was unmarked, and trained the lecture's 30 epochs)
+@pytest.mark.short_course("submitted-sigmoid-output-retyped")
 def test_notebook_without_release_metadata_is_graded_and_noted(graded):
-    result = graded(SAMPLES / "submitted-sigmoid-output-retyped.ipynb")
+    result = graded(SAMPLES / "submitted-sigmoid-output-retyped.ipynb", short=True)
     assert any("no nbgrader metadata" in note for note in result.notes)
     assert result.score > 0
 
