@@ -74,20 +74,20 @@ def graded(request, config, mnist, short_course, tmp_path_factory):
     found as the CLI finds it (release metadata, a folder named after it, the file name).
     graded(path, short=True): the sample as the 2-epoch course's student would hand it in (``short_sample``),
     graded on ``short_course`` — for tests whose point is not the lecture's epoch count or its 0.95 threshold.
-    The assignment3 samples that the session's selected tests name (as parameters, or in their ``short_course``
-    marker) are graded first, side by side, one class per course (the batch's workers keep both cores busy; each
-    result is the same as grading it alone)."""
+    The assignment3 notebooks that the session's selected tests name (sample names as parameters, samples or
+    project paths in their ``lecture_course`` or ``short_course`` marker) are graded first, side by side, one class
+    per course (the batch's workers keep both cores busy; each result is the same as grading it alone)."""
     cache, courses = {}, {"assignment3": (config, mnist)}
-    wanted = wanted_samples(request.session.items)
+    wanted = wanted_notebooks(request.session.items)
     folder = tmp_path_factory.mktemp("short-samples")
 
     def grade(path: Path, short: bool = False):
         path, key = Path(path), (Path(path), short)
-        course = short_course if short else config
         if path in wanted[short] and len(wanted[short]) > 1 and key not in cache:
-            todo = {p.stem: sample_text(p, short) for p in wanted[short] if (p, short) not in cache}
-            results = grade_side_by_side(todo, course, tmp_path_factory.mktemp("samples"))
-            cache.update({(SAMPLES / f"{name}.ipynb", short): result for name, result in results.items()})
+            todo = [p for p in wanted[short] if (p, short) not in cache]
+            results = grade_side_by_side([sample_text(p, short) for p in todo], short_course if short else config,
+                                         tmp_path_factory.mktemp("samples"))
+            cache.update({(p, short): result for p, result in zip(todo, results)})
         if key not in cache and short:
             copy = folder / path.name
             copy.write_bytes(sample_text(path, short))
@@ -104,17 +104,26 @@ def graded(request, config, mnist, short_course, tmp_path_factory):
     return grade
 
 
-def wanted_samples(items) -> dict[bool, list[Path]]:
-    """short? → the assignment3 samples the selected tests grade: their string parameters that name a sample, and
-    the names in their ``short_course`` marker (whose samples, parameters included, are graded on the short course)."""
+def wanted_notebooks(items) -> dict[bool, list[Path]]:
+    """short? → the assignment3 notebooks the selected tests grade: their string parameters that name a sample, and
+    the samples or project paths in their ``lecture_course`` or ``short_course`` marker (a test marked
+    ``short_course`` has its samples, parameters included, graded on the short course)."""
     wanted = {False: set(), True: set()}
     for item in items:
-        marker = item.get_closest_marker("short_course")
+        short = item.get_closest_marker("short_course")
+        marker = short or item.get_closest_marker("lecture_course")
         values = list(getattr(getattr(item, "callspec", None), "params", {}).values())
-        names = values + (list(marker.args) if marker else [])
-        wanted[marker is not None].update(SAMPLES / f"{v}.ipynb" for v in names
-                                          if isinstance(v, str) and (SAMPLES / f"{v}.ipynb").is_file())
+        paths = [notebook_named(v) for v in values + (list(marker.args) if marker else []) if isinstance(v, str)]
+        wanted[short is not None].update(p for p in paths if p is not None)
     return {short: sorted(paths) for short, paths in wanted.items()}
+
+
+def notebook_named(name: str) -> Path | None:
+    """An assignment3 sample's name, or a notebook's path in the project (the reference, the release) → its path."""
+    for path in (SAMPLES / f"{name}.ipynb", PROJECT_ROOT / name):
+        if path.suffix == ".ipynb" and path.is_file():
+            return path
+    return None
 
 
 def short_sample(text: str) -> str:
@@ -127,15 +136,16 @@ def sample_text(path: Path, short: bool) -> bytes:
     return short_sample(path.read_text(encoding="utf-8")).encode("utf-8") if short else path.read_bytes()
 
 
-def grade_side_by_side(notebooks: dict[str, bytes], config, tmp: Path) -> dict[str, GradeResult]:
-    """Grade notebooks of one assignment as one class on the CPU: name → its result, as ``grade_notebook`` gives."""
+def grade_side_by_side(notebooks: list[bytes], config, tmp: Path) -> list[GradeResult]:
+    """Grade notebooks of one assignment as one class on the CPU: their results, as ``grade_notebook`` gives, in order."""
     from autograder.batch import grade_batch
     from classroom import ON_TIME, exchange_submission
 
-    for name, data in notebooks.items():
-        exchange_submission(tmp / "class", name, data, ON_TIME, assignment=config.assignment.id)
+    students = [f"n{i:03d}" for i in range(len(notebooks))]
+    for student, data in zip(students, notebooks):
+        exchange_submission(tmp / "class", student, data, ON_TIME, assignment=config.assignment.id)
     report = grade_batch(tmp / "class", tmp / "out", config, device="cpu", progress=False)
-    return {name: GradeResult.from_json(report.results[name]) for name in notebooks}
+    return [GradeResult.from_json(report.results[student]) for student in students]
 
 
 def write_notebook(path: Path, *sources: str, metadata: dict | None = None) -> Path:

@@ -48,6 +48,7 @@ def assert_explained(result):
 
 
 @pytest.mark.training
+@pytest.mark.lecture_course("reference/assignment3/assignment3.ipynb")
 def test_reference_scores_full_marks(graded, config):
     result = graded(config.assignment.reference_notebook)
     assert failed(result) == set()
@@ -60,6 +61,7 @@ def test_reference_scores_full_marks(graded, config):
     assert result.execution["device_name"] == "CPU" and not result.official
 
 
+@pytest.mark.lecture_course("assignments/assignment3/assignment3.ipynb")
 def test_untouched_student_notebook_scores_zero_and_finishes(graded, config):
     result = graded(config.assignment.release_notebook)
     assert result.score == 0 and failed(result) == set(CHECK_IDS)
