@@ -177,6 +177,7 @@ def test_x_train_cut_before_fit_is_one_explanation_wherever_it_costs(graded):
     assert "y_train should hold 60,000 samples but holds 48,000" in out["one_hot"]
 
 
+@pytest.mark.lecture_course("submitted-float16-images")
 def test_float16_images_are_told_they_lose_precision(graded):
     result = graded(SAMPLES / "submitted-float16-images.ipynb")      # one quick epoch: the model checks only
     assert failed(result) & MODEL_CHECKS == {"reshape"}
@@ -184,6 +185,7 @@ def test_float16_images_are_told_they_lose_precision(graded):
     assert_explained(result)
 
 
+@pytest.mark.lecture_course("submitted-test2-digits")
 def test_test2_holding_digits_is_told_it_needs_probabilities(graded):
     result = graded(SAMPLES / "submitted-test2-digits.ipynb")
     assert failed(result) & MODEL_CHECKS == {"predict"}
