@@ -72,7 +72,7 @@ def short_course(tmp_path_factory):
 def graded(request, config, mnist, short_course, tmp_path_factory):
     """graded(path) → GradeResult, graded on the CPU once per session however many tests ask; the assignment is
     found as the CLI finds it (release metadata, a folder named after it, the file name).
-    graded(path, short=True): the sample as the 2-epoch course's student would hand it in (``short_sample``),
+    graded(path, short=True): the sample as the 2-epoch course's student would hand it in (``sample_text``),
     graded on ``short_course`` — for tests whose point is not the lecture's epoch count or its 0.95 threshold.
     The assignment3 notebooks that the session's selected tests name (sample names as parameters, samples or
     project paths in their ``lecture_course`` or ``short_course`` marker) are graded first, side by side, one class
@@ -126,14 +126,12 @@ def notebook_named(name: str) -> Path | None:
     return None
 
 
-def short_sample(text: str) -> str:
-    """A sample as a student of the 2-epoch course hands it in: the lecture's epochs=30 (code and text) become
-    epochs=2 (as classroom.answer does for the solution); everything else, its mistake included, is kept."""
-    return text.replace("epochs=30", "epochs=2")
-
-
 def sample_text(path: Path, short: bool) -> bytes:
-    return short_sample(path.read_text(encoding="utf-8")).encode("utf-8") if short else path.read_bytes()
+    """A sample's bytes as handed in on the lecture's course, or on the short one (its code trains 2 epochs:
+    everything else, its mistake included, is kept)."""
+    from classroom import short_epochs
+
+    return short_epochs(path.read_text(encoding="utf-8")).encode("utf-8") if short else path.read_bytes()
 
 
 def grade_side_by_side(notebooks: list[bytes], config, tmp: Path) -> list[GradeResult]:
