@@ -135,7 +135,8 @@ def sample_text(path: Path, short: bool) -> bytes:
 
 
 def grade_side_by_side(notebooks: list[bytes], config, tmp: Path) -> list[GradeResult]:
-    """Grade notebooks of one assignment as one class on the CPU: their results, as ``grade_notebook`` gives, in order."""
+    """Grade notebooks of one assignment as one class on the CPU → their results in order, as ``grade_notebook``
+    gives them."""
     from autograder.batch import grade_batch
     from classroom import ON_TIME, exchange_submission
 
