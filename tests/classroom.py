@@ -21,10 +21,12 @@ ON_TIME = dt.datetime(2024, 5, 15, 12, 0, tzinfo=dt.timezone.utc)
 LATE = dt.datetime(2024, 5, 16, 15, 30, tzinfo=dt.timezone.utc)      # 5/17 00:30 JST
 
 
-def short_config(folder: Path, assignment: dict | None = None, **settings) -> Path:
+def short_config(folder: Path, assignment: dict | None = None, with_reference: bool = False,
+                 **settings) -> Path:
     """A course folder for a 2-epoch assignment3: grader_config.py (course settings overridden by ``settings``,
     name → Python literal), assignment3's settings.py with EXPECTED epochs 2 and threshold 0.90 (and
-    ``assignment``'s overrides), its hidden graders and its released notebook. → the grader_config.py."""
+    ``assignment``'s overrides), its hidden graders and its released notebook — ``with_reference``, its reference
+    notebook too, training 2 epochs (for publish and the site's jobs). → the grader_config.py."""
     text = (PROJECT_ROOT / "grader_config.py").read_text(encoding="utf-8")
     settings = {"DATA_DIR": repr(str(PROJECT_ROOT / "data")), **settings}
     path = folder / "grader_config.py"
@@ -37,10 +39,19 @@ def short_config(folder: Path, assignment: dict | None = None, **settings) -> Pa
     short = {"EXPECTED": "{**EXPECTED, 'epochs': 2, 'val_accuracy_threshold': 0.90}", **(assignment or {})}
     settings_py.write_text(settings_py.read_text(encoding="utf-8") + "\n" + "".join(
         f"{name} = {value}\n" for name, value in short.items()), encoding="utf-8")
+    if with_reference:
+        text = (PROJECT_ROOT / "reference" / "assignment3" / "assignment3.ipynb").read_text(encoding="utf-8")
+        (reference / "assignment3.ipynb").write_text(short_epochs(text), encoding="utf-8")
     release = folder / "assignments" / "assignment3" / "assignment3.ipynb"   # what given cells are checked against
     release.parent.mkdir(parents=True, exist_ok=True)
     release.write_bytes((PROJECT_ROOT / "assignments" / "assignment3" / "assignment3.ipynb").read_bytes())
     return path
+
+
+def short_epochs(notebook_text: str) -> str:
+    """An assignment3 notebook as the 2-epoch course's: its code's ``model.fit(..., epochs=30, ...)`` trains 2
+    epochs; the given cells (the text explaining epochs=30 is locked) stay as released."""
+    return notebook_text.replace("epochs=30,", "epochs=2,")
 
 
 def _overridden(text: str, settings: dict[str, str]) -> str:

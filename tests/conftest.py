@@ -60,42 +60,91 @@ def mnist(config):
 
 
 @pytest.fixture(scope="session")
-def graded(request, config, mnist, tmp_path_factory):
+def short_course(tmp_path_factory):
+    """The 2-epoch assignment3 (classroom.short_config: threshold 0.90), built once for the session's tests that
+    only read it (never edit it: tests that change a setting or a grader build their own)."""
+    from classroom import load_course, short_config
+
+    return load_course(short_config(tmp_path_factory.mktemp("short-course")))
+
+
+@pytest.fixture(scope="session")
+def graded(request, config, mnist, short_course, tmp_path_factory):
     """graded(path) → GradeResult, graded on the CPU once per session however many tests ask; the assignment is
     found as the CLI finds it (release metadata, a folder named after it, the file name).
-    The assignment3 samples that the session's selected tests name as parameters are graded first, side by side,
-    as one class (the batch's workers keep both cores busy; each result is the same as grading it alone)."""
+    graded(path, short=True): the sample as the 2-epoch course's student would hand it in (``sample_text``),
+    graded on ``short_course`` — for tests whose point is not the lecture's epoch count or its 0.95 threshold.
+    The assignment3 notebooks that the session's selected tests name (sample names as parameters, samples or
+    project paths in their ``lecture_course`` or ``short_course`` marker) are graded first, side by side, one class
+    per course (the batch's workers keep both cores busy; each result is the same as grading it alone)."""
     cache, courses = {}, {"assignment3": (config, mnist)}
-    wanted = sorted({SAMPLES / f"{value}.ipynb" for item in request.session.items
-                     for value in getattr(getattr(item, "callspec", None), "params", {}).values()
-                     if isinstance(value, str) and (SAMPLES / f"{value}.ipynb").is_file()})
+    wanted = wanted_notebooks(request.session.items)
+    folder = tmp_path_factory.mktemp("short-samples")
 
-    def grade(path: Path):
-        path = Path(path)
-        if path in wanted and len(wanted) > 1 and path not in cache:
-            cache.update(grade_side_by_side([p for p in wanted if p not in cache], config,
-                                            tmp_path_factory.mktemp("samples")))
-        if path not in cache:
+    def grade(path: Path, short: bool = False):
+        path, key = Path(path), (Path(path), short)
+        if path in wanted[short] and len(wanted[short]) > 1 and key not in cache:
+            todo = [p for p in wanted[short] if (p, short) not in cache]
+            results = grade_side_by_side([sample_text(p, short) for p in todo], short_course if short else config,
+                                         tmp_path_factory.mktemp("samples"))
+            cache.update({(p, short): result for p, result in zip(todo, results)})
+        if key not in cache and short:
+            copy = folder / path.name
+            copy.write_bytes(sample_text(path, short))
+            cache[key] = grade_notebook(copy, short_course, device="cpu", data=mnist)
+        if key not in cache:
             assignment = which_assignment(config, path)
             if assignment not in courses:
                 course = config_for(load_config(), assignment)
                 courses[assignment] = (course, load_dataset(course))
             course, data = courses[assignment]
-            cache[path] = grade_notebook(path, course, device="cpu", data=data)
-        return cache[path]
+            cache[key] = grade_notebook(path, course, device="cpu", data=data)
+        return cache[key]
 
     return grade
 
 
-def grade_side_by_side(paths: list[Path], config, tmp: Path) -> dict[Path, GradeResult]:
-    """Grade notebooks of one assignment as one class on the CPU: path → its result, as ``grade_notebook`` gives."""
+def wanted_notebooks(items) -> dict[bool, list[Path]]:
+    """short? → the assignment3 notebooks the selected tests grade: their string parameters that name a sample, and
+    the samples or project paths in their ``lecture_course`` or ``short_course`` marker (a test marked
+    ``short_course`` has its samples, parameters included, graded on the short course)."""
+    wanted = {False: set(), True: set()}
+    for item in items:
+        short = item.get_closest_marker("short_course")
+        marker = short or item.get_closest_marker("lecture_course")
+        values = list(getattr(getattr(item, "callspec", None), "params", {}).values())
+        paths = [notebook_named(v) for v in values + (list(marker.args) if marker else []) if isinstance(v, str)]
+        wanted[short is not None].update(p for p in paths if p is not None)
+    return {short: sorted(paths) for short, paths in wanted.items()}
+
+
+def notebook_named(name: str) -> Path | None:
+    """An assignment3 sample's name, or a notebook's path in the project (the reference, the release) → its path."""
+    for path in (SAMPLES / f"{name}.ipynb", PROJECT_ROOT / name):
+        if path.suffix == ".ipynb" and path.is_file():
+            return path
+    return None
+
+
+def sample_text(path: Path, short: bool) -> bytes:
+    """A sample's bytes as handed in on the lecture's course, or on the short one (its code trains 2 epochs:
+    everything else, its mistake included, is kept)."""
+    from classroom import short_epochs
+
+    return short_epochs(path.read_text(encoding="utf-8")).encode("utf-8") if short else path.read_bytes()
+
+
+def grade_side_by_side(notebooks: list[bytes], config, tmp: Path) -> list[GradeResult]:
+    """Grade notebooks of one assignment as one class on the CPU → their results in order, as ``grade_notebook``
+    gives them."""
     from autograder.batch import grade_batch
     from classroom import ON_TIME, exchange_submission
 
-    for path in paths:
-        exchange_submission(tmp / "class", path.stem, path.read_bytes(), ON_TIME, assignment=config.assignment.id)
+    students = [f"n{i:03d}" for i in range(len(notebooks))]
+    for student, data in zip(students, notebooks):
+        exchange_submission(tmp / "class", student, data, ON_TIME, assignment=config.assignment.id)
     report = grade_batch(tmp / "class", tmp / "out", config, device="cpu", progress=False)
-    return {path: GradeResult.from_json(report.written[path.stem]) for path in paths}
+    return [GradeResult.from_json(report.written[student]) for student in students]
 
 
 def write_notebook(path: Path, *sources: str, metadata: dict | None = None) -> Path:

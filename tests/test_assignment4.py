@@ -6,13 +6,17 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+from pathlib import Path
 
 import pytest
 
+import autograder.demo
 from autograder import PROJECT_ROOT
 from autograder.assignment import config_for
 from autograder.batch import grade_batch
+from autograder.cli import main
 from autograder.config import load_config
+from autograder.result import GradeResult
 from classroom import ON_TIME, exchange_submission
 
 FOLDER = PROJECT_ROOT / "reference" / "assignment4"
@@ -81,6 +85,31 @@ def test_leakage_and_training_set_sensitivity_are_named_as_such(graded_samples):
     assert "leakage" in outputs["submitted-leakage-test-fit"]["scaling"]
     assert "training" in outputs["submitted-sensitivity-on-train"]["sensitivity"]
     assert "restore_best_weights" in outputs["submitted-no-restore-best-weights"]["early_stopping"]
+
+
+@pytest.mark.training
+def test_demo_grades_reference_untouched_and_wrong_sample(graded_samples, tmp_path, monkeypatch, capfd):
+    """`demo assignment4` on the CPU, its three notebooks answered from the class graded above (the same notebooks,
+    graded the same way: the class's results are grade_notebook's), so the demo's own work is what is tested."""
+    notebooks = {FOLDER / "assignment4.ipynb": "reference",
+                 PROJECT_ROOT / "assignments" / "assignment4" / "assignment4.ipynb": "untouched",
+                 **{FOLDER / "samples" / f"{name}.ipynb": name for name in expected_failures()}}
+    asked = []
+
+    def graded(path, config, device="auto", data=None, cpu_fallback=False, **options):
+        asked.append((notebooks[Path(path)], config.assignment.id, device, cpu_fallback, data is not None))
+        return GradeResult.from_json(graded_samples[notebooks[Path(path)]])
+
+    monkeypatch.setattr(autograder.demo, "grade_notebook", graded)
+    monkeypatch.chdir(tmp_path)
+    code = main(["demo", "assignment4", "--device", "cpu"])
+    stdout = capfd.readouterr().out
+    assert code == 0, stdout
+    assert [name for name, *_ in asked] == ["reference", "untouched", "submitted-leakage"]   # settings' DEMO_SAMPLE
+    assert {tuple(rest) for _, *rest in asked} == {("assignment4", "cpu", True, True)}
+    assert "assignment4: 課題4 (MLP②)" in stdout
+    assert "demo OK: reference 12/12, untouched 0/12, wrong sample 10/12" in stdout
+    assert stdout.count("✗ scaling") == 2         # the untouched notebook and the leaking sample
 
 
 def test_the_samples_match_their_generator():
