@@ -1,6 +1,6 @@
 """Course configuration for the autograder: the course-wide settings (each assignment has its own settings.py).
 
-Plain Python, read by ``autograder.config.load_config`` and validated there; a bad value stops the grader with a
+Plain Python, read by ``autograder.course.config.load_config`` and validated there; a bad value stops the grader with a
 message that names the setting. Paths are relative to this file's folder.
 """
 

@@ -11,17 +11,18 @@ import os
 import sys
 from pathlib import Path
 
-from . import PROJECT_ROOT, clock
-from .assignment import config_for, which_assignment
-from .config import load_config
-from .device import DEVICES, native_output_to
-from .executors import CLUSTER_OPTIONS, EXECUTORS
+from . import PROJECT_ROOT
+from .classroom.executors import CLUSTER_OPTIONS, EXECUTORS
+from .course import clock
+from .course.assignment import config_for, which_assignment
+from .course.config import load_config
 from .errors import GraderError, Refusal
+from .run.device import DEVICES, native_output_to
 
 
 def cmd_list(args) -> int:
-    from .assignment import assignment_ids
-    from .clock import local_text
+    from .course.assignment import assignment_ids
+    from .course.clock import local_text
 
     config = load_config(args.config)
     ids = assignment_ids(config)
@@ -43,14 +44,14 @@ def cmd_list(args) -> int:
 
 def cmd_release(args) -> int:
     config = config_for(load_config(args.config), args.assignment)
-    from .release import release
+    from .lifecycle.release import release
 
     print(f"wrote {release(config)}")
     return 0
 
 
 def cmd_grade(args) -> int:
-    from .store import holds_class_folders
+    from .grading.store import holds_class_folders
 
     target = Path(args.notebook)
     if not target.exists():              # said first: before the configuration, TensorFlow or the GPU
@@ -89,8 +90,8 @@ def _logging_tensorflow(log_path: Path, run):
 
 
 def _grade_one(target: Path, out: Path, args, config) -> int:
-    from .single import FEEDBACK_PAGE, grade_into
-    from .report import format_table
+    from .classroom.single import FEEDBACK_PAGE, grade_into
+    from .reports.report import format_table
 
     if args.only or args.roster:
         raise GraderError(f"{'--only chooses' if args.only else '--roster names'} students of a class: give a folder "
@@ -105,15 +106,15 @@ def _grade_one(target: Path, out: Path, args, config) -> int:
 
 
 def _grade_class(source: Path, out: Path, args, config) -> int:
-    from .executors import make_executor
+    from .classroom.executors import make_executor
 
     roster = _roster_ids(Path(args.roster)) if args.roster else ()     # read before any grading starts
     executor = make_executor(args.executor, **{name: getattr(args, name) for name in CLUSTER_OPTIONS})
     if args.executor == "local":
-        from .pool import worker_context
+        from .classroom.pool import worker_context
 
         worker_context()        # the workers' fork server starts importing Keras now, beside this process's imports
-    from .batch import grade_classes
+    from .classroom.batch import grade_classes
 
     reports = grade_classes(source, out, config, args.assignment, workers=args.workers, device=args.device,
                             regrade=args.regrade, rerun=args.rerun, only=args.only, exact_fit=args.exact_fit,
@@ -133,8 +134,8 @@ def _roster_ids(path: Path) -> list[str]:
 
 
 def _report_class(report) -> None:
-    from .report import count, unofficial_warning
-    from .result import INFRASTRUCTURE, checks_not_graded, infrastructure_reasons
+    from .grading.result import INFRASTRUCTURE, checks_not_graded, infrastructure_reasons
+    from .reports.report import count, unofficial_warning
 
     out = report.out
     counts = " · ".join(f"{n} {status}" for status, n in sorted(report.counts.items()))
@@ -164,9 +165,9 @@ def _some(names: list[str], shown: int = 5) -> str:
 
 
 def cmd_check(args) -> int:
-    from .grade import grade_notebook
-    from .graders import check_graders
-    from .report import format_self_check
+    from .grading.grade import grade_notebook
+    from .grading.graders import check_graders
+    from .reports.report import format_self_check
 
     notebook = Path(args.notebook)
     if not notebook.is_file():
@@ -180,7 +181,7 @@ def cmd_check(args) -> int:
 
 
 def cmd_submit(args) -> int:
-    from .submit import submit
+    from .lifecycle.submit import submit
 
     config = load_config(args.config)
     config = config_for(config, which_assignment(config, Path(args.notebook), args.assignment))
@@ -195,7 +196,7 @@ def cmd_submit(args) -> int:
 
 
 def cmd_publish(args) -> int:
-    from .publish import publish
+    from .lifecycle.publish import publish
 
     config = config_for(load_config(args.config), args.assignment)
     written = _logging_tensorflow(COMMAND_LOGS / "publish.log", lambda: publish(
@@ -206,7 +207,7 @@ def cmd_publish(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from .assignment import assignment_ids
+    from .course.assignment import assignment_ids
     from .demo import run_demo
 
     config = load_config(args.config)
@@ -220,8 +221,8 @@ def cmd_demo(args) -> int:
 
 
 def cmd_store(args) -> int:
-    from .report import count, format_usage
-    from .store import find_run_stores
+    from .grading.store import find_run_stores
+    from .reports.report import count, format_usage
 
     for store, referenced in find_run_stores(Path(args.out)):
         if args.action == "du":
@@ -234,9 +235,9 @@ def cmd_store(args) -> int:
 
 
 def cmd_gradebook(args) -> int:
-    from .gradebook import course_gradebook, find_gradebooks
     from .files import write_atomic
-    from .report import count, format_points
+    from .reports.gradebook import course_gradebook, find_gradebooks
+    from .reports.report import count, format_points
 
     gradebooks = find_gradebooks([Path(f) for f in args.folders] or [Path("grades")])
     text, maxima = course_gradebook(gradebooks)
@@ -269,7 +270,7 @@ UNSAFE_SERVE_WARNING = (
 def cmd_serve(args) -> int:
     import uvicorn
 
-    from . import sandbox
+    from .run import sandbox
     from .site.app import SERVER_LIMITS, create_app, log_config
 
     if args.rehearse:                               # before anything reads the time; checks and jobs inherit it
@@ -305,7 +306,7 @@ def cmd_serve(args) -> int:
 
 
 def cmd_roster(args) -> int:
-    from .report import count
+    from .reports.report import count
     from .site import people
 
     site = _site(args)

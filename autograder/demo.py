@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .config import Config
+from .course.config import Config
+from .course.dataset import load_dataset
 from .errors import ConfigError
-from .dataset import load_dataset
-from .grade import grade_notebook
-from .report import format_table
+from .grading.grade import grade_notebook
+from .reports.report import format_table
+
 
 def run_demo(config: Config, device: str = "auto") -> int:
     assignment = config.assignment

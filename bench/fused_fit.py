@@ -24,10 +24,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from autograder import dataset  # noqa: E402
-from autograder.assignment import config_for  # noqa: E402
-from autograder.config import load_config  # noqa: E402
-from autograder.execute import KERNEL_SIDE  # noqa: E402
+from autograder.course import dataset  # noqa: E402
+from autograder.course.assignment import config_for  # noqa: E402
+from autograder.course.config import load_config  # noqa: E402
+from autograder.run.execute import KERNEL_SIDE  # noqa: E402
 
 STUDENT_CODE = """
 from tensorflow.keras.datasets import mnist

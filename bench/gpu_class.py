@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from vs_nbgrader import make_class, submit_ours  # noqa: E402
 
-from autograder.assignment import config_for  # noqa: E402
-from autograder.config import load_config  # noqa: E402
+from autograder.course.assignment import config_for  # noqa: E402
+from autograder.course.config import load_config  # noqa: E402
 
 GOAL_S = 180
 

@@ -26,10 +26,10 @@ def bare(notebook: Path) -> None:
     import nbformat
     from nbclient import NotebookClient
 
-    from autograder.assignment import config_for
-    from autograder.config import load_config
-    from autograder.dataset import load_mnist, write_keras_npz
-    from autograder.execute import harness_cell, harness_code, kernel_env
+    from autograder.course.assignment import config_for
+    from autograder.course.config import load_config
+    from autograder.course.dataset import load_mnist, write_keras_npz
+    from autograder.run.execute import harness_cell, harness_code, kernel_env
 
     config = config_for(load_config(), "assignment3")
     nb = nbformat.read(notebook, as_version=4)

@@ -92,7 +92,7 @@ def main() -> None:
     parser.add_argument("--keep", help="grade into this folder and leave it (default: a temporary one)")
     args = parser.parse_args()
 
-    from autograder.store import RunStore, format_usage, referenced_runs
+    from autograder.grading.store import RunStore, format_usage, referenced_runs
 
     with tempfile.TemporaryDirectory(prefix="bench-regrade-") as tmp:
         work = Path(args.keep or tmp)

@@ -106,7 +106,7 @@ def copy_course(folder: Path, deadline_local: str, workers: int) -> Path:
 
 def course_timezone() -> ZoneInfo:
     sys.path.insert(0, str(ROOT))
-    from autograder.config import load_config
+    from autograder.course.config import load_config
     return load_config(ROOT / "grader_config.py").timezone
 
 

@@ -40,8 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import nbgrader_course as nbc  # noqa: E402
 
-from autograder.pool import default_workers  # noqa: E402
-from autograder.graders import check_graders  # noqa: E402
+from autograder.classroom.pool import default_workers  # noqa: E402
+from autograder.grading.graders import check_graders  # noqa: E402
 
 SAMPLES = ROOT / "reference" / "assignment3" / "samples"
 RESULTS = ROOT / "bench" / "results" / "vs_nbgrader.json"
@@ -92,7 +92,7 @@ def make_class(k: int) -> list[tuple[str, str]]:
 def submit_ours(config, students, exchange: Path, staging: Path) -> dict[str, str]:
     """Each student's answers in our released notebook, handed in with our `submit` at a fixed time. Returns the
     timestamps written (nbgrader's format), which the nbgrader side reuses."""
-    from autograder.submit import submit
+    from autograder.lifecycle.submit import submit
 
     released = nbformat.read(config.assignment.release_notebook, as_version=4)
     stamps, saved = {}, os.environ.get("AUTOGRADER_NOW")
@@ -156,7 +156,7 @@ def ours_seconds(out: Path, rows: dict[str, dict]) -> dict[str, float]:
 # --- nbgrader ---------------------------------------------------------------------------------------------------
 
 def run_nbgrader(config, students, stamps: dict[str, str], work: Path) -> dict:
-    from autograder.dataset import load_mnist, write_keras_npz
+    from autograder.course.dataset import load_mnist, write_keras_npz
 
     npz = write_keras_npz(load_mnist(config.dataset_folder("mnist")), work / "mnist.npz")
     points = {c.id: c.points for c in check_graders(config)}
@@ -288,8 +288,8 @@ def main() -> int:
     if args.students < 1 or (args.workers is not None and args.workers < 1):
         parser.error("--students and --workers must be at least 1")
 
-    from autograder.assignment import config_for
-    from autograder.config import load_config
+    from autograder.course.assignment import config_for
+    from autograder.course.config import load_config
 
     config = config_for(load_config(), "assignment3")
     points = {c.id: c.points for c in check_graders(config)}

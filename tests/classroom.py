@@ -15,7 +15,7 @@ from pathlib import Path
 import nbformat
 
 from autograder import PROJECT_ROOT
-from autograder.clock import nbgrader_timestamp
+from autograder.course.clock import nbgrader_timestamp
 
 ON_TIME = dt.datetime(2024, 5, 15, 12, 0, tzinfo=dt.timezone.utc)
 LATE = dt.datetime(2024, 5, 16, 15, 30, tzinfo=dt.timezone.utc)      # 5/17 00:30 JST
@@ -64,15 +64,15 @@ def _overridden(text: str, settings: dict[str, str]) -> str:
 
 def load_course(config_path: Path, assignment: str = "assignment3"):
     """The course at ``config_path`` as it applies to ``assignment``."""
-    from autograder.assignment import config_for
-    from autograder.config import load_config
+    from autograder.course.assignment import config_for
+    from autograder.course.config import load_config
 
     return config_for(load_config(config_path), assignment)
 
 
 def answer(epochs: int = 2, normalise: bool = True) -> str:
     """A solved student notebook (release metadata kept) as JSON text."""
-    from autograder.release import solution_notebook     # nbgrader: imported only where a notebook is made
+    from autograder.lifecycle.release import solution_notebook  # nbgrader: imported only where a notebook is made
 
     reference = nbformat.read(PROJECT_ROOT / "reference" / "assignment3" / "assignment3.ipynb", as_version=4)
     nb = solution_notebook(reference)
@@ -136,8 +136,8 @@ def _csv(rows) -> str:
 # --- stand-ins for a worker's grading function (they run in the batch's spawned worker processes) ----------
 
 def _fake_reply(task: dict, config) -> dict:
-    from autograder.grade import zero_result
-    from autograder.graders import check_graders
+    from autograder.grading.grade import zero_result
+    from autograder.grading.graders import check_graders
 
     result = zero_result(config, check_graders(config), Path(task["path"]).name, "テスト", "a stand-in result",
                          task["official"], status="graded")
@@ -193,7 +193,7 @@ def keeps_runs(task: dict, config, data) -> dict:
     copy of the notebook came back intact."""
     import tempfile
 
-    from autograder.store import RunStore
+    from autograder.grading.store import RunStore
 
     store = RunStore(Path(task["store"]))
     reply = _fake_reply(task, config)
@@ -213,13 +213,13 @@ def keeps_runs(task: dict, config, data) -> dict:
 
 def grades_without_a_kernel(task: dict, config, data) -> dict:
     """``grade_task`` with the kernel taken away: a notebook that would be executed fails (as the runner's error)."""
-    import autograder.execute
-    from autograder.pool import grade_task
+    import autograder.run.execute
+    from autograder.classroom.pool import grade_task
 
     def no_kernel(*args, **kwargs):
         raise AssertionError("a kernel was started")
 
-    autograder.execute.execute = no_kernel
+    autograder.run.execute.execute = no_kernel
     return grade_task(task, config, data)
 
 

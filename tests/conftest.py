@@ -10,14 +10,15 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograder import PROJECT_ROOT, clock
-from autograder.assignment import config_for, which_assignment
-from autograder.config import load_config
-from autograder.dataset import load_dataset, load_mnist
-from autograder.grade import grade_notebook
-from autograder.graders import FRAMEWORK_DIR, check_graders
-from autograder.result import GradeResult
-from autograder.sandbox import SITE_REQUIRES_SANDBOX
+from autograder import PROJECT_ROOT
+from autograder.course import clock
+from autograder.course.assignment import config_for, which_assignment
+from autograder.course.config import load_config
+from autograder.course.dataset import load_dataset, load_mnist
+from autograder.grading.grade import grade_notebook
+from autograder.grading.graders import FRAMEWORK_DIR, check_graders
+from autograder.grading.result import GradeResult
+from autograder.run.sandbox import SITE_REQUIRES_SANDBOX
 
 SAMPLES = PROJECT_ROOT / "reference" / "assignment3" / "samples"
 
@@ -137,8 +138,9 @@ def sample_text(path: Path, short: bool) -> bytes:
 def grade_side_by_side(notebooks: list[bytes], config, tmp: Path) -> list[GradeResult]:
     """Grade notebooks of one assignment as one class on the CPU → their results in order, as ``grade_notebook``
     gives them."""
-    from autograder.batch import grade_batch
     from classroom import ON_TIME, exchange_submission
+
+    from autograder.classroom.batch import grade_batch
 
     students = [f"n{i:03d}" for i in range(len(notebooks))]
     for student, data in zip(students, notebooks):

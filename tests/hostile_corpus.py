@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
+from classroom import answer
 
 from autograder import PROJECT_ROOT
-from classroom import answer
 
 HIDDEN_GRADER = PROJECT_ROOT / "reference" / "assignment3" / "graders" / "test_assignment3.py"
 SUBMITTED_AT = "2024-05-15 21:00"

@@ -9,15 +9,15 @@ import re
 from pathlib import Path
 
 import pytest
+from classroom import ON_TIME, exchange_submission
 
 import autograder.demo
 from autograder import PROJECT_ROOT
-from autograder.assignment import config_for
-from autograder.batch import grade_batch
+from autograder.classroom.batch import grade_batch
 from autograder.cli import main
-from autograder.config import load_config
-from autograder.result import GradeResult
-from classroom import ON_TIME, exchange_submission
+from autograder.course.assignment import config_for
+from autograder.course.config import load_config
+from autograder.grading.result import GradeResult
 
 FOLDER = PROJECT_ROOT / "reference" / "assignment4"
 JAPANESE = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")

@@ -14,17 +14,17 @@ import time
 from pathlib import Path
 
 import pytest
+from classroom import (LATE, ON_TIME, always_lost, answer, echo_options, exchange_submission, gpu_out_of_memory,
+                       inbound_submission, load_course, lost_once, short_config, works)
+from conftest import assert_no_grader_source, broken_kernelspec, kernel_start_reason
 
 from autograder import PROJECT_ROOT
-from autograder.batch import grade_batch
-from autograder.gradebook import gradebook_csv
-from autograder.store import remove_leftovers
+from autograder.classroom.batch import grade_batch
 from autograder.errors import GraderError
-from autograder.infrastructure import infrastructure_problem
-from autograder.graders import check_graders
-from classroom import (LATE, ON_TIME, always_lost, answer, echo_options, exchange_submission, gpu_out_of_memory, load_course,
-                       inbound_submission, lost_once, short_config, works)
-from conftest import assert_no_grader_source, broken_kernelspec, kernel_start_reason
+from autograder.grading.graders import check_graders
+from autograder.grading.store import remove_leftovers
+from autograder.reports.gradebook import gradebook_csv
+from autograder.run.infrastructure import infrastructure_problem
 
 
 def read_gradebook(path: Path) -> dict[str, dict]:
@@ -319,7 +319,7 @@ def test_a_batch_killed_midway_finishes_on_rerun_with_the_same_gradebook(graded_
 def test_each_worker_s_kernels_see_one_gpu_of_several(monkeypatch, visible, expected):
     """A machine or a Slurm job with several GPUs: worker slot i and its kernels get GPU i (in turn), not all of
     them on the first; one GPU, or none named, is left as it is."""
-    from autograder.pool import one_gpu_per_slot
+    from autograder.classroom.pool import one_gpu_per_slot
 
     seen = []
     for slot in range(3):

@@ -6,11 +6,11 @@ import subprocess
 import sys
 
 import pytest
+from conftest import broken_kernelspec, kernel_start_reason
 
 from autograder import PROJECT_ROOT
 from autograder.cli import main
-from autograder.device import visible_gpus
-from conftest import broken_kernelspec, kernel_start_reason
+from autograder.run.device import visible_gpus
 
 # TensorFlow's native start-up lines (C++ logging, straight to fd 2), as measured on the 2-core CPU machine: on a
 # CPU runner they read like failures, so they belong in the grader's log, never on the terminal.
@@ -175,7 +175,7 @@ def test_tensorflows_python_warnings_go_to_the_log_too(tmp_path):
     """A tf.function retracing warning (the demo's) comes through TensorFlow's Python logger, not its C++ logging:
     in a fresh process, inside the commands' log context, it lands in the log and not on the terminal."""
     log = tmp_path / "grader.log"
-    code = ("import sys\nfrom pathlib import Path\nfrom autograder.device import native_output_to\n"
+    code = ("import sys\nfrom pathlib import Path\nfrom autograder.run.device import native_output_to\n"
             f"with native_output_to(Path({str(log)!r})):\n"
             "    import tensorflow as tf\n"
             "    tf.get_logger().warning('5 out of the last 5 calls triggered tf.function retracing')\n"

@@ -16,15 +16,15 @@ import time
 from pathlib import Path
 
 import pytest
-
-from autograder import PROJECT_ROOT
-from autograder.batch import grade_batch
-from autograder.errors import GraderError
-from autograder.executors import make_executor
-from autograder.executors.node import CLUSTER_DIR, check_node, setup_for, shared_scratch
-from autograder.executors.slurm import SlurmExecutor
 from classroom import (ON_TIME, always_lost, answer, chunk_killed_once, echo_process, exchange_submission, keeps_runs,
                        load_course, lost_once, parent_lost_once, short_config, works)
+
+from autograder import PROJECT_ROOT
+from autograder.classroom.batch import grade_batch
+from autograder.classroom.executors import make_executor
+from autograder.classroom.executors.node import CLUSTER_DIR, check_node, setup_for, shared_scratch
+from autograder.classroom.executors.slurm import SlurmExecutor
+from autograder.errors import GraderError
 
 ray = pytest.importorskip("ray")
 submitit = pytest.importorskip("submitit")
@@ -167,8 +167,8 @@ def test_a_rerun_after_the_driver_is_killed_resumes(tmp_path, five_students, ray
     driver = textwrap.dedent(f"""
         import sys, time
         sys.path[:0] = [{str(PROJECT_ROOT)!r}, {str(Path(__file__).parent)!r}]
-        from autograder.batch import grade_batch
-        from autograder.executors import make_executor
+        from autograder.classroom.batch import grade_batch
+        from autograder.classroom.executors import make_executor
         from classroom import load_course, slow_works
         grade_batch({str(source)!r}, {str(tmp_path / 'out')!r}, load_course({str(config.source)!r}), device="cpu",
                     progress=False, grade_fn=slow_works, executor=make_executor("ray", address={ray_cluster!r}))

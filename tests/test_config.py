@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from autograder.assignment import assignment_ids, config_for, which_assignment
-from autograder.config import DEFAULT_CONFIG_PATH, load_config
+from autograder.course.assignment import assignment_ids, config_for, which_assignment
+from autograder.course.config import DEFAULT_CONFIG_PATH, load_config
 from autograder.errors import ConfigError
 
 PROJECT = DEFAULT_CONFIG_PATH.parent

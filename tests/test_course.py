@@ -13,13 +13,13 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from classroom import ON_TIME, answer, exchange_submission, lms_export, short_config, works
 
 from autograder import PROJECT_ROOT
-from autograder.batch import grade_classes
-from autograder.config import load_config
+from autograder.classroom.batch import grade_classes
+from autograder.course.config import load_config
 from autograder.errors import ConfigError, GraderError
-from autograder.gradebook import course_gradebook, find_gradebooks
-from classroom import ON_TIME, answer, exchange_submission, lms_export, short_config, works
+from autograder.reports.gradebook import course_gradebook, find_gradebooks
 
 ASSIGNMENT4 = PROJECT_ROOT / "reference" / "assignment4"
 
@@ -34,7 +34,7 @@ def autograder(*args, config: Path | None = None, env: dict | None = None):
 def answered(release: Path, reference: Path) -> str:
     """A student's finished notebook: the release (its metadata and checksums kept) with each answer cell holding
     the reference's solution."""
-    from autograder.release import solution_notebook
+    from autograder.lifecycle.release import solution_notebook
 
     solutions = {c.get("id"): c.source for c in solution_notebook(nbformat.read(reference, as_version=4)).cells}
     nb = nbformat.read(release, as_version=4)

@@ -6,8 +6,8 @@ import shutil
 import numpy as np
 import pytest
 
-from autograder import dataset
-from autograder.dataset import DATASETS, load_mnist, verify
+from autograder.course import dataset
+from autograder.course.dataset import DATASETS, load_mnist, verify
 from autograder.errors import DatasetError
 
 PINNED_SHA256 = DATASETS["mnist"].files
@@ -55,7 +55,7 @@ def test_corrupted_file_is_refused_before_use(copy_of_mnist):
 
 
 def test_the_breast_cancer_data_is_scikit_learns_pinned_copy():
-    from autograder.dataset import load_breast_cancer_pinned
+    from autograder.course.dataset import load_breast_cancer_pinned
 
     data = load_breast_cancer_pinned()
     assert data.data.shape == (569, 30) and data.target.shape == (569,)
@@ -72,7 +72,7 @@ def test_a_breast_cancer_file_that_differs_is_named_with_both_digests(monkeypatc
 
 
 def test_each_assignment_names_a_registered_dataset(config):
-    from autograder.assignment import assignment_ids, config_for
+    from autograder.course.assignment import assignment_ids, config_for
 
     assert {config_for(config, i).assignment.dataset for i in assignment_ids(config)} <= set(DATASETS)
 
@@ -82,7 +82,7 @@ def test_each_assignment_names_a_registered_dataset(config):
 def kernel_side_pins() -> dict:
     """kernel_side's pins as the kernel gets them: its text run in a namespace of its own, as the harness runs it
     (it imports nothing at the top, so nothing of the grader's comes with it)."""
-    from autograder.execute import KERNEL_SIDE
+    from autograder.run.execute import KERNEL_SIDE
 
     namespace = {}
     exec(compile(KERNEL_SIDE.read_text(encoding="utf-8"), "<autograder>", "exec"), namespace)

@@ -7,7 +7,7 @@ import re
 import nbformat
 import numpy as np
 
-from autograder.execute import execute
+from autograder.run.execute import execute
 from tests.conftest import write_notebook
 
 
@@ -131,7 +131,7 @@ def test_training_past_the_training_budget_is_stopped_there(tmp_path, config):
 def test_notes_number_cells_as_the_notebook_does(tmp_path, config):
     """Markdown between code cells, harness cells around them: "cell N" is the N-th code cell, In [N] after
     "Restart & Run All", for errors and for output cut short alike."""
-    from autograder.grade import notes_for
+    from autograder.grading.grade import notes_for
 
     nb = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_markdown_cell("# title"), nbformat.v4.new_code_cell("x = 1"),
@@ -150,7 +150,7 @@ def test_notes_number_cells_as_the_notebook_does(tmp_path, config):
 def test_the_kernel_exports_what_the_assignment_declares(tmp_path, config):
     """Arrays, numbers, the model and the history named in EXPORTS — under any variable names — and nothing else;
     a value that is not what its kind needs is recorded with why."""
-    from autograder.assignment import Exports
+    from autograder.course.assignment import Exports
 
     exports = Exports(arrays=("features", "words"), model="net", history="run", numbers=("score", "name", "bad", "gone"))
     chosen = dataclasses.replace(config.assignment, exports=exports, dataset=None)

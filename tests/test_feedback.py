@@ -13,13 +13,13 @@ from html.parser import HTMLParser
 import matplotlib.image
 import pytest
 
-from autograder.assignment import TrainingCurve
-from autograder.feedback import feedback_page
-from autograder.figures import curves_of, summary_figure, training_curves_png
-from autograder.graders import check_graders
-from autograder.result import pass_rates
-from autograder.store import file_stem
-from autograder.summary import summary_page
+from autograder.course.assignment import TrainingCurve
+from autograder.grading.graders import check_graders
+from autograder.grading.result import pass_rates
+from autograder.grading.store import file_stem
+from autograder.reports.feedback import feedback_page
+from autograder.reports.figures import curves_of, summary_figure, training_curves_png
+from autograder.reports.summary import summary_page
 from tests.conftest import assert_no_grader_source
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

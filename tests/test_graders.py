@@ -8,16 +8,16 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from autograder.batch import grade_batch
-from autograder.checks import CheckSpec, max_score
-from autograder.cli import main
-from autograder.feedback import feedback_page
-from autograder.graders import GradersBroken, check_graders, run_graders
-from autograder.report import format_self_check
-from autograder.result import GradeResult
 from classroom import ON_TIME, answer, exchange_submission, load_course, short_config, works
 from conftest import write_notebook
+
+from autograder.classroom.batch import grade_batch
+from autograder.cli import main
+from autograder.grading.checks import CheckSpec, max_score
+from autograder.grading.graders import GradersBroken, check_graders, run_graders
+from autograder.grading.result import GradeResult
+from autograder.reports.feedback import feedback_page
+from autograder.reports.report import format_self_check
 
 CHECK_IDS = ["reshape", "one_hot", "param_count", "architecture", "compile", "fit", "val_accuracy", "predict"]
 
@@ -71,8 +71,8 @@ def test_a_grader_that_raises_leaves_its_check_not_graded_and_the_rest_judged(co
 
 EXTRA_HEADER = '''import numpy as np
 
-from autograder.graders import check
-from autograder.graders.support import expect_shape, fail, shape_text
+from autograder.grading.graders import check
+from autograder.grading.graders.support import expect_shape, fail, shape_text
 
 N_TEST, N_CLASSES, SAMPLE_INDEX, SAMPLE_DIGIT, SAME_PREDICTION = 10000, 10, 1, 2, 1e-3
 
@@ -113,7 +113,7 @@ def test_graders_in_several_files_are_all_collected_and_grade(course, tmp_path, 
 def test_a_data_file_the_graders_read_counts_for_the_declared_checks_as_for_the_grading_fingerprint(course):
     """One digest of the graders folder: a non-Python file a grader reads (here, a check's points) changes both the
     grading fingerprint and the declared checks."""
-    from autograder.fingerprint import grading_fingerprint
+    from autograder.grading.fingerprint import grading_fingerprint
 
     config = load_course(course)
     points = config.assignment.graders_dir / "points.json"
@@ -156,7 +156,7 @@ def test_graders_that_cannot_be_collected_stop_a_single_grade_before_running(cou
     with pytest.raises(GradersBroken, match="cannot run") as broken:
         check_graders(load_course(course))
     assert said in str(broken.value)
-    monkeypatch.setattr("autograder.execute.execute", no_kernel)
+    monkeypatch.setattr("autograder.run.execute.execute", no_kernel)
     notebook = write_notebook(tmp_path / "nb.ipynb", "x = 1")
     assert main(["grade", str(notebook), "--config", str(course), "--device", "cpu", "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
@@ -238,9 +238,9 @@ def test_a_model_with_no_layers_is_told_so_not_that_one_layer_is_missing(assignm
 
     import keras
 
-    from autograder.assignment import config_for
-    from autograder.config import load_config
-    from autograder.graders.support import CheckFailed
+    from autograder.course.assignment import config_for
+    from autograder.course.config import load_config
+    from autograder.grading.graders.support import CheckFailed
 
     config = config_for(load_config(), assignment)
     path = config.assignment.graders_dir / f"test_{assignment}.py"

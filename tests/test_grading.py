@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from autograder.grade import grade_notebook
+from autograder.grading.grade import grade_notebook
 from tests.conftest import SAMPLES
 
 JAPANESE = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")

@@ -7,13 +7,13 @@ import csv
 import time
 
 import pytest
-
-from autograder.batch import grade_batch
-from autograder.cgroups import cgroup_limits_available
-from autograder.sandbox import sandbox_available
 from classroom import load_course, short_config
 from conftest import assert_no_grader_source
 from hostile_corpus import cases, write_export
+
+from autograder.classroom.batch import grade_batch
+from autograder.run.cgroups import cgroup_limits_available
+from autograder.run.sandbox import sandbox_available
 
 pytestmark = [pytest.mark.training,
               pytest.mark.skipif(not (sandbox_available() and cgroup_limits_available()),

@@ -6,10 +6,10 @@ import dataclasses
 import zipfile
 
 import pytest
-
-from autograder import intake
-from autograder.errors import GraderError
 from classroom import LATE, ON_TIME, exchange_submission, inbound_submission, lms_export
+
+from autograder.classroom import intake
+from autograder.errors import GraderError
 
 NOTEBOOK = '{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'
 

@@ -1,4 +1,5 @@
-"""The package's shape: no module imports, even lazily inside a function, something that imports it back.
+"""The package's shape: its folders are the pipeline's stages, each module imports only from its own stage or the
+stages below it, and no module imports, even lazily inside a function, something that imports it back.
 
 The graph is read from the source with ``ast`` (every ``import``/``from … import`` anywhere in a module, except
 under ``if TYPE_CHECKING:``, which never runs), so a circle hidden in a function body counts too.
@@ -10,6 +11,11 @@ from pathlib import Path
 import autograder
 
 PACKAGE = "autograder"
+# README's Layout section, bottom to top: a module may import from its own stage and the ones before it. The
+# foundations (the package, its errors, its atomic file writes) sit below every stage; the CLI and the demo above.
+STAGES = ("foundations", "course", "run", "grading", "reports", "classroom", "lifecycle", "site", "commands")
+FOUNDATIONS = {"autograder", "autograder.errors", "autograder.files"}
+COMMANDS = {"autograder.cli", "autograder.demo", "autograder.__main__"}
 
 
 def module_names() -> dict[str, Path]:
@@ -124,3 +130,35 @@ def test_cycles_are_found_and_shown_as_a_path():
 def test_no_module_imports_something_that_imports_it_back():
     found = cycles(import_graph())
     assert not found, "import circles (each module imports the next):\n" + "\n".join(" → ".join(c) for c in found)
+
+
+def stage(module: str) -> int:
+    """Where a module stands in STAGES (its folder, or the foundations and commands at the package's top)."""
+    if module in FOUNDATIONS:
+        return 0
+    if module in COMMANDS:
+        return STAGES.index("commands")
+    return STAGES.index(module.split(".")[1])
+
+
+def test_every_module_sits_in_a_stage_folder():
+    loose = sorted(name for name in module_names() if name.count(".") == 1 and name not in FOUNDATIONS | COMMANDS
+                   and name.split(".")[1] not in STAGES)
+    assert not loose, f"modules outside every stage's folder (README's Layout names the stages): {loose}"
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    return sorted(f"{name} ({STAGES[stage(name)]}) → {target} ({STAGES[stage(target)]})"
+                  for name, targets in graph.items() for target in targets if stage(target) > stage(name))
+
+
+def test_no_module_imports_from_a_stage_above_its_own():
+    upward = upward_imports(import_graph())
+    assert not upward, "imports that run up the pipeline:\n" + "\n".join(upward)
+
+
+def test_an_import_up_the_pipeline_is_found_and_one_down_is_not():
+    graph = {"autograder.grading.grade": {"autograder.reports.feedback", "autograder.run.execute", "autograder.files"},
+             "autograder.cli": {"autograder.site.app"}, "autograder.errors": {"autograder.course.clock"}}
+    assert upward_imports(graph) == ["autograder.errors (foundations) → autograder.course.clock (course)",
+                                     "autograder.grading.grade (grading) → autograder.reports.feedback (reports)"]

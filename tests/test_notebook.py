@@ -4,7 +4,7 @@ none rather than failing."""
 import nbformat
 import pytest
 
-from autograder.notebook import grade_id, is_solution, nbgrader_metadata
+from autograder.course.notebook import grade_id, is_solution, nbgrader_metadata
 
 
 def test_release_metadata_is_read_as_written():

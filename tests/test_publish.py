@@ -6,11 +6,11 @@ import re
 
 import nbformat
 import pytest
-
-from autograder import publish as publish_module
-from autograder.errors import Refusal
-from autograder.publish import checks_page, publish
 from classroom import load_course, short_config
+
+from autograder.errors import Refusal
+from autograder.lifecycle import publish as publish_module
+from autograder.lifecycle.publish import checks_page, publish
 from tests.conftest import assert_no_grader_source
 from tests.test_cli import autograder
 

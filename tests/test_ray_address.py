@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 
 import pytest
+from classroom import ON_TIME, answer, exchange_submission
 
 from autograder import PROJECT_ROOT
-from classroom import ON_TIME, answer, exchange_submission
 
 ray = pytest.importorskip("ray")
 
@@ -72,8 +72,8 @@ def head_with_token(tmp_path_factory):
 GRADE_ON_THE_HEAD = textwrap.dedent("""
     import sys
     from pathlib import Path
-    from autograder.batch import grade_batch
-    from autograder.executors import make_executor
+    from autograder.classroom.batch import grade_batch
+    from autograder.classroom.executors import make_executor
     from classroom import ON_TIME, answer, exchange_submission, load_course, short_config, works
 
     folder, address = Path(sys.argv[1]), sys.argv[2]

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from autograder import PROJECT_ROOT
-from autograder.sandbox import sandbox_available, unsandboxed_reason
+from autograder.run.sandbox import sandbox_available, unsandboxed_reason
 
 README = PROJECT_ROOT / "README.md"
 CHECKS_TIMEOUT_S = 400            # the public check trains the sample's 5 epochs on a busy 2-core CPU

@@ -10,17 +10,18 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-import autograder.fingerprint as fingerprint
-from autograder.batch import grade_batch
-from autograder.cli import main
-from autograder.config import Config
-from autograder.fingerprint import NOT_RUN_SETTINGS, RUN_SETTINGS, grading_fingerprint, run_context, run_fingerprint
-from autograder.single import grade_into
-from autograder.result import EXECUTED, REGRADED, UNCHANGED
-from autograder.store import RunStore, referenced_runs
 from classroom import (LATE, ON_TIME, answer, exchange_submission, grades_without_a_kernel, keeps_runs, load_course,
                        short_config)
+
+import autograder.grading.fingerprint as fingerprint
+from autograder.classroom.batch import grade_batch
+from autograder.classroom.single import grade_into
+from autograder.cli import main
+from autograder.course.config import Config
+from autograder.grading.fingerprint import (NOT_RUN_SETTINGS, RUN_SETTINGS, grading_fingerprint, run_context,
+                                            run_fingerprint)
+from autograder.grading.result import EXECUTED, REGRADED, UNCHANGED
+from autograder.grading.store import RunStore, referenced_runs
 
 BATCH = dict(workers=2, device="cpu", progress=False)
 
@@ -324,7 +325,7 @@ def test_one_notebook_graded_into_a_folder_is_kept_regraded_and_rerun(tmp_path, 
 
     edit(settings_of(course), "'val_accuracy_threshold': 0.90", "'val_accuracy_threshold': 0.999")
     with monkeypatch.context() as patch:
-        patch.setattr("autograder.execute.execute", no_kernel)
+        patch.setattr("autograder.run.execute.execute", no_kernel)
         regraded, how_ = grade_into(notebook, out, load_course(course), device="cpu")
     assert how_ == REGRADED and regraded.score == 10
     assert json.loads((out / "results.json").read_text(encoding="utf-8"))["graded_from"] == REGRADED

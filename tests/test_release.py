@@ -3,7 +3,7 @@ import pytest
 from nbgrader.utils import compute_checksum
 
 from autograder.cli import main
-from autograder.release import release
+from autograder.lifecycle.release import release
 from tests.conftest import assert_no_grader_source, grader_source_lines
 
 STUB_CELLS = ("reshape", "one_hot", "model", "compile", "fit", "predict")

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from autograder.gradebook import gradebook_csv
-from autograder.result import (INFRASTRUCTURE, LATE, SCHEMA_VERSION, CheckResult, GradeResult, Provenance, Result,
-                               ResultSchemaError, Superseded)
-from autograder.store import read_result, referenced_runs
+from autograder.grading.result import (INFRASTRUCTURE, LATE, SCHEMA_VERSION, CheckResult, GradeResult, Provenance,
+                                       Result, ResultSchemaError, Superseded)
+from autograder.grading.store import read_result, referenced_runs
+from autograder.reports.gradebook import gradebook_csv
 
 BEFORE = Path(__file__).with_name("results_v0")
 WRITTEN_BEFORE = sorted(BEFORE.glob("*.json"))

@@ -18,9 +18,9 @@ import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 
-from autograder import cgroups, execute, sandbox
 from autograder.errors import GraderError
-from autograder.sandbox import SandboxSpec, bwrap_argv, sandbox_available, sandboxed_kernel_manager
+from autograder.run import cgroups, execute, sandbox
+from autograder.run.sandbox import SandboxSpec, bwrap_argv, sandbox_available, sandboxed_kernel_manager
 
 REPO = Path(__file__).resolve().parents[1]
 HIDDEN_GRADER = REPO / "reference" / "assignment3" / "graders" / "test_assignment3.py"

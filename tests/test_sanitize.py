@@ -6,11 +6,11 @@ import json
 
 import nbformat
 import pytest
+from hostile_corpus import duplicate_ids, huge_notebook, nbformat3, notebook
 from nbformat.warnings import DuplicateCellId
 
-from autograder.notebook import NotebookUnreadable, read_notebook
-from autograder.sanitize import sanitize
-from hostile_corpus import duplicate_ids, huge_notebook, nbformat3, notebook
+from autograder.course.notebook import NotebookUnreadable, read_notebook
+from autograder.run.sanitize import sanitize
 
 
 @pytest.fixture(scope="module")

@@ -20,11 +20,11 @@ import pytest
 from sqlalchemy import MetaData, select
 from starlette.testclient import TestClient
 
-from autograder.config import load_config
+from autograder.classroom.intake import find_candidates
+from autograder.course.config import load_config
 from autograder.errors import GraderError
-from autograder.graders import check_graders
-from autograder.intake import find_candidates
-from autograder.result import FAILED, PASSED, CheckResult, GradeResult
+from autograder.grading.graders import check_graders
+from autograder.grading.result import FAILED, PASSED, CheckResult, GradeResult
 from autograder.site import people
 from autograder.site.app import create_app
 from autograder.site.core import Site
@@ -563,7 +563,7 @@ def test_a_check_the_runner_cannot_run_is_retried_then_shown_to_staff_never_as_a
 def test_a_terminals_ctrl_c_does_not_reach_the_check_workers(site, tmp_path):
     """Ctrl-C on `serve` goes to its whole process group: the workers must leave it to the server (which puts an
     interrupted check back in the queue) instead of dying with it and recording the check as failed."""
-    from autograder.pool import graded
+    from autograder.classroom.pool import graded
     from autograder.site.selfcheck import CheckTask
 
     config = site.config_for("assignment3")
@@ -653,10 +653,11 @@ def test_a_student_who_handed_nothing_in_gets_a_row_and_after_release_a_page_tha
     s003, revoked, is not expected."""
     import functools
 
-    import autograder.batch
+    from classroom import works
+
+    import autograder.classroom.batch
     from autograder.cli import main
     from autograder.site.staff import GRADE, job_command, write_roster
-    from classroom import works
 
     app = app_of(site)
     s1, s2 = student(app, site, "s001"), student(app, site, "s002")
@@ -666,8 +667,8 @@ def test_a_student_who_handed_nothing_in_gets_a_row_and_after_release_a_page_tha
     command = job_command(site, GRADE, "assignment3")
     assert command[command.index("--roster") + 1] == str(write_roster(site))
     assert write_roster(site).read_text().split() == ["student_id", "s001", "s002"]
-    monkeypatch.setattr(autograder.batch, "grade_classes",
-                        functools.partial(autograder.batch.grade_classes, grade_fn=works))
+    monkeypatch.setattr(autograder.classroom.batch, "grade_classes",
+                        functools.partial(autograder.classroom.batch.grade_classes, grade_fn=works))
     assert main(command[3:]) == 0
     book = {row["student_id"]: row for row in csv.DictReader(io.StringIO(
         (site.grades("assignment3") / "gradebook.csv").read_text(encoding="utf-8")))}

@@ -15,15 +15,15 @@ import pytest
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
-from autograder.config import load_config
+from autograder.course.config import load_config
 from autograder.errors import ConfigError
 from autograder.site import auth, people
 from autograder.site.app import SERVER_LIMITS
 from autograder.site.auth import VERIFY_AT_ONCE, LoginThrottle
 from autograder.site.db import jobs
 from tests.test_config import variant
-from tests.test_site import (AFTER, PASSWORD, app_of, csrf_of, open_link, results_zip, rows, site,  # noqa: F401
-                             staff, student)
+from tests.test_site import (AFTER, PASSWORD, app_of, csrf_of, open_link, results_zip, rows, site, staff,  # noqa: F401
+                             student)
 
 PER_PAIR = LoginThrottle().per_pair
 
@@ -284,8 +284,8 @@ def test_an_https_site_sends_hsts_and_serve_runs_uvicorn_with_limits(site, monke
 
     import uvicorn
 
-    from autograder import sandbox
     from autograder.cli import main
+    from autograder.run import sandbox
 
     given = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: given.update(kwargs))

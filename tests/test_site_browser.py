@@ -36,9 +36,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from classroom import short_config
 
 from autograder import PROJECT_ROOT
-from classroom import short_config
 
 pytestmark = pytest.mark.training
 

@@ -18,7 +18,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, select
 from starlette.testclient import TestClient
 
-from autograder.config import load_config
+from autograder.course.config import load_config
 from autograder.errors import GraderError
 from autograder.site import people
 from autograder.site.core import Site

@@ -12,12 +12,12 @@ import nbformat
 import pytest
 from sqlalchemy import update
 
-from autograder import sandbox
 from autograder.cli import main
 from autograder.errors import GraderError
+from autograder.run import sandbox
 from autograder.site.db import attempts
-from tests.test_site import (FINISHED, app_of, csrf_of, open_link, rows, site, staff,  # noqa: F401 (fixture)
-                             student, upload)
+from tests.test_site import (FINISHED, app_of, csrf_of, open_link, rows, site, staff, student,  # noqa: F401 (fixture)
+                             upload)
 
 NO_USERNS = ("bwrap: No permissions to creating new namespace, likely because the kernel does not allow "
              "non-privileged user namespaces")
@@ -70,9 +70,9 @@ def test_where_the_site_requires_the_sandbox_no_kernel_starts_without_it(tmp_pat
     lets a kernel start outside bwrap."""
     import dataclasses
 
-    from autograder.assignment import config_for
-    from autograder.config import load_config
-    from autograder.execute import kernel_manager
+    from autograder.course.assignment import config_for
+    from autograder.course.config import load_config
+    from autograder.run.execute import kernel_manager
 
     config = config_for(load_config(), "assignment3")
     monkeypatch.setenv(sandbox.SITE_REQUIRES_SANDBOX, "1")
@@ -307,7 +307,7 @@ def test_no_upload_is_taken_when_the_disk_is_nearly_full(site, capsys):
     ({"SITE_MIN_FREE_MB": -1}, "SITE_MIN_FREE_MB must be 0 or more"),
 ])
 def test_the_sites_limits_are_validated(tmp_path, settings, named):
-    from autograder.config import load_config
+    from autograder.course.config import load_config
     from autograder.errors import ConfigError
     from tests.test_config import variant
 
@@ -324,7 +324,7 @@ def test_a_public_check_runs_under_its_own_time_limit_and_says_so_kindly(site):
 
     if not sandbox.sandbox_available():
         pytest.skip(f"the sandbox cannot run here: {sandbox.unsandboxed_reason()}")
-    from autograder.pool import task_time_limit
+    from autograder.classroom.pool import task_time_limit
     from autograder.site.selfcheck import CheckRunner, check_config
 
     with_settings(site, site_check_time_limit_s=5)
@@ -344,7 +344,7 @@ def test_a_public_check_runs_under_its_own_time_limit_and_says_so_kindly(site):
 
 
 def test_the_check_time_limit_is_validated(tmp_path):
-    from autograder.config import load_config
+    from autograder.course.config import load_config
     from autograder.errors import ConfigError
     from tests.test_config import variant
 
@@ -374,7 +374,7 @@ def assert_inert(text: str, values: list[str]) -> None:
 
 
 def test_the_gradebook_neutralises_formulas_and_keeps_numbers(config, checks):
-    from autograder.gradebook import gradebook_csv
+    from autograder.reports.gradebook import gradebook_csv
 
     results = [{"student_id": sid, "score": -1.5, "status": "graded", "origin": sid, "official": True, "tests": []}
                for sid in FORMULAS]
@@ -384,9 +384,9 @@ def test_the_gradebook_neutralises_formulas_and_keeps_numbers(config, checks):
 
 
 def test_the_course_gradebook_neutralises_formulas(tmp_path):
-    from autograder.gradebook import course_gradebook
-
     import csv
+
+    from autograder.reports.gradebook import course_gradebook
 
     gradebook = tmp_path / "gradebook.csv"
     with open(gradebook, "w", encoding="utf-8", newline="") as f:

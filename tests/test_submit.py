@@ -7,10 +7,10 @@ import json
 import nbformat
 import pytest
 
-from autograder import clock
-from autograder.clock import parse_nbgrader_timestamp
+from autograder.course import clock
+from autograder.course.clock import parse_nbgrader_timestamp
 from autograder.errors import GraderError, Refusal
-from autograder.submit import submit
+from autograder.lifecycle.submit import submit
 from tests.conftest import SAMPLES
 
 BEFORE = "2024-05-15T12:00:00+09:00"

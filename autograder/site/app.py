@@ -18,7 +18,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from ..errors import GraderError
-from ..graders import check_graders
+from ..grading.graders import check_graders
 from . import signin, staff_pages, student_pages
 from .auth import BodyRefused, Forbidden, HideSigninTokens, install, session_middleware
 from .core import Site

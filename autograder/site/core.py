@@ -29,15 +29,14 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from .. import clock
-from ..assignment import assignment_ids, config_for
-from ..config import Config
+from ..course import clock
+from ..course.assignment import assignment_ids, config_for
+from ..course.config import Config
 from ..errors import GraderError, Refusal
 from ..files import write_atomic
-from ..submit import TICK_INCOMPLETE_CHECKBOX, check_submission, deliver
+from ..lifecycle.submit import TICK_INCOMPLETE_CHECKBOX, check_submission, deliver
 from . import records
 from .db import database_url, open_database, utc_text
-
 
 PRIVATE_UMASK = 0o077          # serve and its jobs: every file 0600, every folder 0700
 
@@ -92,7 +91,7 @@ class Site:
     def check_device(self) -> str:
         """Where public checks train: the asked device, ``auto`` meaning the GPU when one is visible (a check is
         no official grade, so the CPU does when none is)."""
-        from ..device import resolve_device
+        from ..run.device import resolve_device
 
         return resolve_device(self.device, self.config, cpu_fallback=True)[0]
 

@@ -16,10 +16,10 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
-from ..csvout import csv_text
+from ..classroom.intake import MANIFEST_COLUMNS, column_index
 from ..errors import GraderError
-from ..intake import MANIFEST_COLUMNS, column_index
-from ..submit import STUDENT_ID
+from ..lifecycle.submit import STUDENT_ID
+from ..reports.csvout import csv_text
 from .db import staff, students
 
 # Header names a roster may use for each column, matched as intake matches an LMS manifest's: an LMS's own export

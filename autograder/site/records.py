@@ -11,7 +11,6 @@ from sqlalchemy.engine import Engine
 
 from .db import DONE, FAILED, QUEUED, RUNNING, SUPERSEDED, attempts, events, jobs, releases, utc_now
 
-
 # --- attempts ----------------------------------------------------------------------------------------------
 
 def record_attempt(engine: Engine, row: dict) -> None:

@@ -12,13 +12,13 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..checks import CheckSpec
-from ..config import Config
+from ..classroom.pool import graded
+from ..course.config import Config
 from ..files import write_atomic
-from ..grade import GRADER_FAILED, grade_on
-from ..infrastructure import infrastructure_problem
-from ..pool import graded
-from ..result import NOT_GRADED, TIMEOUT
+from ..grading.checks import CheckSpec
+from ..grading.grade import GRADER_FAILED, grade_on
+from ..grading.result import NOT_GRADED, TIMEOUT
+from ..run.infrastructure import infrastructure_problem
 from . import records
 from .db import DONE, FAILED, QUEUED
 

@@ -18,13 +18,14 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from .. import PROJECT_ROOT, clock
-from ..csvout import csv_text
+from .. import PROJECT_ROOT
+from ..classroom.intake import file_stem
+from ..course import clock
 from ..errors import Refusal
-from ..intake import file_stem
-from ..publish import refuse_before_deadline
 from ..files import write_atomic
-from ..sandbox import SITE_REQUIRES_SANDBOX
+from ..lifecycle.publish import refuse_before_deadline
+from ..reports.csvout import csv_text
+from ..run.sandbox import SITE_REQUIRES_SANDBOX
 from . import records
 from .core import PRIVATE_UMASK
 from .people import active_students, all_students

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from .. import clock
+from ..course import clock
 from ..errors import Refusal
 from .auth import FORM_OVERHEAD, checked_form, may
 from .core import Site

@@ -15,10 +15,10 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, RedirectResponse
 from starlette.routing import Route
 
-from .. import clock
+from ..course import clock
 from ..errors import Refusal
-from ..graders import check_graders
-from ..submit import INCOMPLETE_CHECKBOX
+from ..grading.graders import check_graders
+from ..lifecycle.submit import INCOMPLETE_CHECKBOX
 from .auth import FORM_OVERHEAD, BodyRefused, checked_form, signed_in
 from .core import Site
 from .db import DONE, QUEUED, RUNNING

@@ -7,8 +7,8 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse
 
-from .. import clock
-from ..pages import render
+from ..course import clock
+from ..reports.pages import render
 from .auth import csrf_token, signed_in
 from .core import Site
 

@@ -1,4 +1,4 @@
-"""課題3 (MLP①): the assignment's own settings, read and validated by ``autograder.assignment``.
+"""課題3 (MLP①): the assignment's own settings, read and validated by ``autograder.course.assignment``.
 
 Course-wide settings (time zone, sandbox, limits, device policy, folders) are in grader_config.py; a setting of
 theirs written here overrides the course's for this assignment only.

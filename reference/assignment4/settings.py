@@ -1,4 +1,4 @@
-"""課題4 (MLP②): the assignment's own settings, read and validated by ``autograder.assignment``.
+"""課題4 (MLP②): the assignment's own settings, read and validated by ``autograder.course.assignment``.
 
 Course-wide settings (time zone, sandbox, limits, folders) are in grader_config.py; a setting of theirs written
 here overrides the course's for this assignment only (here DEVICE_POLICY). Every number a grader compares with or

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from autograder.graders.support import (check, describe_keras, expect_shape, fail, flat_metrics, history_name,
-                                        keras_identity, layer_plan, note, require_layers, shape_text, squashed)
+from autograder.grading.graders.support import (check, describe_keras, expect_shape, fail, flat_metrics, history_name,
+                                                keras_identity, layer_plan, note, require_layers, shape_text, squashed)
 
 N_TRAIN, N_TEST, N_PIXELS, N_CLASSES = 60000, 10000, 784, 10
 EXPECTED_LAYERS = [("Dense", 32, "relu"), ("Dense", 10, "softmax")]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import nbformat
 
-from autograder.release import solved_with
+from autograder.lifecycle.release import solved_with
 
 HERE = Path(__file__).resolve().parent
 REFERENCE = HERE.parent / "assignment3.ipynb"

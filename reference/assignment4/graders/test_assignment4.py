@@ -16,8 +16,8 @@ import numpy as np
 from sklearn.metrics import accuracy_score, precision_score, recall_score, roc_auc_score
 from sklearn.model_selection import train_test_split
 
-from autograder.graders.support import (check, describe_keras, expect_shape, fail, flat_metrics, history_name,
-                                        keras_identity, layer_plan, note, require_layers, shape_text, squashed)
+from autograder.grading.graders.support import (check, describe_keras, expect_shape, fail, flat_metrics, history_name,
+                                                keras_identity, layer_plan, note, require_layers, shape_text, squashed)
 
 SAME_ROWS = 1e-6         # 1 − correlation allowed between a student's column and the raw column it was scaled from
 SAME_VALUES = 1e-5       # |student − recomputed| for scaled features (a float32 copy keeps about 7 digits)

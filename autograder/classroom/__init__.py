@@ -1,0 +1,1 @@
+"""Grading a class: intake, the plan, the executors (pool, Ray, Slurm) and the batch."""

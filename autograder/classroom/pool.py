@@ -1,0 +1,221 @@
+"""Worker processes that grade notebooks side by side, and the loop that keeps them busy.
+
+``graded(tasks, …)`` hands each task to a worker (a process forked from a server that imported Keras once) and
+yields ``(task, reply)`` as each is settled. A worker that dies, hangs past every budget, or answers with a
+GPU/driver failure is replaced and its task retried once on a fresh worker; after ``MAX_ATTEMPTS`` the reply says
+``infrastructure`` — never the student's zero. Nothing here writes results: the batch's store does.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import multiprocessing.forkserver
+import os
+import tempfile
+import time
+import traceback
+from collections import deque
+from multiprocessing.connection import wait
+from pathlib import Path
+from typing import Callable, Iterator
+
+from ..course import dataset
+from ..course.assignment import config_for
+from ..course.config import Config, load_config
+from ..errors import GraderError
+from ..grading.grade import grade_and_keep, regrade_kept
+from ..grading.store import RunStore
+from ..reports.report import format_table
+from ..run.infrastructure import infrastructure_problem
+
+KERNEL_LOG_LIMIT = 1_000_000          # bytes of a kernel's own stdout/stderr kept in the submission's log
+MAX_ATTEMPTS = 2                      # an infrastructure failure is retried once
+
+
+# --- the worker side ---------------------------------------------------------------------------------------
+
+def grade_task(task: dict, config: Config, data) -> dict:
+    """In a worker: grade one notebook — execute it and keep its run in the store, or, when the task carries a
+    stored run (``stored``), run the graders again on that run with no kernel. → {"result": results.json dict,
+    "table", "log": text, "infrastructure": ''|why, "run": the new run's manifest (to save) or None}."""
+    store = RunStore(Path(task["store"]))
+    path = Path(task["path"])
+    with tempfile.TemporaryDirectory(prefix="autograder-batch-") as work:
+        work = Path(work)
+        if task.get("stored"):
+            result, manifest = regrade_kept(task["stored"], store, config, data, path.name, work), None
+        else:
+            pins = {name: Path(p) for name, p in task["pins"].items()}
+            result, manifest = grade_and_keep(path, config, task["device"], task["official"], data, store,
+                                              task["run_fingerprint"], work, fused=task["fused"], pins=pins)
+        kernel_log = work / "artifacts" / "kernel.log"
+        log = kernel_log.read_bytes()[-KERNEL_LOG_LIMIT:].decode("utf-8", "replace") if kernel_log.is_file() else ""
+    return {"result": result.to_json(), "table": format_table(result), "log": log,
+            "infrastructure": infrastructure_problem(result.execution), "run": manifest}
+
+
+def _worker_main(conn, config_path: str, assignment_id: str, grade_fn, log_path: str, kernel_device: str,
+                 snapshot: str | None, slot: int = 0) -> None:
+    with open(log_path, "ab") as log:     # TensorFlow's start-up chatter and any crash, off the instructor's screen
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+    if kernel_device == "gpu":
+        from ..run.device import visible_gpus
+
+        one_gpu_per_slot(slot)
+        visible_gpus()                   # hides the GPUs from this process (the graders): they are the kernels'
+    config = config_for(load_config(config_path), assignment_id)
+    data = dataset.LazyDataset(config, snapshot)
+    while True:
+        try:
+            task = conn.recv()
+        except EOFError:
+            return
+        conn.send(reply_for(task, config, data, grade_fn))
+
+
+def reply_for(task: dict, config: Config, data, grade_fn) -> dict:
+    """``grade_fn``'s reply for one task; a failure of the runner (not of the student's notebook, which is a
+    result) becomes an ``infrastructure`` reply, to be retried."""
+    try:
+        return grade_fn(task, config, data)
+    except GraderError as exc:       # the grader says why it cannot (a kernel that would not start, ...)
+        return {"infrastructure": str(exc), "log": traceback.format_exc()}
+    except Exception:                # the runner failed otherwise (disk full, ...)
+        return {"infrastructure": traceback.format_exc(limit=3)[-2000:], "log": traceback.format_exc()}
+
+
+def one_gpu_per_slot(slot: int) -> None:
+    """Where this machine (or a Slurm job) gives several GPUs, worker ``slot`` and its kernels see only one of them,
+    in turn: without it every kernel would train on the first GPU. Set before TensorFlow starts CUDA here."""
+    gpus = [g for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g.strip()]
+    if len(gpus) > 1:
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
+
+
+class Worker:
+    """One spawned process and the task it holds, so a lost worker's submission is known and retried."""
+
+    def __init__(self, config: Config, grade_fn, context, log_path: Path, kernel_device: str,
+                 snapshot: Path | None = None, slot: int = 0):
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=_worker_main, daemon=True,
+                                       args=(child, str(config.source), config.assignment.id, grade_fn,
+                                             str(log_path), kernel_device, snapshot and str(snapshot), slot))
+        self.process.start()
+        child.close()
+        self.task = None                         # the task it holds (a batch's Task)
+        self.started = 0.0
+
+    def assign(self, task, payload: dict) -> None:
+        self.task, self.started = task, time.monotonic()
+        self.conn.send(payload)
+
+    def lost(self) -> str:
+        self.process.join(timeout=10)        # its pipe closes a moment before its exit status is known
+        return f"worker lost (exit code {self.process.exitcode})"
+
+    def stop(self) -> None:
+        """End the process. An idle worker holds nothing (its kernel is shut down after each notebook), so it is
+        killed rather than left to unload TensorFlow (seconds); a busy one loses only its notebook in flight, whose
+        kernel exits with it (ipykernel watches its parent)."""
+        self.process.kill()
+        self.process.join()
+
+
+# --- the parent side ---------------------------------------------------------------------------------------
+
+def graded(tasks: list, config: Config, *, payload: Callable[[object], dict], workers: int, kernel_device: str,
+           log_path: Path, grade_fn=grade_task, max_attempts: int = MAX_ATTEMPTS,
+           snapshot: Path | None = None) -> Iterator[tuple[object, dict]]:
+    """Grade ``tasks`` (each with an ``attempts`` list) on ``workers`` processes; yield ``(task, reply)`` once each
+    is settled. ``payload(task)`` is what a worker receives; ``snapshot``: the verified dataset saved by
+    ``dataset.snapshot`` (else each worker loads and verifies it). A reply carrying ``infrastructure`` goes back
+    in the queue until ``max_attempts`` failed attempts (each noted in ``task.attempts``)."""
+    if not tasks:
+        return
+    context = worker_context()
+    pending = deque(tasks)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+
+    def new_worker(slot: int) -> Worker:
+        return Worker(config, grade_fn, context, log_path, kernel_device, snapshot, slot)
+
+    pool = [new_worker(slot) for slot in range(min(workers, len(tasks)))]
+    hard_limit = task_time_limit(config)
+    def keep_busy() -> None:
+        for w in pool:
+            if w.task is None and pending:
+                task = pending.popleft()
+                w.assign(task, payload(task))
+
+    try:
+        while pending or any(w.task for w in pool):
+            keep_busy()
+            busy = [w for w in pool if w.task]
+            wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout=5)
+            settled = []
+            for i, w in enumerate(pool):
+                if w.task is None:
+                    continue
+                reply, lost = None, ""
+                if w.conn.poll():
+                    try:
+                        reply = w.conn.recv()
+                    except (EOFError, OSError):
+                        lost = w.lost()
+                elif not w.process.is_alive():
+                    lost = w.lost()
+                elif time.monotonic() - w.started > hard_limit:
+                    lost = f"no answer from the worker within {hard_limit} s"
+                else:
+                    continue
+                task, w.task = w.task, None
+                if lost:
+                    w.stop()
+                    pool[i] = new_worker(i)
+                    reply = {"infrastructure": lost, "log": ""}
+                if another_attempt(task, reply, max_attempts):
+                    pending.append(task)
+                    continue
+                settled.append((task, reply))
+            keep_busy()                  # the freed workers start their next notebook before the caller writes
+            yield from settled           # what came back (feedback pages take a moment)
+    finally:
+        for w in pool:
+            w.stop()
+
+
+def another_attempt(task, reply: dict, max_attempts: int) -> bool:
+    """Note a runner's failure (an ``infrastructure`` reply) in ``task.attempts``; → whether the task is to be
+    tried again (fewer than ``max_attempts`` failed)."""
+    problem = reply.get("infrastructure", "")
+    if problem:
+        task.attempts.append(problem)
+    return bool(problem) and len(task.attempts) < max_attempts
+
+
+def task_time_limit(config: Config) -> int:
+    """How long one notebook may take, everything included, before its worker is given up as lost: the
+    notebook's own limit, the harness's before and after it, and a margin."""
+    from ..run.execute import HARNESS_TIMEOUT_S  # here: a worker imports this module, and needs no nbclient to regrade
+
+    return config.notebook_timeout_s + 2 * HARNESS_TIMEOUT_S + 600
+
+
+def worker_context():
+    """Workers are forked from a fork server that has imported Keras once (``worker_preload``); never from this
+    process, which may hold TensorFlow's device state (``--device auto``). Started at once, it loads in the
+    background."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["autograder.classroom.worker_preload"])
+    multiprocessing.forkserver.ensure_running()
+    return context
+
+
+def default_workers(kernel_device: str, executing: bool = True) -> int:
+    """One kernel per core, and on the CPU one more: each kernel trains on one thread (KERNEL_CPU_THREADS), and
+    the extra one keeps the cores busy while another kernel starts, exports or is being graded. Only regrading
+    stored runs (no kernels): one worker per core."""
+    cores = os.cpu_count() or 1
+    return cores + 1 if kernel_device == "cpu" and executing else cores

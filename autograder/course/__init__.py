@@ -1,0 +1,1 @@
+"""The course and its assignments as data: settings, assignment folders, datasets, deadlines, notebooks."""

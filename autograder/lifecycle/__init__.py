@@ -1,0 +1,1 @@
+"""An assignment's life: release to students, submission, publishing the solution."""

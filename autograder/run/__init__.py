@@ -1,0 +1,1 @@
+"""Running a student's notebook: the sandbox, its limits, the kernel, the device, what comes back."""
