@@ -92,7 +92,8 @@ def test_the_run_fingerprint_follows_what_the_kernel_ran_and_the_grading_one_wha
 
     harness = tmp_path / "package"                   # the harness as it would be after an edit of the sanitizer
     shutil.copytree(fingerprint.PACKAGE, harness, ignore=shutil.ignore_patterns("__pycache__"))
-    (harness / "sanitize.py").write_text((harness / "sanitize.py").read_text() + "\n# changed\n")
+    sanitize = harness / "run" / "sanitize.py"
+    sanitize.write_text(sanitize.read_text() + "\n# changed\n")
     monkeypatch.setattr(fingerprint, "PACKAGE", harness)
     assert run_context(config, "cpu", True) != run
     assert grading_fingerprint(config, False) == grading
@@ -225,7 +226,8 @@ def test_a_harness_change_executes_again(small_class, tmp_path, monkeypatch):
     assert grade_batch(source, out, load_course(course), grade_fn=keeps_runs, **BATCH).executed == 3
     harness = tmp_path / "package"                   # the harness as it would be after an upgrade of the export
     shutil.copytree(fingerprint.PACKAGE, harness, ignore=shutil.ignore_patterns("__pycache__"))
-    (harness / "kernel_side.py").write_text((harness / "kernel_side.py").read_text() + "\n# changed\n")
+    kernel_side = harness / "run" / "kernel_side.py"
+    kernel_side.write_text(kernel_side.read_text() + "\n# changed\n")
     monkeypatch.setattr(fingerprint, "PACKAGE", harness)
     again = grade_batch(source, out, load_course(course), grade_fn=keeps_runs, **BATCH)
     assert (again.executed, again.regraded, again.reused) == (3, 0, 0)

@@ -302,7 +302,7 @@ import sys, tempfile
 from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
-from autograder import sandbox
+from autograder.run import sandbox
 
 assert sandbox.sandbox_problem() == "", sandbox.sandbox_problem()
 with tempfile.TemporaryDirectory() as tmp:
