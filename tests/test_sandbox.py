@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import os
 import re
+import shutil
 import site
 import subprocess
 import sys
@@ -53,8 +54,17 @@ def value(outputs):
 
 
 @pytest.fixture
-def workdir(tmp_path):
-    work = tmp_path / "work"
+def short_tmp():
+    """A folder with a short path: the kernel's sockets live under its workdir, and a unix socket's path has ~100
+    bytes (pytest's own tmp_path grows past that under pytest-xdist's per-worker folders)."""
+    folder = Path(tempfile.mkdtemp(prefix="sbx-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def workdir(short_tmp):
+    work = short_tmp / "work"
     work.mkdir()
     return work
 
@@ -97,13 +107,13 @@ def test_paths_reached_through_a_link_are_bound_under_both_names(tmp_path):
 
 
 @needs_bwrap
-def test_a_kernel_opens_files_by_the_name_that_goes_through_a_link(tmp_path):
+def test_a_kernel_opens_files_by_the_name_that_goes_through_a_link(short_tmp):
     """The harness hands the kernel paths as named (/tmp/… where /tmp may be a link): they must work inside."""
-    (tmp_path / "real" / "work").mkdir(parents=True)
-    (tmp_path / "link").symlink_to(tmp_path / "real")
-    (tmp_path / "real" / "data.txt").write_text("pinned")
-    named = tmp_path / "link" / "data.txt"
-    cells, _, error = run(tmp_path / "link" / "work", f"print(repr(open({str(named)!r}).read()))", readable=(named,))
+    (short_tmp / "real" / "work").mkdir(parents=True)
+    (short_tmp / "link").symlink_to(short_tmp / "real")
+    (short_tmp / "real" / "data.txt").write_text("pinned")
+    named = short_tmp / "link" / "data.txt"
+    cells, _, error = run(short_tmp / "link" / "work", f"print(repr(open({str(named)!r}).read()))", readable=(named,))
     assert error is None and value(cells[0]) == "pinned"
 
 

@@ -26,7 +26,7 @@ def released(config):
     (b"\x89PNG\r\n\x1a\n\xff\xfe", "not UTF-8"),
     (notebook("# 日本語").decode().encode("cp932"), "not UTF-8"),
     (huge_notebook(3), "over the 2 MB limit"),
-])
+], ids=["empty", "not-json", "json-ends-early", "not-a-notebook", "binary", "cp932", "over-2mb"])
 def test_each_unreadable_file_has_its_own_explanation(tmp_path, data, says):
     path = tmp_path / "s.ipynb"
     path.write_bytes(data)
