@@ -17,7 +17,7 @@ from ..course.config import Config
 from ..files import write_atomic
 from ..grading.checks import CheckSpec
 from ..grading.grade import GRADER_FAILED, grade_on
-from ..grading.result import NOT_GRADED, TIMEOUT
+from ..grading.result import NOT_GRADED, TIMEOUT, Result
 from ..run.infrastructure import infrastructure_problem
 from . import records
 from .db import DONE, FAILED, QUEUED
@@ -118,37 +118,54 @@ NOTE_LIMIT = 300                     # characters of a note (a cell's error mess
 HIDDEN_MARK = "[…]"
 
 
-def public_view(result: dict, checks: tuple[CheckSpec, ...], hide: tuple[str, ...] = ()) -> dict:
+@dataclass(frozen=True)
+class StoredCheck:
+    """A check's file (checks/<receipt>.json): the result in results.json's schema, plus the limits it ran under."""
+    result: Result
+    limits: dict
+
+    @classmethod
+    def read(cls, path: Path) -> StoredCheck | None:
+        """The check kept at ``path``, typed, or None where there is none readable."""
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(data, dict):
+            return None
+        limits = data.get("check_limits")
+        return cls(Result.from_json(data), limits if isinstance(limits, dict) else {})
+
+
+def public_view(check: StoredCheck, checks: tuple[CheckSpec, ...], hide: tuple[str, ...] = ()) -> dict:
     """What a student may see of a check result before the grades are released: each public check's verdict,
     points and message; each hidden check only by its title and points; the notes about their own notebook (a
     grader's failure is for staff), each cut to NOTE_LIMIT. A cell's error message is the student's own text,
     but a notebook running where it should not could put anything in it: ``hide`` (the site's key, the graders'
     source) never shows."""
-    tests = {t.get("name"): t for t in result.get("tests", []) if isinstance(t, dict)}
+    tests = {t.name: t for t in check.result.tests}
     rows = []
     for spec in checks:
-        test = tests.get(spec.id, {})
+        test = tests.get(spec.id)
         row = {"id": spec.id, "title_ja": spec.title_ja, "title_en": spec.title_en, "points": spec.points,
                "public": spec.public}
         if spec.public:
-            not_graded = test.get("status") == NOT_GRADED or not test
-            row.update(status=test.get("status", NOT_GRADED), score=None if not_graded else test.get("score"),
-                       output="" if not_graded else hidden(str(test.get("output") or ""), hide))
+            not_graded = test is None or test.status == NOT_GRADED
+            row.update(status=test.status if test else NOT_GRADED, score=None if not_graded else test.score,
+                       output="" if not_graded else hidden(test.output, hide))
         rows.append(row)
     shown = [r for r in rows if r["public"]]
     return {"rows": rows, "score": sum(r["score"] or 0 for r in shown), "max": sum(r["points"] for r in shown),
-            "notes": [student_note(n, hide) for n in result.get("notes", [])
-                      if isinstance(n, str) and GRADER_FAILED not in n],
-            "out_of_time": out_of_time(result)}
+            "notes": [student_note(n, hide) for n in check.result.notes if GRADER_FAILED not in n],
+            "out_of_time": out_of_time(check)}
 
 
-def out_of_time(result: dict) -> dict | None:
+def out_of_time(check: StoredCheck) -> dict | None:
     """For a check that ran out of its time: its limits in minutes (the page says them, and that the grading
     runs the whole notebook longer), else None."""
-    limits = result.get("check_limits")
-    if result.get("status") != TIMEOUT or not isinstance(limits, dict):
+    if check.result.status != TIMEOUT or not check.limits:
         return None
-    return {name: f"{value / 60:g}" for name, value in limits.items() if isinstance(value, (int, float))}
+    return {name: f"{value / 60:g}" for name, value in check.limits.items() if isinstance(value, (int, float))}
 
 
 def hidden(text: str, hide: tuple[str, ...]) -> str:

@@ -5,9 +5,9 @@ back as a zip; releasing feedback is a row. The roster view joins the roster wit
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import io
-import json
 import os
 import shutil
 import subprocess
@@ -23,6 +23,8 @@ from ..classroom.intake import file_stem
 from ..course import clock
 from ..errors import Refusal
 from ..files import write_atomic
+from ..grading.result import ResultSchemaError
+from ..grading.store import read_result
 from ..lifecycle.publish import refuse_before_deadline
 from ..reports.csvout import csv_text
 from ..run.sandbox import SITE_REQUIRES_SANDBOX
@@ -247,13 +249,13 @@ def _unpack(z: zipfile.ZipFile, members: list, staging: Path) -> None:
 
 
 def _assignment_of_results(folder: Path) -> set[str]:
+    """The assignments an uploaded class folder's results name (a newer schema's results name none we can read)."""
     found = set()
     for path in (folder / "results").glob("*.json"):
-        try:
-            found.add(json.loads(path.read_text(encoding="utf-8")).get("assignment"))
-        except (OSError, ValueError, AttributeError):
-            continue
-    return {a for a in found if isinstance(a, str)}
+        with contextlib.suppress(ResultSchemaError):
+            result = read_result(path)
+            found.add(result.assignment if result else "")
+    return found - {""}
 
 
 def release_feedback(site, assignment: str, actor: str, before_deadline: bool = False) -> None:

@@ -5,8 +5,6 @@ receipt with its whole check, and a job's log. What the actions do is staff.py's
 
 from __future__ import annotations
 
-import json
-
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
@@ -18,6 +16,7 @@ from ..errors import Refusal
 from .auth import FORM_OVERHEAD, checked_form, may
 from .core import Site
 from .db import utc_text
+from .selfcheck import StoredCheck
 from .staff import (GRADE, PUBLISH, exchange_zip, feedback_page, local_time, queue, queue_counts, receive_results,
                     recent_jobs, release_feedback, roster_states)
 from .views import not_found, page, signed_in_as
@@ -139,9 +138,8 @@ async def staff_receipt(request: Request, member):
     row = site.any_attempt(request.path_params["receipt"])
     if row is None:
         return not_found(request)
-    path = site.check_file(row.receipt)
-    check = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-    return page(request, "staff_receipt.html.j2", member=member, row=row, check=check,
+    check = StoredCheck.read(site.check_file(row.receipt))
+    return page(request, "staff_receipt.html.j2", member=member, row=row, check=check and check.result,
                 time=local_time(site, row.submitted_at), utc=utc_text(row.submitted_at),
                 started=local_time(site, row.check_started_at) if row.check_started_at else "",
                 finished=local_time(site, row.check_finished_at) if row.check_finished_at else "")

@@ -7,7 +7,6 @@ student's is "not found". Hidden checks' messages and grader source never reach 
 from __future__ import annotations
 
 import datetime as dt
-import json
 
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
@@ -22,7 +21,7 @@ from ..lifecycle.submit import INCOMPLETE_CHECKBOX
 from .auth import FORM_OVERHEAD, BodyRefused, checked_form, signed_in
 from .core import Site
 from .db import DONE, QUEUED, RUNNING
-from .selfcheck import public_view
+from .selfcheck import StoredCheck, public_view
 from .staff import feedback_page, local_time
 from .views import message, not_found, page, signed_in_as
 
@@ -44,12 +43,10 @@ async def home(request: Request):
 
 def check_view(site: Site, row) -> dict | None:
     """The public view of an attempt's check, when it is done."""
-    path = site.check_file(row.receipt)
-    if row.check_state != DONE or not path.is_file():
+    check = StoredCheck.read(site.check_file(row.receipt)) if row.check_state == DONE else None
+    if check is None:
         return None
-    config = site.config_for(row.assignment)
-    return public_view(json.loads(path.read_text(encoding="utf-8")), check_graders(config),
-                       site.never_shown(row.assignment))
+    return public_view(check, check_graders(site.config_for(row.assignment)), site.never_shown(row.assignment))
 
 
 def attempt_views(site: Site, rows: list) -> list[dict]:
