@@ -130,6 +130,17 @@ def test_without_a_gpu_official_grading_is_refused_unless_cpu_is_asked_for(devic
     assert "cuInit" in (tmp_path / "grader.log").read_text(encoding="utf-8")
 
 
+@pytest.mark.training
+def test_demo_grades_reference_untouched_and_wrong_sample_for_real(tmp_path):
+    """README's first command, as a user runs it: a fresh process grades the three notebooks itself (the in-process
+    test in test_assignment4.py checks what the demo asks for; this one, that the grading behind it is real)."""
+    run = autograder("demo", "assignment4", "--device", "cpu", cwd=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "assignment4: 課題4 (MLP②)" in run.stdout
+    assert "demo OK: reference 12/12, untouched 0/12, wrong sample 10/12" in run.stdout
+    assert run.stdout.count("✗ scaling") == 2         # the untouched notebook and the leaking sample
+
+
 def test_check_shows_public_checks_in_full_and_hidden_ones_only_by_points(config):
     run = autograder("check", str(config.assignment.release_notebook))          # auto: no GPU needed for a self-check
     assert run.returncode == 0, run.stderr
