@@ -1,6 +1,6 @@
 """One result model for every stage after grading: the graders' verdict (``GradeResult``, with the execution it was
-judged on as ``record.ExecutionRecord`` wrote it), and the written result (``Result``: the verdict with its ``Provenance``) that the
-store keeps, the batch passes on, and the gradebook and the pages render from — in the shape of Gradescope's
+judged on as ``record.ExecutionRecord`` wrote it), and the written result (``Result``: the verdict with its
+``Provenance``) that the store keeps, the batch passes on, and the gradebook and the pages render from — in the shape of Gradescope's
 ``results.json``, versioned by ``SCHEMA_VERSION``. A worker's reply carries it as that JSON (it crosses processes
 and machines); it is typed again where it lands."""
 

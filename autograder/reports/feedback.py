@@ -22,7 +22,7 @@ from ..grading.result import INFRASTRUCTURE as INFRA
 from ..grading.result import LATE, NO_SUBMISSION, NO_TIMESTAMP, NOT_GRADED, PASSED, TIMEOUT, CheckResult, Result
 from .figures import training_curves_png
 from .pages import render
-from .report import format_points
+from .report import format_number, format_points
 
 # status (in STATUS_ORDER) → (Japanese, English, style). Styles: ok (green), warn (amber), bad (red), info (blue: not the student's doing).
 STATUSES = {
@@ -36,9 +36,6 @@ STATUSES = {
 }
 INFRA_MESSAGE = ("これはあなたの提出物の問題ではありません。採点をやり直します。この結果は成績ではありません。",
                  "This is not a problem with your submission. It will be regraded; this is not your grade.")
-
-def _fmt(value: float | None, spec: str) -> str:
-    return "—" if value is None else format(value, spec)
 
 
 def _text(value, default: str = "?") -> str:
@@ -136,7 +133,7 @@ def feedback_page(result: Result | dict, config, checks: tuple[CheckSpec, ...]) 
     ran = [f"{_text(execution.get('device_name'))} ({_text(execution.get('device'))})",
            *(f"{label} {_text(execution.get(key))}" for label, key in
              (("TensorFlow", "tensorflow"), ("Keras", "keras"), ("seed", "seed"))),
-           f"{_fmt(result.seconds, '.1f')} s"] if handed_in else []            # nothing ran for nothing handed in
+           f"{format_number(result.seconds, '.1f')} s"] if handed_in else []      # nothing ran for nothing handed in
     footer = [f"status: {result.status}", *ran, f"採点日時 / graded {local_time(provenance.graded_at, config)}"]
     points = result.points
     return render(

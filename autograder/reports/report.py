@@ -25,6 +25,11 @@ def format_points(value: float) -> str:
     return f"{value:g}"
 
 
+def format_number(value: float | None, spec: str) -> str:
+    """A number a result may lack (not measured, no grade) as a page shows it: a dash when it is missing."""
+    return "—" if value is None else format(value, spec)
+
+
 def check_lines(check, width: int) -> list[str]:
     """One check as table lines: mark, id, points, then its explanation (why it failed or was not graded, or a
     note on a pass)."""

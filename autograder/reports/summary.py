@@ -11,11 +11,7 @@ from ..grading.result import Result, checks_not_graded, infrastructure_reasons, 
 from ..grading.store import file_stem
 from .feedback import style_of
 from .pages import render
-from .report import format_points, unofficial_warning
-
-
-def _fmt(value: float | None, spec: str) -> str:
-    return "—" if value is None else format(value, spec)
+from .report import format_number, format_points, unofficial_warning
 
 
 def summary_page(results: list[Result | dict], config, checks: tuple[CheckSpec, ...], figure_name: str = "summary.png",
@@ -51,9 +47,10 @@ def summary_page(results: list[Result | dict], config, checks: tuple[CheckSpec, 
     for r in sorted(results, key=lambda r: r.student):
         ja, en, style = style_of(r.status)
         students.append({"id": r.student, "href": f"feedback/{quote(file_stem(r.student), safe='')}.html",  # as the
-                         "score": _fmt(r.points, "g"), "most": format_points(r.max_score or most),      # batch writes it
-                         "status": en or ja, "style": style, "measured": _fmt(r.measured(measured_name), ".4f"),
-                         "seconds": _fmt(r.seconds, ".1f")})
+                         "score": format_number(r.points, "g"),                                  # batch writes it
+                         "most": format_points(r.max_score or most), "status": en or ja, "style": style,
+                         "measured": format_number(r.measured(measured_name), ".4f"),
+                         "seconds": format_number(r.seconds, ".1f")})
     unofficial = sum(not r.official for r in results)
     return render(
         "summary.html.j2", assignment=config.assignment,

@@ -36,10 +36,6 @@ GRADE, PUBLISH = "grade", "publish"
 RESULTS_ZIP_LIMIT = 2**30            # bytes unpacked from an uploaded results folder
 
 
-def log_event(site, actor: str, action: str, detail: str = "") -> None:
-    records.log_event(site.engine, actor, action, detail)
-
-
 # --- the roster's states ------------------------------------------------------------------------------------
 
 @dataclass
@@ -129,7 +125,7 @@ class JobRunner:
         if not new:
             raise Refusal(f"同じ作業がすでに実行中か待機中です (#{job_id})。\n"
                           f"The same job is already queued or running (#{job_id}).")
-        log_event(self.site, actor, kind, f"{assignment} (job #{job_id})")
+        records.log_event(self.site.engine, actor, kind, f"{assignment} (job #{job_id})")
         self._wake.set()
         return job_id
 
@@ -161,10 +157,6 @@ class JobRunner:
         text = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()
         message = "\n".join(text[-8:])
         records.job_finished(self.site.engine, job.id, code == 0, message[-4000:])
-
-
-def recent_jobs(site, assignment: str, limit: int = 10) -> list:
-    return records.recent_jobs(site.engine, assignment, limit)
 
 
 # --- the exchange out, a results folder back --------------------------------------------------------------
@@ -222,7 +214,7 @@ def receive_results(site, assignment: str, data: bytes, actor: str) -> str:
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%f")
         os.replace(target, target.with_name(f"{assignment}.before-{stamp}"))
     os.replace(staging, target)
-    log_event(site, actor, "results uploaded", f"{assignment}: {len(names)} files")
+    records.log_event(site.engine, actor, "results uploaded", f"{assignment}: {len(names)} files")
     return str(target)
 
 
@@ -267,7 +259,7 @@ def release_feedback(site, assignment: str, actor: str, before_deadline: bool = 
     if not before_deadline:
         refuse_release_before_deadline(site.config_for(assignment))
     records.release(site.engine, assignment, actor)
-    log_event(site, actor, "released feedback", assignment)
+    records.log_event(site.engine, actor, "released feedback", assignment)
 
 
 def refuse_release_before_deadline(config) -> None:

@@ -13,12 +13,13 @@ from starlette.routing import Route
 
 from ..course import clock
 from ..errors import Refusal
+from . import records
 from .auth import FORM_OVERHEAD, checked_form, may
 from .core import Site
 from .db import utc_text
 from .selfcheck import StoredCheck
 from .staff import (GRADE, PUBLISH, exchange_zip, feedback_page, local_time, queue, queue_counts, receive_results,
-                    recent_jobs, release_feedback, roster_states)
+                    release_feedback, roster_states)
 from .views import not_found, page, signed_in_as
 
 RESULTS_UPLOAD_LIMIT = 512 * 2**20    # a results folder without its store/ (the runs stay on the GPU runner)
@@ -47,7 +48,8 @@ def staff_assignment_page(request: Request, member, a, error: tuple[str, str] | 
     release = site.released_feedback(a.id)
     grades = site.grades(a.id)
     return page(request, "staff_assignment.html.j2", status=status, member=member, may=may(member), a=a,
-                roster=roster_states(site, a.id), queue=queue_counts(site), jobs=recent_jobs(site, a.id),
+                roster=roster_states(site, a.id), queue=queue_counts(site),
+                jobs=records.recent_jobs(site.engine, a.id),
                 graded=(grades / "gradebook.csv").is_file(), release=release,
                 released_time=local_time(site, release.released_at) if release else "",
                 published=site.solution_page(a.id).is_file(), error=error,
