@@ -26,6 +26,11 @@ FUSED_FIT_STEPS = 250
 # small to gain from more than one (a 30-epoch fit here: 16.0 s with two threads, 13.5 s with one, same result),
 # and kernels graded side by side then each keep one core instead of fighting over all of them.
 KERNEL_CPU_THREADS = 1
+# Kernels each grading process (a class's worker, the site's check worker, a cluster node) keeps started ahead of
+# the next notebook, in their own sandboxes, TensorFlow already imported; each serves one notebook and is then
+# destroyed. Each holds ~0.5 GB while it waits and may grow to MEMORY_LIMIT_MB once it runs: a worker holds at most
+# 1 + WARM_KERNELS kernels. 0: every kernel starts when its notebook comes (cold). At most 4.
+WARM_KERNELS = 1
 
 # --- Untrusted code -------------------------------------------------------------------------------------------
 # Each kernel runs in bubblewrap: no network, only the Python install, its working folder, the pinned data and

@@ -29,7 +29,8 @@ def bare(notebook: Path) -> None:
     from autograder.course.assignment import config_for
     from autograder.course.config import load_config
     from autograder.course.dataset import load_mnist, write_keras_npz
-    from autograder.run.execute import harness_cell, harness_code, kernel_env
+    from autograder.run.execute import harness_cell, harness_code
+    from autograder.run.warm import Recipe
 
     config = config_for(load_config(), "assignment3")
     nb = nbformat.read(notebook, as_version=4)
@@ -37,7 +38,7 @@ def bare(notebook: Path) -> None:
         npz = write_keras_npz(load_mnist(config.dataset_folder("mnist")), Path(tmp) / "mnist.npz")
         pin = harness_code("setup", repr({"mnist": str(npz)}), repr(config.seed))
         nb.cells.insert(0, harness_cell(pin))
-        env = kernel_env("cpu", config, Path(tmp))
+        env = Recipe.of(config, "cpu").env(Path(tmp))
         NotebookClient(nb, timeout=None, kernel_name="python3", allow_errors=True,
                        resources={"metadata": {"path": tmp}}).execute(env=env, stderr=subprocess.DEVNULL)
 

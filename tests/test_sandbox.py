@@ -20,7 +20,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 
 from autograder.errors import GraderError
-from autograder.run import cgroups, execute, sandbox
+from autograder.run import cgroups, sandbox, warm
 from autograder.run.sandbox import SandboxSpec, bwrap_argv, sandbox_available, sandboxed_kernel_manager
 
 REPO = Path(__file__).resolve().parents[1]
@@ -289,7 +289,7 @@ def test_the_probe_says_why_a_kernel_cannot_start_and_every_report_carries_it(mo
     sandbox.require("auto")
     err = capsys.readouterr().err
     assert err.count("WITHOUT a sandbox") == 1 and f"({why})" in err          # said once, with the reason
-    _, record = execute.kernel_manager(config, tmp_path, tmp_path / "mnist.npz", tmp_path)
+    _, record = warm.kernel_manager(warm.Recipe.of(config, "cpu"), tmp_path)
     assert record == f"none: {why}"
 
 

@@ -72,15 +72,16 @@ def test_where_the_site_requires_the_sandbox_no_kernel_starts_without_it(tmp_pat
 
     from autograder.course.assignment import config_for
     from autograder.course.config import load_config
-    from autograder.run.execute import kernel_manager
+    from autograder.run.warm import Recipe, kernel_manager
 
     config = config_for(load_config(), "assignment3")
     monkeypatch.setenv(sandbox.SITE_REQUIRES_SANDBOX, "1")
     for mode in ("auto", "off"):
         with pytest.raises(GraderError, match="submission site runs students' notebooks only in the sandbox"):
-            kernel_manager(dataclasses.replace(config, sandbox=mode), tmp_path, (), tmp_path)
+            kernel_manager(Recipe.of(dataclasses.replace(config, sandbox=mode), "cpu"), tmp_path)
     monkeypatch.delenv(sandbox.SITE_REQUIRES_SANDBOX)
-    assert kernel_manager(dataclasses.replace(config, sandbox="auto"), tmp_path, (), tmp_path)[0] is None
+    km, isolated = kernel_manager(Recipe.of(dataclasses.replace(config, sandbox="auto"), "cpu"), tmp_path)
+    assert not isinstance(km, sandbox.SandboxKernelManager) and isolated.startswith("none: ")
 
 
 def test_the_kernels_temporary_folder_may_not_lie_in_the_data_folder(tmp_path, monkeypatch):

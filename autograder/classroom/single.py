@@ -45,6 +45,10 @@ def grade_into(path: Path, out: Path, config: Config, device: str = "auto", *, f
         if not (out / FEEDBACK_PAGE).is_file():
             write_feedback_page(previous, out, config, checks)
         return previous.verdict(), UNCHANGED
+    if not manifest:
+        from ..run import warm                   # the execution machinery, loaded only where a notebook runs
+
+        warm.prewarm(config, kernel_device)      # the kernel starts while the dataset loads and the notebook is read
     data = dataset.load_dataset(config)
     with tempfile.TemporaryDirectory(prefix="autograder-one-") as work:
         if manifest:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 MISSING_TIMESTAMP_POLICIES = ("grade", "reject")
 SANDBOX_MODES = ("auto", "require", "off")
+MAX_WARM_KERNELS = 4                 # a worker holds 1 + WARM_KERNELS kernels, each up to MEMORY_LIMIT_MB
 DEVICE_POLICIES = ("require-gpu", "allow-cpu")
 DEFAULT_CONFIG_PATH = PROJECT_ROOT / "grader_config.py"
 # Settings that moved: each check declares its points and visibility (@check in the graders), and each assignment
@@ -71,6 +72,12 @@ class SettingsFile:
         value = self.get(name, int, default)
         if value < 0:
             raise self.error(name, f"must be 0 or more, got {value!r}")
+        return value
+
+    def within(self, name: str, low: int, high: int, default=dataclasses.MISSING) -> int:
+        value = self.get(name, int, default)
+        if not low <= value <= high:
+            raise self.error(name, f"must be from {low} to {high}, got {value!r}")
         return value
 
     def choice(self, name: str, choices: tuple[str, ...], default=dataclasses.MISSING) -> str:
@@ -133,6 +140,7 @@ class Config:
     seed: int
     fused_fit_steps: int                  # speed mode: training steps fused per call (1 = Keras's own loop)
     kernel_cpu_threads: int               # TensorFlow threads per kernel on the CPU (0 = TensorFlow's default)
+    warm_kernels: int                     # kernels each grading process keeps warming ahead (run.warm; 0: cold)
     sandbox: str                          # auto | require | off
     memory_limit_mb: int                  # per kernel (with everything it starts)
     max_processes: int                    # tasks (processes and threads) per kernel
@@ -190,6 +198,7 @@ def _validate(s: SettingsFile) -> Config:
     return Config(
         timezone=tz,
         sandbox=s.choice("SANDBOX", SANDBOX_MODES),
+        warm_kernels=s.within("WARM_KERNELS", 0, MAX_WARM_KERNELS, 1),
         data_dir=s.folder(s.get("DATA_DIR", str)),
         exchange_dir=s.folder(s.get("EXCHANGE_DIR", str)),
         publish_dir=s.folder(s.get("PUBLISH_DIR", str)),

@@ -79,6 +79,9 @@ def grade_notebook(path: Path, config: Config, device: str = "auto", data=None,
     check_graders(config)                    # a broken grader stops here, before minutes of training
     kernel_device, official = resolve_device(device, config, gpus, cpu_fallback)
     sandbox.require(config.sandbox, warn=not cpu_fallback)
+    from ..run import warm                       # the execution machinery, loaded only where a notebook runs
+
+    warm.prewarm(config, kernel_device)          # the kernel starts while the dataset loads and the notebook is read
     return grade_on(Path(path), config, kernel_device, official, data, fused=fused)
 
 

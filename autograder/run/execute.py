@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import signal
-import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -30,8 +29,7 @@ from ..course import dataset
 from ..course.assignment import Exports
 from ..course.config import Config
 from ..course.notebook import grade_id, is_solution
-from ..errors import KernelStartError, meaningful_lines
-from . import sandbox
+from . import sandbox, warm
 from .record import CellOutcome, ExecutionRecord
 
 KERNEL_SIDE = Path(__file__).with_name("kernel_side.py")
@@ -40,9 +38,6 @@ TIMEOUT_ENAME = "CellTimeoutError"
 TRAINING_CALL = re.compile(r"\.fit\s*\(")
 HARNESS_TAG = "autograder-harness"
 TRAINING_MIME = "application/vnd.autograder.training+json"   # kernel_side announces Model.fit with it
-CGROUP_PATH = re.compile(r"cgroup \S+")
-KERNEL_WORDS_LIMIT = 180                     # characters of the kernel's last output in a KernelStartError
-                                             # (the whole message fits a batch's 300-character reason)
 
 
 def is_training_cell(cell, training_cells: tuple[str, ...] = ()) -> bool:
@@ -73,22 +68,6 @@ def harness_code(function: str, *args: str) -> str:
     return (f"exec(compile({source!r}, '<autograder>', 'exec'), __autograder__ := {{}})\n"
             f"__autograder__[{function!r}]({', '.join(args)})\n"
             "del __autograder__")
-
-
-def kernel_env(device: str, config: Config, workdir: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        PYTHONHASHSEED=str(config.seed),
-        TF_CPP_MIN_LOG_LEVEL="2",
-        KERAS_HOME=str(workdir / ".keras"),          # nothing lands in the runner's ~/.keras
-        TF_FORCE_GPU_ALLOW_GROWTH="true",            # kernels sharing a GPU take memory as they need it
-    )
-    if device == "cpu":
-        env["CUDA_VISIBLE_DEVICES"] = "-1"
-        if config.kernel_cpu_threads:                # TensorFlow's thread pools (and OpenMP's, if any)
-            threads = str(config.kernel_cpu_threads)
-            env.update(TF_NUM_INTRAOP_THREADS=threads, TF_NUM_INTEROP_THREADS=threads, OMP_NUM_THREADS=threads)
-    return env
 
 
 class GradingClient(NotebookClient):
@@ -230,58 +209,72 @@ def without_harness(nb) -> nbformat.NotebookNode:
 def execute(student_nb, artifacts: Path, config: Config, device: str, data=None,
             executed_out: Path | None = None, fused: bool = True, pins: dict[str, Path] | None = None
             ) -> ExecutionRecord:
-    """Run ``student_nb`` (a NotebookNode) in a fresh kernel; write artifacts under ``artifacts`` and, if asked,
-    the notebook with its outputs to ``executed_out``. ``fused``: speed mode (config.fused_fit_steps);
-    ``pins``: the dataset's files for the kernel, ready (a batch writes them once), else written from ``data``
-    (the assignment's dataset, loaded if not given)."""
+    """Run ``student_nb`` (a NotebookNode) on a kernel of its own (warm where this thread's pool has one ready: see
+    ``warm``); write artifacts under ``artifacts`` and, if asked, the notebook with its outputs to
+    ``executed_out``. ``fused``: speed mode (config.fused_fit_steps); ``pins``: the dataset's files for the kernel,
+    ready (a batch writes them once), else written from ``data`` (the assignment's dataset, loaded if not given)."""
     artifacts = Path(artifacts)
     artifacts.mkdir(parents=True, exist_ok=True)
     fused_steps = config.fused_fit_steps if fused else 1
     record = ExecutionRecord(device=device, seed=config.seed, fused_fit=fused_steps,
                              has_release_metadata=has_release_metadata(student_nb))
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="autograder-run-") as tmp:
-        workdir = Path(tmp) / "work"
-        workdir.mkdir()
-        if pins is None:
-            pins = dataset.kernel_files(config, data, Path(tmp))
-        nb = prepare(student_nb, pins, artifacts, config.seed, config.assignment.exports, fused_steps)
-        km, record.sandbox = kernel_manager(config, workdir, tuple(pins.values()), artifacts)
-        client = GradingClient(nb, config, km=km, resources={"metadata": {"path": str(workdir)}})
-        with open(artifacts / "kernel.log", "ab") as log:   # the kernel's own stdout/stderr (TF's chatter)
-            log_start = log.tell()
-            try:
-                client.execute(env=kernel_env(device, config, workdir), stdout=log, stderr=log, cleanup_kc=True)
-            except Exception as exc:
-                if not client.student_started:
-                    _forget_setup(client)
-                    raise kernel_start_error(exc, artifacts / "kernel.log", log_start) from exc
-                if not isinstance(exc, DeadKernelError):
-                    raise
-                record.kernel_died = True
-        if km is not None:
-            record.limits_hit = {k: v for k, v in km.limit_hits().items() if v}
+    kernel, start = warm.pool().take(warm.Recipe.of(config, device))
+    record.sandbox = kernel.sandbox
+    record.kernel, record.kernel_note = start.how, start.note
+    record.kernel_ready_s, record.kernel_saved_s = start.ready_s, start.saved_s
+    try:
+        pins = place_pins(kernel.pins, config, data, pins)
+        nb = prepare(student_nb, pins, kernel.artifacts, config.seed, config.assignment.exports, fused_steps)
+        client = GradingClient(nb, config, km=kernel.km, resources={"metadata": {"path": str(kernel.work)}})
+        try:
+            client.execute(cleanup_kc=True)
+        except Exception as exc:
+            if not client.student_started:
+                _forget_setup(client)
+                raise warm.start_error(exc, kernel.log) from exc
+            if not isinstance(exc, DeadKernelError):
+                raise
+            record.kernel_died = True
+        if isinstance(kernel.km, sandbox.SandboxKernelManager):
+            record.limits_hit = {k: v for k, v in kernel.km.limit_hits().items() if v}
         record.cells = client.outcomes
         record.notebook_timed_out = client.notebook_timed_out
         record.output_truncated = client.output_truncated
         if executed_out:
             nbformat.write(without_harness(client.nb), executed_out)
-    drop_links(artifacts)
+        collect(kernel, artifacts)
+    finally:
+        kernel.destroy()
     record.seconds = round(time.monotonic() - started, 2)
     _read_kernel_record(artifacts, record)
     return record
 
 
-def kernel_start_error(exc: Exception, kernel_log: Path, offset: int) -> KernelStartError:
-    """The error for a kernel that failed before the student's first cell: nbclient's words (\"Kernel died before
-    replying to kernel_info\") and the kernel's own last lines since ``offset`` in its log (bwrap's, Python's)."""
-    text = kernel_log.read_bytes()[offset:].decode("utf-8", "replace") if kernel_log.is_file() else ""
-    words = " | ".join(meaningful_lines(text)[-3:])
-    if len(words) > KERNEL_WORDS_LIMIT:
-        words = "…" + words[-(KERNEL_WORDS_LIMIT - 1):]
-    said = f"; its last output: {words}" if words else "; it wrote nothing"
-    what = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:100]
-    return KernelStartError(f"the notebook's kernel could not start: {what}{said}")
+def place_pins(folder: Path, config: Config, data, pins: dict[str, Path] | None) -> dict[str, Path]:
+    """The dataset's files in the kernel's own ``folder`` (bound read-only in its sandbox): ``pins`` linked there
+    (copied across filesystems), or written from ``data``."""
+    if pins is None:
+        return dataset.kernel_files(config, data, folder)
+    placed = {}
+    for name, path in pins.items():
+        placed[name] = Path(folder) / Path(path).name
+        try:
+            os.link(path, placed[name])
+        except OSError:
+            shutil.copyfile(path, placed[name])
+    return placed
+
+
+def collect(kernel: warm.Kernel, artifacts: Path) -> None:
+    """What the kernel exported, moved from its folder to ``artifacts`` (plain files only: see ``drop_links``),
+    and its log appended to artifacts/kernel.log."""
+    drop_links(kernel.artifacts)
+    for path in kernel.artifacts.iterdir():
+        shutil.move(path, artifacts / path.name)
+    if kernel.log.is_file():
+        with open(kernel.log, "rb") as source, open(artifacts / "kernel.log", "ab") as log:
+            shutil.copyfileobj(source, log)
 
 
 def _forget_setup(client: NotebookClient) -> None:
@@ -295,22 +288,6 @@ def _forget_setup(client: NotebookClient) -> None:
             loop.remove_signal_handler(sig)
         except (RuntimeError, ValueError):       # not the main thread: nbclient could not have added them
             pass
-
-
-def kernel_manager(config: Config, workdir: Path, readable: tuple[Path, ...], artifacts: Path):
-    """→ (a sandboxed kernel manager or None for nbclient's own, a line saying how the kernel is isolated)."""
-    if sandbox.mode(config.sandbox) == "off":
-        return None, "none (SANDBOX = 'off' in grader_config.py)"
-    spec = sandbox.SandboxSpec(workdir, readable=readable, writable=(artifacts,),
-                               max_processes=config.max_processes,
-                               max_memory_bytes=config.memory_limit_mb * 2**20)
-    km = sandbox.sandboxed_kernel_manager(spec)
-    if km is None:
-        if sandbox.mode(config.sandbox) == "require":
-            sandbox.require(config.sandbox)     # GraderError: where the sandbox is required, no kernel starts without
-        return None, f"none: {sandbox.unsandboxed_reason()}"
-    limits = "; ".join(f"{name}: {CGROUP_PATH.sub('cgroup', how)}" for name, how in km.limits.items())
-    return km, f"bwrap: no network, own filesystem view; {limits}"
 
 
 def drop_links(artifacts: Path) -> None:

@@ -31,6 +31,10 @@ class ExecutionRecord:
     export_ok: bool = False
     fused_fit: int = 1                       # training steps fused per call (1 = Keras's own loop)
     sandbox: str = ""                        # how the kernel was isolated ("bwrap …" or why it was not)
+    kernel: str = "cold"                     # "warm": started and imported before the notebook came (run.warm)
+    kernel_note: str = ""                    # why it was cold
+    kernel_ready_s: float = 0.0              # the kernel's start and imports
+    kernel_saved_s: float = 0.0              # of them, the seconds the notebook did not wait for (warm)
     limits_hit: dict = field(default_factory=dict)   # {"oom_kills": n, "forks_refused": n} from the sandbox
     output_truncated: list[int] = field(default_factory=list)   # code cells (as CellOutcome.index) whose output
                                                                 # passed the limit
