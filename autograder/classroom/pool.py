@@ -45,6 +45,9 @@ def grade_task(task: dict, config: Config, data) -> dict:
         if task.get("stored"):
             result, manifest = regrade_kept(task["stored"], store, config, data, path.name, work), None
         else:
+            from ..run import warm               # the execution machinery: loaded only by a worker that executes
+
+            warm.keep_warming(config)            # its next notebooks find their kernel started and imported
             pins = {name: Path(p) for name, p in task["pins"].items()}
             result, manifest = grade_and_keep(path, config, task["device"], task["official"], data, store,
                                               task["run_fingerprint"], work, fused=task["fused"], pins=pins)

@@ -293,10 +293,15 @@ def prewarm(config: Config, device: str) -> None:
     pool().prewarm(Recipe.of(config, device))
 
 
-def keep_warm(config: Config, device: str) -> None:
-    """From now on keep WARM_KERNELS kernels warming in this thread (a process that grades one notebook after
-    another), starting them now."""
+def keep_warming(config: Config) -> None:
+    """From now on keep WARM_KERNELS kernels warming in this thread behind each one taken: for a process that grades
+    one notebook after another (a class's worker, the site's check worker, a cluster node)."""
     pool().size = config.warm_kernels
+
+
+def keep_warm(config: Config, device: str) -> None:
+    """``keep_warming``, the kernels started now."""
+    keep_warming(config)
     pool().refill(Recipe.of(config, device))
 
 

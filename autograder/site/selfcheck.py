@@ -30,6 +30,9 @@ def self_check_task(task: dict, config: Config, data) -> dict:
     config = check_config(config, task.get("time_limit_s", config.site_check_time_limit_s))
     if task.get("require_sandbox", True):
         config = dataclasses.replace(config, sandbox="require")
+    from ..run import warm                   # the execution machinery, loaded in the worker only
+
+    warm.keep_warming(config)                # the worker's next check finds its kernel started and imported
     result = grade_on(Path(task["path"]), config, task["device"], False, data)
     limits = {"notebook_s": config.notebook_timeout_s, "training_cell_s": config.training_cell_timeout_s,
               "cell_s": config.cell_timeout_s, "grading_s": full}
