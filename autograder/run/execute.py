@@ -87,6 +87,7 @@ class GradingClient(NotebookClient):
         self.grading_config = config
         self.deadline: float | None = None          # set when the student's first cell starts
         self.outcomes: list[CellOutcome] = []
+        self.harness_s: dict[str, float] = {}       # the harness's own cells: "setup", "export"
         self.notebook_timed_out = False
         self.output_truncated: list[int] = []       # code cells, numbered as CellOutcome.index
         self._timed_out_after: int | None = None
@@ -160,8 +161,10 @@ class GradingClient(NotebookClient):
 
     async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
         if is_harness(cell):
+            started = time.monotonic()
             await super().async_execute_cell(cell, cell_index, execution_count, store_history=False)
             self.code_cells_executed -= 1            # nbclient numbers the cells it runs: the student's keep 1, 2, …
+            self.harness_s["export" if self.outcomes else "setup"] = round(time.monotonic() - started, 2)
             return cell
         if cell.cell_type != "code":
             return await super().async_execute_cell(cell, cell_index, execution_count, store_history)
@@ -177,15 +180,18 @@ class GradingClient(NotebookClient):
         self._trained = False
         self._cell_started = time.monotonic()
         await super().async_execute_cell(cell, cell_index, execution_count, store_history)
+        seconds = round(time.monotonic() - self._cell_started, 2)
         errors = [o for o in cell.outputs if o.output_type == "error"]
         if self._timed_out_after is not None:
-            self.outcomes.append(CellOutcome(index, cell.get("id"), "timeout", TIMEOUT_ENAME,
-                                             f"no reply within {self._timed_out_after} s"))
+            outcome = CellOutcome(index, cell.get("id"), "timeout", TIMEOUT_ENAME,
+                                  f"no reply within {self._timed_out_after} s")
         elif errors:
             err = errors[-1]
-            self.outcomes.append(CellOutcome(index, cell.get("id"), "error", err.ename, str(err.evalue)[:500]))
+            outcome = CellOutcome(index, cell.get("id"), "error", err.ename, str(err.evalue)[:500])
         else:
-            self.outcomes.append(CellOutcome(index, cell.get("id"), "ok"))
+            outcome = CellOutcome(index, cell.get("id"), "ok")
+        outcome.seconds = seconds
+        self.outcomes.append(outcome)
         return cell
 
 
@@ -239,6 +245,7 @@ def execute(student_nb, artifacts: Path, config: Config, device: str, data=None,
         if isinstance(kernel.km, sandbox.SandboxKernelManager):
             record.limits_hit = {k: v for k, v in kernel.km.limit_hits().items() if v}
         record.cells = client.outcomes
+        record.harness_s = client.harness_s
         record.notebook_timed_out = client.notebook_timed_out
         record.output_truncated = client.output_truncated
         if executed_out:

@@ -15,6 +15,7 @@ class CellOutcome:
     status: str                              # ok | error | timeout | skipped
     ename: str = ""
     evalue: str = ""
+    seconds: float = 0.0                     # from the request to the reply
 
 
 @dataclass
@@ -35,6 +36,7 @@ class ExecutionRecord:
     kernel_note: str = ""                    # why it was cold
     kernel_ready_s: float = 0.0              # the kernel's start and imports
     kernel_saved_s: float = 0.0              # of them, the seconds the notebook did not wait for (warm)
+    harness_s: dict = field(default_factory=dict)    # the harness's cells: {"setup": s, "export": s}
     limits_hit: dict = field(default_factory=dict)   # {"oom_kills": n, "forks_refused": n} from the sandbox
     output_truncated: list[int] = field(default_factory=list)   # code cells (as CellOutcome.index) whose output
                                                                 # passed the limit
