@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import time
+from collections import Counter
 
 import pytest
 from classroom import load_course, short_config
@@ -25,19 +26,40 @@ LIMITS = {"CELL_TIMEOUT_S": "30", "NOTEBOOK_TIMEOUT_S": "120", "MEMORY_LIMIT_MB"
           "OUTPUT_LIMIT_KB": "256", "SANDBOX": "'require'"}
 
 
-@pytest.fixture(scope="module")
-def hostile_batch(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("hostile")
+def grade_hostile(tmp, **settings):
     out = tmp / "out"
     corpus = cases(tmp / "never-extracted", out)
     export = write_export(tmp / "export.zip", corpus)
-    config = load_course(short_config(tmp / "course", **LIMITS))
+    config = load_course(short_config(tmp / "course", **LIMITS, **settings))
     before = sorted(p.relative_to(tmp) for p in tmp.rglob("*"))
     started = time.monotonic()
     report = grade_batch(export, out, config, workers=3, device="cpu", progress=False)
     wall = time.monotonic() - started
     after = sorted(p.relative_to(tmp) for p in tmp.rglob("*") if not p.is_relative_to(out))
     return corpus, config, report, out, wall, before, after
+
+
+@pytest.fixture(scope="module")
+def hostile_batch(tmp_path_factory):
+    """The corpus graded as the course grades (WARM_KERNELS = 1: after each worker's first, warm kernels)."""
+    return grade_hostile(tmp_path_factory.mktemp("hostile"))
+
+
+def test_the_corpus_ends_the_same_on_warm_kernels_as_on_cold_ones(hostile_batch, tmp_path_factory):
+    corpus, _, warm_report, _, _, _, _ = hostile_batch
+    _, _, cold_report, _, _, _, _ = grade_hostile(tmp_path_factory.mktemp("hostile-cold"), WARM_KERNELS="0")
+
+    def rows(report):
+        return {student: (r["status"], r["score"], sorted((t["name"], t["status"]) for t in r["tests"]),
+                          sorted(n for n in r.get("notes", []) if not n.startswith("the kernel")))
+                for student, r in report.written.items()}
+
+    def kernels(report):
+        return Counter(r.get("execution", {}).get("kernel") for r in report.written.values() if r.get("execution"))
+
+    assert rows(warm_report) == rows(cold_report)
+    assert kernels(warm_report)["warm"] >= len(corpus) // 3, kernels(warm_report)
+    assert kernels(cold_report)["warm"] == 0 and kernels(cold_report)["cold"] > 0
 
 
 def test_every_submission_gets_one_row_with_its_status_and_explanation(hostile_batch):

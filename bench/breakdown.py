@@ -1,0 +1,118 @@
+"""Benchmark (not a test): where one notebook's grading time goes beyond its fit, on warm and on cold kernels.
+
+One process grades the reference (30 epochs, fused fit, one thread) ROUNDS times each way, as a class's worker does:
+  warm — the next kernel was started ahead and has finished its imports when the notebook comes (as in a batch,
+         where it warms during the previous notebook);
+  cold — the kernel starts when the notebook comes (WARM_KERNELS = 0, or a worker's first notebook).
+For each: the wall seconds of each phase on the notebook's path — kernel (waiting for it: start and imports when
+cold), setup (the harness's first cell), notebook (the student's cells but fit), fit (the bare fit, the cell that
+trains), export (the harness's last cell), other
+(reading and sanitizing the notebook, placing the dataset's files, collecting the exports, stopping the kernel), graders (the hidden tests on the exports), pages
+(the student's feedback page) — and the core-seconds of the whole (this process and its kernels, the kernel's
+imports included wherever they ran). Prints a table, writes bench/results/breakdown.json.
+
+Usage: python bench/breakdown.py [--rounds 3] [--assignment assignment3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+RESULTS = ROOT / "bench" / "results" / "breakdown.json"
+PHASES = ("kernel", "setup", "notebook", "fit", "export", "other", "graders", "pages")
+
+
+def cpu_seconds() -> float:
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def one(notebook: Path, config, data, checks) -> dict:
+    from autograder.grading.grade import judge, run_notebook
+    from autograder.grading.result import Provenance, Result
+    from autograder.reports.feedback import feedback_page
+
+    with tempfile.TemporaryDirectory(prefix="breakdown-") as tmp:
+        started = time.perf_counter()
+        run = run_notebook(notebook, config, "cpu", data, Path(tmp) / "artifacts")
+        ran = time.perf_counter()
+        result = judge(run, Path(tmp) / "artifacts", config, data, False, notebook.name)
+        judged = time.perf_counter()
+        feedback_page(Result.of_grade(result, Provenance()), config, checks)
+        paged = time.perf_counter()
+    record = run.record
+    fit = max(c.seconds for c in record.cells)            # the cell that trains: by far the longest
+    cells = sum(c.seconds for c in record.cells)
+    setup, export = record.harness_s.get("setup", 0.0), record.harness_s.get("export", 0.0)
+    kernel = round(record.kernel_ready_s - record.kernel_saved_s, 2)
+    return {"kernel_start": record.kernel, "kernel": kernel, "setup": setup, "notebook": cells - fit, "fit": fit,
+            "export": export,
+            # the rest of the run's time: reading and sanitizing the notebook, placing the dataset's files,
+            # collecting the exports, shutting the kernel down
+            "other": ran - started - kernel - setup - cells - export,
+            "graders": judged - ran, "pages": paged - judged, "wall": paged - started,
+            "passed": sum(t.status == "passed" for t in result.tests)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--assignment", default="assignment3")
+    args = parser.parse_args()
+
+    import nbformat
+
+    from autograder.course.assignment import config_for
+    from autograder.course.config import load_config
+    from autograder.course.dataset import load_dataset
+    from autograder.grading.graders import check_graders
+    from autograder.lifecycle.release import solution_notebook
+    from autograder.run import warm
+
+    config = config_for(load_config(), args.assignment)
+    data, checks = load_dataset(config), check_graders(config)
+    with tempfile.TemporaryDirectory(prefix="breakdown-nb-") as tmp:
+        notebook = Path(tmp) / f"{args.assignment}.ipynb"
+        nbformat.write(solution_notebook(nbformat.read(config.assignment.reference_notebook, as_version=4)), notebook)
+        one(notebook, config, data, checks)     # imports, caches: not timed
+        rows: dict[str, list[dict]] = {"warm": [], "cold": []}
+        for round_ in range(args.rounds):
+            for how in ("warm", "cold"):
+                pool = warm.pool()
+                pool.close()
+                if how == "warm":
+                    warm.prewarm(config, "cpu")
+                    pool.waiting[0].wait_ready()          # it warmed during the previous notebook
+                cpu = cpu_seconds()
+                row = one(notebook, config, data, checks)
+                pool.close()
+                row["core_s"] = cpu_seconds() - cpu
+                assert row["kernel_start"] == how, row
+                rows[how].append(row)
+                print(f"round {round_ + 1} {how}: " + ", ".join(f"{k} {row[k]:.2f}" for k in (*PHASES, "wall",
+                                                                                           "core_s")), flush=True)
+    summary = {}
+    for how, each in rows.items():
+        median = {k: round(statistics.median(r[k] for r in each), 2) for k in (*PHASES, "wall", "core_s")}
+        median["beyond_fit_wall"] = round(median["wall"] - median["fit"], 2)
+        median["beyond_fit_core_s"] = round(median["core_s"] - median["fit"], 2)
+        summary[how] = median
+    print(f"\n{'phase':10s} {'warm':>8s} {'cold':>8s}   (median seconds of {args.rounds} rounds)")
+    for key in (*PHASES, "wall", "beyond_fit_wall", "core_s", "beyond_fit_core_s"):
+        print(f"{key:18s} {summary['warm'][key]:8.2f} {summary['cold'][key]:8.2f}")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({"rounds": rows, "median": summary}, indent=1) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
