@@ -47,10 +47,8 @@ WARMUP = ("exec(compile('import importlib\\n'\n"
           "             '    except ImportError: pass', '<autograder-warmup>', 'exec'), {})")
 START_TIMEOUT_S = 300             # a kernel's start and imports (seconds on a quiet machine; minutes on a loaded one)
 DIED = "Kernel died before replying to kernel_info"   # nbclient's words for a kernel that never answered
-CGROUP_PATH = "cgroup "
 KERNEL_WORDS_LIMIT = 180          # characters of the kernel's last output in a KernelStartError
                                   # (the whole message fits a batch's 300-character reason)
-
 
 
 @dataclass(frozen=True)
@@ -191,7 +189,7 @@ def kernel_manager(recipe: Recipe, folder: Path) -> tuple[AsyncKernelManager, st
         if recipe.sandbox == "require":
             sandbox.require(recipe.sandbox)   # GraderError: where the sandbox is required, no kernel starts without
         return AsyncKernelManager(kernel_name="python3"), f"none: {sandbox.unsandboxed_reason()}"
-    limits = "; ".join(f"{name}: {'cgroup' if how.startswith(CGROUP_PATH) else how}" for name, how in km.limits.items())
+    limits = "; ".join(f"{name}: {'cgroup' if how.startswith('cgroup ') else how}" for name, how in km.limits.items())
     return km, f"bwrap: no network, own filesystem view; {limits}"
 
 
@@ -218,8 +216,8 @@ class KernelPool:
 
     def take(self, recipe: Recipe) -> tuple[Kernel, Start]:
         asked = time.monotonic()
-        note = "no warm kernel was ready" if self.size else "this process keeps no kernels warm (WARM_KERNELS = 0 " \
-                                                            "or one notebook)"
+        note = ("no warm kernel was ready" if self.size
+                else "no kernel was started ahead (WARM_KERNELS = 0, or a command grading one notebook)")
         for kernel in [k for k in self.waiting if k.recipe == recipe]:
             self.waiting.remove(kernel)
             try:
@@ -235,8 +233,8 @@ class KernelPool:
                 continue
             self.refill(recipe)
             return kernel, Start("warm", "", kernel.ready_s, round(time.monotonic() - asked, 2))
-        self.refill(recipe)
         kernel = launch(recipe)
+        self.refill(recipe)                              # the next one starts behind this one
         try:
             kernel.wait_ready()
         except KernelStartError as exc:
