@@ -130,7 +130,24 @@ def handed_in(root: Path, config: Config, worksheet: Path | None) -> list[Handed
         return None
     people = read_people(worksheet, config, kind) if worksheet else None
     found = _moodle_files(root) if kind == MOODLE else _canvas_files(root)
+    if people is not None:
+        _refuse_strangers(found, people, kind, worksheet)
     return [_joined(h, people, kind, worksheet) for h in found.values()]
+
+
+def _refuse_strangers(found: dict[str, Handed], people: dict[str, Person], kind: str, worksheet: Path) -> None:
+    """A worksheet of another assignment (Moodle's participant ids are the assignment's own) or course lists none
+    of the zip's participants, or not all."""
+    strangers = [f"{h.lms_id} ({h.name})" for lms_id, h in sorted(found.items(), key=lambda i: int(i[0]))
+                 if lms_id not in people]
+    if strangers:
+        listed = ", ".join(f"{p.lms_id} ({p.name})" for p in list(people.values())[:5]) or "no one"
+        raise GraderError(
+            f"{worksheet.name} は別の課題のものです: ZIP の参加者 {', '.join(strangers[:5])} がいません。同じ課題の"
+            f"{'評定ワークシート' if kind == MOODLE else '成績表 CSV'}を渡してください。\n{worksheet.name} is for another "
+            f"assignment or course: its participants do not match — the zip's {', '.join(strangers[:5])}"
+            f"{' …' if len(strangers) > 5 else ''} not in it (it lists {listed}{' …' if len(people) > 5 else ''}); "
+            f"download the {kind} file of this assignment; nothing was graded")
 
 
 def _moodle_files(root: Path) -> dict[str, Handed]:
@@ -172,15 +189,7 @@ def _joined(handed: Handed, people: dict[str, Person] | None, kind: str, workshe
         else:
             handed.timestamp_problem = "Canvas's zip gives no submission time"
         return handed
-    person = people.get(handed.lms_id)
-    if person is None:
-        listed = ", ".join(sorted(people)[:5]) or "none"
-        raise GraderError(
-            f"{worksheet.name} は別の課題のものです: ZIP の参加者 {handed.lms_id} ({handed.name}) がいません。"
-            f"同じ課題の{'評定ワークシート' if kind == MOODLE else '成績表 CSV'}を渡してください。\n"
-            f"{worksheet.name} is for another assignment or course: its participants do not match — the zip's "
-            f"{handed.lms_id} ({handed.name}) is not in it (it lists {listed}{', …' if len(people) > 5 else ''}); "
-            f"download the {kind} file of this assignment")
+    person = people[handed.lms_id]
     handed.student_id = person.student_id
     if kind == MOODLE:
         handed.submitted_at = person.submitted_at
