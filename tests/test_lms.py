@@ -357,3 +357,21 @@ def test_a_moodle_download_graded_end_to_end_and_uploaded_back(tmp_path):
     assert names["1001"][1:] == ("assignfeedback", "file", "feedback.html")
     book = (out / "gradebook.csv").read_text(encoding="utf-8")
     assert "s001,12," in book and "2024-05-15T21:00:00+09:00" in book
+
+
+def test_the_lms_command_writes_the_files_again_from_a_graded_class(tmp_path, ja_class, capsys):
+    from autograder.cli import main
+
+    archive, worksheet = ja_class
+    config_path = short_config(tmp_path / "course", DEVICE_POLICY="'allow-cpu'")
+    out = tmp_path / "grades" / "assignment3"
+    grade_batch(archive, out, load_course(config_path), workers=1, device="cpu", progress=False, grade_fn=works,
+                worksheet=worksheet)
+    assert main(["--config", str(config_path), "lms", str(out), "--worksheet", str(worksheet)]) == 0
+    assert f"for the LMS: {out / 'lms' / lms.FEEDBACK_ZIP_OUT}" in capsys.readouterr().out
+    assert main(["--config", str(config_path), "lms", str(tmp_path), "--worksheet", str(worksheet)]) == 2
+    assert "no graded class in" in capsys.readouterr().err
+    notebook = tmp_path / "one.ipynb"
+    notebook.write_text(NOTEBOOK)
+    assert main(["--config", str(config_path), "grade", str(notebook), "--worksheet", str(worksheet)]) == 2
+    assert "--worksheet lists students of a class" in capsys.readouterr().err
