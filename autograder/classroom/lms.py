@@ -120,6 +120,8 @@ def kind_of(root: Path) -> str | None:
 def handed_in(root: Path, config: Config, worksheet: Path | None) -> list[Handed] | None:
     """Each participant's files in an LMS download unpacked at ``root``, joined to the worksheet's students when
     one is given; None when ``root`` is no LMS download (and no worksheet says it should be)."""
+    if worksheet is None and any(root.glob("*.csv")):
+        return None                          # an export with our CSV manifest: intake reads it
     kind = kind_of(root)
     if kind is None:
         if worksheet is not None:
@@ -257,7 +259,7 @@ def _moodle_people(rows: list[list[str]], config: Config, path: Path) -> dict[st
     header = rows[0]
     cols = moodle_columns(header)
     lang = MOODLE_HEADERS["identifier"].index(header[0].strip())
-    for role in ("name", "grade", "submitted"):
+    for role in ("grade", "submitted"):           # 'Full name' is absent under blind marking
         if role not in cols:
             raise GraderError(f"{path.name}: 評定ワークシートに「{MOODLE_HEADERS[role][1]}」列がありません / no "
                               f"{MOODLE_HEADERS[role][0]!r} column in the grading worksheet; its header is {header!r}")
@@ -374,29 +376,25 @@ def refuse_unofficial(results: dict[str, Result]) -> None:
 def write_back(folder: Path, worksheet: Path, config: Config) -> list[Path]:
     """The LMS's upload files for the class graded in ``folder``, made from its results and the LMS's own list
     (``worksheet``), into ``folder``/lms/. → the files written."""
-    results = class_results(folder)
+    people = read_people(worksheet, config)            # checked as intake checks it (ids, times, shared ids)
+    listed = {p.student_id for p in people.values()}
+    results = {s: r for s, r in class_results(folder).items() if s in listed}     # not an id since replaced
     refuse_unofficial(results)
     rows, bom, newline = read_csv(worksheet)
-    kind = worksheet_kind(rows[0])
-    read_people(worksheet, config)                     # checked as intake checks it (ids, times, shared ids)
-    out = Path(folder) / "lms"
+    out, kind = Path(folder) / "lms", worksheet_kind(rows[0])
     if kind == MOODLE:
-        people = _moodle_people(rows, config, worksheet)
-        text = moodle_worksheet(rows, results, people)
-        archive = feedback_zip(Path(folder), results, people)
-        write_atomic(out / WORKSHEET_OUT, ("\ufeff" if bom else "") + _csv_text(rows, newline, text))
-        write_atomic(out / FEEDBACK_ZIP_OUT, archive)
+        write_atomic(out / WORKSHEET_OUT, _csv_text(moodle_worksheet(rows, results, people, worksheet), bom, newline))
+        write_atomic(out / FEEDBACK_ZIP_OUT, feedback_zip(Path(folder), results, people))
         return [out / WORKSHEET_OUT, out / FEEDBACK_ZIP_OUT]
-    people = _canvas_people(rows, worksheet)
-    table = canvas_import(rows, results, people, config, worksheet)
-    write_atomic(out / CANVAS_OUT, ("\ufeff" if bom else "") + _csv_text(table, newline))
+    write_atomic(out / CANVAS_OUT, _csv_text(canvas_import(rows, results, people, config, worksheet), bom, newline))
     return [out / CANVAS_OUT]
 
 
-def _csv_text(rows: list[list[str]], newline: str, replaced: list[list[str]] | None = None) -> str:
+def _csv_text(rows: list[list[str]], bom: bool, newline: str) -> str:
+    """CSV written as the LMS wrote the file it came from (its BOM, its line ending)."""
     buffer = io.StringIO()
-    csv.writer(buffer, lineterminator=newline).writerows(replaced if replaced is not None else rows)
-    return buffer.getvalue()
+    csv.writer(buffer, lineterminator=newline).writerows(rows)
+    return ("\ufeff" if bom else "") + buffer.getvalue()
 
 
 def _score(result: Result | None) -> str:
@@ -413,20 +411,19 @@ def feedback_comment(result: Result) -> str:
     return f"{line}{detail}\n詳細はフィードバックファイル {FEEDBACK_FILE} / details: the feedback file {FEEDBACK_FILE}"
 
 
-def moodle_worksheet(rows: list[list[str]], results: dict[str, Result],
-                     people: dict[str, Person]) -> list[list[str]]:
+def moodle_worksheet(rows: list[list[str]], results: dict[str, Result], people: dict[str, Person],
+                     path: Path) -> list[list[str]]:
     """The worksheet as downloaded, every row and column kept (the identifiers and 'Last modified (grade)' Moodle
     checks on upload), with 'Grade' and 'Feedback comments' filled for each student graded; a row of a student
     with no result (nothing submitted) is left exactly as it was."""
     header = rows[0]
     cols = moodle_columns(header)
     lang = MOODLE_HEADERS["identifier"].index(header[0].strip())
-    by_pid = {p.lms_id: p for p in people.values()}
     out = [list(header)]
-    for row in rows[1:]:
+    for line, row in enumerate(rows[1:], start=2):
         row = list(row)
         if any(c.strip() for c in row):
-            person = by_pid[participant_id(row[0], lang, Path("worksheet"), 0)]
+            person = people[participant_id(row[0], lang, path, line)]
             result = results.get(person.student_id)
             score = _score(result)
             if score:
@@ -479,10 +476,9 @@ def canvas_import(rows: list[list[str]], results: dict[str, Result], people: dic
     points = next((r for r in rows[1:] if r and r[0].strip() == CANVAS_POINTS_ROW), None)
     maximum = next((format_points(r.max_score) for r in results.values() if r.max_score is not None), "")
     table.append(pick(points or [f"    {CANVAS_POINTS_ROW}"]) + [points[column] if points else maximum])
-    by_id = {p.lms_id: p for p in people.values()}
     for row in rows[1:]:
-        user = row[header.index("ID")].strip() if len(row) > header.index("ID") else ""
-        if user in by_id:
-            table.append(pick(row) + [_score(results.get(by_id[user].student_id))])
+        user = _cell(row, {"ID": header.index("ID")}, "ID")
+        if user in people:
+            table.append(pick(row) + [_score(results.get(people[user].student_id))])
     return table
 
