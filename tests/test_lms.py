@@ -164,15 +164,17 @@ def test_an_english_moodle_download_without_folders_takes_the_e_mail_as_the_stud
         flat("Anna Maria Smith", "77", "my notebook.ipynb"): NOTEBOOK,
         flat("Anna Maria Smith", "77", "onlinetext.html", "onlinetext"): "<p>hi</p>",
         flat("Ken O'Brien", "78", "nb.ipynb"): NOTEBOOK,
+        flat("Mary Lee", "79", "scan.pdf"): b"%PDF-1.4",
     })
     worksheet = en_worksheet(tmp_path / "Grades-Assignment 3.csv", [
         ("77", "Anna Maria Smith", "S1234567@example.ac.jp", dt.datetime(2024, 5, 16, 9, 5, tzinfo=JST)),
-        ("78", "Ken O'Brien", "ken@example.ac.jp", LATE)])
+        ("78", "Ken O'Brien", "ken@example.ac.jp", LATE), ("79", "Mary Lee", "mary@example.ac.jp", ON_TIME)])
     assert b'"Participant 77","Anna Maria Smith"' in worksheet.read_bytes()      # PHP's quoting, as Moodle's
     subs = decide(unpacked(archive, tmp_path), config, worksheet)
     assert subs["s1234567"].fate == intake.GRADE and subs["s1234567"].chosen.path.name.endswith("my notebook.ipynb")
     assert subs["s1234567"].chosen.submitted_at == dt.datetime(2024, 5, 16, 9, 5, tzinfo=JST)   # '9:05 AM'
     assert subs["ken"].fate == intake.LATE
+    assert subs["mary"].fate == intake.UNUSABLE and "no .ipynb among the files handed in: " in subs["mary"].detail
 
 
 def test_without_a_worksheet_the_zip_alone_grades_with_times_unknown_said_plainly(tmp_path, config, ja_class):
@@ -292,6 +294,19 @@ def test_moodle_worksheet_and_feedback_zip_written_back_as_moodle_reads_them(tmp
         assert zf.read("山田 太郎_1001_assignfeedback_file_feedback.html") == (out / "feedback" / "s001.html").read_bytes()
 
 
+def test_a_worksheet_whose_maximum_grade_differs_is_refused_before_moodle_would_skip_grades(tmp_path, allow_cpu_course,
+                                                                                              ja_class):
+    archive, worksheet = ja_class
+    out = tmp_path / "grades" / "assignment3"
+    grade_batch(archive, out, allow_cpu_course, workers=1, device="cpu", progress=False, grade_fn=works,
+                worksheet=worksheet)
+    hundred = tmp_path / "w100.csv"
+    hundred.write_bytes(worksheet.read_bytes().replace(b",12.00,", b",100.00,"))
+    with pytest.raises(GraderError, match="(?s)最大評点.*'Maximum grade' is 100.00, the grading's maximum is 12"):
+        lms.write_back(out, hundred, allow_cpu_course)
+    assert not (out / "lms").exists()
+
+
 def test_unofficial_grades_are_not_written_for_the_lms(tmp_path, short_course, ja_class):
     archive, worksheet = ja_class
     out = tmp_path / "grades" / "assignment3"
@@ -375,3 +390,22 @@ def test_the_lms_command_writes_the_files_again_from_a_graded_class(tmp_path, ja
     notebook.write_text(NOTEBOOK)
     assert main(["--config", str(config_path), "grade", str(notebook), "--worksheet", str(worksheet)]) == 2
     assert "--worksheet lists students of a class" in capsys.readouterr().err
+
+
+@pytest.mark.training
+def test_a_canvas_download_graded_end_to_end_and_its_import_written(tmp_path):
+    """grade submissions.zip --worksheet GRADES.csv: one notebook trained, a LATE one refused, the import CSV."""
+    from test_batch import batch_cli
+
+    config = short_config(tmp_path / "course", DEVICE_POLICY="'allow-cpu'")
+    archive = moodle_zip(tmp_path / "submissions.zip", {"yamadataro_501_9001_assignment3.ipynb": answer(),
+                                                        "smithanna_LATE_502_9002_assignment3.ipynb": answer()})
+    gradebook = canvas_gradebook(tmp_path / "grades.csv", [("山田, 太郎", "501", "s001"),
+                                                          ("Smith, Anna Maria", "502", "s002")])
+    run = batch_cli(str(archive), "--worksheet", str(gradebook), "--assignment", "assignment3", "--out",
+                    str(tmp_path / "grades"), "--device", "cpu", config=config)
+    assert run.returncode == 0, run.stderr[-3000:]
+    path = tmp_path / "grades" / "assignment3" / "lms" / lms.CANVAS_OUT
+    rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8-sig"), newline="")))
+    assert [(r[2], r[-1]) for r in rows[2:]] == [("s001", "12"), ("s002", "0")]
+    assert "1 executed" in run.stdout

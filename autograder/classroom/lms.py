@@ -419,6 +419,7 @@ def moodle_worksheet(rows: list[list[str]], results: dict[str, Result], people: 
     header = rows[0]
     cols = moodle_columns(header)
     lang = MOODLE_HEADERS["identifier"].index(header[0].strip())
+    _refuse_other_maximum(rows, cols, results, path)
     out = [list(header)]
     for line, row in enumerate(rows[1:], start=2):
         row = list(row)
@@ -433,6 +434,25 @@ def moodle_worksheet(rows: list[list[str]], results: dict[str, Result], people: 
                     row[cols["feedback"]] = feedback_comment(result)
         out.append(row)
     return out
+
+
+def _refuse_other_maximum(rows: list[list[str]], cols: dict[str, int], results: dict[str, Result], path: Path) -> None:
+    """Moodle skips, saying nothing, a grade above the assignment's 'Maximum grade' (assignfeedback_offline's
+    process_import_grades: out of range): the two maxima must agree before any grade is written."""
+    ours = next((r.max_score for r in results.values() if r.max_score is not None), None)
+    theirs = {_cell(row, cols, "maxgrade") for row in rows[1:]} - {""}
+    try:
+        other = [float(t) for t in theirs]
+    except ValueError:
+        return                               # a scale, not points: Moodle's own check applies
+    if ours is not None and any(abs(o - ours) > 1e-9 for o in other):
+        shown = ", ".join(sorted(theirs))
+        raise GraderError(
+            f"{path.name}: Moodle の最大評点 ({shown}) が採点の満点 {format_points(ours)} と違います。Moodle は最大評点を"
+            f"超える評点を黙って無視します。課題の設定 → 評点 → 最大評点を {format_points(ours)} にして、ワークシートを"
+            f"ダウンロードし直してください。\n{path.name}: Moodle's 'Maximum grade' is {shown}, the grading's maximum is "
+            f"{format_points(ours)}; Moodle silently skips a grade above its maximum. Set the assignment's Settings → "
+            f"Grade → Maximum grade to {format_points(ours)} and download the worksheet again")
 
 
 def feedback_zip(folder: Path, results: dict[str, Result], people: dict[str, Person]) -> bytes:
