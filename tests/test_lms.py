@@ -336,7 +336,7 @@ def test_canvas_gradebook_import_written_back(tmp_path, allow_cpu_course):
 
 def test_a_canvas_gradebook_without_the_assignment_s_column_names_those_it_has(tmp_path, allow_cpu_course):
     gradebook = canvas_gradebook(tmp_path / "g.csv", [("山田, 太郎", "501", "s001")], title="Homework 9")
-    header = list(csv.reader(io.StringIO(gradebook.read_text(encoding="utf-8-sig"))))[0]
+    header = lms.read_csv(gradebook)[0][0]
     with pytest.raises(GraderError, match="(?s)列が見つかりません.*no column for assignment3.*Homework 9 \\(4242\\)"):
         lms.canvas_column(header, allow_cpu_course, gradebook)
 

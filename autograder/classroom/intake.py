@@ -1,6 +1,6 @@
 """Find a class's submissions and decide, per student, which one is graded and whether it is on time.
 
-Three layouts are read, each as its tool writes it:
+Four layouts are read, each as its tool writes it:
 - nbgrader's course folder: ``submitted/<student>/<assignment>/*.ipynb`` with ``timestamp.txt`` (what ``nbgrader
   collect`` and our ``submit`` write; one submission per student);
 - nbgrader's exchange inbound: ``inbound/<student>+<assignment>+<timestamp>[+random]/`` (every submission kept);
