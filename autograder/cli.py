@@ -1,5 +1,5 @@
 """``python -m autograder``: a thin layer over list, release, grade (one notebook or a class), check, submit, publish,
-demo, the course gradebook, the store of runs kept for regrading, and the submission site (serve, roster, staff). Every command works on one of the course's
+demo, the course gradebook, the LMS's upload files, the store of runs kept for regrading, and the submission site (serve, roster, staff). Every command works on one of the course's
 assignments (reference/<id>/): named, or found from the notebook's release metadata or the exchange layout.
 
 Exit status: 0 done (whatever the score), 1 refused by the course's rules, 2 the grader could not do its job."""
@@ -93,9 +93,9 @@ def _grade_one(target: Path, out: Path, args, config) -> int:
     from .classroom.single import FEEDBACK_PAGE, grade_into
     from .reports.report import format_table
 
-    if args.only or args.roster:
-        raise GraderError(f"{'--only chooses' if args.only else '--roster names'} students of a class: give a folder "
-                          "of submissions or an LMS .zip")
+    if args.only or args.roster or args.worksheet:
+        raise GraderError(f"{'--only chooses' if args.only else '--roster names' if args.roster else '--worksheet lists'}"
+                          " students of a class: give a folder of submissions or an LMS .zip")
     if args.executor != "local":
         raise GraderError(f"--executor {args.executor} grades a class: give a folder of submissions or an LMS .zip")
     result, how = grade_into(target, out, config, device=args.device, fused=not args.exact_fit, rerun=args.rerun,
@@ -118,11 +118,35 @@ def _grade_class(source: Path, out: Path, args, config) -> int:
 
     reports = grade_classes(source, out, config, args.assignment, workers=args.workers, device=args.device,
                             regrade=args.regrade, rerun=args.rerun, only=args.only, exact_fit=args.exact_fit,
-                            progress=not args.quiet, executor=executor, roster=roster)
+                            progress=not args.quiet, executor=executor, roster=roster,
+                            worksheet=Path(args.worksheet) if args.worksheet else None)
     for assignment_id, report in reports.items():
         if len(reports) > 1:
             print(f"== {assignment_id}")
         _report_class(report)
+        if args.worksheet:
+            _write_lms_files(report.out, Path(args.worksheet), config_for(config, assignment_id))
+    return 0
+
+
+def _write_lms_files(folder: Path, worksheet: Path, config) -> None:
+    from .classroom.lms import write_back
+
+    for path in write_back(folder, worksheet, config):
+        print(f"for the LMS: {path}")
+
+
+def cmd_lms(args) -> int:
+    from .reports.gradebook import assignment_of
+
+    folder, worksheet = Path(args.folder), Path(args.worksheet)
+    for path in (folder, worksheet):
+        if not path.exists():
+            raise GraderError(f"見つかりません / not found: {path}")
+    assignment = assignment_of(folder)
+    if assignment is None:
+        raise GraderError(f"{folder} に採点結果がありません / no graded class in {folder} (give grades/<assignment>)")
+    _write_lms_files(folder, worksheet, config_for(load_config(args.config), assignment))
     return 0
 
 
@@ -423,7 +447,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--array-parallelism", type=int, help="slurm: array tasks at once (SLURM_ARRAY_PARALLELISM)")
     p.add_argument("--chunk-size", type=int, help="slurm: submissions per array task (SLURM_CHUNK_SIZE)")
     p.add_argument("--assignment", help=assignment_help + "; for a class, grade only this one of those it holds")
+    p.add_argument("--worksheet", metavar="CSV",
+                   help="with Moodle's or Canvas's 'download all submissions' zip: its grading worksheet (Moodle) "
+                        "or gradebook CSV (Canvas), which names each participant's student id (and, Moodle's, the "
+                        "submission times); the files to upload back are written to OUT/<assignment>/lms/")
     p.set_defaults(run=cmd_grade)
+
+    p = sub.add_parser("lms", help="instructors: the files to upload to Moodle or Canvas from a graded class (grading "
+                                   "worksheet + feedback zip, or gradebook import CSV)")
+    p.add_argument("folder", metavar="FOLDER", help="the graded class: grades/<assignment>")
+    p.add_argument("--worksheet", required=True, metavar="CSV",
+                   help="the LMS's file as downloaded: Moodle's grading worksheet or Canvas's gradebook export")
+    p.set_defaults(run=cmd_lms)
 
     p = sub.add_parser("check", help="students: run your notebook as the grader would and see the public checks")
     p.add_argument("notebook")

@@ -68,9 +68,10 @@ class Batch:
     def __init__(self, root: Path, out: Path, config: Config, *, workers: int | None, device: str,
                  regrade: bool = False, rerun: bool = False, only: list[str] | None = None, exact_fit: bool = False,
                  progress: bool = True, grade_fn=grade_task, refused: list[str] = (), strict_only: bool = True,
-                 executor: Executor | None = None, roster: list[str] = ()):
+                 executor: Executor | None = None, roster: list[str] = (), worksheet: Path | None = None):
         self.root, self.out, self.config, self.refused = Path(root), Path(out), config, list(refused)
         self.roster = list(roster)               # the students expected: who handed nothing in gets a row too
+        self.worksheet = worksheet               # the LMS's list of students for its download (lms.py)
         if workers is not None and workers < 1:
             raise GraderError(f"--workers must be at least 1, got {workers}")
         self.regrade, self.rerun, self.fused, self.progress, self.grade_fn = (regrade, rerun, not exact_fit,
@@ -100,7 +101,7 @@ class Batch:
         data = dataset.load_dataset(self.config)     # verified once, before anything is graded
         store = ResultStore(self.out)
         with self.executor.scratch(self.out) as tmp:
-            submissions = class_submissions(self.root, self.config, self.roster)
+            submissions = class_submissions(self.root, self.config, self.roster, self.worksheet)
             self._check_only(submissions)
             self.checks, broken = declared_checks(self.config)     # once, before any notebook is executed
             self.page_context = page_context(self.config, self.checks)
@@ -268,7 +269,8 @@ def grade_classes(source: Path, out: Path, config: Config, assignment: str | Non
         configs = {assignment_id: config_for(config, assignment_id) for assignment_id in ids}
         if options.get("only") and len(ids) > 1:     # a student named must have handed in one of them
             check_only(set(options["only"]), {sub.student_id for c in configs.values()
-                                              for sub in intake.choose(intake.find_candidates(root, c), c)}
+                                              for sub in intake.choose(intake.find_candidates(
+                                                  root, c, options.get("worksheet")), c)}
                        | set(options.get("roster", ())))
         reports = {}
         for i, (assignment_id, assignment_config) in enumerate(configs.items()):

@@ -1,9 +1,11 @@
 """Find a class's submissions and decide, per student, which one is graded and whether it is on time.
 
-Three layouts are read, each as its tool writes it:
+Four layouts are read, each as its tool writes it:
 - nbgrader's course folder: ``submitted/<student>/<assignment>/*.ipynb`` with ``timestamp.txt`` (what ``nbgrader
   collect`` and our ``submit`` write; one submission per student);
 - nbgrader's exchange inbound: ``inbound/<student>+<assignment>+<timestamp>[+random]/`` (every submission kept);
+- Moodle's and Canvas's "download all submissions" zips, as the LMS names their files (``lms.py``), with the grading
+  worksheet or gradebook CSV that joins each participant to the course's student id (and, Moodle's, gives the time);
 - an LMS export: a folder or ``.zip`` holding the notebooks and one CSV manifest (student id, file, submitted-at).
 
 One job: turn a folder into ``Submission``s. Nothing here runs or grades a notebook.
@@ -21,6 +23,7 @@ from ..course.clock import local_text, parse_time
 from ..course.config import Config
 from ..errors import GraderError
 from ..grading.store import file_stem
+from . import lms
 
 TIMESTAMP_FILE = "timestamp.txt"
 # Header names an LMS export may use for each manifest column (compared case-insensitively, spaces as "_").
@@ -45,6 +48,7 @@ class Candidate:
     submitted_at: dt.datetime | None         # aware; None when there is no usable timestamp
     timestamp_problem: str = ""              # why submitted_at is None
     problem: str = ""                        # why the file cannot be graded at all
+    late: bool | None = None                 # the LMS's word when it gives no time (Canvas's LATE); None: unsaid
 
 
 @dataclass
@@ -63,8 +67,12 @@ class Submission:
 
 # --- reading the layouts ------------------------------------------------------------------------------------
 
-def find_candidates(root: Path, config: Config) -> list[Candidate]:
-    """Every submitted file under ``root`` (a folder already unpacked), whatever the layout."""
+def find_candidates(root: Path, config: Config, worksheet: Path | None = None) -> list[Candidate]:
+    """Every submitted file under ``root`` (a folder already unpacked), whatever the layout; ``worksheet``: the
+    LMS's list of students for its download (Moodle's grading worksheet, Canvas's gradebook CSV)."""
+    handed = lms.handed_in(root, config, worksheet)
+    if handed is not None:
+        return [_lms_candidate(h) for h in handed]
     if (root / "submitted").is_dir() or (root / "inbound").is_dir():
         found = []
         if (root / "submitted").is_dir():
@@ -82,8 +90,8 @@ def find_candidates(root: Path, config: Config) -> list[Candidate]:
                           "the LMS exported")
     raise GraderError(
         f"no submissions found in {root}: expected nbgrader's submitted/<student>/{config.assignment.id}/ "
-        f"(or inbound/<student>+{config.assignment.id}+<time>/), or an LMS export with a CSV manifest "
-        "(student id, file, submitted-at)")
+        f"(or inbound/<student>+{config.assignment.id}+<time>/), Moodle's or Canvas's 'download all submissions' "
+        f"zip ({lms.EXPECTED_NAMES}), or an LMS export with a CSV manifest (student id, file, submitted-at)")
 
 
 def assignments_in(root: Path, known: list[str]) -> list[str]:
@@ -126,6 +134,25 @@ def _folder_candidate(student: str, folder: Path, root: Path, config: Config) ->
     submitted_at, ts_problem = _timestamp_of(folder, config.timezone)
     origin = str((notebook or folder).relative_to(root))
     return Candidate(student, origin, notebook, submitted_at, ts_problem, problem)
+
+
+def _lms_candidate(handed: lms.Handed) -> Candidate:
+    """A participant's files in an LMS download: the notebook among them (a PDF beside it is not graded)."""
+    notebooks = [(path, origin) for path, origin in zip(handed.files, handed.origins)
+                 if path.suffix.lower() == ".ipynb"]
+    path, origin, problem = None, handed.origins[0] if handed.origins else f"{handed.name} ({handed.lms_id})", ""
+    if len(notebooks) == 1:
+        path, origin = notebooks[0]
+    elif notebooks:
+        problem = (f"ノートブックが {len(notebooks)} 冊あり、どれを採点するか決められません。1 冊だけ提出し直して"
+                   f"ください / several notebooks handed in ({', '.join(o for _, o in notebooks)}): hand in one")
+    elif handed.files:
+        problem = (f".ipynb がありません / no .ipynb among the files handed in: "
+                   f"{', '.join(p.name for p in handed.files)}")
+    else:
+        problem = "ファイルの提出がありません / no file handed in (only online text or another plugin's)"
+    return Candidate(handed.student_id, origin, path, handed.submitted_at, handed.timestamp_problem, problem,
+                     handed.late)
 
 
 def _course_folder(submitted: Path, root: Path, config: Config) -> list[Candidate]:
@@ -276,6 +303,8 @@ def _fate(chosen: Candidate, config: Config) -> tuple[str, str]:
     deadline = local_text(config.assignment.deadline, config.timezone)
     if chosen.problem:
         return UNUSABLE, f"提出ファイルを採点できません / the submission cannot be graded: {chosen.problem}"
+    if chosen.submitted_at is None and chosen.late is not None:
+        return _lms_fate(chosen.late, config)
     if chosen.submitted_at is None:
         if config.missing_timestamp == "reject":
             return NO_TIMESTAMP, (f"提出時刻が確認できないため受理されません / no submission time, so not accepted "
@@ -290,3 +319,13 @@ def _fate(chosen: Candidate, config: Config) -> tuple[str, str]:
         return GRADE, f"締切後の提出 ({when}) ですが、設定により採点しました / submitted {when}, after the " \
                       f"deadline {deadline}; graded (LATE_POLICY = 'accept')"
     return GRADE, ""
+
+
+def _lms_fate(late: bool, config: Config) -> tuple[str, str]:
+    """When the LMS gives no time but says whether it was late (by its own due date)."""
+    if not late:
+        return GRADE, "提出時刻は不明、LMS の判定では期限内 / no submission time; on time by the LMS's due date"
+    if config.assignment.late_policy == "reject":
+        return LATE, "LMS の判定で期限後の提出のため受理されません / late by the LMS's due date: not accepted"
+    return GRADE, ("LMS の判定では期限後の提出ですが、設定により採点しました / late by the LMS's due date; graded "
+                   "(LATE_POLICY = 'accept')")

@@ -19,10 +19,11 @@ from ..reports.report import count
 from . import intake
 
 
-def class_submissions(root: Path, config: Config, roster: list[str] = ()) -> list[intake.Submission]:
-    """Each student's chosen submission under ``root``, and a missing one for each student of ``roster`` who
-    handed nothing in, in student order."""
-    submissions = intake.choose(intake.find_candidates(root, config), config)
+def class_submissions(root: Path, config: Config, roster: list[str] = (),
+                      worksheet: Path | None = None) -> list[intake.Submission]:
+    """Each student's chosen submission under ``root`` (``worksheet``: the LMS's list of students for its
+    download), and a missing one for each student of ``roster`` who handed nothing in, in student order."""
+    submissions = intake.choose(intake.find_candidates(root, config, worksheet), config)
     return sorted(submissions + intake.missing(list(roster), submissions), key=lambda s: s.student_id)
 
 
