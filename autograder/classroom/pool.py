@@ -258,9 +258,17 @@ class WorkerPool:
         return None
 
     def _keep_busy(self) -> None:
-        for w in self.workers:
+        """Each idle worker takes the next task; one that died while idle (between a site's checks) is replaced
+        first, its task no attempt lost."""
+        for i, w in enumerate(self.workers):
             if w.task is None and self._pending and self.alive:
-                w.assign(*self._pending.popleft())
+                if not w.process.is_alive():
+                    w.stop()
+                    w = self.workers[i] = self._start(i)
+                try:
+                    w.assign(*self._pending.popleft())
+                except OSError:          # it died this moment: ``settled`` finds it lost, and the task is retried
+                    pass
 
     def interrupt(self) -> None:
         """From any thread (a server stopping): kill the workers and start none again; the driving thread's
