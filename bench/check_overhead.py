@@ -69,10 +69,10 @@ def main() -> None:
         finally:
             runner.stop()
     rest = times[1:]
-    print(f"checks: {len(times)}; first {times[0]:.2f} s; the others: median {statistics.median(rest):.2f} s, "
-          f"mean {statistics.mean(rest):.2f} s, max {max(rest):.2f} s")
+    print(f"checks: {len(times)}; first {times[0]:.2f} s; the others: median {statistics.median(rest):.3f} s, "
+          f"mean {statistics.mean(rest):.3f} s, max {max(rest):.3f} s")
     print(f"worker processes: {len(pids)}")
-    print("each:", " ".join(f"{t:.2f}" for t in times))
+    print("each:", " ".join(f"{t:.3f}" for t in times))
 
 
 if __name__ == "__main__":
