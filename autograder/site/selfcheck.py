@@ -170,7 +170,8 @@ class CheckRunner:
                     continue
                 self.run(row)
         finally:
-            self.check_workers().close()
+            if getattr(self._mine, "workers", None) is not None:
+                self._mine.workers.close()
 
     def check_workers(self) -> CheckWorkers:
         """The calling thread's kept workers."""
