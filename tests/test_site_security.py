@@ -124,7 +124,10 @@ def test_a_notebook_reading_the_sites_key_and_graders_finds_neither_in_its_sandb
     assert r.status_code == 303
     site._configs.clear()
     runner = CheckRunner(site, 1)
-    runner.run(runner.claim())
+    try:
+        runner.run(runner.claim())
+    finally:
+        runner.stop()                   # its worker, kept for the next check, ends here
     (row,) = rows(site)
     assert row.check_state == "done", row.check_note
     whole = site.check_file(row.receipt).read_text()
@@ -335,7 +338,10 @@ def test_a_public_check_runs_under_its_own_time_limit_and_says_so_kindly(site):
                      allow_incomplete="yes").headers["location"]
     runner = CheckRunner(site, 1)
     started = time.monotonic()
-    runner.run(runner.claim())
+    try:
+        runner.run(runner.claim())
+    finally:
+        runner.stop()
     assert time.monotonic() - started < 90
     (row,) = rows(site)
     assert row.check_state == "done", row.check_note

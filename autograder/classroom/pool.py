@@ -1,7 +1,8 @@
 """Worker processes that grade notebooks side by side, and the loop that keeps them busy.
 
-``graded(tasks, …)`` hands each task to a worker (a process forked from a server that imported Keras once) and
-yields ``(task, reply)`` as each is settled. A worker that dies, hangs past every budget, or answers with a
+A ``WorkerPool`` hands each task submitted to a worker (a process forked from a server that imported Keras once)
+and gives back ``(task, reply)`` as each is settled; ``graded(tasks, …)`` runs a batch's tasks through one, the
+site keeps one per assignment across its checks. A worker that dies, hangs past every budget, or answers with a
 GPU/driver failure is replaced and its task retried once on a fresh worker; after ``MAX_ATTEMPTS`` the reply says
 ``infrastructure`` — never the student's zero. Nothing here writes results: the batch's store does.
 """
@@ -12,12 +13,14 @@ import multiprocessing
 import multiprocessing.forkserver
 import os
 import tempfile
+import threading
 import time
 import traceback
 from collections import deque
+from dataclasses import dataclass
 from multiprocessing.connection import wait
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Self
 
 from ..course import dataset
 from ..course.assignment import config_for
@@ -108,10 +111,11 @@ class Worker:
         self.process.start()
         child.close()
         self.task = None                         # the task it holds (a batch's Task)
+        self.payload: dict = {}
         self.started = 0.0
 
     def assign(self, task, payload: dict) -> None:
-        self.task, self.started = task, time.monotonic()
+        self.task, self.payload, self.started = task, payload, time.monotonic()
         self.conn.send(payload)
 
     def lost(self) -> str:
@@ -128,65 +132,175 @@ class Worker:
 
 # --- the parent side ---------------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class PoolKey:
+    """What a pool's workers were started with and hold for their whole life (``pool_key``). Pools of equal keys
+    are interchangeable; a kept pool whose key is no longer the one a task asks for is stale."""
+    settings: tuple                   # ``settings_state``: the files the workers read their settings from
+    kernel_device: str
+    snapshot: str
+    time_limit: int                   # the watchdog's (``task_time_limit``)
+
+    @property
+    def assignment(self) -> str:
+        return self.settings[1]
+
+
+def pool_key(config: Config, kernel_device: str, snapshot: Path | None = None) -> PoolKey:
+    return PoolKey(settings_state(config), kernel_device, str(snapshot or ""), task_time_limit(config))
+
+
+def settings_state(config: Config) -> tuple:
+    """The settings a worker reads at its start (``_worker_main``): grader_config.py and the assignment's
+    settings.py, by path and by their state on disk — an edited file means a new state, so a kept worker never
+    goes on with settings that changed under it."""
+    return (str(config.source), config.assignment.id, file_state(config.source),
+            file_state(config.assignment.settings_path))
+
+
+def file_state(path) -> tuple[int, int] | None:
+    try:
+        stat = Path(path).stat()
+    except (OSError, TypeError):
+        return None
+    return stat.st_mtime_ns, stat.st_size
+
+
+class WorkerPool:
+    """``workers`` processes started alike (``pool_key``), fed tasks over time: ``submit`` queues one, ``settled``
+    waits for replies. A worker that dies, hangs past ``task_time_limit`` or replies ``infrastructure`` is replaced
+    and its task queued again, until ``max_attempts`` failed attempts (each noted in ``task.attempts``); every
+    task submitted is settled once, with a reply. A batch uses one for its class (``graded``); the site keeps one
+    per assignment across checks, so its worker (and the warm kernel it keeps) is started once, not per check.
+
+    One thread drives a pool (``submit``, ``settled``, ``grade``, ``close``); any thread may ``interrupt`` it."""
+
+    def __init__(self, config: Config, *, workers: int, kernel_device: str, log_path: Path, grade_fn=grade_task,
+                 max_attempts: int = MAX_ATTEMPTS, snapshot: Path | None = None):
+        context = worker_context()
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.key = pool_key(config, kernel_device, snapshot)
+        self.max_attempts, self.time_limit = max_attempts, task_time_limit(config)
+        self._start = lambda slot: Worker(config, grade_fn, context, log_path, kernel_device, snapshot, slot)
+        self._pending: deque = deque()                      # (task, payload) not yet handed to a worker
+        self._interrupted = threading.Event()
+        self.workers = [self._start(slot) for slot in range(workers)]
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def busy(self) -> bool:
+        """Whether some task submitted is not settled yet."""
+        return bool(self._pending) or any(w.task is not None for w in self.workers)
+
+    @property
+    def alive(self) -> bool:
+        return not self._interrupted.is_set()
+
+    def submit(self, task, payload: dict) -> None:
+        """Queue ``task``; a worker receives ``payload``."""
+        self._pending.append((task, payload))
+        self._keep_busy()
+
+    def grade(self, task, payload: dict) -> dict:
+        """``task`` graded (retried as the pool retries): its reply, once settled. For a caller with one task at
+        a time (the site's check runner)."""
+        self.submit(task, payload)
+        while True:
+            for done, reply in self.settled():
+                if done is task:
+                    return reply
+
+    def settled(self, timeout: float = 5) -> list[tuple[object, dict]]:
+        """Wait up to ``timeout`` seconds for a worker to answer, die or run out of time; → the tasks settled
+        meanwhile, with their replies (none, when nothing happened yet). The freed workers are given their next
+        tasks before this returns, so they work while the caller writes what came back (feedback pages take a
+        moment)."""
+        busy = [w for w in self.workers if w.task is not None]
+        if busy:
+            wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout=timeout)
+        settled = []
+        for i, w in enumerate(self.workers):
+            if w.task is None:
+                continue
+            answer = self._answer_of(w)
+            if answer is None:
+                continue
+            (reply, lost), task, w.task = answer, w.task, None
+            if lost:
+                w.stop()
+                if self.alive:
+                    self.workers[i] = self._start(i)
+                reply = {"infrastructure": lost, "log": ""}
+            if self.alive and another_attempt(task, reply, self.max_attempts):
+                self._pending.append((task, w.payload))
+                continue
+            settled.append((task, reply))
+        if not self.alive:                       # interrupted: what was never started is settled unrun
+            settled += [(task, {"infrastructure": "the worker pool was stopped", "log": ""})
+                        for task, _ in self._pending]
+            self._pending.clear()
+        self._keep_busy()
+        return settled
+
+    def _answer_of(self, w: Worker) -> tuple[dict | None, str] | None:
+        """Worker ``w``'s (reply, ''), or (None, why it is lost) when it died or hung; None while it works."""
+        if w.conn.poll():
+            try:
+                return w.conn.recv(), ""
+            except (EOFError, OSError):
+                return None, w.lost()
+        if not w.process.is_alive():
+            return None, w.lost()
+        if time.monotonic() - w.started > self.time_limit:
+            return None, f"no answer from the worker within {self.time_limit} s"
+        return None
+
+    def _keep_busy(self) -> None:
+        """Each idle worker takes the next task; one that died while idle (between a site's checks) is replaced
+        first, its task no attempt lost."""
+        for i, w in enumerate(self.workers):
+            if w.task is None and self._pending and self.alive:
+                if not w.process.is_alive():
+                    w.stop()
+                    w = self.workers[i] = self._start(i)
+                try:
+                    w.assign(*self._pending.popleft())
+                except OSError:          # it died this moment: ``settled`` finds it lost, and the task is retried
+                    pass
+
+    def interrupt(self) -> None:
+        """From any thread (a server stopping): kill the workers and start none again; the driving thread's
+        ``settled`` then settles the tasks in flight as not run (``infrastructure``, no retry)."""
+        self._interrupted.set()
+        for w in self.workers:
+            w.process.kill()
+
+    def close(self) -> None:
+        """Stop every worker (a task still in flight is lost: call when none is, or when giving up on it)."""
+        self._interrupted.set()
+        for w in self.workers:
+            w.stop()
+
+
 def graded(tasks: list, config: Config, *, payload: Callable[[object], dict], workers: int, kernel_device: str,
            log_path: Path, grade_fn=grade_task, max_attempts: int = MAX_ATTEMPTS,
            snapshot: Path | None = None) -> Iterator[tuple[object, dict]]:
-    """Grade ``tasks`` (each with an ``attempts`` list) on ``workers`` processes; yield ``(task, reply)`` once each
-    is settled. ``payload(task)`` is what a worker receives; ``snapshot``: the verified dataset saved by
-    ``dataset.snapshot`` (else each worker loads and verifies it). A reply carrying ``infrastructure`` goes back
-    in the queue until ``max_attempts`` failed attempts (each noted in ``task.attempts``)."""
+    """Grade ``tasks`` (each with an ``attempts`` list) on ``workers`` processes (a ``WorkerPool`` for them
+    alone); yield ``(task, reply)`` once each is settled. ``payload(task)`` is what a worker receives;
+    ``snapshot``: the verified dataset saved by ``dataset.snapshot`` (else each worker loads and verifies it)."""
     if not tasks:
         return
-    context = worker_context()
-    pending = deque(tasks)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-
-    def new_worker(slot: int) -> Worker:
-        return Worker(config, grade_fn, context, log_path, kernel_device, snapshot, slot)
-
-    pool = [new_worker(slot) for slot in range(min(workers, len(tasks)))]
-    hard_limit = task_time_limit(config)
-    def keep_busy() -> None:
-        for w in pool:
-            if w.task is None and pending:
-                task = pending.popleft()
-                w.assign(task, payload(task))
-
-    try:
-        while pending or any(w.task for w in pool):
-            keep_busy()
-            busy = [w for w in pool if w.task]
-            wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout=5)
-            settled = []
-            for i, w in enumerate(pool):
-                if w.task is None:
-                    continue
-                reply, lost = None, ""
-                if w.conn.poll():
-                    try:
-                        reply = w.conn.recv()
-                    except (EOFError, OSError):
-                        lost = w.lost()
-                elif not w.process.is_alive():
-                    lost = w.lost()
-                elif time.monotonic() - w.started > hard_limit:
-                    lost = f"no answer from the worker within {hard_limit} s"
-                else:
-                    continue
-                task, w.task = w.task, None
-                if lost:
-                    w.stop()
-                    pool[i] = new_worker(i)
-                    reply = {"infrastructure": lost, "log": ""}
-                if another_attempt(task, reply, max_attempts):
-                    pending.append(task)
-                    continue
-                settled.append((task, reply))
-            keep_busy()                  # the freed workers start their next notebook before the caller writes
-            yield from settled           # what came back (feedback pages take a moment)
-    finally:
-        for w in pool:
-            w.stop()
+    with WorkerPool(config, workers=min(workers, len(tasks)), kernel_device=kernel_device, log_path=log_path,
+                    grade_fn=grade_fn, max_attempts=max_attempts, snapshot=snapshot) as pool:
+        for task in tasks:
+            pool.submit(task, payload(task))
+        while pool.busy:
+            yield from pool.settled()
 
 
 def another_attempt(task, reply: dict, max_attempts: int) -> bool:

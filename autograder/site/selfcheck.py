@@ -1,19 +1,26 @@
 """The public checks of each upload, run in the background: the database is the queue (oldest first, one pending
-check per student and assignment), ``SITE_CHECK_WORKERS`` runner threads each hand one attempt at a time to the
-batch's worker pool (``pool.graded``: the same sandboxed kernel and graders as ``grade``, a lost worker retried
-once), and the whole result is kept for staff. Students see ``public_view`` of it: the public checks in full,
+check per student and assignment), ``SITE_CHECK_WORKERS`` runner threads each hand one attempt at a time to a
+worker of the batch's pool (``pool.WorkerPool``: the same sandboxed kernel and graders as ``grade``, a lost worker
+replaced and its check retried once), and the whole result is kept for staff. A runner keeps its workers between
+checks (one per assignment, ``CheckWorkers``), each reading the dataset from a snapshot the runner writes once per
+assignment, as a batch's workers do. Students see ``public_view`` of it: the public checks in full,
 the hidden ones only by name and points."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import tempfile
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..classroom.pool import graded
-from ..course.config import Config
+from ..classroom.pool import WorkerPool, pool_key, settings_state
+from ..course import dataset
+from ..course.assignment import config_for
+from ..course.config import Config, load_config
+from ..errors import GraderError
 from ..files import write_atomic
 from ..grading.checks import CheckSpec
 from ..grading.grade import GRADER_FAILED, grade_on
@@ -53,17 +60,77 @@ class CheckTask:
     attempt_id: int
     receipt: str
     path: Path
-    attempts: list = field(default_factory=list)       # infrastructure failures (pool.graded retries once)
+    attempts: list = field(default_factory=list)       # infrastructure failures (the pool retries once)
+
+
+KEPT_WORKERS = 2           # assignments whose worker a runner thread keeps (each holds TensorFlow and a warm kernel)
+
+
+class CheckWorkers:
+    """One runner thread's check workers, kept between checks: a one-worker ``WorkerPool`` per ``pool_key`` (the
+    assignment, its settings files as they are on disk, the device, the snapshot), the ``KEPT_WORKERS`` used last.
+    A pool whose settings changed on disk is stopped, not reused. Driven by its own thread; ``interrupt`` from
+    any."""
+
+    def __init__(self, grade_fn, log_path: Path, keep: int = KEPT_WORKERS):
+        self.grade_fn, self.log_path, self.keep = grade_fn, log_path, keep
+        self.owner = threading.current_thread()
+        self._pools: OrderedDict = OrderedDict()         # PoolKey → WorkerPool, the last used last
+        self._lock = threading.Lock()
+
+    def grade(self, task, payload: dict, config: Config, device: str, snapshot: Path | None) -> dict:
+        """``task``'s reply from the worker kept for its key (started now when there is none)."""
+        return self.pool_for(config, device, snapshot).grade(task, payload)
+
+    def pool_for(self, config: Config, device: str, snapshot: Path | None) -> WorkerPool:
+        key = pool_key(config, device, snapshot)
+        with self._lock:
+            pool = self._pools.pop(key, None)
+            dropped = [self._pools.pop(k) for k in list(self._pools) if k.assignment == key.assignment]   # stale
+        if pool is not None and not pool.alive:        # interrupted: its workers are gone
+            dropped.append(pool)
+            pool = None
+        if pool is None:
+            pool = WorkerPool(config, workers=1, kernel_device=device, log_path=self.log_path,
+                              grade_fn=self.grade_fn, snapshot=snapshot)
+        with self._lock:
+            self._pools[key] = pool
+            while len(self._pools) > self.keep:
+                dropped.append(self._pools.popitem(last=False)[1])
+        for old in dropped:
+            old.close()
+        return pool
+
+    @property
+    def pools(self) -> list[WorkerPool]:
+        with self._lock:
+            return list(self._pools.values())
+
+    def interrupt(self) -> None:
+        for pool in self.pools:
+            pool.interrupt()
+
+    def close(self) -> None:
+        with self._lock:
+            pools, self._pools = list(self._pools.values()), OrderedDict()
+        for pool in pools:
+            pool.close()
 
 
 class CheckRunner:
-    """Threads that take queued attempts and run their public checks until ``stop``."""
+    """Threads that take queued attempts and run their public checks until ``stop``, each on its kept workers."""
 
     def __init__(self, site, workers: int, grade_fn=self_check_task):
         self.site, self.workers, self.grade_fn = site, workers, grade_fn
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._claim = threading.Lock()
+        self._mine = threading.local()                   # this thread's CheckWorkers
+        self._kept: list[CheckWorkers] = []              # every thread's
+        self._snapshots: dict[tuple, Path | None] = {}   # settings_state → the dataset snapshot its workers read
+        self._scratch: tempfile.TemporaryDirectory | None = None
+        self._lock = threading.Lock()
+        self._snapshot_lock = threading.Lock()           # one dataset loaded at a time, each once
 
     def start(self) -> None:
         records.requeue_running_checks(self.site.engine)       # checks a stopped server left running start again
@@ -73,19 +140,71 @@ class CheckRunner:
             t.start()
 
     def stop(self, timeout: float = 10) -> None:
+        """Stop the threads and their workers: a check in flight has ``timeout`` seconds to finish, then is cut
+        short (it runs again at the next start)."""
         self._stop.set()
         self.site.new_attempt.set()
         for t in self._threads:
             t.join(timeout)
+        for kept in self.kept:
+            kept.interrupt()
+        for t in self._threads:
+            t.join(timeout)
+        for kept in self.kept:          # a thread closes its own as it ends; a pool is joined by one thread only
+            if not kept.owner.is_alive() or kept.owner is threading.current_thread():
+                kept.close()
+        with self._snapshot_lock, self._lock:
+            if self._scratch is not None:
+                self._scratch.cleanup()
+            self._scratch, self._snapshots = None, {}
+
+    @property
+    def kept(self) -> list[CheckWorkers]:
+        with self._lock:
+            return list(self._kept)
 
     def _loop(self) -> None:
-        while not self._stop.is_set():
-            row = self.claim()
-            if row is None:
-                self.site.new_attempt.wait(2)
-                self.site.new_attempt.clear()
-                continue
-            self.run(row)
+        try:
+            while not self._stop.is_set():
+                row = self.claim()
+                if row is None:
+                    self.site.new_attempt.wait(2)
+                    self.site.new_attempt.clear()
+                    continue
+                self.run(row)
+        finally:
+            if getattr(self._mine, "workers", None) is not None:
+                self._mine.workers.close()
+
+    def check_workers(self) -> CheckWorkers:
+        """The calling thread's kept workers."""
+        if getattr(self._mine, "workers", None) is None:
+            self._mine.workers = CheckWorkers(self.grade_fn, self.site.logs / "checks.log")
+            with self._lock:
+                self._kept.append(self._mine.workers)
+        return self._mine.workers
+
+    def snapshot_for(self, config: Config) -> Path | None:
+        """The assignment's verified dataset, saved once (``dataset.snapshot``, as a batch saves it) for every
+        worker to read instead of verifying it again — loaded from the settings on disk, as the workers read them;
+        None for an assignment with no dataset, or one that cannot be loaded now (each worker then says why)."""
+        state = settings_state(config)
+        with self._snapshot_lock:
+            if state not in self._snapshots:
+                try:
+                    data = dataset.load_dataset(config_for(load_config(config.source), config.assignment.id))
+                except GraderError:
+                    return None
+                folder = self.scratch() / f"{config.assignment.id}-{len(self._snapshots)}"
+                self._snapshots[state] = None if data is None else dataset.snapshot(data, folder)
+            return self._snapshots[state]
+
+    def scratch(self) -> Path:
+        """The runner's temporary folder (the snapshots), removed at ``stop``."""
+        with self._lock:
+            if self._scratch is None:
+                self._scratch = tempfile.TemporaryDirectory(prefix="autograder-checks-")
+            return Path(self._scratch.name)
 
     def claim(self):
         """The oldest queued attempt, marked running (a conditional update: two runners never take one)."""
@@ -100,16 +219,14 @@ class CheckRunner:
             device = self.site.check_device
             required = not self.site.unsafe_without_sandbox
             task = CheckTask(row.id, row.receipt, self.site.data / row.file)
-            payload = {"device": device, "require_sandbox": required, "time_limit_s": limit}
-            for _, reply in graded([task], config, payload=lambda t: {"path": str(t.path), **payload},
-                                   workers=1, kernel_device=device, log_path=self.site.logs / "checks.log",
-                                   grade_fn=self.grade_fn):
-                if reply.get("infrastructure"):
-                    note = f"the check could not run (tried {len(task.attempts)} times): {reply['infrastructure']}"
-                else:
-                    write_atomic(self.site.check_file(row.receipt),
-                                 json.dumps(reply["result"], ensure_ascii=False, indent=2) + "\n")
-                    state = DONE
+            payload = {"path": str(task.path), "device": device, "require_sandbox": required, "time_limit_s": limit}
+            reply = self.check_workers().grade(task, payload, config, device, self.snapshot_for(config))
+            if reply.get("infrastructure"):
+                note = f"the check could not run (tried {len(task.attempts)} times): {reply['infrastructure']}"
+            else:
+                write_atomic(self.site.check_file(row.receipt),
+                             json.dumps(reply["result"], ensure_ascii=False, indent=2) + "\n")
+                state = DONE
         except Exception as exc:                         # the runner's own failure: said to staff, never a crash
             note = f"the check could not run: {type(exc).__name__}: {exc}"
         if state == FAILED and self._stop.is_set():      # cut short by the server stopping: it runs again at start
