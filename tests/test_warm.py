@@ -3,6 +3,7 @@ nothing crosses from one student to the next, a kernel that died or could not wa
 warm and cold kernels compute the same numbers."""
 
 import dataclasses
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -175,3 +176,24 @@ def test_a_kernel_is_only_swapped_for_one_started_the_same_way(config):
     assert recipe != warm.Recipe.of(config, "gpu")
     assert recipe != warm.Recipe.of(dataclasses.replace(config, memory_limit_mb=1024), "cpu")
     assert recipe != warm.Recipe.of(dataclasses.replace(config, seed=1), "cpu")
+
+
+def kernel_waiting_in_the_worker(task: dict, config, data) -> dict:
+    """A worker's grading function that leaves a warm kernel waiting, and says where its folder and cgroups are."""
+    warm.keep_warm(config, "cpu")
+    (kernel,) = warm.pool().waiting
+    kernel.wait_ready()
+    return {"folder": str(kernel.folder), "cgroups": [str(p) for p in getattr(kernel.km, "cgroups", {}).values()],
+            "alive": kernel.alive()}
+
+
+def test_a_worker_stopped_by_its_pool_stops_its_warm_kernel_with_its_folder_and_cgroups(config, tmp_path):
+    from types import SimpleNamespace
+
+    from autograder.classroom.pool import graded
+
+    ((_, reply),) = graded([SimpleNamespace(attempts=[])], config, payload=lambda task: {}, workers=1,
+                           kernel_device="cpu", log_path=tmp_path / "workers.log", grade_fn=kernel_waiting_in_the_worker)
+    assert reply["alive"] and reply["folder"]
+    assert not Path(reply["folder"]).exists()
+    assert not [p for p in reply["cgroups"] if Path(p).exists()]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import multiprocessing
 import multiprocessing.forkserver
 import os
+import sys
 import tempfile
 import threading
 import time
@@ -32,6 +33,7 @@ from ..reports.report import format_table
 from ..run.infrastructure import infrastructure_problem
 
 KERNEL_LOG_LIMIT = 1_000_000          # bytes of a kernel's own stdout/stderr kept in the submission's log
+STOP_GRACE_S = 10                     # an idle worker's time to stop its warm kernels before it is killed
 MAX_ATTEMPTS = 2                      # an infrastructure failure is retried once
 
 
@@ -75,9 +77,17 @@ def _worker_main(conn, config_path: str, assignment_id: str, grade_fn, log_path:
     while True:
         try:
             task = conn.recv()
-        except EOFError:
+        except EOFError:                 # the pool stops this worker: its warm kernels go with it (a process
+            close_kernels()              # started by multiprocessing leaves by os._exit, past atexit)
             return
         conn.send(reply_for(task, config, data, grade_fn))
+
+
+def close_kernels() -> None:
+    """Stop this process's waiting kernels, their sandboxes, cgroups and folders (where it started any)."""
+    warm = sys.modules.get("autograder.run.warm")     # not imported: a worker that only regraded has none
+    if warm is not None:
+        warm.close_all()
 
 
 def reply_for(task: dict, config: Config, data, grade_fn) -> dict:
@@ -123,10 +133,15 @@ class Worker:
         return f"worker lost (exit code {self.process.exitcode})"
 
     def stop(self) -> None:
-        """End the process. An idle worker holds nothing (its kernel is shut down after each notebook), so it is
-        killed rather than left to unload TensorFlow (seconds); a busy one loses only its notebook in flight, whose
-        kernel exits with it (ipykernel watches its parent)."""
-        self.process.kill()
+        """End the process. An idle worker is asked to leave (its pipe closed): it stops its warm kernels, their
+        sandboxes and cgroups, and exits without unloading TensorFlow; one that does not within STOP_GRACE_S, or a
+        busy one, is killed — losing only its notebook in flight, whose kernel dies with it (bwrap's
+        --die-with-parent; ipykernel watches its parent)."""
+        if self.task is None and self.process.is_alive():
+            self.conn.close()
+            self.process.join(timeout=STOP_GRACE_S)
+        if self.process.is_alive():
+            self.process.kill()
         self.process.join()
 
 

@@ -304,6 +304,7 @@ def keep_warm(config: Config, device: str) -> None:
 
 
 @atexit.register
-def _close_all() -> None:
+def close_all() -> None:
+    """Every thread's waiting kernels, stopped (at exit; a worker told to stop)."""
     for each in list(_pools):
         each.close()
