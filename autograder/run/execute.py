@@ -210,13 +210,16 @@ class GradingClient(NotebookClient):
         return cell
 
 
-def prepare(student_nb, pins: dict[str, Path], artifacts: Path, seed: int, exports: Exports, fused_steps: int = 1):
-    """The notebook actually run: setup cell, the student's cells (markdown kept, not run), export cell."""
+def prepare(student_nb, pins: dict[str, Path], artifacts: Path, seed: int, exports: Exports, fused_steps: int = 1,
+            expected: dict[str, dict] | None = None):
+    """The notebook actually run: setup cell, the student's cells (markdown kept, not run), export cell
+    (``expected``: the digests of the arrays the graders rebuild, see kernel_side's ``export``)."""
     nb = nbformat.from_dict(student_nb)                     # a copy: the submission stays as it was
     pins = {name: str(path) for name, path in pins.items()}
     nb.cells = [harness_cell(harness_code("setup", repr(pins), repr(seed), repr(fused_steps), repr(TRAINING_MIME))),
                 *nb.cells,
-                harness_cell(harness_code("export", "globals()", repr(str(artifacts)), repr(asdict(exports))))]
+                harness_cell(harness_code("export", "globals()", repr(str(artifacts)), repr(asdict(exports)),
+                                         repr(expected or {})))]
     nb.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "Python 3"}
     return nb
 
@@ -228,8 +231,8 @@ def without_harness(nb) -> nbformat.NotebookNode:
 
 
 def execute(student_nb, artifacts: Path, config: Config, device: str, data=None,
-            executed_out: Path | None = None, fused: bool = True, pins: dict[str, Path] | None = None
-            ) -> ExecutionRecord:
+            executed_out: Path | None = None, fused: bool = True, pins: dict[str, Path] | None = None,
+            expected: dict[str, dict] | None = None) -> ExecutionRecord:
     """Run ``student_nb`` (a NotebookNode) in a fresh kernel; write artifacts under ``artifacts`` and, if asked,
     the notebook with its outputs to ``executed_out``. ``fused``: speed mode (config.fused_fit_steps);
     ``pins``: the dataset's files for the kernel, ready (a batch writes them once), else written from ``data``
@@ -245,7 +248,7 @@ def execute(student_nb, artifacts: Path, config: Config, device: str, data=None,
         workdir.mkdir()
         if pins is None:
             pins = dataset.kernel_files(config, data, Path(tmp))
-        nb = prepare(student_nb, pins, artifacts, config.seed, config.assignment.exports, fused_steps)
+        nb = prepare(student_nb, pins, artifacts, config.seed, config.assignment.exports, fused_steps, expected)
         km, record.sandbox = kernel_manager(config, workdir, tuple(pins.values()), artifacts)
         client = GradingClient(nb, config, km=km, resources={"metadata": {"path": str(workdir)}})
         with open(artifacts / "kernel.log", "ab") as log:   # the kernel's own stdout/stderr (TF's chatter)
