@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 
+from autograder import PROJECT_ROOT
 from autograder.course.dataset import array_digest, expected_digests
 from autograder.grading.grade import Run, kept_files, regrade_kept
 from autograder.grading.graders import run_graders
@@ -15,6 +16,7 @@ from autograder.run.execute import KERNEL_SIDE
 from autograder.run.record import ExecutionRecord
 
 ARRAYS = ("x_train", "x_test", "y_train", "y_test", "test2")
+SAMPLES = PROJECT_ROOT / "reference" / "assignment3" / "samples"
 
 
 def kernel_export():
@@ -149,3 +151,17 @@ def test_the_run_fingerprint_holds_the_digests_the_kernel_compares_with(config, 
     float32 = {"x_train": lambda data: (data.x_train.reshape(60000, 784) / 255).astype(np.float32)}
     other = dataclasses.replace(config, chosen=dataclasses.replace(config.assignment, recomputable=float32))
     assert run_context(other, "cpu", True, mnist) != run
+
+
+@pytest.mark.training
+@pytest.mark.short_course("style-compile-functions")
+def test_a_graded_lecture_style_notebook_writes_no_x_train_and_scores_full_marks(graded):
+    """End to end (the short course's one grading of this sample, shared with test_grading): the kernel found the
+    lecture's x_train and x_test equal to the course's, and the graders, reading the course's, pass every check —
+    val_accuracy recomputed on its validation rows."""
+    result = graded(SAMPLES / "style-compile-functions.ipynb", short=True)
+    arrays = result.execution["arrays"]
+    assert arrays["x_train"]["expected"] is True and arrays["x_test"]["expected"] is True
+    assert "expected" not in arrays["y_train"]
+    assert {t.name for t in result.tests if t.status != "passed"} == set(), [t.output for t in result.tests]
+    assert result.measurements["val_accuracy"] >= 0.9

@@ -241,7 +241,8 @@ def expected_digests(config: "Config", data=None) -> dict[str, dict]:
            tuple((name, getattr(rebuild, "__code__", rebuild)) for name, rebuild in assignment.recomputable.items()))
     if key not in _EXPECTED_DIGESTS:
         data = for_assignment(config, data)
-        _EXPECTED_DIGESTS[key] = {name: array_digest(rebuild(data)) for name, rebuild in assignment.recomputable.items()}
+        _EXPECTED_DIGESTS[key] = {name: array_digest(rebuild(data))
+                                  for name, rebuild in assignment.recomputable.items()}
     return _EXPECTED_DIGESTS[key]
 
 

@@ -3,8 +3,9 @@
 - The **run** fingerprint: everything that decides what the student's kernel produced — the notebook's bytes, the
   released notebook its given cells are restored from, the harness code (``RUN_CODE``), the dataset's pinned
   digests (in dataset.py), the execution settings (``RUN_SETTINGS``), the assignment's exports, the digests of
-  the arrays its graders rebuild (RECOMPUTABLE: an array equal to one is not written) and its training cells, the libraries the kernel runs (``LIBRARIES``) and the device kind. Equal run fingerprints: the stored
-  run's artifacts are what executing the notebook again would give.
+  the arrays its graders rebuild (RECOMPUTABLE: an array equal to one is not written) and its training cells, the
+  libraries the kernel runs (``LIBRARIES``) and the device kind. Equal run fingerprints: the stored run's
+  artifacts are what executing the notebook again would give.
 - The **grading** fingerprint: what turns those artifacts into verdicts — the hidden graders and the framework's
   grading code (``GRADING_CODE``), the assignment's settings.py (points, thresholds and titles live there or in
   the graders), grader_config.py, and whether the grade is official. Erring on the side of "changed" costs a

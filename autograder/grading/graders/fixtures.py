@@ -44,9 +44,9 @@ class Student:
         return self.assignment.exports
 
     def array(self, name: str) -> np.ndarray:
-        entry = self.record.get("arrays", {}).get(name, {"defined": False})
+        entry = self.record.get("arrays", {}).get(name)
         path = self.artifacts / f"{name}.npy"
-        if not entry.get("defined"):
+        if not (isinstance(entry, dict) and entry.get("defined")):
             fail(f"変数 {name} が見つかりませんでした。課題のセルで {name} を作ってください。",
                  f"Variable {name} was not found. Define {name} in the assignment's cells.")
         if self.is_course_array(name):
