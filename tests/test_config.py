@@ -85,6 +85,11 @@ def test_bad_course_setting_stops_with_a_message_naming_it(tmp_path, settings, n
     ({"EXPORTS": {"arrays": ("x-train",)}}, "EXPORTS must list variable names as plain identifiers"),
     ({"EXPORTS": {"tables": ("x",)}}, "EXPORTS has unknown kinds 'tables'"),
     ({"EXPORTS": {"model": ["model"]}}, "EXPORTS['model'] must be one variable name"),
+    ({"RECOMPUTABLE": {"y_val": 1}}, ("RECOMPUTABLE names 'y_val', which is not among EXPORTS['arrays'] (x_train, "
+                                      "x_test, y_train, y_test, test2)")),
+    ({"RECOMPUTABLE": {"x_train": "x_train / 255"}}, "RECOMPUTABLE['x_train'] must be a function of the dataset"),
+    ({"RECOMPUTABLE": ["x_train"]}, "RECOMPUTABLE must be a dict"),
+    ({"DATASET": ...}, "RECOMPUTABLE rebuilds arrays from the assignment's dataset, but no DATASET is set"),
     ({"EXPECTED": {"epochs": None}}, "EXPECTED['epochs'] must be a number, text or a tuple"),
     ({"TRAINING_CURVE": {"threshold": 0.9}}, "TRAINING_CURVE must be a dict with 'metric'"),
     ({"DEADLNE": "2024-05-16 23:59"}, "setting DEADLNE is unknown (did you mean DEADLINE?)"),

@@ -105,7 +105,7 @@ class Batch:
             self._check_only(submissions)
             self.checks, broken = declared_checks(self.config)     # once, before any notebook is executed
             self.page_context = page_context(self.config, self.checks)
-            todo = self._plan(submissions, store)
+            todo = self._plan(submissions, store, data)
             self._keep(store, submissions, todo.reuse)
             for task in todo.refuse:
                 self._finish(store, task, refused_result(task.submission, self.config, self.checks, self.official),
@@ -133,8 +133,8 @@ class Batch:
         if self.only is not None and self.strict_only:
             check_only(self.only, {sub.student_id for sub in submissions})
 
-    def _plan(self, submissions: list[intake.Submission], store: ResultStore) -> Plan:
-        contexts = run_contexts(self.config, self.kernel_device, self.fused)
+    def _plan(self, submissions: list[intake.Submission], store: ResultStore, data) -> Plan:
+        contexts = run_contexts(self.config, self.kernel_device, self.fused, data)
         return plan(submissions, lambda sub: Task(sub, run_fingerprints(notebook_bytes(sub), contexts),
                                                   self.kernel_device),
                     self.grading_of, lambda sub: store.previous(sub.file_stem), store.runs.find_first,

@@ -10,8 +10,10 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import difflib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 
 from ..errors import ConfigError
 from .clock import parse_deadline
@@ -21,8 +23,8 @@ SETTINGS_FILE = "settings.py"
 LATE_POLICIES = ("reject", "accept")
 EXPORT_KINDS = ("arrays", "model", "history", "numbers")
 EXPECTED_VALUE_TYPES = (int, float, str, bool, tuple, list)
-ASSIGNMENT_SETTINGS = ("TITLE", "DEADLINE", "LATE_POLICY", "DATASET", "EXPORTS", "TRAINING_CELLS", "EXPECTED",
-                       "TRAINING_CURVE", "DEMO_SAMPLE")
+ASSIGNMENT_SETTINGS = ("TITLE", "DEADLINE", "LATE_POLICY", "DATASET", "EXPORTS", "RECOMPUTABLE", "TRAINING_CELLS",
+                       "EXPECTED", "TRAINING_CURVE", "DEMO_SAMPLE")
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,8 @@ class Assignment:
     folder: Path                          # reference/<id>/
     root: Path                            # the course folder (where assignments/ is)
     overrides: dict = field(default_factory=dict)   # course settings this assignment changes (Config field names)
+    # exported arrays the graders rebuild from the dataset: name → function of the dataset (see RECOMPUTABLE)
+    recomputable: Mapping[str, Callable] = field(default_factory=dict)
 
     @property
     def title(self) -> tuple[str, str]:
@@ -134,6 +138,7 @@ def load_assignment(config: Config, assignment_id: str) -> Assignment:
 
         if dataset not in DATASETS:
             raise s.error("DATASET", f"= {dataset!r} is not a pinned dataset; choose one of {', '.join(DATASETS)}")
+    exports = _exports(s)
     return Assignment(
         id=assignment_id,
         title_ja=title[0].strip(),
@@ -141,7 +146,7 @@ def load_assignment(config: Config, assignment_id: str) -> Assignment:
         deadline=deadline,
         late_policy=s.choice("LATE_POLICY", LATE_POLICIES),
         dataset=dataset,
-        exports=_exports(s),
+        exports=exports,
         training_cells=_names(s, "TRAINING_CELLS", s.get("TRAINING_CELLS", tuple, ())),
         expected=_expected(s),
         training_curve=_training_curve(s),
@@ -149,6 +154,7 @@ def load_assignment(config: Config, assignment_id: str) -> Assignment:
         folder=folder,
         root=config.root,
         overrides={name.lower(): read(s) for name, read in OVERRIDABLE.items() if name in s.values},
+        recomputable=_recomputable(s, exports, dataset),
     )
 
 
@@ -181,6 +187,24 @@ def _exports(s: SettingsFile) -> Exports:
         single[kind] = name
     return Exports(arrays=_names(s, "EXPORTS", exports.get("arrays", ()), "variable names"),
                    numbers=_names(s, "EXPORTS", exports.get("numbers", ()), "variable names"), **single)
+
+
+def _recomputable(s: SettingsFile, exports: Exports, dataset: str | None) -> Mapping[str, Callable]:
+    """RECOMPUTABLE: {array name: function(dataset) → the array a right answer holds}. The kernel writes no .npy
+    for an array equal to it (only its digest), and the graders rebuild it from the dataset: the 376 MB x_train
+    need not cross the disk twice per student."""
+    recomputable = s.get("RECOMPUTABLE", dict, {})
+    if recomputable and dataset is None:
+        raise s.error("RECOMPUTABLE", "rebuilds arrays from the assignment's dataset, but no DATASET is set")
+    for name, rebuild in recomputable.items():
+        if name not in exports.arrays:
+            raise s.error("RECOMPUTABLE", f"names {name!r}, which is not among EXPORTS['arrays'] "
+                                          f"({', '.join(exports.arrays) or 'none'}): only an exported array can be "
+                                          "rebuilt in its place")
+        if not callable(rebuild):
+            raise s.error(f"RECOMPUTABLE[{name!r}]", f"must be a function of the dataset (lambda data: …), got "
+                                                     f"{rebuild!r}")
+    return MappingProxyType(dict(recomputable))
 
 
 def _expected(s: SettingsFile) -> dict:

@@ -216,6 +216,36 @@ def kernel_files(config: "Config", data, folder: Path) -> dict[str, Path]:
     return {pinned.kernel_pin: pinned.write_kernel_file(for_assignment(config, data), path)}
 
 
+# --- arrays the graders rebuild from the dataset (an assignment's RECOMPUTABLE) ----------------------------------
+
+def array_digest(array) -> dict:
+    """An array's SHA-256 over its C-contiguous bytes, with its shape and dtype: exactly what kernel_side's
+    ``export`` records of a student's array (tests/test_exports.py holds the two to each other)."""
+    array = np.asarray(array)
+    return {"sha256": hashlib.sha256(np.ascontiguousarray(array).data).hexdigest(), "shape": list(array.shape),
+            "dtype": str(array.dtype)}
+
+
+_EXPECTED_DIGESTS: dict[tuple, dict[str, dict]] = {}
+
+
+def expected_digests(config: "Config", data=None) -> dict[str, dict]:
+    """name → ``array_digest`` of each array the assignment's RECOMPUTABLE rebuilds from its dataset (``data``,
+    loaded when not given and needed): what the kernel's export compares the student's arrays with. Computed once
+    per process for the same settings.py and functions (their code: each load of the file makes new ones): the
+    dataset is pinned, so the digests do not change between students."""
+    assignment = config.assignment
+    if not assignment.recomputable:
+        return {}
+    key = (sha256_of(assignment.settings_path), assignment.dataset,
+           tuple((name, getattr(rebuild, "__code__", rebuild)) for name, rebuild in assignment.recomputable.items()))
+    if key not in _EXPECTED_DIGESTS:
+        data = for_assignment(config, data)
+        _EXPECTED_DIGESTS[key] = {name: array_digest(rebuild(data))
+                                  for name, rebuild in assignment.recomputable.items()}
+    return _EXPECTED_DIGESTS[key]
+
+
 def snapshot(data, folder: Path) -> Path:
     """The verified dataset saved as plain .npy files (and JSON for anything else), for a batch's workers to read
     in milliseconds instead of decompressing and verifying the pinned files each again."""

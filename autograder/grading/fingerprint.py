@@ -2,9 +2,10 @@
 
 - The **run** fingerprint: everything that decides what the student's kernel produced — the notebook's bytes, the
   released notebook its given cells are restored from, the harness code (``RUN_CODE``), the dataset's pinned
-  digests (in dataset.py), the execution settings (``RUN_SETTINGS``), the assignment's exports and training
-  cells, the libraries the kernel runs (``LIBRARIES``) and the device kind. Equal run fingerprints: the stored
-  run's artifacts are what executing the notebook again would give.
+  digests (in dataset.py), the execution settings (``RUN_SETTINGS``), the assignment's exports, the digests of
+  the arrays its graders rebuild (RECOMPUTABLE: an array equal to one is not written) and its training cells, the
+  libraries the kernel runs (``LIBRARIES``) and the device kind. Equal run fingerprints: the stored run's
+  artifacts are what executing the notebook again would give.
 - The **grading** fingerprint: what turns those artifacts into verdicts — the hidden graders and the framework's
   grading code (``GRADING_CODE``), the assignment's settings.py (points, thresholds and titles live there or in
   the graders), grader_config.py, and whether the grade is official. Erring on the side of "changed" costs a
@@ -26,6 +27,7 @@ from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 
+from ..course import dataset
 from ..course.config import Config
 
 PACKAGE = Path(__file__).parent.parent            # autograder/: the code lists below are relative to it
@@ -66,8 +68,9 @@ def library_versions() -> tuple[tuple[str, str], ...]:
     return tuple((name, version(name)) for name in LIBRARIES)
 
 
-def run_context(config: Config, device: str, fused: bool) -> str:
-    """The digest of every run input but the notebook itself: computed once per batch."""
+def run_context(config: Config, device: str, fused: bool, data=None) -> str:
+    """The digest of every run input but the notebook itself: computed once per batch. ``data``: the assignment's
+    dataset if already loaded (read only where RECOMPUTABLE rebuilds arrays from it)."""
     assignment = config.assignment
     digest = hashlib.sha256(b"run v1\0")
     _digest_files(digest, PACKAGE, RUN_CODE)
@@ -76,7 +79,8 @@ def run_context(config: Config, device: str, fused: bool) -> str:
     settings = {name: getattr(config, name) for name in RUN_SETTINGS}
     settings["fused_fit_steps"] = config.fused_fit_steps if fused else 1
     facts = {"settings": settings, "dataset": assignment.dataset, "exports": asdict(assignment.exports),
-             "training_cells": list(assignment.training_cells), "libraries": library_versions(), "device": device}
+             "training_cells": list(assignment.training_cells), "libraries": library_versions(), "device": device,
+             "recomputable": dataset.expected_digests(config, data)}
     digest.update(json.dumps(facts, sort_keys=True, default=str).encode())
     return digest.hexdigest()
 
@@ -86,12 +90,12 @@ def run_fingerprint(notebook: bytes, context: str) -> str:
     return hashlib.sha256(f"{context}\0{hashlib.sha256(notebook).hexdigest()}".encode()).hexdigest()
 
 
-def run_contexts(config: Config, kernel_device: str, fused: bool) -> dict[str, str]:
+def run_contexts(config: Config, kernel_device: str, fused: bool, data=None) -> dict[str, str]:
     """device → ``run_context`` for each device whose stored run stands for a run on ``kernel_device`` now, the
     preferred first: a GPU run stands for a CPU one (it is what official grading asks for, and regrading it needs
     no GPU), never the other way."""
     devices = ("gpu",) if kernel_device == "gpu" else ("gpu", kernel_device)
-    return {device: run_context(config, device, fused) for device in devices}
+    return {device: run_context(config, device, fused, data) for device in devices}
 
 
 def run_fingerprints(notebook: bytes, contexts: dict[str, str]) -> dict[str, str]:

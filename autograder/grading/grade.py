@@ -138,7 +138,7 @@ def run_notebook(path: Path, config: Config, kernel_device: str, data, artifacts
     # The graders need Keras in this process; importing it (~3 s) while the kernel trains costs no wall time.
     threading.Thread(target=importlib.import_module, args=("keras",), daemon=True).start()
     record = execute(clean.nb, artifacts, config, kernel_device, data, fused=fused, pins=pins,
-                     executed_out=executed_out)
+                     executed_out=executed_out, expected=dataset.expected_digests(config, data))
     return Run(read_notes + clean.notes, record)
 
 
@@ -159,7 +159,8 @@ EXECUTED_NOTEBOOK = "executed.ipynb"
 
 def kept_files(config: Config, artifacts: Path, executed: Path) -> dict[str, Path]:
     """The files of a run worth keeping: the declared exports, the kernel's record and log, the executed notebook
-    (whatever else the kernel left in its folder is not kept)."""
+    (whatever else the kernel left in its folder is not kept; an array equal to the one the graders rebuild has
+    no .npy, and the record says so)."""
     exports = config.assignment.exports
     names = [f"{name}.npy" for name in exports.arrays] + ["model.keras", "kernel_record.json", "kernel.log"]
     return {**{name: artifacts / name for name in names}, EXECUTED_NOTEBOOK: executed}

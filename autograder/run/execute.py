@@ -195,13 +195,16 @@ class GradingClient(NotebookClient):
         return cell
 
 
-def prepare(student_nb, pins: dict[str, Path], artifacts: Path, seed: int, exports: Exports, fused_steps: int = 1):
-    """The notebook actually run: setup cell, the student's cells (markdown kept, not run), export cell."""
+def prepare(student_nb, pins: dict[str, Path], artifacts: Path, seed: int, exports: Exports, fused_steps: int = 1,
+            expected: dict[str, dict] | None = None):
+    """The notebook actually run: setup cell, the student's cells (markdown kept, not run), export cell
+    (``expected``: the digests of the arrays the graders rebuild, see kernel_side's ``export``)."""
     nb = nbformat.from_dict(student_nb)                     # a copy: the submission stays as it was
     pins = {name: str(path) for name, path in pins.items()}
     nb.cells = [harness_cell(harness_code("setup", repr(pins), repr(seed), repr(fused_steps), repr(TRAINING_MIME))),
                 *nb.cells,
-                harness_cell(harness_code("export", "globals()", repr(str(artifacts)), repr(asdict(exports))))]
+                harness_cell(harness_code("export", "globals()", repr(str(artifacts)), repr(asdict(exports)),
+                                         repr(expected or {})))]
     nb.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "Python 3"}
     return nb
 
@@ -213,12 +216,13 @@ def without_harness(nb) -> nbformat.NotebookNode:
 
 
 def execute(student_nb, artifacts: Path, config: Config, device: str, data=None,
-            executed_out: Path | None = None, fused: bool = True, pins: dict[str, Path] | None = None
-            ) -> ExecutionRecord:
+            executed_out: Path | None = None, fused: bool = True, pins: dict[str, Path] | None = None,
+            expected: dict[str, dict] | None = None) -> ExecutionRecord:
     """Run ``student_nb`` (a NotebookNode) on a kernel of its own (warm where this thread's pool has one ready: see
     ``warm``); write artifacts under ``artifacts`` and, if asked, the notebook with its outputs to
     ``executed_out``. ``fused``: speed mode (config.fused_fit_steps); ``pins``: the dataset's files for the kernel,
-    ready (a batch writes them once), else written from ``data`` (the assignment's dataset, loaded if not given)."""
+    ready (a batch writes them once), else written from ``data`` (the assignment's dataset, loaded if not given);
+    ``expected``: the digests of the arrays the graders can rebuild (``kernel_side.export``)."""
     artifacts = Path(artifacts)
     artifacts.mkdir(parents=True, exist_ok=True)
     fused_steps = config.fused_fit_steps if fused else 1
@@ -231,7 +235,8 @@ def execute(student_nb, artifacts: Path, config: Config, device: str, data=None,
     record.kernel_ready_s, record.kernel_saved_s = start.ready_s, start.saved_s
     try:
         pins = place_pins(kernel.pins, config, data, pins)
-        nb = prepare(student_nb, pins, kernel.artifacts, config.seed, config.assignment.exports, fused_steps)
+        nb = prepare(student_nb, pins, kernel.artifacts, config.seed, config.assignment.exports, fused_steps,
+                     expected)
         client = GradingClient(nb, config, km=kernel.km, resources={"metadata": {"path": str(kernel.work)}})
         try:
             client.execute(cleanup_kc=True)

@@ -3,20 +3,22 @@
 A pytest plugin module (``run_graders`` passes it to pytest), so that every assignment's graders folder gets these
 fixtures without a conftest of its own: ``student`` (the exported variables), ``model`` / ``saved_model`` /
 ``predict`` (the exported Keras model); the plugin adds ``assignment``, ``dataset``, ``config`` and ``artifacts``. Nothing here calls the student's code. Arrays are read from .npy files (no
-pickles); the model is rebuilt from its .keras file with Keras's safe mode; the training history is plain JSON.
+pickles), or rebuilt from the dataset where the kernel found them equal to the course's own (RECOMPUTABLE); the
+model is rebuilt from its .keras file with Keras's safe mode; the training history is plain JSON.
 """
 
 from __future__ import annotations
 
 import json
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from autograder.course.assignment import Exports
+from autograder.course.assignment import Assignment
+from autograder.course.dataset import expected_digests
 from autograder.grading.graders.support import fail
 
 # Functions of tf.nn that students may pass as activations: they save under these names but do not load back
@@ -27,17 +29,28 @@ TF_ACTIVATION_ALIASES = ("softmax_v2", "softmax", "relu", "sigmoid", "tanh", "el
 
 @dataclass
 class Student:
-    """What the student's kernel exported (the variables the assignment's EXPORTS names), read back safely."""
+    """What the student's kernel exported (the variables the assignment's EXPORTS names), read back safely.
+    ``expected``: name → the digest of the array the course's own code gives (``dataset.expected_digests``);
+    ``data``: the dataset it is rebuilt from."""
     artifacts: Path
     record: dict
-    exports: Exports
+    assignment: Assignment
+    expected: dict = field(default_factory=dict)
+    data: object = None
+    _rebuilt: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def exports(self):
+        return self.assignment.exports
 
     def array(self, name: str) -> np.ndarray:
-        entry = self.record.get("arrays", {}).get(name, {"defined": False})
+        entry = self.record.get("arrays", {}).get(name)
         path = self.artifacts / f"{name}.npy"
-        if not entry.get("defined"):
+        if not (isinstance(entry, dict) and entry.get("defined")):
             fail(f"変数 {name} が見つかりませんでした。課題のセルで {name} を作ってください。",
                  f"Variable {name} was not found. Define {name} in the assignment's cells.")
+        if self.is_course_array(name):
+            return self.course_array(name)
         if not path.is_file():
             reason = entry.get("error", "")
             fail(f"変数 {name} を数値の配列として読み取れませんでした ({entry.get('type', '?')}: {reason})。",
@@ -59,9 +72,28 @@ class Student:
         return float(value)
 
     def defined_arrays(self) -> set[str]:
-        """Names of the arrays the kernel exported."""
+        """Names of the arrays the kernel exported (as .npy, or as equal to the course's own)."""
         return {name for name, entry in self.record.get("arrays", {}).items()
-                if isinstance(entry, dict) and entry.get("defined") and (self.artifacts / f"{name}.npy").is_file()}
+                if isinstance(entry, dict) and entry.get("defined")
+                and (self.is_course_array(name) or (self.artifacts / f"{name}.npy").is_file())}
+
+    def is_course_array(self, name: str) -> bool:
+        """Whether the kernel recorded ``name`` as equal to the array the graders rebuild (no .npy written): its
+        digest, shape and dtype are those the grader computed itself. The record is the student's process's word;
+        a false claim only puts the course's own correct array in place of the student's (see kernel_side's
+        ``export``). A run stored before RECOMPUTABLE (its .npy kept) has no claim and is read from its file."""
+        entry, course = self.record.get("arrays", {}).get(name), self.expected.get(name)
+        return (isinstance(entry, dict) and entry.get("expected") is True and course is not None
+                and all(entry.get(key) == course[key] for key in ("sha256", "shape", "dtype")))
+
+    def course_array(self, name: str) -> np.ndarray:
+        """The array the assignment's RECOMPUTABLE builds from the dataset, once per grading, read-only as a
+        loaded .npy is."""
+        if name not in self._rebuilt:
+            array = np.asarray(self.assignment.recomputable[name](self.data)).view()   # the dataset's own stays
+            array.setflags(write=False)
+            self._rebuilt[name] = array
+        return self._rebuilt[name]
 
     def history(self) -> tuple[dict, dict]:
         entry = self.record.get("history", {})
@@ -88,14 +120,14 @@ class SavedModel:
 
 
 @pytest.fixture(scope="session")
-def student(artifacts, assignment) -> Student:
+def student(artifacts, config, dataset) -> Student:
     try:
         record = json.loads((artifacts / "kernel_record.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         record = {}                              # nothing exported: every variable reads as not defined
     record = record if isinstance(record, dict) else {}
     record = {key: value if isinstance(value, dict) else {} for key, value in record.items()}
-    return Student(artifacts, record, assignment.exports)
+    return Student(artifacts, record, config.assignment, expected_digests(config, dataset), dataset)
 
 
 @pytest.fixture(scope="session")
