@@ -32,9 +32,41 @@ RESULTS = ROOT / "bench" / "results" / "breakdown.json"
 PHASES = ("kernel", "setup", "notebook", "fit", "export", "other", "graders", "pages")
 
 
-def cpu_seconds() -> float:
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+KERNEL_CPU: list[float] = []        # each destroyed kernel's whole life (start, imports, notebook), in core-seconds
+
+
+def own_cpu_seconds() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    return own.ru_utime + own.ru_stime
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    import psutil
+
+    total = 0.0
+    try:
+        root = psutil.Process(pid)
+        for each in [root, *root.children(recursive=True)]:
+            times = each.cpu_times()
+            total += times.user + times.system
+    except psutil.Error:
+        pass
+    return total
+
+
+def count_kernel_cpu() -> None:
+    """Just before nbclient stops a notebook's kernel, add up the CPU time of its processes (bwrap and the kernel
+    below it, its start and imports included: the kernel is not this process's child, so getrusage misses it)."""
+    from autograder.run.execute import GradingClient
+
+    cleanup = GradingClient._async_cleanup_kernel
+
+    async def counted(client):
+        process = getattr(getattr(client.km, "provisioner", None), "process", None)
+        KERNEL_CPU.append(tree_cpu_seconds(process.pid) if process is not None else 0.0)
+        await cleanup(client)
+
+    GradingClient._async_cleanup_kernel = counted
 
 
 def one(notebook: Path, config, data, checks) -> dict:
@@ -79,6 +111,7 @@ def main() -> None:
     from autograder.lifecycle.release import solution_notebook
     from autograder.run import warm
 
+    count_kernel_cpu()
     config = config_for(load_config(), args.assignment)
     data, checks = load_dataset(config), check_graders(config)
     with tempfile.TemporaryDirectory(prefix="breakdown-nb-") as tmp:
@@ -93,10 +126,10 @@ def main() -> None:
                 if how == "warm":
                     warm.prewarm(config, "cpu")
                     pool.waiting[0].wait_ready()          # it warmed during the previous notebook
-                cpu = cpu_seconds()
+                cpu, KERNEL_CPU[:] = own_cpu_seconds(), []
                 row = one(notebook, config, data, checks)
                 pool.close()
-                row["core_s"] = cpu_seconds() - cpu
+                row["core_s"] = own_cpu_seconds() - cpu + sum(KERNEL_CPU)
                 assert row["kernel_start"] == how, row
                 rows[how].append(row)
                 print(f"round {round_ + 1} {how}: " + ", ".join(f"{k} {row[k]:.2f}" for k in (*PHASES, "wall",
