@@ -81,6 +81,7 @@ class GradingClient(NotebookClient):
 
     def __init__(self, nb, config: Config, **kw):
         super().__init__(nb, allow_errors=True, interrupt_on_timeout=True, kernel_name="python3",
+                         shutdown_kernel="immediate",        # the kernel is thrown away: no graceful goodbye
                          error_on_timeout={"ename": TIMEOUT_ENAME, "evalue": "",
                                            "traceback": [f"{TIMEOUT_ENAME}: cell ran past its time limit"]},
                          timeout_func=self._budget, **kw)
