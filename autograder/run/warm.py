@@ -55,7 +55,7 @@ KERNEL_WORDS_LIMIT = 180          # characters of the kernel's last output in a 
 class Recipe:
     """What a kernel is started with: two kernels of one recipe are interchangeable."""
     device: str                    # "cpu" or "gpu"
-    sandbox: str                   # the SANDBOX mode in force (sandbox.mode)
+    sandbox: str                   # SANDBOX as configured (in force: sandbox.mode, "require" for the site)
     seed: int                      # PYTHONHASHSEED is set when the process starts
     cpu_threads: int
     max_processes: int
@@ -63,7 +63,7 @@ class Recipe:
 
     @classmethod
     def of(cls, config: Config, device: str) -> Recipe:
-        return cls(device, sandbox.mode(config.sandbox), config.seed, config.kernel_cpu_threads,
+        return cls(device, config.sandbox, config.seed, config.kernel_cpu_threads,
                    config.max_processes, config.memory_limit_mb)
 
     def env(self, workdir: Path) -> dict[str, str]:
@@ -179,14 +179,14 @@ def launch(recipe: Recipe) -> Kernel:
 def kernel_manager(recipe: Recipe, folder: Path) -> tuple[AsyncKernelManager, str]:
     """→ (the kernel manager: sandboxed, or jupyter_client's own where the sandbox is off or cannot run; a line
     saying how the kernel is isolated)."""
-    if recipe.sandbox == "off":
+    if sandbox.mode(recipe.sandbox) == "off":
         return AsyncKernelManager(kernel_name="python3"), "none (SANDBOX = 'off' in grader_config.py)"
     spec = sandbox.SandboxSpec(folder / "work", readable=(folder / "pins",), writable=(folder / "artifacts",),
                                max_processes=recipe.max_processes,
                                max_memory_bytes=recipe.memory_limit_mb * 2**20)
     km = sandbox.sandboxed_kernel_manager(spec)
     if km is None:
-        if recipe.sandbox == "require":
+        if sandbox.mode(recipe.sandbox) == "require":
             sandbox.require(recipe.sandbox)   # GraderError: where the sandbox is required, no kernel starts without
         return AsyncKernelManager(kernel_name="python3"), f"none: {sandbox.unsandboxed_reason()}"
     limits = "; ".join(f"{name}: {'cgroup' if how.startswith('cgroup ') else how}" for name, how in km.limits.items())
