@@ -193,6 +193,7 @@ class Course:
     grams: set[int]
     outputs: set[tuple]
     marks: set[str]
+    answers: dict[str, list[str]] = field(default_factory=dict)   # solution cell → the reference's tokens
 
     @classmethod
     def of(cls, reference, template=None) -> Course:
@@ -203,8 +204,10 @@ class Course:
                  if isinstance(grade_id(c), str)} - solutions
         bound = bound_names(_source(c) for c in cells)
         grams = {g for c in cells for g in kgrams(normalised_tokens(_source(c), bound))}
+        answers = {grade_id(c): [t for t, _ in normalised_tokens(_source(c), bound)]
+                   for c in _code_cells(reference) if grade_id(c) in solutions}
         return cls(given, solutions, bound, grams, set().union(*map(output_lines, notebooks)),
-                   set().union(*map(lineage_marks, notebooks)))
+                   set().union(*map(lineage_marks, notebooks)), answers)
 
 
 def own_cells(nb, course: Course) -> list[Cell]:
@@ -217,7 +220,7 @@ def own_cells(nb, course: Course) -> list[Cell]:
         gid = grade_id(cell)
         if isinstance(gid, str) and gid in course.given:
             continue
-        label = gid if isinstance(gid, str) and gid in course.solutions else f"#{index}"
+        label = gid if isinstance(gid, str) and gid in course.solutions else f"cell {index} (added)"
         chosen.append((label, _source(cell)))
     bound = course.bound | bound_names(source for _, source in chosen)
     cells = []
@@ -396,13 +399,19 @@ def _holders(sets: list[set]) -> dict:
     return counts
 
 
-def mark_novel(cell: Cell, excluded) -> None:
-    """Which of the cell's tokens only the student's own k-grams cover: a token inside a template, reference or
-    common k-gram is not the student's own, so one rare number in a common line makes one novel token, not K."""
+def mark_novel(cell: Cell, excluded, answer: list[str] | None = None) -> None:
+    """Which of the cell's tokens are the student's own: none a template, reference or common k-gram covers (so
+    one rare number in a common line makes one novel token, not K), and, in a solution cell, none that lines up
+    with the reference's answer (``difflib``): writing ``reshape(-1, 784)`` for ``reshape(60000, 784)`` is two
+    tokens of one's own, however many k-grams it changes."""
     cell.novel = bytearray(b"\1" * len(cell.tokens))
     for i, g in enumerate(cell.grams):
         if excluded(g):
             cell.novel[i:i + K] = bytes(len(cell.novel[i:i + K]))
+    if answer:
+        words = [t for t, _ in cell.tokens]
+        for block in difflib.SequenceMatcher(None, answer, words, autojunk=False).get_matching_blocks():
+            cell.novel[block.b:block.b + block.size] = bytes(block.size)
 
 
 def compare(handed: list[Handed], reference, template=None, assignment: str = "") -> Report:
@@ -424,7 +433,7 @@ def compare(handed: list[Handed], reference, template=None, assignment: str = ""
     holders = _holders([r.grams for r in read])
     for r in read:
         for cell in r.cells:
-            mark_novel(cell, lambda g: g in course.grams or holders[g] > limit)
+            mark_novel(cell, lambda g: g in course.grams or holders[g] > limit, course.answers.get(cell.label))
     shared = {CODE: _shared_by_pair([r.grams for r in read], limit, pairable),
               OUTPUTS: _shared_by_pair([set(r.outputs) for r in read], limit, pairable),
               LINEAGE: _shared_by_pair([set(r.marks) for r in read], limit, pairable)}
@@ -472,8 +481,8 @@ def _covered(cells: list[Cell], grams: dict[int, float] | None = None) -> float:
 def _code(a: _Read, b: _Read, shared: dict[int, float]) -> Evidence | None:
     """The code only these two wrote: its size in novel tokens, each weighed by how few share it (``shared``: the
     k-grams both hold → 1 / (holders - 1): a passage two students share counts whole, three half); it flags from
-    MIN_CODE_TOKENS (a partial copy flags too). And its share of each one's own code. The score is the larger share, scaled down while the shared
-    code is shorter than MIN_CODE_TOKENS (three equal lines of a short answer are no reason to look twice)."""
+    MIN_CODE_TOKENS (a partial copy flags too), where its score is 0.5, and scores 1 from twice that. Its share
+    of each one's own code is said, not scored: a large share of a tiny answer is no evidence."""
     if not shared:
         return None
     covered_a, covered_b = _covered(a.cells, shared), _covered(b.cells, shared)
@@ -482,12 +491,12 @@ def _code(a: _Read, b: _Read, shared: dict[int, float]) -> Evidence | None:
     share_a = _covered(a.cells, dict.fromkeys(shared, 1.0)) / max(1, _covered(a.cells))
     share_b = _covered(b.cells, dict.fromkeys(shared, 1.0)) / max(1, _covered(b.cells))
     tokens, share = round(min(covered_a, covered_b)), min(1.0, max(share_a, share_b))
-    score = share * min(1.0, tokens / MIN_CODE_TOKENS)
+    score = min(1.0, tokens / (2 * MIN_CODE_TOKENS))
     flagged = tokens >= MIN_CODE_TOKENS
     who = a.handed.name if share_a >= share_b else b.handed.name
     return Evidence(CODE, flagged, score, (
-        f"ほかの学生が書いていないコード {tokens} トークンが一致 ({who} 自身のコードの {share:.0%})",
-        f"{tokens} tokens of code no other student wrote are the same ({share:.0%} of {who}'s own code)"),
+        f"クラスのほかの学生が書いていないコード {tokens} トークンが一致 ({who} 自身のコードの {share:.0%})",
+        f"{tokens} tokens of code the rest of the class did not write are the same ({share:.0%} of {who}'s code)"),
         between=(a.cells, b.cells, shared))
 
 
@@ -496,9 +505,8 @@ def _outputs(a: _Read, b: _Read, shared: set[tuple]) -> Evidence | None:
         return None
     lines = sorted(a.outputs[s] for s in shared)
     digits = sum(_digits(x) for s in shared for x in s)
-    score = len(shared) / max(1, min(len(a.outputs), len(b.outputs)))
     flagged = len(shared) >= MIN_OUTPUT_LINES
-    return Evidence(OUTPUTS, flagged, min(1.0, score), (
+    return Evidence(OUTPUTS, flagged, min(1.0, len(shared) / (2 * MIN_OUTPUT_LINES)), (
         f"実行のたびに変わるはずの出力が {len(shared)} 行まったく同じ (有効数字 {digits} 桁)",
         f"{len(shared)} output line(s) that differ from run to run are identical ({digits} significant digits)"),
         lines=lines[:SHOWN_LINES])
@@ -517,7 +525,7 @@ def _lineage(a: _Read, b: _Read, shared: set[str]) -> Evidence | None:
     said_en = ", ".join(filter(None, [f"{ids} cell/output id(s)" if ids else "",
                                       "the account that ran cells" if "account" in strong else "",
                                       "Colab's source file (provenance)" if "provenance" in strong else ""]))
-    return Evidence(LINEAGE, flagged, 1.0 if flagged else 0.5, (
+    return Evidence(LINEAGE, flagged, 1.0 if flagged else ids / (2 * MIN_SHARED_IDS), (
         f"編集ソフトが記録したファイルの履歴が同じ: {said_ja} (1 つのファイルから来ています)",
         f"the file history the editor records is the same: {said_en} (one file)"), marks=marks)
 
