@@ -23,10 +23,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 RESULTS = ROOT / "bench" / "results" / "similarity.json"
 
-import similar_class as sc  # noqa: E402
-from classroom import ON_TIME, exchange_submission  # noqa: E402
+import similar_class as sc
+from classroom import ON_TIME, exchange_submission
 
-from autograder.cli import main  # noqa: E402
+from autograder.cli import main
 
 
 def planted_class(students: int, rng: random.Random) -> tuple[dict[str, dict], set[frozenset]]:

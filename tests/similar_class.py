@@ -101,6 +101,9 @@ OWN_WORK = [
     "hardest = np.argsort(margin)[:6]\nfor spot, idx in enumerate(hardest):\n    plt.subplot(2, 3, spot + 1)\n"
     "    plt.imshow(x_test[idx].reshape(28, 28), cmap='Greys')\n    plt.title(f'margin {margin[idx]:.3f}')\n"
     "plt.tight_layout()\nplt.show()\n",
+    "# 検証用の正解率が最も高かったエポック\nval = np.array(result.history['val_accuracy'])\n"
+    "best_epoch = int(val.argmax()) + 1\nprint('best epoch', best_epoch, 'val_accuracy', round(float(val.max()), 4))\n"
+    "print('last minus best', round(float(val[-1] - val.max()), 4))\n",
 ]
 
 
@@ -147,7 +150,8 @@ def solved(answers: dict[str, str], added: list[tuple[str, str]] = ()) -> dict:
     sources = {c["id"]: "".join(c["source"]) for c in reference["cells"]}
     for cell in nb["cells"]:
         if cell["id"] in answers:
-            cell["source"] = SOLUTION.sub(lambda _: answers[cell["id"]], sources[cell["id"]])
+            answer = answers[cell["id"]]
+            cell["source"] = SOLUTION.sub(lambda _, answer=answer: answer, sources[cell["id"]])
     for after, source in added:
         at = next(i for i, c in enumerate(nb["cells"]) if c["id"] == after) + 1
         while at < len(nb["cells"]) and nb["cells"][at]["metadata"].get("added"):

@@ -11,11 +11,12 @@ import re
 
 import pytest
 import similar_class as sc
-from starlette.testclient import TestClient
 from classroom import ON_TIME, exchange_submission, inbound_submission, lms_export
+from starlette.testclient import TestClient
 
 from autograder.cli import main
 from autograder.reports import similarity
+from autograder.site.core import Site
 from tests.test_site import app_of, site, staff, student  # noqa: F401
 
 COPIES = {  # (source, copy) → the kinds of evidence that flag it
@@ -24,6 +25,7 @@ COPIES = {  # (source, copy) → the kinds of evidence that flag it
     ("x_copy", "x_src"): {"code", "lineage"},                 # the file run again in the copier's account
     ("p_copy", "p_src"): {"code"},                            # one cell of it pasted into the copier's own work
     ("o_copy", "o_src"): {"code", "lineage"},                 # the file, its cells moved about, run again
+    ("y_copy", "y_src"): {"code", "outputs", "lineage"},      # the file run again, printing the same numbers
 }
 PAST = "past2025"
 
@@ -39,6 +41,21 @@ def moved(nb: dict) -> dict:
     nb["cells"] = [c for c in nb["cells"] if "nbgrader" in c["metadata"]]
     at = next(i for i, c in enumerate(nb["cells"]) if c["id"] == "model")
     nb["cells"][at:at] = added[::-1]
+    return nb
+
+
+def rerun_same_outputs(nb: dict, rng: random.Random, student: str) -> dict:
+    """The file run again in ``student``'s account with the same numbers printed (a seeded run): new execution
+    records and output ids, the same outputs and cell ids."""
+    nb = copy.deepcopy(nb)
+    name, user = sc.account_of(student)
+    for cell in nb["cells"]:
+        info = cell["metadata"].get("executionInfo")
+        if info:
+            info["user"] = {"displayName": name, "userId": user}
+            info["timestamp"] += rng.randrange(10**8)
+        if "outputId" in cell["metadata"]:
+            cell["metadata"]["outputId"] = sc._id(rng, 20)
     return nb
 
 
@@ -67,6 +84,8 @@ def build_class(rng: random.Random) -> dict[str, dict]:
     nbs["p_copy"] = sc.honest("p_copy", rng, added=[("predict", own[4]), ("predict", own[7])])
     nbs["o_src"] = sc.honest("o_src", rng, added=[("predict", own[8]), ("fit", own[9])])
     nbs["o_copy"] = sc.rerun(moved(nbs["o_src"]), rng, "o_copy")
+    nbs["y_src"] = sc.honest("y_src", rng, added=[("fit", own[12])])
+    nbs["y_copy"] = rerun_same_outputs(nbs["y_src"], rng, "y_copy")
     return nbs
 
 
@@ -122,7 +141,7 @@ def test_the_traps_are_not_flagged_and_share_nothing(made):
 
 def test_the_json_is_as_documented(made):
     report, _, _ = made
-    assert report["assignment"] == "assignment3" and report["students"] == 48 and report["past_cohorts"] == {PAST: 14}
+    assert report["assignment"] == "assignment3" and report["students"] == 50 and report["past_cohorts"] == {PAST: 14}
     scores = [(not p["flagged"], -p["score"]) for p in report["pairs"]]
     assert scores == sorted(scores) and all(0 <= p["score"] <= 1 for p in report["pairs"])
     for pair in report["pairs"]:
@@ -172,18 +191,21 @@ def test_an_lms_zip_reads_as_grade_reads_it(tmp_path):
     nbs = {f"h{i}": sc.honest(f"h{i}", rng) for i in range(8)}
     nbs["a"] = sc.honest("a", rng, added=[("predict", sc.OWN_WORK[2])])
     nbs["b"] = copy.deepcopy(nbs["a"])
-    export = lms_export(tmp_path / "export.zip", [(s, f"{s}.ipynb", _text(nb), "2024-05-15T12:00:00+09:00")
-                                                 for s, nb in nbs.items()], as_zip=True)
+    rows = [(s, f"{s}.ipynb", _text(nb), "2024-05-15T12:00:00+09:00") for s, nb in nbs.items()]
+    export = lms_export(tmp_path / "export.zip", rows + [("bad", "bad.ipynb", "{not json", "2024-05-15T12:00:00+09:00")],
+                        as_zip=True)
     out = tmp_path / "out"
     assert main(["similarity", str(export), "--assignment", "assignment3", "--out", str(out)]) == 0
     report = json.loads((out / "similarity.json").read_text(encoding="utf-8"))
     assert flagged_kinds(report) == {frozenset({"a", "b"}): {"code", "outputs", "lineage"}}
+    assert report["students"] == 10 and any(n.startswith("bad: ") and "not compared" in n for n in report["notes"])
 
 
 # --- the site's staff page: staff only ----------------------------------------------------------------------
 
-def _deliver(site, student_id: str, nb: dict) -> None:
-    folder = site.exchange / "submitted" / student_id / "assignment3"
+def _deliver(data: Site, student_id: str, nb: dict) -> None:
+    """What the site's upload leaves in its exchange (the layout `grade` reads)."""
+    folder = data.exchange / "submitted" / student_id / "assignment3"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "assignment3.ipynb").write_text(_text(nb), encoding="utf-8")
 
@@ -211,3 +233,8 @@ def test_the_staff_page_shows_the_report_to_staff_and_never_to_students_or_stran
             assert r.status_code in (303, 307, 404) and "s002" not in r.text and "Student S001" not in r.text, attempt
             if r.status_code == 303:
                 assert r.headers["location"] == "/staff/login"
+
+
+def test_the_command_says_what_is_missing(tmp_path, capsys):
+    assert main(["similarity", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")]) == 2
+    assert "nowhere" in capsys.readouterr().err and not (tmp_path / "out").exists()
