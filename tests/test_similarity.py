@@ -238,3 +238,20 @@ def test_the_staff_page_shows_the_report_to_staff_and_never_to_students_or_stran
 def test_the_command_says_what_is_missing(tmp_path, capsys):
     assert main(["similarity", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")]) == 2
     assert "nowhere" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_the_page_shows_students_code_and_names_as_text_never_as_markup(tmp_path):
+    rng = random.Random(5)
+    hostile = sc.OWN_WORK[3] + "print('</td></tr></table><script>alert(1)</script>')\n"
+    nbs = {f"h{i}": sc.honest(f"h{i}", rng) for i in range(6)}
+    nbs["a"] = sc.honest("a", rng, added=[("predict", hostile)])
+    for cell in nbs["a"]["cells"]:
+        if "executionInfo" in cell["metadata"]:
+            cell["metadata"]["executionInfo"]["user"]["displayName"] = "<img src=x onerror=alert(2)>"
+    nbs["b"] = copy.deepcopy(nbs["a"])
+    handed = [similarity.Handed(s, nb) for s, nb in nbs.items()]
+    report = similarity.compare(handed, json.loads(sc.REFERENCE.read_text(encoding="utf-8")), sc.template())
+    assert [p.students for p in report.flagged] == [("a", "b")]
+    page = similarity.page(report)
+    assert "<script>" not in page and "<img" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "&lt;img src=x onerror=alert(2)&gt;" in page          # the account, shown to staff as text

@@ -68,7 +68,7 @@ def compare_class(source: Path, config: Config, assignment: str | None = None, a
         with unpacked(Path(past)) as (root, _):
             more, said = class_notebooks(root, config, cohort=label)
         handed += more
-        notes += said
+        notes += said or ([] if more else [f"{label}: no submission of {config.assignment.id} found in {past}"])
     reference, template = course_notebooks(config)
     report = similarity.compare(handed, reference, template, config.assignment.id)
     report.notes = notes

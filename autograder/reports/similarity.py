@@ -217,7 +217,7 @@ def own_cells(nb, course: Course) -> list[Cell]:
     for index, cell in enumerate(nb.get("cells", []), start=1):
         if not isinstance(cell, dict) or cell.get("cell_type") != "code":
             continue
-        gid = grade_id(cell)
+        gid = grade_id(cell) or cell.get("id")      # an editor that drops nbgrader's metadata keeps the id
         if isinstance(gid, str) and gid in course.given:
             continue
         label = gid if isinstance(gid, str) and gid in course.solutions else f"cell {index} (added)"
