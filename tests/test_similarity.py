@@ -192,8 +192,8 @@ def test_an_lms_zip_reads_as_grade_reads_it(tmp_path):
     nbs["a"] = sc.honest("a", rng, added=[("predict", sc.OWN_WORK[2])])
     nbs["b"] = copy.deepcopy(nbs["a"])
     rows = [(s, f"{s}.ipynb", _text(nb), "2024-05-15T12:00:00+09:00") for s, nb in nbs.items()]
-    export = lms_export(tmp_path / "export.zip", rows + [("bad", "bad.ipynb", "{not json", "2024-05-15T12:00:00+09:00")],
-                        as_zip=True)
+    broken = ("bad", "bad.ipynb", "{not json", "2024-05-15T12:00:00+09:00")
+    export = lms_export(tmp_path / "export.zip", [*rows, broken], as_zip=True)
     out = tmp_path / "out"
     assert main(["similarity", str(export), "--assignment", "assignment3", "--out", str(out)]) == 0
     report = json.loads((out / "similarity.json").read_text(encoding="utf-8"))

@@ -557,7 +557,7 @@ def _lines_in(cell: Cell, grams: set[int]) -> set[int]:
     lines = set()
     for i, g in enumerate(cell.grams):
         if g in grams:
-            lines.update(line for (_, line), novel in zip(cell.tokens[i:i + K], cell.novel[i:i + K]) if novel)
+            lines.update(line for (_, line), novel in zip(cell.tokens[i:i + K], cell.novel[i:i + K], strict=True) if novel)
     return lines
 
 
