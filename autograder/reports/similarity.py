@@ -6,8 +6,10 @@ counts, and each kind of evidence is judged on its own:
 
 - code: what the student wrote (the solution cells and the cells they added), read with ``tokenize`` (comments and
   formatting dropped, every name the notebook assigns read as one name ``V``), cut into k-grams of K tokens, cell by
-  cell. A k-gram of the released template or of the reference solution is no evidence, nor is one that more than
-  a few students write (``common_limit``): what everyone writes is not evidence.
+  cell. A student's own tokens are those no k-gram of the released template, of the reference solution or of
+  more than a few students (``common_limit``: what everyone writes) covers, and, in a solution cell, those that
+  differ from the reference's answer (``difflib``). Two students' evidence is the own tokens their shared k-grams
+  cover, each weighed by how few share it; it is shown side by side (``difflib`` again, line by line).
 - outputs: the same numbers of a stochastic run (a training log's losses, printed probabilities) in two notebooks;
   two honest runs never print the same losses. Numbers the template or the reference print, or many students
   print (deterministic results), are no evidence.
@@ -374,13 +376,18 @@ class _Read:
     marks: dict[str, tuple[str, str]]
 
 
-def _shared_by_pair(sets: list[set], limit: int, pairable) -> dict[tuple[int, int], set]:
-    """For each pair of notebooks, the items both hold that at most ``limit`` notebooks hold (an inverted index:
-    only rare items are walked, so the cost follows the evidence, not the class's size squared)."""
+def _holders(sets: list[set]) -> dict:
+    """Which notebooks (by index) hold each item."""
     holders = defaultdict(list)
     for i, items in enumerate(sets):
         for item in items:
             holders[item].append(i)
+    return holders
+
+
+def _shared_by_pair(holders: dict, limit: int, pairable) -> dict[tuple[int, int], set]:
+    """For each pair of notebooks, the items both hold that at most ``limit`` notebooks hold (an inverted index:
+    only rare items are walked, so the cost follows the evidence, not the class's size squared)."""
     shared = defaultdict(set)
     for item, who in holders.items():
         if 2 <= len(who) <= limit:
@@ -388,15 +395,6 @@ def _shared_by_pair(sets: list[set], limit: int, pairable) -> dict[tuple[int, in
                 if pairable(i, j):
                     shared[i, j].add(item)
     return shared
-
-
-def _holders(sets: list[set]) -> dict:
-    """How many notebooks hold each item."""
-    counts = defaultdict(int)
-    for items in sets:
-        for item in items:
-            counts[item] += 1
-    return counts
 
 
 def mark_novel(cell: Cell, excluded, answer: list[str] | None = None) -> None:
@@ -433,15 +431,15 @@ def compare(handed: list[Handed], reference, template=None, assignment: str = ""
     holders = _holders([r.grams for r in read])
     for r in read:
         for cell in r.cells:
-            mark_novel(cell, lambda g: g in course.grams or holders[g] > limit, course.answers.get(cell.label))
-    shared = {CODE: _shared_by_pair([r.grams for r in read], limit, pairable),
-              OUTPUTS: _shared_by_pair([set(r.outputs) for r in read], limit, pairable),
-              LINEAGE: _shared_by_pair([set(r.marks) for r in read], limit, pairable)}
+            mark_novel(cell, lambda g: g in course.grams or len(holders[g]) > limit, course.answers.get(cell.label))
+    shared = {CODE: _shared_by_pair(holders, limit, pairable),
+              OUTPUTS: _shared_by_pair(_holders([set(r.outputs) for r in read]), limit, pairable),
+              LINEAGE: _shared_by_pair(_holders([set(r.marks) for r in read]), limit, pairable)}
     pairs = []
     for i, j in sorted(set().union(*map(set, shared.values()))):
         a, b = read[i], read[j]
         evidence = [e for e in (
-            _code(a, b, {g: 1 / (holders[g] - 1) for g in shared[CODE].get((i, j), ())}),
+            _code(a, b, {g: 1 / (len(holders[g]) - 1) for g in shared[CODE].get((i, j), ())}),
             _outputs(a, b, shared[OUTPUTS].get((i, j), set())),
             _lineage(a, b, shared[LINEAGE].get((i, j), set()))) if e]
         if evidence:
