@@ -555,7 +555,8 @@ def _lines_in(cell: Cell, grams: set[int]) -> set[int]:
     lines = set()
     for i, g in enumerate(cell.grams):
         if g in grams:
-            lines.update(line for (_, line), novel in zip(cell.tokens[i:i + K], cell.novel[i:i + K], strict=True) if novel)
+            window = zip(cell.tokens[i:i + K], cell.novel[i:i + K], strict=True)
+            lines.update(line for (_, line), novel in window if novel)
     return lines
 
 
