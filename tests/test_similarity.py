@@ -201,6 +201,25 @@ def test_an_lms_zip_reads_as_grade_reads_it(tmp_path):
     assert report["students"] == 10 and any(n.startswith("bad: ") and "not compared" in n for n in report["notes"])
 
 
+def test_a_moodle_download_with_its_worksheet_names_students_by_their_ids(tmp_path):
+    from test_lms import folder, ja_worksheet, moodle_zip
+
+    rng = random.Random(11)
+    nbs = {f"学生{i}": sc.honest(f"m{i}", rng) for i in range(8)}
+    nbs["山田 太郎"] = sc.honest("yamada", rng, added=[("predict", sc.OWN_WORK[5])])
+    nbs["佐藤 花子"] = sc.rerun(nbs["山田 太郎"], rng, "sato")
+    members = {folder(name, str(1000 + i)) + "課題3.ipynb": _text(nb) for i, (name, nb) in enumerate(nbs.items())}
+    members[folder("二冊", "1099") + "a.ipynb"] = members[folder("二冊", "1099") + "b.ipynb"] = _text(nbs["学生0"])
+    people = [(str(1000 + i), name, f"s{100 + i}", ON_TIME) for i, name in enumerate(nbs)]
+    worksheet = ja_worksheet(tmp_path / "評定ワークシート.csv", people + [("1099", "二冊", "s199", ON_TIME)])
+    out = tmp_path / "out"
+    assert main(["similarity", str(moodle_zip(tmp_path / "download.zip", members)), "--worksheet", str(worksheet),
+                 "--assignment", "assignment3", "--out", str(out)]) == 0
+    report = json.loads((out / "similarity.json").read_text(encoding="utf-8"))
+    assert flagged_kinds(report) == {frozenset({"s108", "s109"}): {"code", "lineage"}}
+    assert any(n.startswith("s199: ") and "several notebooks" in n for n in report["notes"])
+
+
 # --- the site's staff page: staff only ----------------------------------------------------------------------
 
 def _deliver(data: Site, student_id: str, nb: dict) -> None:
