@@ -274,3 +274,15 @@ def test_the_page_shows_students_code_and_names_as_text_never_as_markup(tmp_path
     page = similarity.page(report)
     assert "<script>" not in page and "<img" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "&lt;img src=x onerror=alert(2)&gt;" in page          # the account, shown to staff as text
+
+
+def test_a_class_of_two_assignments_is_compared_one_at_a_time(tmp_path, capsys):
+    rng = random.Random(2)
+    for student in ("s1", "s2", "s3"):
+        exchange_submission(tmp_path / "class", student, _text(sc.honest(student, rng)), ON_TIME)
+        exchange_submission(tmp_path / "class", student, _text(sc.honest(student, rng)), ON_TIME, "assignment4")
+    assert main(["similarity", str(tmp_path / "class"), "--out", str(tmp_path / "out")]) == 2
+    assert "assignment3, assignment4" in capsys.readouterr().err and not (tmp_path / "out").exists()
+    assert main(["similarity", str(tmp_path / "class"), "--assignment", "assignment3", "--out",
+                 str(tmp_path / "out")]) == 0
+    assert json.loads((tmp_path / "out" / "similarity.json").read_text(encoding="utf-8"))["students"] == 3
