@@ -1,5 +1,5 @@
 """``python -m autograder``: a thin layer over list, release, grade (one notebook or a class), check, submit, publish,
-demo, the course gradebook, the LMS's upload files, the store of runs kept for regrading, and the submission site (serve, roster, staff). Every command works on one of the course's
+demo, the course gradebook, the LMS's upload files, the store of runs kept for regrading, and the submission site (serve, roster, staff), and the similarity report. Every command works on one of the course's
 assignments (reference/<id>/): named, or found from the notebook's release metadata or the exchange layout.
 
 Exit status: 0 done (whatever the score), 1 refused by the course's rules, 2 the grader could not do its job."""
@@ -147,6 +147,32 @@ def cmd_lms(args) -> int:
     if assignment is None:
         raise GraderError(f"{folder} に採点結果がありません / no graded class in {folder} (give grades/<assignment>)")
     _write_lms_files(folder, worksheet, config_for(load_config(args.config), assignment))
+    return 0
+
+
+def cmd_similarity(args) -> int:
+    from .classroom.similar import compare_class
+    from .files import write_atomic, write_json
+    from .reports.report import count
+    from .reports.similarity import page
+
+    for path in [args.submissions, *(args.against or [])]:
+        if not Path(path).exists():
+            raise GraderError(f"見つかりません / not found: {path}")
+    report = compare_class(Path(args.submissions), load_config(args.config), args.assignment,
+                           [Path(p) for p in args.against or []], Path(args.worksheet) if args.worksheet else None)
+    out = Path(args.out)
+    write_json(out / "similarity.json", report.to_json())
+    write_atomic(out / "similarity.html", page(report))
+    print(f"{report.assignment}: {count(report.students, 'student')}, {count(len(report.flagged), 'similar pair')} "
+          f"flagged ({count(len(report.pairs), 'pair')} listed)")
+    for pair in report.flagged:
+        kinds = ", ".join(e.kind for e in pair.evidence if e.flagged)
+        print(f"  {pair.students[0]} ↔ {pair.students[1]}  {pair.score:.2f}  ({kinds})")
+    for note in report.notes:
+        print(f"  note: {note}", file=sys.stderr)
+    print(f"report: {out / 'similarity.html'}\ndata:   {out / 'similarity.json'} (staff only: never show it to "
+          "students)")
     return 0
 
 
@@ -452,6 +478,20 @@ def build_parser() -> argparse.ArgumentParser:
                         "or gradebook CSV (Canvas), which names each participant's student id (and, Moodle's, the "
                         "submission times); the files to upload back are written to OUT/<assignment>/lms/")
     p.set_defaults(run=cmd_grade)
+
+    p = sub.add_parser("similarity", help="staff: which students' notebooks are similar, and on what evidence "
+                                          "(code only they wrote, identical run outputs, file history); runs nothing")
+    p.add_argument("submissions", metavar="SUBMISSIONS",
+                   help="the class, as grade reads it: a folder (nbgrader's submitted/ or inbound/ layout, an LMS "
+                        "export) or an LMS .zip; each student's latest notebook")
+    p.add_argument("--out", required=True, help="the folder for similarity.json and similarity.html (staff only)")
+    p.add_argument("--assignment", help="the assignment (default: what the class's layout names)")
+    p.add_argument("--against", nargs="+", metavar="PAST",
+                   help="past cohorts' submissions of the same assignment (folders or zips, one per cohort): each "
+                        "student is compared with them too; pairs inside a past cohort are not")
+    p.add_argument("--worksheet", metavar="CSV",
+                   help="with Moodle's or Canvas's zip: its grading worksheet or gradebook CSV (the student ids)")
+    p.set_defaults(run=cmd_similarity)
 
     p = sub.add_parser("lms", help="instructors: the files to upload to Moodle or Canvas from a graded class (grading "
                                    "worksheet + feedback zip, or gradebook import CSV)")

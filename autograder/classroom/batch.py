@@ -255,17 +255,8 @@ def grade_classes(source: Path, out: Path, config: Config, assignment: str | Non
     it holds, so that the same class always lands in the same place and ``gradebook out/`` finds each once."""
     refuse_class_folder_as_root(Path(out))
     refuse_notebook_folder(Path(out))
-    known = assignment_ids(config)
     with unpacked(source) as (root, refused):
-        if assignment:
-            if assignment not in known:
-                raise unknown_assignment(config, assignment)
-            ids = [assignment]
-        else:
-            ids = intake.assignments_in(root, known) or known[:1] * (len(known) == 1)
-        if not ids:
-            raise ConfigError(f"cannot tell which assignment the submissions in {source} are for (their layout "
-                              f"names none of {', '.join(known) or 'no assignments'}): add --assignment ID")
+        ids = class_assignments(root, source, config, assignment)
         configs = {assignment_id: config_for(config, assignment_id) for assignment_id in ids}
         if options.get("only") and len(ids) > 1:     # a student named must have handed in one of them
             check_only(set(options["only"]), {sub.student_id for c in configs.values()
@@ -279,6 +270,21 @@ def grade_classes(source: Path, out: Path, config: Config, assignment: str | Non
             reports[assignment_id] = Batch(root, target, assignment_config, refused=refused if i == 0 else [],
                                            strict_only=len(ids) == 1, **options).run()
         return reports
+
+
+def class_assignments(root: Path, source: Path, config: Config, assignment: str | None = None) -> list[str]:
+    """The assignments a class export unpacked at ``root`` holds (by its layout's <assignment> folders; the
+    course's only one when the layout names none), or ``assignment`` when given."""
+    known = assignment_ids(config)
+    if assignment:
+        if assignment not in known:
+            raise unknown_assignment(config, assignment)
+        return [assignment]
+    ids = intake.assignments_in(root, known) or known[:1] * (len(known) == 1)
+    if not ids:
+        raise ConfigError(f"cannot tell which assignment the submissions in {source} are for (their layout "
+                          f"names none of {', '.join(known) or 'no assignments'}): add --assignment ID")
+    return ids
 
 
 def refuse_class_folder_as_root(out: Path) -> None:

@@ -1,7 +1,7 @@
 """Staff's pages: the course's assignments at a glance (the roster's states, the check queue), one assignment's
 page with its actions (grade the class, upload a GPU runner's results, release feedback, publish the solution,
-each allowed by the member's role before anything is read), downloads, students' feedback pages, any attempt's
-receipt with its whole check, and a job's log. What the actions do is staff.py's."""
+each allowed by the member's role before anything is read), downloads, the similarity report, students' feedback
+pages, any attempt's receipt with its whole check, and a job's log. What the actions do is staff.py's."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from ..classroom.similar import compare_class
 from ..course import clock
 from ..errors import Refusal
+from ..reports import similarity
 from . import records
 from .auth import FORM_OVERHEAD, checked_form, may
 from .core import Site
@@ -133,6 +135,21 @@ async def staff_feedback(request: Request, member, a):
     return FileResponse(path, media_type="text/html; charset=utf-8") if path else not_found(request)
 
 
+@signed_in_as("staff", with_assignment=True)
+async def staff_similarity(request: Request, member, a):
+    """The assignment's similarity report (as ``similarity`` writes it) from the exchange's latest submissions:
+    staff only — it names students side by side and holds the accounts found in execution records."""
+    site: Site = request.app.state.site
+    report = await run_in_threadpool(similarity_of, site, a.id)
+    return page(request, "staff_similarity.html.j2", member=member, **similarity.page_context(report))
+
+
+def similarity_of(site: Site, assignment: str) -> similarity.Report:
+    if not any((site.exchange / "submitted").glob(f"*/{assignment}")):
+        return similarity.Report(assignment, 0, {}, [])
+    return compare_class(site.exchange, site.config_for(assignment), assignment)
+
+
 @signed_in_as("staff")
 async def staff_receipt(request: Request, member):
     """One attempt as staff see it, read-only: its row and its check's whole result (hidden checks, notes)."""
@@ -164,6 +181,7 @@ ROUTES = [
     Route("/staff/a/{assignment}/results", staff_action(_results, "results"), methods=["POST"]),
     Route("/staff/a/{assignment}/feedback/{student}", staff_feedback),
     Route("/staff/a/{assignment}/download/{what}", staff_download),
+    Route("/staff/a/{assignment}/similarity", staff_similarity),
     Route("/staff/a/{assignment}/download/feedback/{page}", staff_feedback),
     Route("/staff/jobs/{job:int}/log", staff_job_log),
     Route("/staff/receipt/{receipt}", staff_receipt),
