@@ -1,0 +1,294 @@
+"""The site as an LTI 1.3 tool, against a platform on loopback (tests/lti_platform.py, lti1p3platform served on
+127.0.0.1): a learner's launch signs them in as their roster student on their assignment's page and they upload;
+staff launch as staff with the LMS's role; every launch that should not sign anyone in is refused with its reason
+(another key, issuer, audience, expiry, a replayed nonce, an unknown deployment, a state from another browser), and
+a learner's custom claims make no one staff. The login initiation and launch come cross-site from the LMS: they
+carry no CSRF token and are protected by state (bound to the browser by a cookie) and nonce instead."""
+
+from __future__ import annotations
+
+import html
+import os
+import stat
+
+import pytest
+from sqlalchemy import select
+from starlette.testclient import TestClient
+
+from autograder.cli import main
+from autograder.course.config import load_config
+from autograder.site import lti, lti_store, people
+from autograder.site.app import create_app
+from autograder.site.core import Site
+from autograder.site.db import identities, lti_nonces
+from tests.lti_platform import INSTRUCTOR, LEARNER, TA, Platform, auto_form, browse, query_of, rsa_pem
+from tests.test_site import BEFORE, PASSWORD, upload
+
+TOOL = "https://testserver"
+
+
+@pytest.fixture
+def lms(tmp_path, monkeypatch):
+    """A site (https, so its LTI cookie is SameSite=None; Secure) with a roster, and a platform registered with it."""
+    monkeypatch.setenv("AUTOGRADER_NOW", BEFORE)
+    site = Site(load_config(), tmp_path / "site", public_url=TOOL)
+    people.import_roster(site.engine, [people.RosterRow(s, f"Student {s}", f"{s}@example.ac.jp")
+                                       for s in ("s001", "s002", "s003")])
+    people.add_staff(site.engine, "prof", PASSWORD, "instructor")
+    platform = Platform(TOOL).start(lti.jwks(site.data))
+    platform.register(site.engine)
+    platform.user("learner-1", [LEARNER], "Student One", "someone@example.ac.jp", sourcedid="s001")
+    platform.user("teacher-1", [INSTRUCTOR], "Prof. Tanaka", "tanaka@example.ac.jp")
+    platform.user("ta-1", [INSTRUCTOR, TA], "TA Sato", "sato@example.ac.jp")
+    yield site, platform
+    platform.stop()
+
+
+def browser(site) -> TestClient:
+    return TestClient(create_app(site, run_checks=False, run_jobs=False), base_url=TOOL, follow_redirects=False)
+
+
+def login(client, platform, uid, **prepared):
+    """The LMS's page sends the browser to the tool's login initiation; → the tool's redirect to the platform."""
+    r = client.get("/lti/login", params=platform.initiation(uid, **prepared))
+    assert r.status_code == 302, r.text
+    assert r.headers["location"].startswith(f"{platform.url}/auth?")
+    return r
+
+
+def launch(client, platform, uid="learner-1", **prepared):
+    """A whole launch as a browser makes it: initiation, the platform's authorization, its form posted back."""
+    form = auto_form(browse(login(client, platform, uid, **prepared).headers["location"]))
+    return client.post("/lti/launch", data=form)
+
+
+def said(r) -> str:
+    """A page's text as a reader sees it (its entities unescaped)."""
+    return html.unescape(r.text)
+
+
+def signed_in_student(client) -> bool:
+    return client.get("/a/assignment3").status_code == 200
+
+
+# --- launches that sign in ---------------------------------------------------------------------------------------
+
+def test_a_learners_launch_lands_on_their_assignment_signed_in_and_they_upload(lms):
+    site, platform = lms
+    client = browser(site)
+    r = launch(client, platform, custom={"assignment": "assignment3"})
+    assert r.status_code == 303 and r.headers["location"] == "/a/assignment3"
+    page = client.get("/a/assignment3")
+    assert page.status_code == 200 and "s001" in page.text           # linked by the student number (sourcedid)
+    r = upload(client)
+    assert r.status_code == 303 and r.headers["location"].startswith("/receipt/")
+    with site.engine.connect() as db:
+        assert db.execute(select(identities)).all() == [(platform.url, "learner-1", "s001")]
+    again = browser(site)                                            # the next launch: by the link, no custom
+    assert launch(again, platform, link="link-1").headers["location"] == "/a/assignment3"
+    assert signed_in_student(again)
+
+
+def test_a_launch_links_the_roster_entry_by_e_mail_or_makes_a_new_student(lms):
+    site, platform = lms
+    platform.user("learner-3", [LEARNER], "Three", "S003@Example.ac.jp")
+    platform.user("learner-9", [LEARNER], "New Student", "new@example.ac.jp", sourcedid="A0999")
+    for uid, expected in (("learner-3", "s003"), ("learner-9", "A0999")):
+        client = browser(site)
+        assert launch(client, platform, uid, custom={"assignment": "assignment3"}).status_code == 303
+        assert expected in client.get("/").text
+    assert "A0999" in {r.id for r in people.all_students(site.engine)}
+
+
+@pytest.mark.parametrize("uid, role", [("teacher-1", "instructor"), ("ta-1", "ta")])
+def test_instructors_and_tas_launch_as_staff_with_the_lms_role(lms, uid, role):
+    site, platform = lms
+    client = browser(site)
+    r = launch(client, platform, uid, custom={"assignment": "assignment3"})
+    assert r.status_code == 303 and r.headers["location"] == "/staff/a/assignment3"
+    page = client.get("/staff/a/assignment3")
+    assert page.status_code == 200
+    assert ("/staff/a/assignment3/grade" in page.text) == (role == "instructor")
+    assert {a.role for a in people.staff_accounts(site.engine) if a.username.startswith("lms-")} == {role}
+    # an LMS account has no password: the password form never signs it in
+    username = next(a.username for a in people.staff_accounts(site.engine) if a.username.startswith("lms-"))
+    assert people.check_password(site.engine, username, "!lti") is None
+
+
+# --- launches refused ------------------------------------------------------------------------------------------
+
+def forged(client, platform, tamper, uid="learner-1", **sign):
+    """A launch whose id_token the test signs after ``tamper`` changed its claims (the browser's state and nonce
+    are the real ones)."""
+    params = platform.initiation(uid, custom={"assignment": "assignment3"})
+    r = client.get("/lti/login", params=params)
+    asked = query_of(r.headers["location"])
+    claims = platform.claims(uid, params["lti_message_hint"], asked["nonce"])
+    tamper(claims)
+    return client.post("/lti/launch", data={"id_token": platform.sign(claims, **sign), "state": asked["state"]})
+
+
+DEPLOYMENT = "https://purl.imsglobal.org/spec/lti/claim/deployment_id"
+REFUSED = {
+    "another key": (lambda c: None, {"key": rsa_pem()[0]}, 400, "signature is not the platform"),
+    "wrong issuer": (lambda c: c.update(iss="https://evil.example"), {}, 400, "issuer is not"),
+    "wrong audience": (lambda c: c.update(aud="another-tool"), {}, 400, "not meant for this tool"),
+    "expired": (lambda c: None, {"lifetime": -600}, 400, "has expired"),
+    "unknown deployment": (lambda c: c.update({DEPLOYMENT: "deployment-9"}), {}, 403,
+                           "deployment 'deployment-9' is not registered"),
+    "unknown key id": (lambda c: None, {"kid": "not-a-key"}, 400, "is not among the platform's keys"),
+    "no role": (lambda c: c.update({lti.CLAIM + "roles": []}), {}, 403, "no role in the course"),
+}
+
+
+@pytest.mark.parametrize("case", REFUSED)
+def test_a_launch_that_fails_a_check_signs_no_one_in_and_says_which(lms, case):
+    site, platform = lms
+    tamper, sign, status, words = REFUSED[case]
+    client = browser(site)
+    r = forged(client, platform, tamper, **sign)
+    assert r.status_code == status and words in said(r), r.text
+    assert not signed_in_student(client)
+
+
+def test_a_replayed_id_token_is_refused_by_its_nonce(lms):
+    site, platform = lms
+    victim = browser(site)
+    form = auto_form(browse(login(victim, platform, "learner-1", custom={"assignment": "assignment3"})
+                            .headers["location"]))
+    assert victim.post("/lti/launch", data=form).status_code == 303
+    attacker = browser(site)                   # a fresh state of their own, the victim's id_token
+    asked = query_of(login(attacker, platform, "learner-1").headers["location"])
+    r = attacker.post("/lti/launch", data={"id_token": form["id_token"], "state": asked["state"]})
+    assert r.status_code == 403 and "nonce was used before" in said(r)
+    assert not signed_in_student(attacker)
+    assert attacker.post("/lti/launch", data=form).status_code == 403          # the victim's state: used
+    with site.engine.connect() as db:
+        assert len(db.execute(select(lti_nonces)).all()) == 1
+
+
+def test_a_nonce_not_made_by_this_login_is_refused(lms):
+    site, platform = lms
+    client = browser(site)
+    r = forged(client, platform, lambda c: c.update(nonce="a-nonce-the-tool-never-made"))
+    assert r.status_code == 403 and "not the one this login initiation made" in said(r)
+
+
+def test_a_state_from_another_browser_signs_no_one_in(lms):
+    site, platform = lms
+    victim, attacker = browser(site), browser(site)
+    form = auto_form(browse(login(attacker, platform, "learner-1").headers["location"]))
+    r = victim.post("/lti/launch", data=form)                 # no cookie of that state in this browser
+    assert r.status_code == 403 and "new window" in said(r).lower() and not signed_in_student(victim)
+    form = auto_form(browse(login(attacker, platform, "learner-1").headers["location"]))
+    victim.cookies.set(f"lti_state_{form['state'][:16]}", "a-forged-secret")
+    r = victim.post("/lti/launch", data=form)
+    assert r.status_code == 403 and "belongs to another browser" in said(r) and not signed_in_student(victim)
+
+
+def test_a_learner_claiming_staff_roles_through_custom_claims_stays_a_student(lms):
+    site, platform = lms
+    client = browser(site)
+    custom = {"assignment": "assignment3", "roles": INSTRUCTOR, "role": "instructor", "lti_roles": "Instructor"}
+    extra = {"https://purl.imsglobal.org/spec/lti/claim/role_scope_mentor": ["x"], "roles": [INSTRUCTOR]}
+    r = launch(client, platform, custom=custom, extra=extra)
+    assert r.headers["location"] == "/a/assignment3"
+    assert client.get("/staff").headers["location"] == "/staff/login"
+    assert not [a for a in people.staff_accounts(site.engine) if a.username.startswith("lms-")]
+
+
+def test_login_initiation_refuses_an_unknown_platform_a_foreign_target_and_missing_fields(lms):
+    site, platform = lms
+    client = browser(site)
+    params = platform.initiation("learner-1")
+    for changed, status, words in (({"iss": "https://other-lms.example"}, 403, "no platform is registered"),
+                                   ({"client_id": "someone-else"}, 403, "no platform is registered"),
+                                   ({"target_link_uri": "https://evil.example/x"}, 400, "is not this tool's"),
+                                   ({"login_hint": ""}, 400, "has no login_hint")):
+        r = client.get("/lti/login", params={**params, **changed})
+        assert r.status_code == status and words in said(r) and "lti_state" not in r.headers.get("set-cookie", "")
+
+
+def test_the_launch_refuses_malformed_or_oversized_bodies_with_a_reason(lms):
+    site, platform = lms
+    client = browser(site)
+    assert client.post("/lti/launch", data={"state": "nothing", "id_token": "x"}).status_code == 403
+    r = client.post("/lti/launch", content=b"--x\r\nbroken", headers={
+        "content-type": "multipart/form-data; boundary=x"})
+    assert r.status_code in (400, 403) and "Traceback" not in r.text
+    r = client.post("/lti/launch", content=b"a" * (70 * 1024),
+                    headers={"content-type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 413
+    r = client.post("/lti/launch", content=iter([b"state=x"]),
+                    headers={"content-type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 411
+    asked = query_of(login(client, platform, "learner-1").headers["location"])
+    for token in ("not-a-jwt", "e30.e30.", "a" * 70_000):
+        r = client.post("/lti/launch", data={"id_token": token, "state": asked["state"]})
+        assert r.status_code in (400, 403, 413) and "Traceback" not in r.text
+        asked = query_of(login(client, platform, "learner-1").headers["location"])
+    unsigned = "eyJhbGciOiJub25lIn0." + "eyJpc3MiOiJ4In0."              # alg none
+    r = client.post("/lti/launch", data={"id_token": unsigned, "state": asked["state"]})
+    assert r.status_code == 400 and "only RS256" in said(r)
+
+
+def test_the_state_cookie_is_secure_cross_site_http_only_and_scoped_to_the_launch(lms):
+    site, platform = lms
+    r = login(browser(site), platform, "learner-1")
+    cookie = r.headers["set-cookie"].lower()
+    assert "samesite=none" in cookie and "secure" in cookie and "httponly" in cookie and "path=/lti/launch" in cookie
+    asked = query_of(r.headers["location"])
+    assert asked["response_mode"] == "form_post" and asked["prompt"] == "none" and asked["scope"] == "openid"
+    assert asked["redirect_uri"] == f"{TOOL}/lti/launch" and len(asked["state"]) >= 40 and len(asked["nonce"]) >= 40
+
+
+def test_inside_an_lms_iframe_the_login_offers_a_new_window_and_only_the_lms_may_frame_it(lms):
+    site, platform = lms
+    client = browser(site)
+    params = platform.initiation("learner-1", custom={"assignment": "assignment3"})
+    r = client.get("/lti/login", params=params, headers={"Sec-Fetch-Dest": "iframe"})
+    assert r.status_code == 200 and 'target="_blank"' in said(r) and "lti_state" not in r.headers.get("set-cookie", "")
+    assert r.headers["content-security-policy"].endswith(f"frame-ancestors {platform.url}")
+    assert client.get("/").headers["content-security-policy"].count("frame-ancestors 'none'") == 1
+    href = r.text.split('href="', 2)[2].split('"')[0].replace("&amp;", "&")
+    assert href.startswith("/lti/login?") and "window=new" in href
+    form = auto_form(browse(client.get(href, headers={"Sec-Fetch-Dest": "iframe"}).headers["location"]))
+    assert client.post("/lti/launch", data=form).headers["location"] == "/a/assignment3"
+
+
+# --- the tool's keys and registration ---------------------------------------------------------------------------
+
+def test_the_tools_keys_are_private_files_published_without_their_secret_and_rotate(lms):
+    site, _ = lms
+    client = browser(site)
+    first = client.get("/lti/jwks").json()["keys"]
+    assert len(first) == 1 and first[0]["alg"] == "RS256" and "d" not in first[0] and "p" not in first[0]
+    for path in lti.key_files(site.data):
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(lti.keys_dir(site.data)).st_mode) == 0o700
+    kid, removed = lti.rotate_keys(site.data)
+    assert [k["kid"] for k in client.get("/lti/jwks").json()["keys"]] == [first[0]["kid"], kid] and not removed
+    kid2, removed = lti.rotate_keys(site.data)
+    assert removed == [first[0]["kid"]] and lti.signing_key(site.data)[0] == kid2
+
+
+def test_manual_registration_by_the_command_several_platforms_and_deployments(tmp_path, capsys):
+    data = tmp_path / "site"
+    for issuer, client_id in (("https://moodle.example.ac.jp", "abc"), ("https://canvas.example.edu", "10000")):
+        assert main(["lti", "register", "--data", str(data), "--issuer", issuer, "--client-id", client_id,
+                     "--deployment", "1", "--deployment", "2", "--auth-url", f"{issuer}/auth",
+                     "--token-url", f"{issuer}/token", "--jwks-url", f"{issuer}/certs",
+                     "--public-url", "https://grader.example.ac.jp"]) == 0
+    out = capsys.readouterr().out
+    assert "https://grader.example.ac.jp/lti/login" in out and "https://grader.example.ac.jp/lti/jwks" in out
+    assert main(["lti", "platforms", "--data", str(data)]) == 0
+    listed = capsys.readouterr().out
+    assert "moodle.example.ac.jp  client abc  deployments 1, 2" in listed and "canvas.example.edu" in listed
+    assert main(["lti", "register", "--data", str(data), "--issuer", "http://lms.example", "--client-id", "x",
+                 "--deployment", "1", "--auth-url", "http://lms.example/a", "--token-url", "http://lms.example/t",
+                 "--jwks-url", "http://lms.example/k"]) == 2
+    assert "is not an https:// URL" in capsys.readouterr().err
+    assert main(["lti", "register", "--data", str(data), "--issuer", "https://x.example"]) == 2
+    assert "needs --client-id" in capsys.readouterr().err
+    site = Site(load_config(), data)
+    assert lti_store.registration_for(site.engine, "https://moodle.example.ac.jp", None).client_id == "abc"
