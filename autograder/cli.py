@@ -418,6 +418,28 @@ def cmd_lti(args) -> int:
         for r in lti_store.registrations(site.engine):
             print(f"{r.issuer}  client {r.client_id}  deployments {', '.join(sorted(r.deployments)) or '-'}  "
                   f"auth {r.auth_url}  token {r.token_url}  keys {r.jwks_url}")
+    elif args.action == "push":
+        from .site import lti_services
+
+        if not args.assignment:
+            raise GraderError("lti push needs the assignment, e.g. lti push assignment3")
+        site.config_for(args.assignment)
+        if not site.released_feedback(args.assignment):
+            raise GraderError(f"{args.assignment}'s feedback is not released: scores go to the LMS with the release "
+                              "(the site's assignment page)")
+        queued = lti_services.queue_assignment(site, args.assignment)
+        again = lti_store.send_again(site.engine, args.assignment)
+        counts = lti_services.send_due(site, lti.AccessTokens(site.data))
+        print(f"{args.assignment}: {queued} score(s) changed, {again} to send: {counts['sent']} sent, "
+              f"{counts['later']} put off (the LMS did not answer, or asked to wait: the site tries again), "
+              f"{counts['failed']} refused by the LMS (their reasons: /staff/a/{args.assignment}/lms)")
+        return 1 if counts["failed"] else 0
+    elif args.action == "sync-roster":
+        from .site import lti_services
+
+        counts = lti_services.sync_roster(site)
+        print("roster from the LMS: " + (", ".join(f"{n} {how}" for how, n in sorted(counts.items())) or
+                                         "no course link with a roster service yet (open the tool from the LMS)"))
     elif args.action == "rotate-keys":
         kid, removed = lti.rotate_keys(site.data)
         print(f"new signing key {kid}; published at /lti/jwks with the one before it"
@@ -579,8 +601,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", help=db_help)
     p.set_defaults(run=cmd_staff)
     p = sub.add_parser("lti", help="the site as an LTI 1.3 tool of an LMS (Moodle, Canvas): register a platform by "
-                                   "hand, list them, rotate the tool's keys")
-    p.add_argument("action", choices=("register", "platforms", "rotate-keys"))
+                                   "hand, list them, push an assignment's scores, sync the roster, rotate the "
+                                   "tool's keys")
+    p.add_argument("action", choices=("register", "platforms", "push", "sync-roster", "rotate-keys"))
+    p.add_argument("assignment", nargs="?", help="push: the assignment whose scores go to the LMS now")
     p.add_argument("--issuer", help="register: the LMS's issuer (e.g. https://moodle.example.ac.jp)")
     p.add_argument("--client-id", help="register: the client id the LMS gave the tool")
     p.add_argument("--deployment", action="append", default=[], metavar="ID",

@@ -7,6 +7,7 @@ carry no CSRF token and are protected by state (bound to the browser by a cookie
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 import os
 import stat
@@ -292,3 +293,120 @@ def test_manual_registration_by_the_command_several_platforms_and_deployments(tm
     assert "needs --client-id" in capsys.readouterr().err
     site = Site(load_config(), data)
     assert lti_store.registration_for(site.engine, "https://moodle.example.ac.jp", None).client_id == "abc"
+
+
+# --- grades to the LMS (AGS) --------------------------------------------------------------------------------------
+
+GRADEBOOK = ("student_id,score,max_score,official,status\n"
+             "s001,{s001},10,yes,graded\ns002,0,10,yes,no submission\ns003,5,10,yes,graded\n")
+
+
+def staff_client(site, username="prof") -> TestClient:
+    from tests.test_site import csrf_of
+
+    client = browser(site)
+    token = csrf_of(client.get("/staff/login").text)
+    assert client.post("/staff/login", data={"username": username, "password": PASSWORD,
+                                             "csrf": token}).status_code == 303
+    return client
+
+
+def form_token(client, path) -> str:
+    from tests.test_site import csrf_of
+
+    return csrf_of(client.get(path).text)
+
+
+def linked_class(site, platform):
+    """Two learners launched from the course (s001 by student number, s002 by e-mail; s003 never did), the class
+    graded."""
+    platform.user("learner-2", [LEARNER], "Two", "s002@example.ac.jp")
+    for uid in ("learner-1", "learner-2"):
+        assert launch(browser(site), platform, uid, custom={"assignment": "assignment3"}).status_code == 303
+    grades = site.grades("assignment3")
+    grades.mkdir(parents=True)
+    (grades / "gradebook.csv").write_text(GRADEBOOK.format(s001=9), encoding="utf-8")
+
+
+def release(site):
+    prof = staff_client(site)
+    r = prof.post("/staff/a/assignment3/release", data={"csrf": form_token(prof, "/staff/a/assignment3"),
+                                                        "before_deadline": "yes"})
+    assert r.status_code == 303
+    return prof
+
+
+def test_released_scores_reach_the_line_item_with_their_progress_after_the_lms_comes_back_and_none_twice(lms):
+    from autograder.site.lti_services import send_due
+    from autograder.site.staff import receive_results
+    from tests.test_site_security import results_with
+
+    site, platform = lms
+    linked_class(site, platform)
+    tokens = lti.AccessTokens(site.data)
+    assert send_due(site, tokens) == {"sent": 0, "later": 0, "failed": 0}          # nothing before the release
+    release(site)
+    now = lti_store.utc_now()
+    platform.down = 2                                                              # the LMS is down for two posts
+    assert send_due(site, tokens, now) == {"sent": 0, "later": 2, "failed": 0} and platform.scores == []
+    assert send_due(site, tokens, now + dt.timedelta(seconds=10))["sent"] == 0     # backing off
+    assert send_due(site, tokens, now + dt.timedelta(seconds=31)) == {"sent": 2, "later": 0, "failed": 0}
+    got = {p["userId"]: p for _, p in platform.scores}
+    assert [item for item, _ in platform.scores] == ["link-1", "link-1"]
+    assert got["learner-1"]["scoreGiven"] == 9 and got["learner-1"]["scoreMaximum"] == 10
+    assert got["learner-1"]["activityProgress"] == "Completed" and got["learner-1"]["gradingProgress"] == "FullyGraded"
+    assert got["learner-2"]["scoreGiven"] == 0 and got["learner-2"]["activityProgress"] == "Initialized"
+    assert send_due(site, tokens, now + dt.timedelta(hours=2))["sent"] == 0 and len(platform.scores) == 2
+    prof = staff_client(site)                                    # a regrade uploaded: only the changed score goes
+    receive_results(site, "assignment3", results_with({"out/gradebook.csv": GRADEBOOK.format(s001=10)}), "prof")
+    assert send_due(site, tokens, now + dt.timedelta(hours=3)) == {"sent": 1, "later": 0, "failed": 0}
+    assert platform.scores[-1][1]["userId"] == "learner-1" and platform.scores[-1][1]["scoreGiven"] == 10
+    assert platform.scores[-1][1]["timestamp"] > platform.scores[0][1]["timestamp"]
+    page = said(prof.get("/staff/a/assignment3/lms"))
+    assert page.count("送信済み / sent") == 2 and "link-1" in page
+
+
+def test_a_score_the_lms_refuses_is_failed_with_its_words_and_an_instructor_sends_it_again(lms):
+    from autograder.site.db import identities as ids
+    from autograder.site.lti_services import send_due
+
+    site, platform = lms
+    linked_class(site, platform)
+    with site.engine.begin() as db:                             # s003 is someone the LMS does not know
+        db.execute(ids.insert().values(issuer=platform.url, subject="ghost", student_id="s003"))
+    prof = release(site)
+    tokens = lti.AccessTokens(site.data)
+    assert send_due(site, tokens) == {"sent": 2, "later": 0, "failed": 1}
+    page = said(prof.get("/staff/a/assignment3/lms"))
+    assert "失敗 / failed" in page and "the LMS refused the score: HTTP 400" in page and "no user ghost" in page
+    assert send_due(site, tokens, lti_store.utc_now() + dt.timedelta(days=1))["failed"] == 0      # not retried alone
+    ta = browser(site)
+    launch(ta, platform, "ta-1", custom={"assignment": "assignment3"})
+    r = ta.post("/staff/a/assignment3/lms/send", data={"csrf": form_token(ta, "/staff/a/assignment3/lms")})
+    assert r.status_code == 403 and "Only an instructor" in said(r)
+    assert "再送 / Send again" not in said(ta.get("/staff/a/assignment3/lms"))
+    learner = browser(site)
+    launch(learner, platform, "learner-1", custom={"assignment": "assignment3"})
+    assert learner.get("/staff/a/assignment3/lms").headers["location"] == "/staff/login"
+    assert learner.post("/staff/a/assignment3/lms/send", data={}).headers["location"] == "/staff/login"
+    assert browser(site).get("/staff/a/assignment3/lms").headers["location"] == "/staff/login"
+    assert prof.post("/staff/a/assignment3/lms/send", data={"csrf": "forged", "student": "s003"}).status_code == 403
+    platform.user("ghost", [LEARNER])                            # the LMS now knows them: sent again, it arrives
+    r = prof.post("/staff/a/assignment3/lms/send", data={"csrf": form_token(prof, "/staff/a/assignment3/lms"),
+                                                          "student": "s003"})
+    assert r.status_code == 303
+    assert send_due(site, tokens) == {"sent": 1, "later": 0, "failed": 0}
+    assert platform.scores[-1][1] == {**platform.scores[-1][1], "userId": "ghost", "scoreGiven": 5}
+
+
+def test_the_push_command_sends_one_assignment_and_refuses_before_the_release(lms, capsys):
+    site, platform = lms
+    linked_class(site, platform)
+    args = ["lti", "push", "assignment3", "--data", str(site.data)]
+    assert main(args) == 2 and "not released" in capsys.readouterr().err
+    from autograder.site.records import release as released
+
+    released(site.engine, "assignment3", "prof")
+    assert main(args) == 0
+    assert "2 sent" in capsys.readouterr().out and len(platform.scores) == 2
+    assert main(args) == 0 and len(platform.scores) == 2          # nothing changed: nothing sent twice

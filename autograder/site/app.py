@@ -22,6 +22,7 @@ from ..grading.graders import check_graders
 from . import lti_routes, signin, staff_pages, student_pages
 from .auth import BodyRefused, Forbidden, HideSigninTokens, install, session_middleware
 from .core import Site
+from .lti_services import ScoreSender
 from .selfcheck import CheckRunner
 from .staff import JobRunner
 from .views import message, not_found
@@ -93,7 +94,7 @@ def create_app(site: Site, *, run_checks: bool = True, run_jobs: bool = True, ch
         if run_checks:
             runners.append(check_runner or CheckRunner(site, site.config.site_check_workers))
         if run_jobs:
-            runners.append(app.state.jobs)
+            runners += [app.state.jobs, app.state.scores]
         for r in runners:
             r.start()
         try:
@@ -125,5 +126,6 @@ def create_app(site: Site, *, run_checks: bool = True, run_jobs: bool = True, ch
                                         404: lambda request, exc: not_found(request)})
     app.state.site = site
     app.state.jobs = JobRunner(site)
+    app.state.scores = ScoreSender(site)             # the LMS grade outbox (lti_services)
     install(app)
     return app

@@ -194,8 +194,9 @@ lti_scores = Table(                                                  # the grade
     Column("link_id", Integer, ForeignKey("lti_links.id"), nullable=False),
     Column("student_id", String(64), nullable=False),
     Column("subject", String(255), nullable=False),                  # the student's user id at the LMS
-    Column("score", Float),                                          # None: handed nothing in
+    Column("score", Float),                                          # None: not graded (infrastructure error)
     Column("max_score", Float, nullable=False),
+    Column("status", String(32), nullable=False, default=""),        # the gradebook's (graded, no submission …)
     Column("state", String(16), nullable=False, index=True),
     Column("tries", Integer, nullable=False, default=0),
     Column("next_try_at", UTCDateTime(), nullable=False),

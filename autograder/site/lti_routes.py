@@ -27,11 +27,13 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from . import lti_store
-from .auth import BodyRefused, body_length, sign_in
+from .auth import BodyRefused, body_length, checked_form, may, sign_in
 from .core import Site
 from .lti import (AGS_CLAIM, CLAIM, DEEP_LINKING, LOGIN_TTL_S, NRPS_CLAIM, LaunchRefused, PlatformKeys, jwks, refused,
                   site_role, verify_id_token)
-from .views import message, page
+from .lti_services import queue_assignment
+from .records import log_event
+from .views import message, page, signed_in_as
 
 LOGIN_FIELDS = ("iss", "login_hint", "target_link_uri", "lti_message_hint", "client_id", "lti_deployment_id")
 LAUNCH_FORM = 64 * 1024               # bytes: an id_token and its state
@@ -228,8 +230,42 @@ def link_assignment(site: Site, platform, claims: dict) -> str | None:
     return assignment
 
 
+# --- staff: the grades' passback --------------------------------------------------------------------------------
+
+@signed_in_as("staff", with_assignment=True)
+async def staff_lms(request: Request, member, a):
+    """Each student's score and its state on the way to the LMS (sent, waiting, failed with the LMS's words)."""
+    site: Site = request.app.state.site
+    rows = await run_in_threadpool(lti_store.scores_of, site.engine, a.id)
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r.state] = counts.get(r.state, 0) + 1
+    return page(request, "staff_lms.html.j2", a=a, rows=rows, counts=counts, can_send="release" in may(member),
+                links=await run_in_threadpool(lti_store.links_of, site.engine, a.id))
+
+
+@signed_in_as("staff", with_assignment=True)
+async def staff_lms_send(request: Request, member, a):
+    """Send again (an instructor's, as releasing is): the assignment's failed and waiting scores, or one
+    student's, at once; the scores are queued again from the gradebook first (a score changed since is sent)."""
+    if "release" not in may(member):
+        return message(request, 403, "成績の再送は担当教員 (instructor) だけが行えます。",
+                       f"Only an instructor may send grades again; your role is {member.role}.")
+    form = await checked_form(request)
+    site: Site = request.app.state.site
+    student = form.get("student") if isinstance(form.get("student"), str) and form.get("student") else None
+    await run_in_threadpool(queue_assignment, site, a.id)
+    count = await run_in_threadpool(lti_store.send_again, site.engine, a.id, student)
+    await run_in_threadpool(log_event, site.engine, member.username, "sent grades again",
+                            f"{a.id}: {count}" + (f" ({student})" if student else ""))
+    request.app.state.scores.wake()
+    return RedirectResponse(f"/staff/a/{a.id}/lms", status_code=303)
+
+
 ROUTES = [
     Route("/lti/jwks", jwks_route),
     Route("/lti/login", login, methods=["GET", "POST"]),
     Route("/lti/launch", launch, methods=["POST"]),
+    Route("/staff/a/{assignment}/lms", staff_lms),
+    Route("/staff/a/{assignment}/lms/send", staff_lms_send, methods=["POST"]),
 ]

@@ -13,7 +13,6 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from ..errors import GraderError
 from ..lifecycle.submit import STUDENT_ID
 from .db import (SCORE_FAILED, SCORE_PENDING, SCORE_SENDING, SCORE_SENT, identities, lti_deployments, lti_links,
                  lti_logins, lti_nonces, lti_platforms, lti_scores, lti_staff, staff, students, utc_now)
@@ -215,11 +214,12 @@ def links_of(engine: Engine, assignment: str | None = None) -> list:
 # --- the grade outbox --------------------------------------------------------------------------------------------
 
 def queue_score(engine: Engine, link_id: int, student: str, subject: str, score: float | None,
-                max_score: float) -> bool:
+                max_score: float, status: str) -> bool:
     """A student's score for a line item, to be sent: a new row, or the row updated when the score differs from
     the one it holds (else nothing: a score already sent is not sent twice). → whether it was queued."""
     now = utc_now()
-    values = {"subject": subject, "score": score, "max_score": max_score, "state": SCORE_PENDING, "tries": 0,
+    values = {"subject": subject, "score": score, "max_score": max_score, "status": status, "state": SCORE_PENDING,
+              "tries": 0,
               "next_try_at": now, "scored_at": now, "error": ""}
     with engine.begin() as db:
         row = db.execute(select(lti_scores).where(lti_scores.c.link_id == link_id,
@@ -227,7 +227,8 @@ def queue_score(engine: Engine, link_id: int, student: str, subject: str, score:
         if row is None:
             db.execute(insert(lti_scores).values(link_id=link_id, student_id=student, **values))
             return True
-        if (row.score, row.max_score, row.subject) == (score, max_score, subject) and row.state != SCORE_FAILED:
+        if (row.score, row.max_score, row.status, row.subject) == (score, max_score, status, subject) \
+                and row.state != SCORE_FAILED:
             return False
         db.execute(update(lti_scores).where(lti_scores.c.id == row.id).values(**values))
         return True
@@ -292,7 +293,3 @@ def scores_of(engine: Engine, assignment: str) -> list:
     with engine.connect() as db:
         return list(db.execute(query))
 
-
-def check_registration_args(issuer: str, client_id: str, deployments: list[str]) -> None:
-    if not issuer or not client_id or not deployments:
-        raise GraderError("lti register needs --issuer, --client-id and at least one --deployment")

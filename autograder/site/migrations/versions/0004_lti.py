@@ -77,6 +77,7 @@ def upgrade() -> None:
         sa.Column("subject", sa.String(255), nullable=False),
         sa.Column("score", sa.Float),
         sa.Column("max_score", sa.Float, nullable=False),
+        sa.Column("status", sa.String(32), nullable=False),
         sa.Column("state", sa.String(16), nullable=False, index=True),
         sa.Column("tries", sa.Integer, nullable=False),
         sa.Column("next_try_at", UTCDateTime(), nullable=False),
