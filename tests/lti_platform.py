@@ -182,7 +182,11 @@ class Platform:
     async def memberships(self, request: Request):
         if not self.bearer(request, NRPS_SCOPE):
             return JSONResponse({"error": "unauthorized"}, status_code=401)
-        return JSONResponse({"id": f"{self.url}/memberships", "context": {"id": "course-1"}, "members": self.members},
+        page = int(request.query_params.get("page", "1"))             # two members a page: the tool follows Link
+        headers = {"Link": f'<{self.url}/memberships?page={page + 1}>; rel="next"'} \
+            if len(self.members) > 2 * page else {}
+        return JSONResponse({"id": f"{self.url}/memberships", "context": {"id": "course-1"},
+                             "members": self.members[2 * (page - 1):2 * page]}, headers=headers,
                             media_type="application/vnd.ims.lti-nrps.v2.membershipcontainer+json")
 
     # --- serving ---------------------------------------------------------------------------------------------

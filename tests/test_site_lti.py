@@ -410,3 +410,34 @@ def test_the_push_command_sends_one_assignment_and_refuses_before_the_release(lm
     assert main(args) == 0
     assert "2 sent" in capsys.readouterr().out and len(platform.scores) == 2
     assert main(args) == 0 and len(platform.scores) == 2          # nothing changed: nothing sent twice
+
+
+# --- the class list from the LMS (NRPS) ---------------------------------------------------------------------------
+
+def test_the_roster_syncs_from_the_lms_linking_by_student_number_or_e_mail_and_links_still_work(lms, capsys):
+    from tests.test_site import open_link
+
+    site, platform = lms
+    assert launch(browser(site), platform, "teacher-1", custom={"assignment": "assignment3"}).status_code == 303
+    platform.members = [
+        {"user_id": "m-1", "roles": [LEARNER], "lis_person_sourcedid": "s001", "name": "One", "email": "x@y"},
+        {"user_id": "m-2", "roles": [LEARNER], "email": "S002@example.ac.jp", "name": "Two"},
+        {"user_id": "m-3", "roles": [LEARNER], "lis_person_sourcedid": "B0123", "name": "New", "email": "n@x.jp"},
+        {"user_id": "teacher-1", "roles": [INSTRUCTOR], "name": "Prof."},
+        {"user_id": "m-5", "roles": [LEARNER], "status": "Inactive", "lis_person_sourcedid": "B9999"},
+    ]
+    assert main(["lti", "sync-roster", "--data", str(site.data)]) == 0
+    out = capsys.readouterr().out
+    assert "1 student number" in out and "1 e-mail" in out and "1 new" in out and "1 inactive" in out
+    with site.engine.connect() as db:
+        linked = {r.subject: r.student_id for r in db.execute(select(identities))}
+    assert linked == {"m-1": "s001", "m-2": "s002", "m-3": "B0123"}
+    assert {r.id for r in people.all_students(site.engine)} == {"s001", "s002", "s003", "B0123"}
+    assert main(["lti", "sync-roster", "--data", str(site.data)]) == 0 and "3 known" in capsys.readouterr().out
+    platform.user("m-3", [LEARNER])                              # their launch finds the synced student
+    client = browser(site)
+    launch(client, platform, "m-3", custom={"assignment": "assignment3"})
+    assert "B0123" in client.get("/").text
+    link = people.issue_links(site.engine, "http://testserver", ["s003"])[0]["link"]    # no LMS for s003: a link
+    plain = browser(site)
+    assert open_link(plain, link).status_code == 303 and "s003" in plain.get("/").text
