@@ -21,6 +21,7 @@ import jwt
 import uvicorn
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from lti1p3platform.deep_linking import LtiDeepLinking
 from lti1p3platform.ltiplatform import LTI1P3PlatformConfAbstract
 from lti1p3platform.message_launch import LTIAdvantageMessageLaunchAbstract
 from lti1p3platform.registration import Registration
@@ -84,6 +85,7 @@ class Platform:
         self.launches: dict[str, dict] = {}
         self.scores: list[tuple[str, dict]] = []
         self.members: list[dict] = []
+        self.deep_links: list[tuple[dict, list]] = []
         self.down = 0
         self.server = None
 
@@ -93,11 +95,12 @@ class Platform:
         return uid
 
     def initiation(self, uid: str, link: str = "link-1", custom: dict | None = None, ags: bool = True,
-                   extra: dict | None = None) -> dict:
+                   extra: dict | None = None, deep_link: bool = False) -> dict:
         """The login initiation's parameters for ``uid`` opening resource link ``link`` (what the LMS's page sends
         to the tool's login URL)."""
         hint = f"launch-{len(self.launches)}"
-        self.launches[hint] = {"link": link, "custom": custom or {}, "ags": ags, "extra": extra or {}}
+        self.launches[hint] = {"link": link, "custom": custom or {}, "ags": ags, "extra": extra or {},
+                               "deep_link": deep_link}
         return {"iss": self.url, "login_hint": uid, "target_link_uri": f"{self.tool}/lti/launch",
                 "lti_message_hint": hint, "client_id": self.registration.get_client_id(),
                 "lti_deployment_id": self.registration.get_deployment_id()}
@@ -118,6 +121,11 @@ class Platform:
         extra = dict(prepared["extra"])
         if user["sourcedid"]:
             extra["https://purl.imsglobal.org/spec/lti/claim/lis"] = {"person_sourcedid": user["sourcedid"]}
+        if prepared["deep_link"]:                   # an instructor adding the tool's activity: no resource link yet
+            message.lti_claim_resource_link = None
+            extra.update(LtiDeepLinking(f"{self.url}/deep_link_return").get_lti_deep_linking_launch_claim(
+                "Add an activity", "", {"ltiResourceLink"}, {"opaque": "platform-data"}))
+            extra["https://purl.imsglobal.org/spec/lti/claim/message_type"] = "LtiDeepLinkingRequest"
         message.set_extra_claims(extra)
         return {**message.get_launch_message(), "nonce": nonce}
 
@@ -150,6 +158,18 @@ class Platform:
             f'<input type="hidden" name="state" value="{html.escape(params["state"])}">'
             '<button type="submit">Launch</button></form>'
             '<script>document.getElementById("launch").submit()</script>')
+
+    async def deep_link_return(self, request: Request):
+        """The deep linking response, checked by lti1p3platform (the tool's signature, its message type, the
+        content items' types): the items become the course's activities."""
+        form = dict(await request.form())
+        try:
+            items = self.conf.validate_deeplinking_resp(form)
+        except Exception as exc:                        # noqa: BLE001
+            return PlainTextResponse(f"refused: {exc!r}", status_code=400)
+        claims = jwt.decode(form["JWT"], options={"verify_signature": False})
+        self.deep_links.append((claims, items))
+        return PlainTextResponse(f"added {len(items)} item(s)")
 
     async def token(self, request: Request):
         form = dict(await request.form())
@@ -195,6 +215,7 @@ class Platform:
         self.registration.set_tool_key_set(tool_jwks)
         app = Starlette(routes=[Route("/jwks", self.jwks), Route("/auth", self.auth),
                                 Route("/token", self.token, methods=["POST"]),
+                                Route("/deep_link_return", self.deep_link_return, methods=["POST"]),
                                 Route("/lineitems/{item}/scores", self.score, methods=["POST"]),
                                 Route("/memberships", self.memberships)])
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error"))

@@ -441,3 +441,51 @@ def test_the_roster_syncs_from_the_lms_linking_by_student_number_or_e_mail_and_l
     link = people.issue_links(site.engine, "http://testserver", ["s003"])[0]["link"]    # no LMS for s003: a link
     plain = browser(site)
     assert open_link(plain, link).status_code == 303 and "s003" in plain.get("/").text
+
+
+# --- deep linking -----------------------------------------------------------------------------------------------
+
+def test_an_instructor_adding_the_activity_picks_the_assignment_and_the_lms_gets_its_link_and_line_item(lms):
+    import urllib.parse
+    import urllib.request
+
+    from tests.test_site import csrf_of
+
+    site, platform = lms
+    prof = browser(site)
+    r = launch(prof, platform, "teacher-1", deep_link=True)
+    assert r.status_code == 303 and r.headers["location"] == "/lti/deep-link"
+    choose = prof.get("/lti/deep-link")
+    assert choose.status_code == 200 and 'value="assignment3"' in choose.text
+    assert platform.url in choose.headers["content-security-policy"]                 # the LMS may frame it
+    r = prof.post("/lti/deep-link", data={"csrf": csrf_of(choose.text), "assignment": "no-such"})
+    assert r.status_code == 400
+    r = prof.post("/lti/deep-link", data={"csrf": csrf_of(choose.text), "assignment": "assignment3"})
+    assert r.status_code == 200 and f"form-action {platform.url}" in r.headers["content-security-policy"]
+    back = r.text.split('action="', 2)[2].split('"')[0]
+    token = r.text.split('name="JWT" value="')[1].split('"')[0]
+    with urllib.request.urlopen(urllib.request.Request(html.unescape(back), urllib.parse.urlencode(
+            {"JWT": token}).encode()), timeout=10) as answer:                  # the browser's button, to the LMS
+        assert answer.read() == b"added 1 item(s)"
+    claims, items = platform.deep_links[0]
+    assert claims["https://purl.imsglobal.org/spec/lti-dl/claim/data"] == {"opaque": "platform-data"}
+    assert claims["aud"] == platform.url and claims["iss"] == platform.registration.get_client_id()
+    item = items[0]
+    assert item["url"] == f"{TOOL}/lti/launch" and item["custom"] == {"assignment": "assignment3"}
+    assert item["lineItem"]["scoreMaximum"] > 0 and item["lineItem"]["resourceId"] == "assignment3"
+    assert prof.get("/lti/deep-link").status_code == 404                     # the request is used up
+    learner = browser(site)                                                  # the new activity opens the assignment
+    r = launch(learner, platform, "learner-1", link="link-new", custom=item["custom"])
+    assert r.headers["location"] == "/a/assignment3"
+
+
+@pytest.mark.parametrize("uid", ["learner-1", "ta-1"])
+def test_only_an_instructor_may_add_the_activity(lms, uid):
+    site, platform = lms
+    client = browser(site)
+    r = launch(client, platform, uid, deep_link=True)
+    assert r.status_code == 403 and "only an instructor adds" in said(r)
+    assert client.get("/lti/deep-link").status_code in (303, 404)
+    stranger = browser(site)
+    assert stranger.get("/lti/deep-link").headers["location"] == "/staff/login"
+    assert stranger.post("/lti/deep-link", data={"assignment": "assignment3"}).headers["location"] == "/staff/login"

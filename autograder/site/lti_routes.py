@@ -26,11 +26,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from ..grading.checks import max_score
+from ..grading.graders import check_graders
 from . import lti_store
 from .auth import BodyRefused, body_length, checked_form, may, sign_in
 from .core import Site
-from .lti import (AGS_CLAIM, CLAIM, DEEP_LINKING, LOGIN_TTL_S, NRPS_CLAIM, LaunchRefused, PlatformKeys, jwks, refused,
-                  site_role, verify_id_token)
+from .lti import (AGS_CLAIM, CLAIM, DEEP_LINKING, DL_CLAIM, LOGIN_TTL_S, NRPS_CLAIM, LaunchRefused, PlatformKeys, jwks,
+                  refused, sign, site_role, verify_id_token)
 from .lti_services import queue_assignment
 from .records import log_event
 from .views import message, page, signed_in_as
@@ -185,8 +187,7 @@ async def signed_in_by(request: Request, site: Site, platform, claims: dict) -> 
         raise refused("the launch's user has no role in the course this tool maps (learner, instructor or teaching "
                       "assistant)", ja="あなたのコースでの役割 (学生・教員・TA) が LMS から届きませんでした", status=403)
     if claims[CLAIM + "message_type"] == DEEP_LINKING:
-        raise refused("deep linking is not supported yet: add the activity with the custom parameter "
-                      "assignment=ID (README: \"LMS (LTI 1.3)\")", status=400)
+        return await deep_linking_request(request, site, platform, claims, role)
     assignment = await run_in_threadpool(link_assignment, site, platform, claims)
     if role == "student":
         lis = claims.get(CLAIM + "lis") if isinstance(claims.get(CLAIM + "lis"), dict) else {}
@@ -202,6 +203,73 @@ async def signed_in_by(request: Request, site: Site, platform, claims: dict) -> 
                                      text(claims.get("preferred_username")) or text(claims.get("email")))
     sign_in(request, "staff", member)
     return RedirectResponse(f"/staff/a/{assignment}" if assignment else "/staff", status_code=303)
+
+
+# --- deep linking: the instructor picks the assignment an activity opens ---------------------------------------------
+
+async def deep_linking_request(request: Request, site: Site, platform, claims: dict, role: str) -> Response:
+    """An instructor adding the tool's activity: signed in as staff, then the assignments to choose from
+    (``deep_link``). What the LMS asked (where to return, its opaque data) waits in the signed session."""
+    settings = claims.get(DL_CLAIM + "deep_linking_settings")
+    settings = settings if isinstance(settings, dict) else {}
+    back = text(settings.get("deep_link_return_url"), 500)
+    if role != "instructor":
+        raise refused("only an instructor adds the tool's activities (deep linking)", status=403,
+                      ja="課題の追加は担当教員 (instructor) だけが行えます")
+    if not origin(back):
+        raise refused("the deep linking request has no deep_link_return_url")
+    accepted = settings.get("accept_types") if isinstance(settings.get("accept_types"), list) else []
+    if "ltiResourceLink" not in accepted:
+        raise refused(f"the LMS accepts no LTI resource link here (it accepts {accepted!r})")
+    data = settings.get("data")
+    member = await run_in_threadpool(lti_store.staff_for, site.engine, platform.issuer, claims["sub"], role,
+                                     text(claims.get("preferred_username")) or text(claims.get("email")))
+    sign_in(request, "staff", member)
+    request.session["lti_dl"] = {"platform": platform.id, "deployment": claims[CLAIM + "deployment_id"],
+                                 "back": back, "data": data if len(json.dumps(data)) <= 2000 else None}
+    return RedirectResponse("/lti/deep-link", status_code=303)
+
+
+@signed_in_as("staff")
+async def deep_link(request: Request, member):
+    """GET: the course's assignments, each with a button; POST (an instructor's, with CSRF): the chosen one goes
+    back to the LMS as a resource link with its line item (the assignment's maximum score), in a deep linking
+    response signed by the tool, posted by the instructor's browser to the LMS's return URL."""
+    site: Site = request.app.state.site
+    asked = request.session.get("lti_dl")
+    if not isinstance(asked, dict) or "release" not in may(member):
+        return message(request, 404, "LMS からの課題の追加は始まっていません。LMS の「活動を追加」からやり直してください。",
+                       "No deep linking request from the LMS is under way: add the activity from the LMS again.")
+    if request.method == "GET":
+        return framable(request, page(request, "lti_deep_link.html.j2", assignments=site.assignments()))
+    form = await checked_form(request)
+    a = site.assignment(str(form.get("assignment", "")))
+    if a is None:
+        return framable(request, page(request, "lti_deep_link.html.j2", status=400, assignments=site.assignments(),
+                                      error=("その課題はありません。", "There is no such assignment.")))
+    platform = await run_in_threadpool(lti_store.registration, site.engine, asked["platform"])
+    token = await run_in_threadpool(deep_linking_response, site, platform, asked, a)
+    del request.session["lti_dl"]
+    response = page(request, "lti_deep_link_return.html.j2", a=a, back=asked["back"], jwt=token)
+    framable(request, response)
+    response.headers["Content-Security-Policy"] = response.headers["Content-Security-Policy"].replace(
+        "form-action 'self'", f"form-action {origin(asked['back'])}")
+    return response
+
+
+def deep_linking_response(site: Site, platform, asked: dict, a) -> str:
+    """The signed LtiDeepLinkingResponse holding one resource link: it opens ``a`` (its custom parameter) and
+    asks the LMS for a gradebook column of the assignment's maximum score."""
+    title = f"{a.title_ja} / {a.title_en}" if a.title_ja != a.title_en else a.title_en
+    item = {"type": "ltiResourceLink", "title": title[:200], "url": f"{site.public_url}/lti/launch",
+            "custom": {"assignment": a.id},
+            "lineItem": {"scoreMaximum": max_score(check_graders(site.config_for(a.id))), "label": title[:200],
+                         "resourceId": a.id, "tag": "autograder"}}
+    claims = {"iss": platform.client_id, "aud": platform.issuer, "nonce": secrets.token_urlsafe(16),
+              CLAIM + "deployment_id": asked["deployment"], CLAIM + "message_type": "LtiDeepLinkingResponse",
+              CLAIM + "version": "1.3.0", DL_CLAIM + "content_items": [item],
+              **({DL_CLAIM + "data": asked["data"]} if asked.get("data") is not None else {})}
+    return sign(site.data, claims, lifetime_s=600)
 
 
 def text(value, limit: int = 200) -> str:
@@ -266,6 +334,7 @@ ROUTES = [
     Route("/lti/jwks", jwks_route),
     Route("/lti/login", login, methods=["GET", "POST"]),
     Route("/lti/launch", launch, methods=["POST"]),
+    Route("/lti/deep-link", deep_link, methods=["GET", "POST"]),
     Route("/staff/a/{assignment}/lms", staff_lms),
     Route("/staff/a/{assignment}/lms/send", staff_lms_send, methods=["POST"]),
 ]
