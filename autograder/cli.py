@@ -400,7 +400,7 @@ def cmd_lti(args) -> int:
     registrations listed, the tool's keys rotated."""
     from .site import lti, lti_store
 
-    site = _site(args, public_url=args.public_url)
+    site = _site(args, public_url=args.public_url or "https://YOUR-SITE")
     if args.action == "register":
         missing = [f"--{n.replace('_', '-')}" for n in ("issuer", "client_id", "auth_url", "token_url", "jwks_url")
                    if not getattr(args, n)] + ([] if args.deployment else ["--deployment"])
@@ -440,6 +440,14 @@ def cmd_lti(args) -> int:
         counts = lti_services.sync_roster(site)
         print("roster from the LMS: " + (", ".join(f"{n} {how}" for how, n in sorted(counts.items())) or
                                          "no course link with a roster service yet (open the tool from the LMS)"))
+    elif args.action == "registration-url":
+        from .site.lti_registration import KEY_HOURS, registration_url
+
+        if not (args.public_url or "").startswith("https://"):
+            raise GraderError("lti registration-url needs --public-url https://YOUR-SITE (the address the LMS reaches)")
+        print(f"{registration_url(site)}\npaste it into the LMS's dynamic registration (Moodle: Site administration → "
+              f"Plugins → Activity modules → External tool → Manage tools → Tool URL); it works once, within "
+              f"{KEY_HOURS} hours")
     elif args.action == "rotate-keys":
         kid, removed = lti.rotate_keys(site.data)
         print(f"new signing key {kid}; published at /lti/jwks with the one before it"
@@ -601,9 +609,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", help=db_help)
     p.set_defaults(run=cmd_staff)
     p = sub.add_parser("lti", help="the site as an LTI 1.3 tool of an LMS (Moodle, Canvas): register a platform by "
-                                   "hand, list them, push an assignment's scores, sync the roster, rotate the "
-                                   "tool's keys")
-    p.add_argument("action", choices=("register", "platforms", "push", "sync-roster", "rotate-keys"))
+                                   "hand or make a dynamic registration URL, list them, push an assignment's "
+                                   "scores, sync the roster, rotate the tool's keys")
+    p.add_argument("action", choices=("register", "registration-url", "platforms", "push", "sync-roster",
+                                      "rotate-keys"))
     p.add_argument("assignment", nargs="?", help="push: the assignment whose scores go to the LMS now")
     p.add_argument("--issuer", help="register: the LMS's issuer (e.g. https://moodle.example.ac.jp)")
     p.add_argument("--client-id", help="register: the client id the LMS gave the tool")
@@ -613,7 +622,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--token-url", help="register: the LMS's access token URL")
     p.add_argument("--jwks-url", help="register: the LMS's public keyset URL")
     p.add_argument("--name", help="register: a name for staff pages")
-    p.add_argument("--public-url", default="https://YOUR-SITE", help="the site's address (for the URLs printed)")
+    p.add_argument("--public-url", help="the site's address, as the LMS reaches it (https://…): the URLs printed")
     p.add_argument("--data", help=data_help)
     p.add_argument("--db", help=db_help)
     p.set_defaults(run=cmd_lti)

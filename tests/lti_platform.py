@@ -86,6 +86,8 @@ class Platform:
         self.scores: list[tuple[str, dict]] = []
         self.members: list[dict] = []
         self.deep_links: list[tuple[dict, list]] = []
+        self.registered: list[dict] = []
+        self.registration_token = "a-registration-token"
         self.down = 0
         self.server = None
 
@@ -171,6 +173,26 @@ class Platform:
         self.deep_links.append((claims, items))
         return PlainTextResponse(f"added {len(items)} item(s)")
 
+    # Dynamic registration: lti1p3platform has none, so these two endpoints are a stub written here (the
+    # OpenID configuration and the registration endpoint, as LTI Dynamic Registration and Moodle 4.x have them).
+    async def openid_configuration(self, request: Request):
+        return JSONResponse({
+            "issuer": self.url, "authorization_endpoint": f"{self.url}/auth", "token_endpoint": f"{self.url}/token",
+            "jwks_uri": f"{self.url}/jwks", "registration_endpoint": f"{self.url}/register",
+            "scopes_supported": [SCORE_SCOPE, NRPS_SCOPE], "response_types_supported": ["id_token"],
+            "https://purl.imsglobal.org/spec/lti-platform-configuration": {
+                "product_family_code": "moodle", "version": "4.3",
+                "messages_supported": [{"type": "LtiResourceLinkRequest"}, {"type": "LtiDeepLinkingRequest"}]}})
+
+    async def register_tool(self, request: Request):
+        if request.headers.get("authorization") != f"Bearer {self.registration_token}":
+            return JSONResponse({"error": "invalid registration token"}, status_code=401)
+        self.registered.append(await request.json())
+        return JSONResponse({**self.registered[-1], "client_id": "dynamic-client-7",
+                             "https://purl.imsglobal.org/spec/lti-tool-configuration": {
+                                 **self.registered[-1]["https://purl.imsglobal.org/spec/lti-tool-configuration"],
+                                 "deployment_id": "12"}})
+
     async def token(self, request: Request):
         form = dict(await request.form())
         try:
@@ -216,6 +238,8 @@ class Platform:
         app = Starlette(routes=[Route("/jwks", self.jwks), Route("/auth", self.auth),
                                 Route("/token", self.token, methods=["POST"]),
                                 Route("/deep_link_return", self.deep_link_return, methods=["POST"]),
+                                Route("/.well-known/openid-configuration", self.openid_configuration),
+                                Route("/register", self.register_tool, methods=["POST"]),
                                 Route("/lineitems/{item}/scores", self.score, methods=["POST"]),
                                 Route("/memberships", self.memberships)])
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error"))

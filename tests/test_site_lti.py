@@ -489,3 +489,55 @@ def test_only_an_instructor_may_add_the_activity(lms, uid):
     stranger = browser(site)
     assert stranger.get("/lti/deep-link").headers["location"] == "/staff/login"
     assert stranger.post("/lti/deep-link", data={"assignment": "assignment3"}).headers["location"] == "/staff/login"
+
+
+# --- dynamic registration -----------------------------------------------------------------------------------------
+
+def test_dynamic_registration_by_a_one_time_url_then_a_learner_launches(tmp_path, monkeypatch, capsys):
+    from autograder.site.lti_registration import CLOSE_HASH
+
+    monkeypatch.setenv("AUTOGRADER_NOW", BEFORE)
+    data = tmp_path / "site"
+    assert main(["lti", "registration-url", "--data", str(data)]) == 2           # without the site's https address
+    assert main(["lti", "registration-url", "--data", str(data), "--public-url", TOOL]) == 0
+    url = capsys.readouterr().out.split()[0]
+    assert url.startswith(f"{TOOL}/lti/register?key=")
+    site = Site(load_config(), data, public_url=TOOL)
+    people.import_roster(site.engine, [people.RosterRow("s001", "One", "s001@example.ac.jp")])
+    platform = Platform(TOOL).start(lti.jwks(site.data))
+    try:
+        client = browser(site)
+        asked = {"openid_configuration": f"{platform.url}/.well-known/openid-configuration",
+                 "registration_token": platform.registration_token}
+        forged = client.get("/lti/register", params={**asked, "key": "guessed"})
+        assert forged.status_code == 403 and lti_store.registrations(site.engine) == []
+        key = query_of(url)["key"]
+        r = client.get("/lti/register", params={**asked, "key": key})
+        assert r.status_code == 200 and "dynamic-client-7" in r.text, r.text
+        assert f"script-src 'sha256-{CLOSE_HASH}'" in r.headers["content-security-policy"]
+        assert f"frame-ancestors {platform.url}" in r.headers["content-security-policy"]
+        sent = platform.registered[0]
+        assert sent["initiate_login_uri"] == f"{TOOL}/lti/login" and sent["jwks_uri"] == f"{TOOL}/lti/jwks"
+        assert sent["redirect_uris"] == [f"{TOOL}/lti/launch"] and "lti-ags/scope/score" in sent["scope"]
+        [registered] = lti_store.registrations(site.engine)
+        assert (registered.issuer, registered.client_id, registered.deployments) == (
+            platform.url, "dynamic-client-7", frozenset({"12"}))
+        assert client.get("/lti/register", params={**asked, "key": key}).status_code == 403      # once only
+        platform.registration.set_client_id("dynamic-client-7").set_deployment_id("12")
+        platform.user("learner-1", [LEARNER], "One", sourcedid="s001")
+        assert launch(client, platform, custom={"assignment": "assignment3"}).headers["location"] == "/a/assignment3"
+    finally:
+        platform.stop()
+
+
+def test_a_dynamic_registration_the_lms_refuses_says_why(lms):
+    from autograder.site.lti_registration import registration_url
+
+    site, platform = lms
+    client = browser(site)
+    r = client.get("/lti/register", params={**query_of(registration_url(site)), "registration_token": "wrong",
+                                            "openid_configuration": f"{platform.url}/.well-known/openid-configuration"})
+    assert r.status_code == 502 and "the LMS refused the registration: HTTP 401" in said(r)
+    r = client.get("/lti/register", params={**query_of(registration_url(site)),
+                                            "openid_configuration": "https://127.0.0.1:9/.well-known/openid-configuration"})
+    assert r.status_code == 502 and "could not be read" in said(r)

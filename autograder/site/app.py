@@ -19,7 +19,7 @@ from starlette.routing import Route
 
 from ..errors import GraderError
 from ..grading.graders import check_graders
-from . import lti_routes, signin, staff_pages, student_pages
+from . import lti_registration, lti_routes, signin, staff_pages, student_pages
 from .auth import BodyRefused, Forbidden, HideSigninTokens, install, session_middleware
 from .core import Site
 from .lti_services import ScoreSender
@@ -117,7 +117,7 @@ def create_app(site: Site, *, run_checks: bool = True, run_jobs: bool = True, ch
                        "instructor.")
 
     routes = [*student_pages.ROUTES, *signin.ROUTES, *staff_pages.ROUTES, *lti_routes.ROUTES,
-              Route("/healthz", lambda request: PlainTextResponse("ok"))]
+              *lti_registration.ROUTES, Route("/healthz", lambda request: PlainTextResponse("ok"))]
     https = site.public_url.startswith("https://")
     app = Starlette(routes=routes, lifespan=lifespan,
                     middleware=[Middleware(SecurityHeaders, https=https), session_middleware(site, https)],

@@ -185,6 +185,13 @@ lti_links = Table(                                                   # a resourc
     UniqueConstraint("platform_id", "resource_link"),
 )
 
+lti_registration_keys = Table(                                       # one-time keys of dynamic registration URLs
+    "lti_registration_keys", metadata,
+    Column("key_hash", String(64), primary_key=True),                # SHA-256 of the URL's key
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Column("used_at", UTCDateTime()),
+)
+
 # The grade outbox's states: waiting to be sent (again), being sent, arrived, refused by the LMS (4xx: staff look).
 SCORE_PENDING, SCORE_SENDING, SCORE_SENT, SCORE_FAILED = "pending", "sending", "sent", "failed"
 

@@ -53,13 +53,13 @@ def platform_keys(request: Request) -> PlatformKeys:
     return state.lti_keys
 
 
-def framable(request: Request, response: Response) -> Response:
-    """The LTI pages may be shown inside the registered LMSs' pages (only these: every other page of the site
-    refuses to be framed): their refusals and the "open in a new window" button are seen where the LMS shows the
-    tool."""
+def framable(request: Request, response: Response, also: tuple[str, ...] = ()) -> Response:
+    """The LTI pages may be shown inside the registered LMSs' pages (only these, and ``also``: every other page of
+    the site refuses to be framed): their refusals and the "open in a new window" button are seen where the LMS
+    shows the tool."""
     site: Site = request.app.state.site
     origins = sorted({origin(url) for r in lti_store.registrations(site.engine) for url in (r.issuer, r.auth_url)}
-                     - {""})
+                     .union(also) - {""})
     response.headers["Content-Security-Policy"] = (
         "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; base-uri 'none'; "
         f"frame-ancestors {' '.join(origins) or chr(39) + 'none' + chr(39)}")

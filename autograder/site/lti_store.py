@@ -15,7 +15,8 @@ from sqlalchemy.exc import IntegrityError
 
 from ..lifecycle.submit import STUDENT_ID
 from .db import (SCORE_FAILED, SCORE_PENDING, SCORE_SENDING, SCORE_SENT, identities, lti_deployments, lti_links,
-                 lti_logins, lti_nonces, lti_platforms, lti_scores, lti_staff, staff, students, utc_now)
+                 lti_logins, lti_nonces, lti_platforms, lti_registration_keys, lti_scores, lti_staff, staff, students,
+                 utc_now)
 from .lti import LOGIN_TTL_S, Registration
 
 NONCE_KEEP = dt.timedelta(days=2)     # an id_token lives minutes: a nonce older than this cannot come back
@@ -72,6 +73,27 @@ def registration_for(engine: Engine, issuer: str, client_id: str | None) -> Regi
         found = _registrations(db, lti_platforms.c.issuer == issuer,
                                *([lti_platforms.c.client_id == client_id] if client_id else []))
     return found[0] if len(found) == 1 else None
+
+
+def registration_key(engine: Engine, key_hash: str, hours: float) -> None:
+    """A dynamic registration URL's key (its hash), usable once within ``hours``."""
+    with engine.begin() as db:
+        db.execute(insert(lti_registration_keys).values(key_hash=key_hash,
+                                                        expires_at=utc_now() + dt.timedelta(hours=hours)))
+
+
+def registration_key_valid(engine: Engine, key_hash: str) -> bool:
+    with engine.connect() as db:
+        row = db.execute(select(lti_registration_keys).where(lti_registration_keys.c.key_hash == key_hash)).first()
+    return row is not None and row.used_at is None and row.expires_at > utc_now()
+
+
+def use_registration_key(engine: Engine, key_hash: str) -> bool:
+    """The key used (a conditional update: one registration per key). → whether it was still unused."""
+    with engine.begin() as db:
+        return bool(db.execute(update(lti_registration_keys).where(
+            lti_registration_keys.c.key_hash == key_hash, lti_registration_keys.c.used_at.is_(None),
+            lti_registration_keys.c.expires_at > utc_now()).values(used_at=utc_now())).rowcount)
 
 
 # --- login initiations and nonces --------------------------------------------------------------------------------

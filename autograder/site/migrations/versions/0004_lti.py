@@ -1,6 +1,6 @@
 """LTI 1.3: the LMSs this site is a tool of (registrations and their deployments), the login initiations waiting for
 their launch, the nonces used, staff identities at an LMS, the course links and their line items, and the grade
-outbox.
+outbox; the one-time keys of dynamic registration URLs.
 
 Revision ID: 0004
 Revises: 0003
@@ -70,6 +70,12 @@ def upgrade() -> None:
         sa.UniqueConstraint("platform_id", "resource_link"),
     )
     op.create_table(
+        "lti_registration_keys",
+        sa.Column("key_hash", sa.String(64), primary_key=True),
+        sa.Column("expires_at", UTCDateTime(), nullable=False),
+        sa.Column("used_at", UTCDateTime()),
+    )
+    op.create_table(
         "lti_scores",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("link_id", sa.Integer, sa.ForeignKey("lti_links.id"), nullable=False),
@@ -89,6 +95,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("lti_scores", "lti_links", "lti_staff", "lti_nonces", "lti_logins", "lti_deployments",
+    for table in ("lti_scores", "lti_registration_keys", "lti_links", "lti_staff", "lti_nonces", "lti_logins", "lti_deployments",
                   "lti_platforms"):
         op.drop_table(table)
