@@ -138,6 +138,14 @@ class Platform:
                           headers={"kid": kid or self.registration.get_kid()})
 
     # --- its endpoints -------------------------------------------------------------------------------------
+    async def course_page(self, request: Request):
+        """The course's activity as the LMS shows it to a signed-in user: a link that starts the tool's login
+        (the user named in the path stands in for the LMS's own session)."""
+        query = urllib.parse.urlencode(self.initiation(request.path_params["uid"],
+                                                       custom={"assignment": request.query_params["a"]}))
+        return HTMLResponse(f'<h1>Deep learning</h1><a id="activity" href="{self.tool}/lti/login?'
+                            f'{html.escape(query)}">Assignment</a>')
+
     async def jwks(self, request: Request):
         return JSONResponse({"keys": self.registration.get_jwks()})
 
@@ -236,6 +244,7 @@ class Platform:
         """Serve on 127.0.0.1, trusting the tool's public keys ``tool_jwks`` (as a registration copies them)."""
         self.registration.set_tool_key_set(tool_jwks)
         app = Starlette(routes=[Route("/jwks", self.jwks), Route("/auth", self.auth),
+                                Route("/course/{uid}", self.course_page),
                                 Route("/token", self.token, methods=["POST"]),
                                 Route("/deep_link_return", self.deep_link_return, methods=["POST"]),
                                 Route("/.well-known/openid-configuration", self.openid_configuration),
