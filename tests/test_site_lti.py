@@ -228,9 +228,24 @@ def test_the_launch_refuses_malformed_or_oversized_bodies_with_a_reason(lms):
         r = client.post("/lti/launch", data={"id_token": token, "state": asked["state"]})
         assert r.status_code in (400, 403, 413) and "Traceback" not in r.text
         asked = query_of(login(client, platform, "learner-1").headers["location"])
+    r = client.post("/lti/login", data=platform.initiation("learner-1"))        # some LMSs POST the initiation
+    assert r.status_code == 302 and r.headers["location"].startswith(f"{platform.url}/auth?")
+    r = client.post("/lti/login", content=b"iss=" + b"x" * 9000,
+                    headers={"content-type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 413 and "Traceback" not in r.text
     unsigned = "eyJhbGciOiJub25lIn0." + "eyJpc3MiOiJ4In0."              # alg none
     r = client.post("/lti/launch", data={"id_token": unsigned, "state": asked["state"]})
     assert r.status_code == 400 and "only RS256" in said(r)
+
+
+def test_a_flood_of_login_initiations_cannot_fill_the_database(lms, monkeypatch):
+    site, platform = lms
+    monkeypatch.setattr(lti_store, "LOGINS_MAX", 3)
+    client = browser(site)
+    for _ in range(3):
+        login(client, platform, "learner-1")
+    r = client.get("/lti/login", params=platform.initiation("learner-1"))
+    assert r.status_code == 429 and "Too many launches" in said(r)
 
 
 def test_the_state_cookie_is_secure_cross_site_http_only_and_scoped_to_the_launch(lms):

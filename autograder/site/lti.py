@@ -41,6 +41,8 @@ LOGIN_TTL_S = 600              # a login initiation waits this long for its laun
 FETCH_LIMIT = 2**20            # bytes of a platform's answer read at most (keys, tokens, a roster page)
 FETCH_TIMEOUT_S = 10
 KEYS_TTL_S = 300               # a platform's keys are fetched again after this, or at once for an unknown key id
+KEYS_REFETCH_S = 10            # … but not more often than this (a token naming random key ids fetches no more)
+LOGINS_MAX = 20_000            # login initiations waiting at once at most (each is a row for LOGIN_TTL_S)
 
 
 class LaunchRefused(Exception):
@@ -187,7 +189,8 @@ class PlatformKeys:
     def _keys(self, url: str, fresh: bool) -> jwt.PyJWKSet:
         with self._lock:
             kept = self._sets.get(url)
-            if kept and not fresh and time.monotonic() - kept[0] < KEYS_TTL_S:
+            age = time.monotonic() - kept[0] if kept else None
+            if age is not None and (age < KEYS_REFETCH_S or not fresh and age < KEYS_TTL_S):
                 return kept[1]
         try:
             found, _ = self.fetch(url)

@@ -119,7 +119,11 @@ async def login(request: Request):
     except (LaunchRefused, BodyRefused) as exc:
         return refusal(request, exc if isinstance(exc, LaunchRefused) else LaunchRefused(exc.status, exc.ja, exc.en))
     state, nonce, secret = (secrets.token_urlsafe(32) for _ in range(3))
-    await run_in_threadpool(lti_store.start_login, site.engine, state, digest(secret), nonce, platform.id, params)
+    if not await run_in_threadpool(lti_store.start_login, site.engine, state, digest(secret), nonce, platform.id,
+                                   params):
+        return refusal(request, LaunchRefused(
+            429, "いま LMS からの起動が集中しています。少し待ってから、もう一度開いてください。",
+            "Too many launches are under way: wait a minute and open the tool from the LMS again."))
     query = {"scope": "openid", "response_type": "id_token", "response_mode": "form_post", "prompt": "none",
              "client_id": platform.client_id, "redirect_uri": f"{site.public_url}/lti/launch",
              "login_hint": params["login_hint"], "state": state, "nonce": nonce,

@@ -17,7 +17,7 @@ from ..lifecycle.submit import STUDENT_ID
 from .db import (SCORE_FAILED, SCORE_PENDING, SCORE_SENDING, SCORE_SENT, identities, lti_deployments, lti_links,
                  lti_logins, lti_nonces, lti_platforms, lti_registration_keys, lti_scores, lti_staff, staff, students,
                  utc_now)
-from .lti import LOGIN_TTL_S, Registration
+from .lti import LOGIN_TTL_S, LOGINS_MAX, Registration
 
 NONCE_KEEP = dt.timedelta(days=2)     # an id_token lives minutes: a nonce older than this cannot come back
 
@@ -98,13 +98,17 @@ def use_registration_key(engine: Engine, key_hash: str) -> bool:
 
 # --- login initiations and nonces --------------------------------------------------------------------------------
 
-def start_login(engine: Engine, state: str, browser: str, nonce: str, platform_id: int, params: dict) -> None:
-    """A login initiation kept until its launch (``take_login``); those older than LOGIN_TTL_S go."""
+def start_login(engine: Engine, state: str, browser: str, nonce: str, platform_id: int, params: dict) -> bool:
+    """A login initiation kept until its launch (``take_login``); those older than LOGIN_TTL_S go. False (and
+    nothing kept) when LOGINS_MAX are waiting already: a flood of initiations cannot fill the database."""
     now = utc_now()
     with engine.begin() as db:
         db.execute(delete(lti_logins).where(lti_logins.c.created_at < now - dt.timedelta(seconds=LOGIN_TTL_S)))
+        if db.execute(select(func.count()).select_from(lti_logins)).scalar() >= LOGINS_MAX:
+            return False
         db.execute(insert(lti_logins).values(state=state, browser=browser, nonce=nonce, platform_id=platform_id,
                                              params=json.dumps(params), created_at=now))
+    return True
 
 
 def take_login(engine: Engine, state: str):
