@@ -553,6 +553,6 @@ def test_a_dynamic_registration_the_lms_refuses_says_why(lms):
     r = client.get("/lti/register", params={**query_of(registration_url(site)), "registration_token": "wrong",
                                             "openid_configuration": f"{platform.url}/.well-known/openid-configuration"})
     assert r.status_code == 502 and "the LMS refused the registration: HTTP 401" in said(r)
-    r = client.get("/lti/register", params={**query_of(registration_url(site)),
-                                            "openid_configuration": "https://127.0.0.1:9/.well-known/openid-configuration"})
+    nowhere = "https://127.0.0.1:9/.well-known/openid-configuration"                  # nothing listens there
+    r = client.get("/lti/register", params={**query_of(registration_url(site)), "openid_configuration": nowhere})
     assert r.status_code == 502 and "could not be read" in said(r)

@@ -28,7 +28,7 @@ def served_site(tmp_path, monkeypatch):
     site = Site(load_config(), tmp_path / "site", public_url=f"http://127.0.0.1:{port}")
     people.import_roster(site.engine, [people.RosterRow("s001", "山田 花子", "s001@example.ac.jp")])
     server = uvicorn.Server(uvicorn.Config(create_app(site, run_checks=False, run_jobs=False), host="127.0.0.1",
-                                           port=port, log_level="error", lifespan="off"))   # no checks: nothing imports TF
+                                           port=port, log_level="error", lifespan="off"))   # no checks run
     threading.Thread(target=server.run, daemon=True).start()
     deadline = time.monotonic() + 20
     while not server.started and time.monotonic() < deadline:

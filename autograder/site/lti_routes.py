@@ -114,8 +114,8 @@ async def login(request: Request):
         if origin(params["target_link_uri"]) != origin(site.public_url):
             raise refused(f"the target link {params['target_link_uri']!r} is not this tool's ({site.public_url})")
         if request.headers.get("sec-fetch-dest") == "iframe" and request.query_params.get("window") != "new":
-            return framable(request, page(request, "lti_new_window.html.j2", blocked=False, query=urllib.parse.urlencode(
-                {**params, "window": "new"})))
+            return framable(request, page(request, "lti_new_window.html.j2", blocked=False,
+                                          query=urllib.parse.urlencode({**params, "window": "new"})))
     except (LaunchRefused, BodyRefused) as exc:
         return refusal(request, exc if isinstance(exc, LaunchRefused) else LaunchRefused(exc.status, exc.ja, exc.en))
     state, nonce, secret = (secrets.token_urlsafe(32) for _ in range(3))
@@ -166,7 +166,7 @@ async def launch(request: Request):
         if not isinstance(claims["nonce"], str) or not await run_in_threadpool(
                 lti_store.use_nonce, site.engine, platform.issuer, claims["nonce"][:255]):
             raise refused("the id_token's nonce was used before (a replayed launch)", status=403)
-        if not hmac.compare_digest(claims["nonce"], started.nonce):
+        if not hmac.compare_digest(claims["nonce"].encode(), started.nonce.encode()):
             raise refused("the id_token's nonce is not the one this login initiation made", status=403)
         response = await signed_in_by(request, site, platform, claims)
     except (LaunchRefused, BodyRefused) as exc:
