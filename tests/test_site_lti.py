@@ -556,3 +556,24 @@ def test_a_dynamic_registration_the_lms_refuses_says_why(lms):
     nowhere = "https://127.0.0.1:9/.well-known/openid-configuration"                  # nothing listens there
     r = client.get("/lti/register", params={**query_of(registration_url(site)), "openid_configuration": nowhere})
     assert r.status_code == 502 and "could not be read" in said(r)
+
+
+def test_a_grade_job_after_the_release_sends_the_changed_scores(lms, monkeypatch):
+    from autograder.site import records, staff
+    from autograder.site.lti_services import send_due
+
+    site, platform = lms
+    linked_class(site, platform)
+    release(site)
+    tokens = lti.AccessTokens(site.data)
+    assert send_due(site, tokens)["sent"] == 2
+
+    def regrade(command, **kwargs):                  # the `grade` job's command, standing in: s001's score changes
+        (site.grades("assignment3") / "gradebook.csv").write_text(GRADEBOOK.format(s001=7), encoding="utf-8")
+        return 0
+
+    monkeypatch.setattr(staff.subprocess, "call", regrade)
+    records.add_job(site.engine, staff.GRADE, "assignment3", "prof")
+    staff.JobRunner(site)._run(records.next_job(site.engine))
+    assert send_due(site, tokens) == {"sent": 1, "later": 0, "failed": 0}
+    assert platform.scores[-1][1]["userId"] == "learner-1" and platform.scores[-1][1]["scoreGiven"] == 7
