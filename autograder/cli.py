@@ -421,6 +421,66 @@ def cmd_staff(args) -> int:
     return 0
 
 
+def cmd_lti(args) -> int:
+    """The site as an LTI 1.3 tool of an LMS (README: "LMS (LTI 1.3)"): a platform registered by hand, the
+    registrations listed, the tool's keys rotated."""
+    from .site import lti, lti_store
+
+    site = _site(args, public_url=args.public_url or "https://YOUR-SITE")
+    if args.action == "register":
+        missing = [f"--{n.replace('_', '-')}" for n in ("issuer", "client_id", "auth_url", "token_url", "jwks_url")
+                   if not getattr(args, n)] + ([] if args.deployment else ["--deployment"])
+        if missing:
+            raise GraderError(f"lti register needs {', '.join(missing)} (the LMS's tool registration page shows them)")
+        urls = {n: lti.check_url(getattr(args, n), f"--{n.replace('_', '-')}") for n in ("auth_url", "token_url",
+                                                                                           "jwks_url")}
+        lti.check_url(args.issuer, "--issuer")
+        lti_store.register(site.engine, args.issuer, args.client_id, deployments=args.deployment,
+                           name=args.name or "", **urls)
+        print(f"registered {args.issuer} (client {args.client_id}, deployments {', '.join(args.deployment)}); give "
+              f"the LMS: login URL {site.public_url}/lti/login, redirect (launch) URL {site.public_url}/lti/launch, "
+              f"keyset URL {site.public_url}/lti/jwks")
+    elif args.action == "platforms":
+        for r in lti_store.registrations(site.engine):
+            print(f"{r.issuer}  client {r.client_id}  deployments {', '.join(sorted(r.deployments)) or '-'}  "
+                  f"auth {r.auth_url}  token {r.token_url}  keys {r.jwks_url}")
+    elif args.action == "push":
+        from .site import lti_services
+
+        if not args.assignment:
+            raise GraderError("lti push needs the assignment, e.g. lti push assignment3")
+        site.config_for(args.assignment)
+        if not site.released_feedback(args.assignment):
+            raise GraderError(f"{args.assignment}'s feedback is not released: scores go to the LMS with the release "
+                              "(the site's assignment page)")
+        queued = lti_services.queue_assignment(site, args.assignment)
+        again = lti_store.send_again(site.engine, args.assignment)
+        counts = lti_services.send_due(site, lti.AccessTokens(site.data))
+        print(f"{args.assignment}: {queued} score(s) changed, {again} to send: {counts['sent']} sent, "
+              f"{counts['later']} put off (the LMS did not answer, or asked to wait: the site tries again), "
+              f"{counts['failed']} refused by the LMS (their reasons: /staff/a/{args.assignment}/lms)")
+        return 1 if counts["failed"] else 0
+    elif args.action == "sync-roster":
+        from .site import lti_services
+
+        counts = lti_services.sync_roster(site)
+        print("roster from the LMS: " + (", ".join(f"{n} {how}" for how, n in sorted(counts.items())) or
+                                         "no course link with a roster service yet (open the tool from the LMS)"))
+    elif args.action == "registration-url":
+        from .site.lti_registration import KEY_HOURS, registration_url
+
+        if not (args.public_url or "").startswith("https://"):
+            raise GraderError("lti registration-url needs --public-url https://YOUR-SITE (the address the LMS reaches)")
+        print(f"{registration_url(site)}\npaste it into the LMS's dynamic registration (Moodle: Site administration → "
+              f"Plugins → Activity modules → External tool → Manage tools → Tool URL); it works once, within "
+              f"{KEY_HOURS} hours")
+    elif args.action == "rotate-keys":
+        kid, removed = lti.rotate_keys(site.data)
+        print(f"new signing key {kid}; published at /lti/jwks with the one before it"
+              + (f"; removed {', '.join(removed)}" if removed else ""))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     config_help = "path to grader_config.py (default: the project's, or $AUTOGRADER_CONFIG)"
     parser = argparse.ArgumentParser(prog="python -m autograder", description=__doc__)
@@ -588,6 +648,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help=data_help)
     p.add_argument("--db", help=db_help)
     p.set_defaults(run=cmd_staff)
+    p = sub.add_parser("lti", help="the site as an LTI 1.3 tool of an LMS (Moodle, Canvas): register a platform by "
+                                   "hand or make a dynamic registration URL, list them, push an assignment's "
+                                   "scores, sync the roster, rotate the tool's keys")
+    p.add_argument("action", choices=("register", "registration-url", "platforms", "push", "sync-roster",
+                                      "rotate-keys"))
+    p.add_argument("assignment", nargs="?", help="push: the assignment whose scores go to the LMS now")
+    p.add_argument("--issuer", help="register: the LMS's issuer (e.g. https://moodle.example.ac.jp)")
+    p.add_argument("--client-id", help="register: the client id the LMS gave the tool")
+    p.add_argument("--deployment", action="append", default=[], metavar="ID",
+                   help="register: a deployment id the LMS gave (repeat for several)")
+    p.add_argument("--auth-url", help="register: the LMS's OIDC authentication (authorization) URL")
+    p.add_argument("--token-url", help="register: the LMS's access token URL")
+    p.add_argument("--jwks-url", help="register: the LMS's public keyset URL")
+    p.add_argument("--name", help="register: a name for staff pages")
+    p.add_argument("--public-url", help="the site's address, as the LMS reaches it (https://…): the URLs printed")
+    p.add_argument("--data", help=data_help)
+    p.add_argument("--db", help=db_help)
+    p.set_defaults(run=cmd_lti)
     for p in sub.choices.values():       # --config after the subcommand too; SUPPRESS keeps one given before it
         p.add_argument("--config", default=argparse.SUPPRESS, help=config_help)
     return parser

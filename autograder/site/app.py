@@ -19,9 +19,10 @@ from starlette.routing import Route
 
 from ..errors import GraderError
 from ..grading.graders import check_graders
-from . import signin, staff_pages, student_pages
+from . import lti_registration, lti_routes, signin, staff_pages, student_pages
 from .auth import BodyRefused, Forbidden, HideSigninTokens, install, session_middleware
 from .core import Site
+from .lti_services import ScoreSender
 from .selfcheck import CheckRunner
 from .staff import JobRunner
 from .views import message, not_found
@@ -50,7 +51,8 @@ def log_config() -> dict:
 
 
 class SecurityHeaders:
-    """Headers every response carries (a pure ASGI middleware): HEADERS, and HSTS on an https site."""
+    """Headers every response carries (a pure ASGI middleware): HEADERS, and HSTS on an https site; a header the
+    response set itself stays as it is (the LTI pages' own frame-ancestors, lti_routes.framable)."""
 
     def __init__(self, app, https: bool = False):
         self.app = app
@@ -62,7 +64,9 @@ class SecurityHeaders:
 
         async def send_with_headers(event):
             if event["type"] == "http.response.start":
-                event["headers"] = list(event.get("headers", [])) + self.headers
+                own = list(event.get("headers", []))
+                named = {k.lower() for k, _ in own}
+                event["headers"] = own + [(k, v) for k, v in self.headers if k not in named]
             await send(event)
         await self.app(scope, receive, send_with_headers)
 
@@ -90,7 +94,7 @@ def create_app(site: Site, *, run_checks: bool = True, run_jobs: bool = True, ch
         if run_checks:
             runners.append(check_runner or CheckRunner(site, site.config.site_check_workers))
         if run_jobs:
-            runners.append(app.state.jobs)
+            runners += [app.state.jobs, app.state.scores]
         for r in runners:
             r.start()
         try:
@@ -112,8 +116,8 @@ def create_app(site: Site, *, run_checks: bool = True, run_jobs: bool = True, ch
                        "Something went wrong on the server; nothing you handed in was lost. Please tell your "
                        "instructor.")
 
-    routes = [*student_pages.ROUTES, *signin.ROUTES, *staff_pages.ROUTES,
-              Route("/healthz", lambda request: PlainTextResponse("ok"))]
+    routes = [*student_pages.ROUTES, *signin.ROUTES, *staff_pages.ROUTES, *lti_routes.ROUTES,
+              *lti_registration.ROUTES, Route("/healthz", lambda request: PlainTextResponse("ok"))]
     https = site.public_url.startswith("https://")
     app = Starlette(routes=routes, lifespan=lifespan,
                     middleware=[Middleware(SecurityHeaders, https=https), session_middleware(site, https)],
@@ -122,5 +126,6 @@ def create_app(site: Site, *, run_checks: bool = True, run_jobs: bool = True, ch
                                         404: lambda request, exc: not_found(request)})
     app.state.site = site
     app.state.jobs = JobRunner(site)
+    app.state.scores = ScoreSender(site)             # the LMS grade outbox (lti_services)
     install(app)
     return app

@@ -15,8 +15,8 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import (Boolean, Column, DateTime, ForeignKey, Integer, MetaData, String, Table, Text, TypeDecorator,
-                        UniqueConstraint, create_engine, event, inspect)
+from sqlalchemy import (Boolean, Column, DateTime, Float, ForeignKey, Integer, MetaData, String, Table, Text,
+                        TypeDecorator, UniqueConstraint, create_engine, event, inspect)
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -116,13 +116,101 @@ events = Table(                                                      # who did w
 )
 
 
-# A student's identity at an LMS (LTI 1.3: the platform's issuer and its user id, ``sub``), for a sign-in method
-# beside the links: none is made yet; the table is where such a method finds the roster's student.
+# A student's identity at an LMS (LTI 1.3: the platform's issuer and its user id, ``sub``): where an LMS launch
+# (lti_routes.py) finds the roster's student.
 identities = Table(
     "identities", metadata,
     Column("issuer", String(200), primary_key=True),
     Column("subject", String(255), primary_key=True),
     Column("student_id", String(64), ForeignKey("students.id"), nullable=False, index=True),
+)
+
+
+# --- LTI 1.3 (lti.py, lti_store.py): the LMSs this site is a tool of, and what it keeps of their launches ----------
+
+lti_platforms = Table(                                               # one registration: an LMS and its client id
+    "lti_platforms", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("issuer", String(200), nullable=False),
+    Column("client_id", String(200), nullable=False),
+    Column("auth_url", String(500), nullable=False),                 # its OIDC authorization endpoint
+    Column("token_url", String(500), nullable=False),                # its OAuth 2 token endpoint (grades, roster)
+    Column("jwks_url", String(500), nullable=False),                 # its public keys
+    Column("name", String(200), nullable=False, default=""),
+    Column("created_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("issuer", "client_id"),
+)
+
+lti_deployments = Table(                                             # the deployments a registration may launch from
+    "lti_deployments", metadata,
+    Column("platform_id", Integer, ForeignKey("lti_platforms.id"), primary_key=True),
+    Column("deployment_id", String(255), primary_key=True),
+)
+
+lti_logins = Table(                                                  # a login initiation waiting for its launch
+    "lti_logins", metadata,
+    Column("state", String(64), primary_key=True),
+    Column("browser", String(64), nullable=False),                   # SHA-256 of the browser's cookie secret
+    Column("nonce", String(64), nullable=False),
+    Column("platform_id", Integer, ForeignKey("lti_platforms.id"), nullable=False),
+    Column("params", Text, nullable=False),                          # the initiation's parameters (JSON)
+    Column("created_at", UTCDateTime(), nullable=False, index=True),
+)
+
+lti_nonces = Table(                                                  # every id_token's nonce, used once
+    "lti_nonces", metadata,
+    Column("issuer", String(200), primary_key=True),
+    Column("nonce", String(255), primary_key=True),
+    Column("used_at", UTCDateTime(), nullable=False, index=True),
+)
+
+lti_staff = Table(                                                   # a staff member's identity at an LMS
+    "lti_staff", metadata,
+    Column("issuer", String(200), primary_key=True),
+    Column("subject", String(255), primary_key=True),
+    Column("username", String(64), ForeignKey("staff.username"), nullable=False, index=True),
+)
+
+lti_links = Table(                                                   # a resource link in a course: its assignment
+    "lti_links", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("platform_id", Integer, ForeignKey("lti_platforms.id"), nullable=False),
+    Column("deployment_id", String(255), nullable=False),
+    Column("resource_link", String(255), nullable=False),
+    Column("context_id", String(255), nullable=False, default=""),
+    Column("assignment", String(64), nullable=False, index=True),
+    Column("lineitem", String(500), nullable=False, default=""),     # AGS: where its scores go
+    Column("memberships", String(500), nullable=False, default=""),  # NRPS: the course's members
+    Column("updated_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("platform_id", "resource_link"),
+)
+
+lti_registration_keys = Table(                                       # one-time keys of dynamic registration URLs
+    "lti_registration_keys", metadata,
+    Column("key_hash", String(64), primary_key=True),                # SHA-256 of the URL's key
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Column("used_at", UTCDateTime()),
+)
+
+# The grade outbox's states: waiting to be sent (again), being sent, arrived, refused by the LMS (4xx: staff look).
+SCORE_PENDING, SCORE_SENDING, SCORE_SENT, SCORE_FAILED = "pending", "sending", "sent", "failed"
+
+lti_scores = Table(                                                  # the grade outbox: a score per line item, student
+    "lti_scores", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("link_id", Integer, ForeignKey("lti_links.id"), nullable=False),
+    Column("student_id", String(64), nullable=False),
+    Column("subject", String(255), nullable=False),                  # the student's user id at the LMS
+    Column("score", Float),                                          # None: not graded (infrastructure error)
+    Column("max_score", Float, nullable=False),
+    Column("status", String(32), nullable=False, default=""),        # the gradebook's (graded, no submission …)
+    Column("state", String(16), nullable=False, index=True),
+    Column("tries", Integer, nullable=False, default=0),
+    Column("next_try_at", UTCDateTime(), nullable=False),
+    Column("scored_at", UTCDateTime(), nullable=False),              # the score's timestamp at the LMS
+    Column("sent_at", UTCDateTime()),
+    Column("error", Text, nullable=False, default=""),
+    UniqueConstraint("link_id", "student_id"),
 )
 
 

@@ -28,7 +28,7 @@ from ..grading.store import read_result
 from ..lifecycle.publish import refuse_before_deadline
 from ..reports.csvout import csv_text
 from ..run.sandbox import SITE_REQUIRES_SANDBOX
-from . import records
+from . import lti_services, records
 from .core import PRIVATE_UMASK
 from .people import active_students, all_students
 
@@ -157,6 +157,8 @@ class JobRunner:
         text = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()
         message = "\n".join(text[-8:])
         records.job_finished(self.site.engine, job.id, code == 0, message[-4000:])
+        if job.kind == GRADE and code == 0:
+            lti_services.after_grading(self.site, job.assignment)    # a regrade after the release: to the LMS
 
 
 # --- the exchange out, a results folder back --------------------------------------------------------------
@@ -215,6 +217,7 @@ def receive_results(site, assignment: str, data: bytes, actor: str) -> str:
         os.replace(target, target.with_name(f"{assignment}.before-{stamp}"))
     os.replace(staging, target)
     records.log_event(site.engine, actor, "results uploaded", f"{assignment}: {len(names)} files")
+    lti_services.after_grading(site, assignment)
     return str(target)
 
 
@@ -260,6 +263,7 @@ def release_feedback(site, assignment: str, actor: str, before_deadline: bool = 
         refuse_release_before_deadline(site.config_for(assignment))
     records.release(site.engine, assignment, actor)
     records.log_event(site.engine, actor, "released feedback", assignment)
+    lti_services.queue_assignment(site, assignment)          # the scores go to the LMS's gradebook (LTI)
 
 
 def refuse_release_before_deadline(config) -> None:
