@@ -24,6 +24,7 @@ from .run.device import DEVICES, native_output_to
 def cmd_list(args) -> int:
     from .course.assignment import assignment_ids
     from .course.clock import local_text
+    from .course.extensions import extensions_of
 
     config = load_config(args.config)
     ids = assignment_ids(config)
@@ -38,8 +39,12 @@ def cmd_list(args) -> int:
             continue
         released = "released" if a.release_notebook.is_file() else "not released"
         published = "published" if (config.publish_dir / a.id).is_dir() else "not published"
+        late = {"reject": "late work refused", "accept": "late work accepted"}.get(
+            a.late_policy, a.late_penalty.describe()[1] if a.late_penalty else a.late_policy)
+        extended = len(extensions_of(config, a.id))
         print(f"{a.id}  {a.title_ja} / {a.title_en}\n    deadline {local_text(a.deadline, config.timezone)} · "
-              f"late work {'refused' if a.late_policy == 'reject' else 'accepted'} · {released} · {published}")
+              f"{late} · {released} · {published}"
+              + (f" · {extended} extension(s): extension list {a.id}" if extended else ""))
     return 0
 
 
