@@ -231,6 +231,11 @@ def test_a_class_graded_with_a_penalty_and_an_extension(tmp_path):
     assert main(["gradebook", str(tmp_path / "out"), "--out", str(course_book)]) == 0
     notes = {row["student_id"]: row["notes"] for row in csv.DictReader(course_book.open(encoding="utf-8"))}
     assert f"assignment3: late −{most * 0.1:g}" in notes["s002"] and "extended until" in notes["s005"]
+    extensions.add(config, "s004", "assignment3", "2024-05-25T23:59+09:00", "illness", "prof")   # granted later
+    again = grade_batch(tmp_path / "class", tmp_path / "out", config, workers=1, device="cpu", progress=False,
+                        grade_fn=full_marks)
+    assert (again.results["s004"].status, again.results["s004"].score) == ("graded", most)
+    assert again.reused == 4                    # the others' decisions stand as they were
 
 
 # --- publish -----------------------------------------------------------------------------------------------------
@@ -264,7 +269,7 @@ def test_publish_is_refused_while_an_extension_is_open_and_allowed_after_it_or_w
 # --- the site ----------------------------------------------------------------------------------------------------
 
 @pytest.fixture
-def ext_site(site, tmp_path):
+def ext_site(site, tmp_path):  # noqa: F811 — the fixture imported above
     """test_site's site (s001–s003, prof the instructor, ta1 a TA; the clock before the deadline) with its
     extensions in this test's own file."""
     site.config = dataclasses.replace(site.config, extensions_file=tmp_path / "extensions.json")

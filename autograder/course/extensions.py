@@ -140,7 +140,7 @@ def read_until(text: str) -> dt.datetime:
     if moment.tzinfo is None:
         raise Refusal(f"期限 {text!r} にタイムゾーンのオフセットがありません。{text.strip()}+09:00 のように書いてください。\n"
                       f"{text!r} has no offset: write the zone too, e.g. {text.strip()}+09:00.")
-    return clock.parse_deadline(text, dt.timezone.utc).astimezone(moment.tzinfo)
+    return clock.parse_deadline(text, dt.UTC).astimezone(moment.tzinfo)
 
 
 def _assignment(config: Config, assignment_id: str) -> Assignment:
@@ -173,7 +173,7 @@ def add(config: Config, student: str, assignment_id: str, until: str, reason: st
         raise Refusal(f"理由が長すぎます ({REASON_LIMIT} 文字まで)。\nThe reason is too long (at most {REASON_LIMIT} "
                       "characters).")
     granted = Extension(student, assignment_id, moment, reason, granted_by,
-                        dt.datetime.now(dt.timezone.utc).astimezone(config.timezone))
+                        dt.datetime.now(dt.UTC).astimezone(config.timezone))
     with _one_writer(config):
         kept = [e for e in load(config) if (e.student, e.assignment) != (student, assignment_id)]
         _save(config, [*kept, granted])

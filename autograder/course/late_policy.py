@@ -39,8 +39,9 @@ def read_late_policy(value) -> tuple[str, PenaltySchedule | None]:
             return value, None
         raise ValueError(f"= {value!r} is unknown; choose one of {', '.join(LATE_POLICIES)}, or a penalty schedule "
                          f"{SCHEDULE_EXAMPLE}")
-    if not isinstance(value, dict):
-        raise ValueError(f"must be 'reject', 'accept' or a penalty schedule {SCHEDULE_EXAMPLE}, got {value!r}")
+    if not isinstance(value, dict):         # one error type for every wrong value: the caller says it as one
+        raise ValueError(  # noqa: TRY004
+            f"must be 'reject', 'accept' or a penalty schedule {SCHEDULE_EXAMPLE}, got {value!r}")
     if set(value) != set(SCHEDULE_KEYS):
         raise ValueError(f"= {value!r} is no penalty schedule: it needs exactly the keys {', '.join(SCHEDULE_KEYS)} "
                          f"(e.g. {SCHEDULE_EXAMPLE})")
