@@ -550,7 +550,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=("add", "list", "remove"))
     p.add_argument("items", nargs="*", help="add, remove: STUDENT ASSIGNMENT; list: [ASSIGNMENT]")
     p.add_argument("--until", help="add: the student's deadline, with its offset, e.g. 2024-05-23T23:59+09:00")
-    p.add_argument("--reason", help="add: why (kept in EXTENSIONS_FILE, shown to staff only)")
+    p.add_argument("--reason", help="add: why (kept in EXTENSIONS_FILE, shown to instructors only)")
     p.add_argument("--by", help="add: who grants it (default: your user name)")
     p.add_argument("--roster", metavar="CSV", help="add: the roster the student must be on (default: the site's, "
                                                    "when the course has one)")

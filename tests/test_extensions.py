@@ -359,6 +359,8 @@ def test_only_an_instructor_edits_extensions_on_the_site(ext_site):
     (e,) = extensions.load(ext_site.config)
     assert (e.student, e.granted_by, e.reason) == ("s001", "prof", "公欠")
     assert "公欠" in prof.get("/staff/a/assignment3").text
+    ta_page = ta.get("/staff/a/assignment3").text          # a TA sees who and until when, not why
+    assert "2024-05-20 23:59 JST" in ta_page and "公欠" not in ta_page
     removed = prof.post("/staff/a/assignment3/extensions/remove", data={"csrf": token, "student": "s001"})
     assert removed.status_code == 303 and extensions.load(ext_site.config) == []
 
