@@ -49,6 +49,8 @@ DEVICE_POLICY = "require-gpu"
 # --- Submissions and publishing ---------------------------------------------------------------------------
 EXCHANGE_DIR = "exchange"               # `submit` writes EXCHANGE_DIR/submitted/<student>/<assignment>/ (nbgrader's layout)
 PUBLISH_DIR = "published"               # `publish` writes PUBLISH_DIR/<assignment>/ (solution notebook, HTML, checks)
+EXTENSIONS_FILE = "extensions.json"     # per-student deadlines (`extension add`, or the site's staff page): submit,
+                                        # grade, publish and the site all read it; it names students: never commit it
 
 # --- Submission site (`python -m autograder serve`) -------------------------------------------------------
 SITE_DIR = "site"                       # its data folder (--data): site.db, its exchange (the layout `grade` reads),

@@ -1,6 +1,7 @@
 """``python -m autograder``: a thin layer over list, release, grade (one notebook or a class), check, submit, publish,
-demo, the course gradebook, the LMS's upload files, the store of runs kept for regrading, and the submission site (serve, roster, staff), and the similarity report. Every command works on one of the course's
-assignments (reference/<id>/): named, or found from the notebook's release metadata or the exchange layout.
+demo, the course gradebook, the LMS's upload files, the store of runs kept for regrading, students' own deadlines
+(extension), the submission site (serve, roster, staff) and the similarity report. Every command works on one of the
+course's assignments (reference/<id>/): named, or found from the notebook's release metadata or the exchange layout.
 
 Exit status: 0 done (whatever the score), 1 refused by the course's rules, 2 the grader could not do its job."""
 
@@ -23,6 +24,7 @@ from .run.device import DEVICES, native_output_to
 def cmd_list(args) -> int:
     from .course.assignment import assignment_ids
     from .course.clock import local_text
+    from .course.extensions import extensions_of
 
     config = load_config(args.config)
     ids = assignment_ids(config)
@@ -37,8 +39,12 @@ def cmd_list(args) -> int:
             continue
         released = "released" if a.release_notebook.is_file() else "not released"
         published = "published" if (config.publish_dir / a.id).is_dir() else "not published"
+        late = {"reject": "late work refused", "accept": "late work accepted"}.get(
+            a.late_policy, a.late_penalty.describe()[1] if a.late_penalty else a.late_policy)
+        extended = len(extensions_of(config, a.id))
         print(f"{a.id}  {a.title_ja} / {a.title_en}\n    deadline {local_text(a.deadline, config.timezone)} · "
-              f"late work {'refused' if a.late_policy == 'reject' else 'accepted'} · {released} · {published}")
+              f"{late} · {released} · {published}"
+              + (f" · {extended} extension(s): extension list {a.id}" if extended else ""))
     return 0
 
 
@@ -246,14 +252,67 @@ def cmd_submit(args) -> int:
 
 
 def cmd_publish(args) -> int:
-    from .lifecycle.publish import publish
+    from .lifecycle.publish import publish, withheld
 
     config = config_for(load_config(args.config), args.assignment)
     written = _logging_tensorflow(COMMAND_LOGS / "publish.log", lambda: publish(
-        config, out=Path(args.out) if args.out else None, force=args.force, device=args.device))
+        config, out=Path(args.out) if args.out else None, force=args.force, device=args.device,
+        withhold_extended=args.withhold_extended))
     for path in written:
         print(f"wrote {path}")
+    for line in withheld(config):
+        print(f"withheld from {line} (the site shows it after their own deadline; hand out no copy before)")
     return 0
+
+
+def cmd_extension(args) -> int:
+    import getpass
+
+    from .course import extensions
+
+    config = load_config(args.config)
+    if args.action == "list":
+        if len(args.items) > 1:
+            raise GraderError("extension list takes at most one assignment id")
+        found = extensions.extensions_of(config, args.items[0] if args.items else None)
+        now = clock.now()
+        for e in found:
+            print(f"{e.assignment}  {e.student}  until {clock.local_text(e.until, config.timezone)}"
+                  f"{'' if e.until > now else ' (ended)'}  granted by {e.granted_by} "
+                  f"{clock.local_text(e.granted_at, config.timezone)}{f'  — {e.reason}' if e.reason else ''}")
+        if not found:
+            print("no extensions")
+        return 0
+    if len(args.items) != 2:
+        raise GraderError(f"extension {args.action} takes STUDENT ASSIGNMENT")
+    student, assignment = args.items
+    if args.action == "remove":
+        gone = extensions.remove(config, student, assignment)
+        print(f"removed: {gone.student}'s deadline for {gone.assignment} is the class's again")
+        return 0
+    if not args.until:
+        raise GraderError("extension add needs --until TIME, with its offset (e.g. --until 2024-05-23T23:59+09:00)")
+    granted = extensions.add(config, student, assignment, args.until, args.reason or "",
+                             args.by or getpass.getuser(), _known_students(config, args.roster))
+    print(f"{granted.student} may hand in {granted.assignment} until "
+          f"{clock.local_text(granted.until, config.timezone)} ({config.extensions_file})")
+    if (config.publish_dir / assignment / f"{assignment}-solution.html").is_file():
+        print(f"WARNING: {assignment}'s solution is already published in {config.publish_dir / assignment}: "
+              f"{student} may have seen it", file=sys.stderr)
+    return 0
+
+
+def _known_students(config, roster: str | None) -> list[str] | None:
+    """The students an extension may name: the roster CSV given, else the site's roster when the site has one;
+    None (any well-formed id) for a course with neither."""
+    if roster:
+        return _roster_ids(Path(roster))
+    if not (config.site_dir / "site.db").is_file():
+        return None
+    from .site.db import database_url, open_database
+    from .site.people import all_students
+
+    return [row.id for row in all_students(open_database(database_url(config.site_dir, None)))] or None
 
 
 def cmd_demo(args) -> int:
@@ -580,8 +639,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("assignment")
     p.add_argument("--out", help="output folder (default: PUBLISH_DIR/<assignment> from grader_config.py)")
     p.add_argument("--force", action="store_true", help="publish even before the deadline")
+    p.add_argument("--withhold-extended", action="store_true",
+                   help="publish while some students' extended deadlines are open: the site shows each of them the "
+                        "solution only after their own deadline")
     p.add_argument("--device", choices=DEVICES, default="auto")
     p.set_defaults(run=cmd_publish)
+
+    p = sub.add_parser("extension", help="instructors: a student's own deadline for an assignment (公欠, illness, an "
+                                         "accommodation), read by submit, grade, publish and the site")
+    p.add_argument("action", choices=("add", "list", "remove"))
+    p.add_argument("items", nargs="*", help="add, remove: STUDENT ASSIGNMENT; list: [ASSIGNMENT]")
+    p.add_argument("--until", help="add: the student's deadline, with its offset, e.g. 2024-05-23T23:59+09:00")
+    p.add_argument("--reason", help="add: why (kept in EXTENSIONS_FILE, shown to instructors only)")
+    p.add_argument("--by", help="add: who grants it (default: your user name)")
+    p.add_argument("--roster", metavar="CSV", help="add: the roster the student must be on (default: the site's, "
+                                                   "when the course has one)")
+    p.set_defaults(run=cmd_extension)
 
     p = sub.add_parser("demo", help="grade an assignment's reference, untouched student notebook and a wrong sample")
     p.add_argument("assignment", nargs="?", help="assignment id (default: every assignment in turn)")

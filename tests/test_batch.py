@@ -147,8 +147,8 @@ def test_gradebook_columns(config, checks):
                "tests": [{"name": c, "score": None if c == "compile" else 1.0} for c in ids]}
     rows = gradebook_csv([row, {**row, "student_id": "s2", "official": False}, flagged], config, checks).splitlines()
     assert rows[0].split(",") == ["student_id", "score", "max_score", "official", *ids, "status", "not_graded",
-                                  "submitted_at", "file", "detail"]
-    assert rows[1] == "s1,3,12,yes,0,0,0,0,0,0,0,1,graded,,2024-05-15T21:00:00+09:00,a.ipynb,"
+                                  "submitted_at", "file", "detail", "late_deduction", "extended_until"]
+    assert rows[1] == "s1,3,12,yes,0,0,0,0,0,0,0,1,graded,,2024-05-15T21:00:00+09:00,a.ipynb,,,"
     assert rows[2].startswith("s2,3,12,no,")                  # a CPU grade under require-gpu: not for the LMS
     assert ",1,1,1,1,,1,1,1,graded,compile," in rows[3]      # a grader failed on compile: no points, flagged
 

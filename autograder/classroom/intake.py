@@ -21,6 +21,8 @@ from pathlib import Path, PurePosixPath
 
 from ..course.clock import local_text, parse_time
 from ..course.config import Config
+from ..course.extensions import deadline_for
+from ..course.late_policy import ACCEPT, PENALTY, REJECT, judge
 from ..errors import GraderError
 from ..grading.store import file_stem
 from . import lms
@@ -59,6 +61,8 @@ class Submission:
     fate: str                                # GRADE | LATE | NO_TIMESTAMP | UNUSABLE
     detail: str = ""                         # one line, Japanese / English, for the gradebook and feedback
     superseded: list[tuple[Candidate, str]] = field(default_factory=list)   # (candidate, why not graded)
+    extended_until: dt.datetime | None = None    # the student's own deadline, when an extension gives one
+    penalty: float = 0.0                         # the fraction of the score the late policy deducts
 
     @property
     def file_stem(self) -> str:
@@ -269,9 +273,11 @@ def choose(candidates: list[Candidate], config: Config) -> list[Submission]:
 
 
 def _decide(student: str, candidates: list[Candidate], config: Config) -> Submission:
-    accept_late = config.assignment.late_policy == "accept"
+    a = config.assignment
+    deadline = deadline_for(config, student)                  # theirs: an extension's, when they have one
+    accepted = lambda c: judge(a.late_policy, a.late_penalty, deadline, c.submitted_at).accepted  # noqa: E731
     timed = [c for c in candidates if c.submitted_at is not None]
-    on_time = [c for c in timed if accept_late or c.submitted_at <= config.assignment.deadline]
+    on_time = [c for c in timed if accepted(c)]
     untimed = [c for c in candidates if c.submitted_at is None]
     by_time = lambda c: (c.submitted_at, c.origin)  # noqa: E731 — ties broken by name, deterministically
     if on_time:
@@ -287,7 +293,7 @@ def _decide(student: str, candidates: list[Candidate], config: Config) -> Submis
             continue
         if c.submitted_at is None:
             why = "no usable timestamp"
-        elif c.submitted_at > config.assignment.deadline and not accept_late:
+        elif not accepted(c):
             why = "after the deadline"
         elif chosen.submitted_at is not None and c.submitted_at <= chosen.submitted_at:
             why = "an earlier submission"
@@ -295,37 +301,57 @@ def _decide(student: str, candidates: list[Candidate], config: Config) -> Submis
             why = "not chosen"
         superseded.append((c, why))
 
-    fate, detail = _fate(chosen, config)
-    return Submission(student, chosen, fate, detail, superseded)
+    fate, detail, penalty = _fate(chosen, config, deadline)
+    extended = deadline if deadline != a.deadline else None
+    if extended is not None:
+        said = local_text(extended, config.timezone)
+        detail = " · ".join(filter(None, [f"締切延長 {said} まで / extended deadline {said}", detail]))
+    return Submission(student, chosen, fate, detail, superseded, extended, penalty)
 
 
-def _fate(chosen: Candidate, config: Config) -> tuple[str, str]:
-    deadline = local_text(config.assignment.deadline, config.timezone)
+def _fate(chosen: Candidate, config: Config, deadline: dt.datetime) -> tuple[str, str, float]:
+    """(the fate, why, the fraction of the score a penalty takes) of the chosen file, against ``deadline``, the
+    student's own."""
     if chosen.problem:
-        return UNUSABLE, f"提出ファイルを採点できません / the submission cannot be graded: {chosen.problem}"
+        return UNUSABLE, f"提出ファイルを採点できません / the submission cannot be graded: {chosen.problem}", 0.0
     if chosen.submitted_at is None and chosen.late is not None:
-        return _lms_fate(chosen.late, config)
+        if chosen.late and deadline != config.assignment.deadline:
+            return GRADE, ("LMS の判定では期限後ですが、この学生の締切は延長されています (時刻不明のため採点しました) / late by "
+                           "the LMS's due date, but this student's deadline is extended (no time to judge by): graded"), 0.0
+        return (*_lms_fate(chosen.late, config), 0.0)
     if chosen.submitted_at is None:
         if config.missing_timestamp == "reject":
             return NO_TIMESTAMP, (f"提出時刻が確認できないため受理されません / no submission time, so not accepted "
-                                  f"({chosen.timestamp_problem})")
+                                  f"({chosen.timestamp_problem})"), 0.0
         return GRADE, f"提出時刻が確認できません (採点はしました) / submission time unknown, graded anyway " \
-                      f"({chosen.timestamp_problem})"
-    if chosen.submitted_at > config.assignment.deadline:
-        when = local_text(chosen.submitted_at, config.timezone)
-        if config.assignment.late_policy == "reject":
-            return LATE, f"締切 {deadline} を過ぎた提出 ({when}) は受理されません / submitted {when}, after the " \
-                         f"deadline {deadline}: not accepted"
+                      f"({chosen.timestamp_problem})", 0.0
+    a = config.assignment
+    lateness = judge(a.late_policy, a.late_penalty, deadline, chosen.submitted_at)
+    if not lateness.late:
+        return GRADE, "", 0.0
+    shown, when = local_text(deadline, config.timezone), local_text(chosen.submitted_at, config.timezone)
+    if not lateness.accepted:
+        past = (f" ({lateness.days} 日目、{a.late_penalty.max_days} 日を過ぎています)",
+                f" ({lateness.days} days late, past the {a.late_penalty.max_days} days late work is taken)"
+                ) if a.late_policy == PENALTY else ("", "")
+        return LATE, f"締切 {shown} を過ぎた提出 ({when}){past[0]} は受理されません / submitted {when}, after the " \
+                     f"deadline {shown}{past[1]}: not accepted", 0.0
+    if a.late_policy == ACCEPT:
         return GRADE, f"締切後の提出 ({when}) ですが、設定により採点しました / submitted {when}, after the " \
-                      f"deadline {deadline}; graded (LATE_POLICY = 'accept')"
-    return GRADE, ""
+                      f"deadline {shown}; graded (LATE_POLICY = 'accept')", 0.0
+    pct = f"{lateness.fraction * 100:g}%"
+    return GRADE, f"締切後 {lateness.days} 日目の提出 ({when}): 得点から {pct} 減点 / submitted {when}, " \
+                  f"{lateness.days} started day(s) after the deadline {shown}: {pct} off the score", lateness.fraction
 
 
 def _lms_fate(late: bool, config: Config) -> tuple[str, str]:
     """When the LMS gives no time but says whether it was late (by its own due date)."""
     if not late:
         return GRADE, "提出時刻は不明、LMS の判定では期限内 / no submission time; on time by the LMS's due date"
-    if config.assignment.late_policy == "reject":
+    if config.assignment.late_policy == REJECT:
         return LATE, "LMS の判定で期限後の提出のため受理されません / late by the LMS's due date: not accepted"
+    if config.assignment.late_policy == PENALTY:      # no time, no days to count: staff decide the deduction
+        return GRADE, ("LMS の判定では期限後の提出です。提出時刻がないため減点は計算していません (手で確認してください) / "
+                       "late by the LMS's due date; with no time, no penalty was computed: check it by hand")
     return GRADE, ("LMS の判定では期限後の提出ですが、設定により採点しました / late by the LMS's due date; graded "
                    "(LATE_POLICY = 'accept')")

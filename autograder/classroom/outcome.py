@@ -45,10 +45,12 @@ def infrastructure_result(task: Task, config: Config, checks: tuple[CheckSpec, .
 
 def with_provenance(result: Result, task: Task, how: str | None, grading: str) -> Result:
     """``result`` as it is written for ``task``'s student: intake's reason as its detail when it has none, the
-    note on a stored run that could not be used, and how it was come by (``provenance_of``)."""
+    note on a stored run that could not be used, how it was come by (``provenance_of``), and a late penalty's
+    deduction (intake decided its fraction)."""
     return replace(result, status_detail=result.status_detail or task.submission.detail,
                    notes=(*result.notes, *[task.note] * bool(task.note and how == EXECUTED)),
-                   provenance=provenance_of(task, how, grading, result.provenance))
+                   provenance=provenance_of(task, how, grading, result.provenance)
+                   ).with_late_penalty(task.submission.penalty)
 
 
 def provenance_of(task: Task, how: str | None, grading: str, recorded: Provenance = Provenance()) -> Provenance:
@@ -67,7 +69,8 @@ def provenance_of(task: Task, how: str | None, grading: str, recorded: Provenanc
         superseded=tuple(Superseded(c.origin, iso(c.submitted_at), why) for c, why in sub.superseded),
         attempts=len(task.attempts) + (how in (EXECUTED, REGRADED)),
         graded_at=clock.now().isoformat(timespec="seconds"), graded_from=how or INFRASTRUCTURE,
-        run_fingerprint=task.run_fingerprint, grading_fingerprint=grading, intake_fingerprint=intake_fingerprint(sub))
+        run_fingerprint=task.run_fingerprint, grading_fingerprint=grading, intake_fingerprint=intake_fingerprint(sub),
+        extended_until=iso(sub.extended_until))
 
 
 def log_text(task: Task, result: Result, log: str) -> str:

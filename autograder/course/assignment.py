@@ -18,9 +18,9 @@ from types import MappingProxyType
 from ..errors import ConfigError
 from .clock import parse_deadline
 from .config import OVERRIDABLE, Config, SettingsFile, read_settings
+from .late_policy import PenaltySchedule, read_late_policy
 
 SETTINGS_FILE = "settings.py"
-LATE_POLICIES = ("reject", "accept")
 EXPORT_KINDS = ("arrays", "model", "history", "numbers")
 EXPECTED_VALUE_TYPES = (int, float, str, bool, tuple, list)
 ASSIGNMENT_SETTINGS = ("TITLE", "DEADLINE", "LATE_POLICY", "DATASET", "EXPORTS", "RECOMPUTABLE", "TRAINING_CELLS",
@@ -51,7 +51,7 @@ class Assignment:
     title_ja: str
     title_en: str
     deadline: dt.datetime                 # timezone-aware
-    late_policy: str                      # "reject": late work gets 0 points; "accept": graded anyway
+    late_policy: str                      # "reject": late work gets 0 points; "accept": graded anyway; "penalty"
     dataset: str | None                   # a name in autograder.course.dataset.DATASETS
     exports: Exports
     training_cells: tuple[str, ...]       # grade ids of the cells that train (they get the training budget)
@@ -63,6 +63,7 @@ class Assignment:
     overrides: dict = field(default_factory=dict)   # course settings this assignment changes (Config field names)
     # exported arrays the graders rebuild from the dataset: name → function of the dataset (see RECOMPUTABLE)
     recomputable: Mapping[str, Callable] = field(default_factory=dict)
+    late_penalty: PenaltySchedule | None = None     # late_policy "penalty": its schedule (late_policy.py)
 
     @property
     def title(self) -> tuple[str, str]:
@@ -139,12 +140,13 @@ def load_assignment(config: Config, assignment_id: str) -> Assignment:
         if dataset not in DATASETS:
             raise s.error("DATASET", f"= {dataset!r} is not a pinned dataset; choose one of {', '.join(DATASETS)}")
     exports = _exports(s)
+    late_policy, late_penalty = _late_policy(s)
     return Assignment(
         id=assignment_id,
         title_ja=title[0].strip(),
         title_en=title[1].strip(),
         deadline=deadline,
-        late_policy=s.choice("LATE_POLICY", LATE_POLICIES),
+        late_policy=late_policy,
         dataset=dataset,
         exports=exports,
         training_cells=_names(s, "TRAINING_CELLS", s.get("TRAINING_CELLS", tuple, ())),
@@ -155,6 +157,7 @@ def load_assignment(config: Config, assignment_id: str) -> Assignment:
         root=config.root,
         overrides={name.lower(): read(s) for name, read in OVERRIDABLE.items() if name in s.values},
         recomputable=_recomputable(s, exports, dataset),
+        late_penalty=late_penalty,
     )
 
 
@@ -163,6 +166,17 @@ def config_for(config: Config, assignment_id: str) -> Config:
     course defaults applied (``config.assignment`` is then that assignment)."""
     assignment = load_assignment(config, assignment_id)
     return dataclasses.replace(config, chosen=assignment, **assignment.overrides)
+
+
+def _late_policy(s: SettingsFile) -> tuple[str, PenaltySchedule | None]:
+    """LATE_POLICY: "reject", "accept" or a penalty schedule, refused whole when it does not parse."""
+    value = s.get("LATE_POLICY", (str, dict))
+    try:
+        return read_late_policy(value)
+    except ValueError as exc:
+        raise ConfigError(f"{s.path}: LATE_POLICY を読めません (\"reject\"、\"accept\" または減点表 "
+                          f"{{\"per_started_day\": 0.10, \"max_days\": 3}} と書いてください)。\n"
+                          f"{s.error('LATE_POLICY', str(exc))}") from exc
 
 
 def _names(s: SettingsFile, setting: str, names, what: str = "names") -> tuple[str, ...]:

@@ -151,6 +151,7 @@ class Config:
     exchange_dir: Path
     publish_dir: Path
     site_dir: Path                        # the submission site's data folder (serve --data overrides it)
+    extensions_file: Path                 # per-student deadline extensions (course/extensions.py), JSON
     site_check_workers: int               # public checks the site runs at once
     site_check_time_limit_s: int          # a public check's whole notebook (and longest cell): not the grading's
     site_max_attempts: int                # uploads kept per student and assignment
@@ -203,6 +204,7 @@ def _validate(s: SettingsFile) -> Config:
         exchange_dir=s.folder(s.get("EXCHANGE_DIR", str)),
         publish_dir=s.folder(s.get("PUBLISH_DIR", str)),
         site_dir=s.folder(s.get("SITE_DIR", str, "site")),
+        extensions_file=s.folder(s.get("EXTENSIONS_FILE", str, "extensions.json")),
         site_check_workers=s.positive("SITE_CHECK_WORKERS", int, 1),
         site_check_time_limit_s=s.positive("SITE_CHECK_TIME_LIMIT_S", int, 600),
         site_max_attempts=s.positive("SITE_MAX_ATTEMPTS", int, 30),

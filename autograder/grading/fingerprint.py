@@ -41,12 +41,14 @@ RUN_SETTINGS = ("seed", "cell_timeout_s", "training_cell_timeout_s", "notebook_t
                 "sandbox", "memory_limit_mb", "max_processes", "output_limit_kb", "max_notebook_mb")
 # fused_fit_steps counts only in speed mode (see run_context); data_dir only through the digests its files are held
 # to; the others decide intake (timezone, missing_timestamp), officialness (device_policy, in the grading
-# fingerprint) or where things are.
+# fingerprint) or where things are; extensions_file decides intake too (each student's own deadline, in the intake
+# fingerprint through the decision's detail).
 NOT_RUN_SETTINGS = ("fused_fit_steps", "data_dir", "timezone", "missing_timestamp", "device_policy", "exchange_dir",
                     "publish_dir", "site_dir", "site_check_workers", "site_max_attempts", "site_max_stored_mb",
                     "site_min_free_mb", "site_check_time_limit_s", "site_staff_idle_min", "kernels_per_gpu",
                     "slurm_partition", "slurm_gpus_per_task", "slurm_array_parallelism", "slurm_chunk_size",
-                    "slurm_time_min", "root", "source", "chosen")
+                    "slurm_time_min", "root", "source", "chosen", "extensions_file",
+                    "warm_kernels")           # a warm kernel computes what a cold one does (tests/test_warm.py)
 LIBRARIES = ("tensorflow", "keras", "numpy", "scikit-learn", "ipykernel")
 
 

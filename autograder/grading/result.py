@@ -134,6 +134,7 @@ class Provenance:
     intake_fingerprint: str | None = None
     page_fingerprint: str | None = None
     infrastructure_reason: str | None = None     # an infrastructure error's cause, one line
+    extended_until: str | None = None            # ISO 8601: the student's own deadline, when it was extended
 
     @classmethod
     def from_json(cls, data: dict) -> Provenance:
@@ -179,6 +180,7 @@ class Result:
                                                        # read it through ``measured``)
     execution: dict = field(default_factory=dict)      # ExecutionRecord.to_dict(), as written
     provenance: Provenance = Provenance()
+    late_deduction: float | None = None          # points a late policy's penalty took off ``score`` (None: none)
 
     @classmethod
     def of_grade(cls, grade: GradeResult, provenance: Provenance = Provenance()) -> Result:
@@ -212,7 +214,7 @@ class Result:
             _text(data.get("status")) or GRADED,       # results written by `grade` alone once had none: graded
             _text(data.get("status_detail")), tuple(map(str, _items(data.get("not_graded")))),
             tuple(map(str, _items(data.get("notes")))), _mapping(data.get("measurements")),
-            _mapping(data.get("execution")), Provenance.from_json(data))
+            _mapping(data.get("execution")), Provenance.from_json(data), finite(data.get("late_deduction")))
 
     @classmethod
     def of(cls, value: Result | dict) -> Result:
@@ -226,6 +228,7 @@ class Result:
                 "official": self.official, "status": self.status, "status_detail": self.status_detail,
                 "not_graded": list(self.not_graded), "notes": list(self.notes),
                 "measurements": dict(self.measurements), "execution": dict(self.execution),
+                **({} if self.late_deduction is None else {"late_deduction": self.late_deduction}),
                 **self.provenance.to_json()}
 
     def verdict(self) -> GradeResult:
@@ -235,6 +238,14 @@ class Result:
 
     def with_provenance(self, **changes) -> Result:
         return replace(self, provenance=replace(self.provenance, **changes))
+
+    def with_late_penalty(self, fraction: float) -> Result:
+        """The score with a late policy's ``fraction`` of it taken off, the points taken kept beside it (the
+        checks keep what they earned: the page shows both)."""
+        if not fraction or self.score is None or self.status == INFRASTRUCTURE:
+            return self
+        deduction = round(self.score * fraction, 4)
+        return replace(self, score=round(self.score - deduction, 4), late_deduction=deduction)
 
     # --- readings every page and table shares ------------------------------------------------------------------
     @property

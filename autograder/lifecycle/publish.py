@@ -12,6 +12,7 @@ from nbconvert.preprocessors import CoalesceStreamsPreprocessor
 
 from ..course import clock
 from ..course.config import Config
+from ..course.extensions import open_extensions, refuse_while_open
 from ..errors import GraderError, Refusal
 from ..files import write_atomic
 from ..grading.checks import CheckSpec, max_score
@@ -25,6 +26,11 @@ from .release import solution_notebook
 def checks_page(config: Config, checks: tuple[CheckSpec, ...]) -> str:
     """The checks as the graders declare them: id, what is checked, points; and the total."""
     return render("checks.html.j2", assignment=config.assignment, checks=checks, total=max_score(checks))
+
+
+def withheld(config: Config) -> list[str]:
+    """Who the site keeps a solution published now from, and until when: one line each."""
+    return [f"{e.student} until {clock.local_text(e.until, config.timezone)}" for e in open_extensions(config)]
 
 
 def tidy_outputs(nb) -> nbformat.NotebookNode:
@@ -51,9 +57,27 @@ def refuse_before_deadline(config: Config, force_hint: bool = True) -> None:
                   f"{' Use --force to publish anyway.' if force_hint else ''}")
 
 
-def publish(config: Config, out: Path | None = None, force: bool = False, device: str = "auto") -> list[Path]:
+# How to publish while some students' extended deadlines are open: the site shows each of them the solution only
+# after their own deadline (a copy handed out by other means must wait for them).
+WITHHOLD_FLAG = ("延長中の学生には各自の締切まで見せずに公開するには --withhold-extended を付けてください。",
+                 "To publish with them withheld (the site shows each the solution only after their own deadline), add "
+                 "--withhold-extended.")
+
+
+def refuse_open_extensions(config: Config, way_out: tuple[str, str] = WITHHOLD_FLAG) -> None:
+    """Refusal while a student's extension is open, naming who and until when: they would get the answers."""
+    refuse_while_open(config, ("解答を公開", "publishing the solution"), way_out)
+
+
+def publish(config: Config, out: Path | None = None, force: bool = False, device: str = "auto",
+            withhold_extended: bool = False) -> list[Path]:
+    """The solution into ``out`` (PUBLISH_DIR/<id>): refused before the deadline (unless ``force``) and while an
+    extension is open (unless ``withhold_extended``: the site then keeps it from those students until their own
+    deadline)."""
     if not force:
         refuse_before_deadline(config)
+    if not withhold_extended:
+        refuse_open_extensions(config)
     out = Path(out or config.publish_dir / config.assignment.id)
     checks = check_graders(config)
     solution = solution_notebook(nbformat.read(config.assignment.reference_notebook, as_version=4))

@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass
@@ -19,11 +18,12 @@ from nbgrader.utils import compute_checksum
 from ..course import clock
 from ..course.assignment import RELEASE_METADATA
 from ..course.config import Config
+from ..course.extensions import STUDENT_ID, deadline_for
+from ..course.late_policy import PENALTY, judge, last_accepted
 from ..course.notebook import NotebookUnreadable, grade_id, is_solution, nbgrader_metadata, read_notebook
 from ..errors import GraderError, Refusal
 from ..files import fsync_folder
 
-STUDENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 STUB = "raise NotImplementedError()"
 
 
@@ -115,12 +115,7 @@ def check_submission(path: Path, student: str, config: Config, moment, allow_inc
     the late policy accepts it)."""
     if not STUDENT_ID.fullmatch(student or ""):
         raise GraderError(f"student id {student!r} may hold only letters, digits, '.', '_' and '-'")
-    late = moment > config.assignment.deadline
-    if late and config.assignment.late_policy == "reject":
-        raise Refusal(f"締め切り ({clock.local_text(config.assignment.deadline, config.timezone)}) を過ぎているため提出できません。"
-                      f"現在 {clock.local_text(moment, config.timezone)} です。\n"
-                      f"The deadline ({clock.local_text(config.assignment.deadline, config.timezone)}) has passed; it is now "
-                      f"{clock.local_text(moment, config.timezone)}. Late work is not accepted.")
+    late = refuse_late(student, config, moment)
     try:
         nb, _ = read_notebook(Path(path), config.max_notebook_mb)
     except NotebookUnreadable as exc:
@@ -128,6 +123,26 @@ def check_submission(path: Path, student: str, config: Config, moment, allow_inc
     check_submittable(nb, nbformat.read(config.assignment.release_notebook, as_version=4), allow_incomplete,
                       config.assignment.id, opt_in)
     return late
+
+
+def refuse_late(student: str, config: Config, moment) -> bool:
+    """Refusal for work the late policy does not take at ``moment``, judged against the student's own deadline
+    (an extension's, when they have one). → whether it is late (and accepted)."""
+    a = config.assignment
+    deadline = deadline_for(config, student)
+    lateness = judge(a.late_policy, a.late_penalty, deadline, moment)
+    if lateness.accepted:
+        return lateness.late
+    shown, now = clock.local_text(deadline, config.timezone), clock.local_text(moment, config.timezone)
+    whose = ("あなたの延長された締め切り", "Your extended deadline") if deadline != a.deadline else ("締め切り", "The deadline")
+    if a.late_policy == PENALTY:
+        last = clock.local_text(last_accepted(a.late_policy, a.late_penalty, deadline), config.timezone)
+        raise Refusal(f"{whose[0]} ({shown}) から {a.late_penalty.max_days} 日を過ぎたため ({last} まで) 提出できません。"
+                      f"現在 {now} です。\n"
+                      f"{whose[1]} ({shown}) is more than {a.late_penalty.max_days} days past (late work was accepted "
+                      f"until {last}); it is now {now}.")
+    raise Refusal(f"{whose[0]} ({shown}) を過ぎているため提出できません。現在 {now} です。\n"
+                  f"{whose[1]} ({shown}) has passed; it is now {now}. Late work is not accepted.")
 
 
 def deliver(data: bytes, student: str, config: Config, moment, late: bool, exchange: Path | None = None) -> Receipt:

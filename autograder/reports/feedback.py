@@ -120,6 +120,14 @@ def _curves(result: Result, curve: TrainingCurve) -> dict:
     return {"caption": _curve_words(result, curve), "png": uri}
 
 
+def _deduction(result: Result) -> dict | None:
+    """A late penalty as the page says it: the points the checks earned, what lateness took, what is left."""
+    if result.late_deduction is None or result.points is None:
+        return None
+    return {"earned": format_points(result.points + result.late_deduction),
+            "taken": format_points(result.late_deduction), "left": format_points(result.points)}
+
+
 def feedback_page(result: Result | dict, config, checks: tuple[CheckSpec, ...]) -> str:
     """One student's page: score and status, the checks with their explanations (titled from ``checks``, the
     graders' declarations), the training curves, the notes. ``result``: typed, or as written (then read as
@@ -141,7 +149,10 @@ def feedback_page(result: Result | dict, config, checks: tuple[CheckSpec, ...]) 
         score=format_points(points) if points is not None else "—",
         most=format_points(result.max_score if result.max_score is not None else max_score(checks)),
         status=_status_view(result),
-        submitted=local_time(provenance.submitted_at, config), deadline=local_time(assignment.deadline, config),
+        submitted=local_time(provenance.submitted_at, config),
+        deadline=local_time(provenance.extended_until or assignment.deadline, config),
+        extended=bool(provenance.extended_until),
+        deduction=_deduction(result),
         notebook=_text(result.notebook), handed_in=handed_in,
         rows=_check_rows(result.tests, checks) if graded else [],
         curves=_curves(result, curve) if graded and curve else None,

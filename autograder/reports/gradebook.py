@@ -22,10 +22,12 @@ from .report import format_points
 def gradebook_csv(results: list[Result | dict], config: Config, checks: tuple[CheckSpec, ...]) -> str:
     """One row per student for an LMS import: points per declared check; no score for an infrastructure error. ``official``
     (yes/no) beside the score: a CPU grade under DEVICE_POLICY 'require-gpu' is no final grade. ``not_graded``: the
-    checks a grader failed on (blank points, left out of the score) — review them before uploading."""
+    checks a grader failed on (blank points, left out of the score) — review them before uploading.
+    ``late_deduction``: the points a late policy's penalty took off ``score`` (the checks' columns keep what they
+    earned); ``extended_until``: the student's own deadline, when an extension gave them one."""
     ids = [c.id for c in checks]
     header = ["student_id", "score", "max_score", "official", *ids, "status", "not_graded", "submitted_at", "file",
-              "detail"]
+              "detail", "late_deduction", "extended_until"]
     return csv_text(header, (_gradebook_row(Result.of(r), config, checks, ids) for r in results))
 
 
@@ -33,14 +35,18 @@ def _gradebook_row(r: Result, config: Config, checks: tuple[CheckSpec, ...], ids
     """One student's row of ``gradebook_csv``."""
     scored = r.status != INFRASTRUCTURE
     by_check = {t.name: t.score for t in r.tests}
-    submitted = r.provenance.submitted_at
-    if submitted:
-        moment = clock.parse_time(submitted, config.timezone)
-        submitted = moment.astimezone(config.timezone).isoformat(timespec="seconds")
     return [r.provenance.student_id, _points(r.score) if scored else "", _points(max_score(checks)),
             "yes" if r.official else "no",
             *[_points(by_check.get(c)) if scored else "" for c in ids],
-            r.status, " ".join(r.not_graded), submitted or "", r.provenance.origin or "", _detail(r)]
+            r.status, " ".join(r.not_graded), _local(r.provenance.submitted_at, config), r.provenance.origin or "",
+            _detail(r), _points(r.late_deduction), _local(r.provenance.extended_until, config)]
+
+
+def _local(moment: str | None, config: Config) -> str:
+    """A recorded time in the course's zone, to the second ('' when none was recorded)."""
+    if not moment:
+        return ""
+    return clock.parse_time(moment, config.timezone).astimezone(config.timezone).isoformat(timespec="seconds")
 
 
 def _points(value) -> str:
@@ -102,6 +108,10 @@ def course_gradebook(gradebooks: dict[str, Path]) -> tuple[str, dict[str, float]
                     notes.setdefault(student, []).append(f"{assignment}: {status}")
                 if row.get("official") == "no":
                     notes.setdefault(student, []).append(f"{assignment}: unofficial")
+                if row.get("late_deduction"):
+                    notes.setdefault(student, []).append(f"{assignment}: late −{row['late_deduction']}")
+                if row.get("extended_until"):
+                    notes.setdefault(student, []).append(f"{assignment}: extended until {row['extended_until']}")
     most = sum(maxima.values())
     rows = []
     for student in sorted(scores):

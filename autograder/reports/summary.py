@@ -9,7 +9,7 @@ from urllib.parse import quote
 from ..grading.checks import CheckSpec, max_score, titles
 from ..grading.result import Result, checks_not_graded, infrastructure_reasons, pass_rates, status_counts, timings
 from ..grading.store import file_stem
-from .feedback import style_of
+from .feedback import local_time, style_of
 from .pages import render
 from .report import format_number, format_points, unofficial_warning
 
@@ -50,7 +50,10 @@ def summary_page(results: list[Result | dict], config, checks: tuple[CheckSpec, 
                          "score": format_number(r.points, "g"),                                  # batch writes it
                          "most": format_points(r.max_score or most), "status": en or ja, "style": style,
                          "measured": format_number(r.measured(measured_name), ".4f"),
-                         "seconds": format_number(r.seconds, ".1f")})
+                         "seconds": format_number(r.seconds, ".1f"),
+                         "extended": local_time(r.provenance.extended_until, config)
+                         if r.provenance.extended_until else "",
+                         "late_deduction": format_points(r.late_deduction) if r.late_deduction else ""})
     unofficial = sum(not r.official for r in results)
     return render(
         "summary.html.j2", assignment=config.assignment,

@@ -36,8 +36,8 @@ SMALL_FORM = 4096                     # bytes: a CSRF token, a user name, a pass
 SMALL_FORM_LIMITS = {"max_files": 0, "max_fields": 4, "max_part_size": 1024}
 VERIFY_AT_ONCE = 2                    # argon2 verifications at once (each takes ≈64 MiB for a moment)
 VERIFY_WAIT_S = 10                    # how long a sign-in waits for one of them before "busy, try again"
-STAFF_ACTIONS = {"grade", "results", "release", "publish"}     # the staff pages' POSTs
-INSTRUCTOR_ACTIONS = {"grade", "results", "release"}             # a TA sees everything and publishes, no more
+STAFF_ACTIONS = {"grade", "results", "release", "publish", "extend"}     # the staff pages' POSTs
+INSTRUCTOR_ACTIONS = {"grade", "results", "release", "extend"}             # a TA sees everything and publishes
 
 
 # --- sessions ------------------------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from pathlib import Path
 from ..course import clock
 from ..course.assignment import assignment_ids, config_for
 from ..course.config import Config
+from ..course.extensions import deadline_for
 from ..errors import GraderError, Refusal
 from ..files import write_atomic
 from ..lifecycle.submit import TICK_INCOMPLETE_CHECKBOX, check_submission, deliver
@@ -178,6 +179,16 @@ class Site:
                      if len(line.strip()) >= 20}
             self._never_shown[assignment] = (self.secret_key, *sorted(lines, key=len, reverse=True))
         return self._never_shown[assignment]
+
+    def deadline_of(self, student: str, assignment: str) -> dt.datetime:
+        """The student's own deadline: an extension's, when they have one."""
+        return deadline_for(self.config_for(assignment), student)
+
+    def withheld_until(self, student: str, assignment: str) -> dt.datetime | None:
+        """A student's extended deadline while it is still open: the solution and the feedback, published for the
+        class, wait for it (publishing with the extended withheld); None when nothing waits for them."""
+        own = self.deadline_of(student, assignment)
+        return own if own != self.config_for(assignment).assignment.deadline and clock.now() < own else None
 
     def released_feedback(self, assignment: str):
         return records.release_of(self.engine, assignment)

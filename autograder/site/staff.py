@@ -20,12 +20,12 @@ from pathlib import Path, PurePosixPath
 
 from .. import PROJECT_ROOT
 from ..classroom.intake import file_stem
-from ..course import clock
+from ..course import clock, extensions
 from ..errors import Refusal
 from ..files import write_atomic
 from ..grading.result import ResultSchemaError
 from ..grading.store import read_result
-from ..lifecycle.publish import refuse_before_deadline
+from ..lifecycle.publish import refuse_before_deadline, refuse_open_extensions
 from ..reports.csvout import csv_text
 from ..run.sandbox import SITE_REQUIRES_SANDBOX
 from . import lti_services, records
@@ -33,6 +33,10 @@ from .core import PRIVATE_UMASK
 from .people import active_students, all_students
 
 GRADE, PUBLISH = "grade", "publish"
+# The staff page's way past an open extension: its checkbox, as the page labels it (ja, en).
+WITHHOLD_CHECKBOX = ("延長中の学生には各自の締め切りまで見せない", "withhold from students with an extension until their own deadline")
+TICK_WITHHOLD = (f"延長中の学生を除いて公開するには「{WITHHOLD_CHECKBOX[0]}」にチェックを入れてください。",
+                 f"To go on without them, tick “{WITHHOLD_CHECKBOX[1]}”.")
 RESULTS_ZIP_LIMIT = 2**30            # bytes unpacked from an uploaded results folder
 
 
@@ -87,7 +91,10 @@ def job_command(site, kind: str, assignment: str) -> list[str]:
         return base + ["grade", str(site.exchange), "--assignment", assignment, "--out",        # into grades/<id>/
                        str(site.grades(assignment).parent), "--roster", str(roster_file(site)), "--device",
                        site.device, "--quiet"]
-    return base + ["publish", assignment, "--out", str(site.published(assignment)), "--device", site.device]
+    # --withhold-extended: the staff page refused an open extension unless told to withhold, and this site shows
+    # each extended student the solution only after their own deadline (one granted since is withheld too)
+    return base + ["publish", assignment, "--out", str(site.published(assignment)), "--device", site.device,
+                   "--withhold-extended"]
 
 
 def roster_file(site) -> Path:
@@ -117,9 +124,11 @@ class JobRunner:
         self._stop.set()
         self._wake.set()
 
-    def submit(self, kind: str, assignment: str, actor: str) -> int:
+    def submit(self, kind: str, assignment: str, actor: str, withhold_extended: bool = False) -> int:
         if kind == PUBLISH:
             refuse_before_deadline(self.site.config_for(assignment), force_hint=False)   # said now, not in the job
+            if not withhold_extended:
+                refuse_open_extensions(self.site.config_for(assignment), TICK_WITHHOLD)
         with self._submit_lock:                          # check and insert as one step
             job_id, new = records.add_job(self.site.engine, kind, assignment, actor)
         if not new:
@@ -253,14 +262,20 @@ def _assignment_of_results(folder: Path) -> set[str]:
     return found - {""}
 
 
-def release_feedback(site, assignment: str, actor: str, before_deadline: bool = False) -> None:
+def release_feedback(site, assignment: str, actor: str, before_deadline: bool = False,
+                     withhold_extended: bool = False) -> None:
     """Students see their feedback pages (the hidden checks' messages with them): after the deadline, or before
-    it only when staff say so (``before_deadline``, the page's checkbox naming what it exposes)."""
+    it only when staff say so (``before_deadline``, the page's checkbox naming what it exposes); while a student's
+    extension is open, only when staff withhold it from them (``withhold_extended``: each sees theirs after their
+    own deadline)."""
     if not (site.grades(assignment) / "gradebook.csv").is_file():
         raise Refusal("まだ採点されていません: 先にクラスを採点するか、結果をアップロードしてください。\n"
                       "Nothing is graded yet: grade the class or upload its results first.")
     if not before_deadline:
         refuse_release_before_deadline(site.config_for(assignment))
+    if not withhold_extended:
+        extensions.refuse_while_open(site.config_for(assignment), ("フィードバックを公開", "releasing feedback"),
+                                     TICK_WITHHOLD)
     records.release(site.engine, assignment, actor)
     records.log_event(site.engine, actor, "released feedback", assignment)
     lti_services.queue_assignment(site, assignment)          # the scores go to the LMS's gradebook (LTI)
@@ -278,6 +293,22 @@ def refuse_release_before_deadline(config) -> None:
                   f"Feedback is released after the deadline ({deadline}); it is now {now}. Released now, students "
                   "would see the hidden checks' messages while uploads are still open: to release anyway, tick "
                   "“release before the deadline”.")
+
+
+# --- students' own deadlines --------------------------------------------------------------------------------
+
+def grant_extension(site, assignment: str, actor: str, student: str, until: str, reason: str):
+    """An instructor's extension from the staff page: the same file and rules as `extension add`, the student
+    checked against the site's roster."""
+    known = [row.id for row in all_students(site.engine)] or None
+    granted = extensions.add(site.config, student, assignment, until, reason, actor, known)
+    records.log_event(site.engine, actor, "extension", f"{assignment} {student} until {granted.until.isoformat()}")
+    return granted
+
+
+def take_back_extension(site, assignment: str, actor: str, student: str) -> None:
+    extensions.remove(site.config, student, assignment)
+    records.log_event(site.engine, actor, "extension removed", f"{assignment} {student}")
 
 
 def feedback_page(site, assignment: str, student: str) -> Path | None:

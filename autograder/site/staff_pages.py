@@ -12,7 +12,7 @@ from starlette.responses import FileResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Route
 
 from ..classroom.similar import compare_class
-from ..course import clock
+from ..course import clock, extensions
 from ..errors import Refusal
 from ..reports import similarity
 from . import records
@@ -20,8 +20,8 @@ from .auth import FORM_OVERHEAD, checked_form, may
 from .core import Site
 from .db import utc_text
 from .selfcheck import StoredCheck
-from .staff import (GRADE, PUBLISH, exchange_zip, feedback_page, local_time, queue, queue_counts, receive_results,
-                    release_feedback, roster_states)
+from .staff import (GRADE, PUBLISH, WITHHOLD_CHECKBOX, exchange_zip, feedback_page, grant_extension, local_time, queue,
+                    queue_counts, receive_results, release_feedback, roster_states, take_back_extension)
 from .views import not_found, page, signed_in_as
 
 RESULTS_UPLOAD_LIMIT = 512 * 2**20    # a results folder without its store/ (the runs stay on the GPU runner)
@@ -55,7 +55,15 @@ def staff_assignment_page(request: Request, member, a, error: tuple[str, str] | 
                 graded=(grades / "gradebook.csv").is_file(), release=release,
                 released_time=local_time(site, release.released_at) if release else "",
                 published=site.solution_page(a.id).is_file(), error=error,
-                past_deadline=clock.now() > a.deadline)
+                past_deadline=clock.now() > a.deadline, extensions=extension_views(site, a),
+                withhold_label=WITHHOLD_CHECKBOX, offset=clock.now().astimezone(site.config.timezone).strftime("%z"))
+
+
+def extension_views(site: Site, a) -> list[dict]:
+    """The assignment's extensions as the page lists them, the open ones marked."""
+    moment = clock.now()
+    return [{"e": e, "until": local_time(site, e.until), "granted": local_time(site, e.granted_at),
+             "open": e.until > moment} for e in extensions.extensions_of(site.config, a.id)]
 
 
 
@@ -82,13 +90,37 @@ async def _grade(request, site, a, member):
 
 
 async def _publish(request, site, a, member):
-    await checked_form(request)
-    request.app.state.jobs.submit(PUBLISH, a.id, member.username)
+    form = await checked_form(request)
+    request.app.state.jobs.submit(PUBLISH, a.id, member.username,
+                                  withhold_extended=form.get("withhold_extended") == "yes")
 
 
 async def _release(request, site, a, member):
     form = await checked_form(request)
-    release_feedback(site, a.id, member.username, before_deadline=form.get("before_deadline") == "yes")
+    release_feedback(site, a.id, member.username, before_deadline=form.get("before_deadline") == "yes",
+                     withhold_extended=form.get("withhold_extended") == "yes")
+
+
+def _field(form, name: str, ja: str, en: str) -> str:
+    """A text field of a form, or Refusal naming it (a file or nothing where text belongs)."""
+    value = form.get(name)
+    if not isinstance(value, str) or (not value.strip() and name != "reason"):
+        raise Refusal(f"{ja}を入力してください。\nFill in {en}.")
+    return value.strip()
+
+
+async def _extend(request, site, a, member):
+    form = await checked_form(request)
+    await run_in_threadpool(grant_extension, site, a.id, member.username,
+                            _field(form, "student", "学籍番号", "the student id"),
+                            _field(form, "until", "延長後の締め切り", "the extended deadline"),
+                            _field(form, "reason", "理由", "the reason") if "reason" in form else "")
+
+
+async def _unextend(request, site, a, member):
+    form = await checked_form(request)
+    await run_in_threadpool(take_back_extension, site, a.id, member.username,
+                            _field(form, "student", "学籍番号", "the student id"))
 
 
 async def _results(request, site, a, member):
@@ -179,6 +211,8 @@ ROUTES = [
     Route("/staff/a/{assignment}/publish", staff_action(_publish, "publish"), methods=["POST"]),
     Route("/staff/a/{assignment}/release", staff_action(_release, "release"), methods=["POST"]),
     Route("/staff/a/{assignment}/results", staff_action(_results, "results"), methods=["POST"]),
+    Route("/staff/a/{assignment}/extensions", staff_action(_extend, "extend"), methods=["POST"]),
+    Route("/staff/a/{assignment}/extensions/remove", staff_action(_unextend, "extend"), methods=["POST"]),
     Route("/staff/a/{assignment}/feedback/{student}", staff_feedback),
     Route("/staff/a/{assignment}/download/{what}", staff_download),
     Route("/staff/a/{assignment}/similarity", staff_similarity),

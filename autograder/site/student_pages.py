@@ -15,6 +15,7 @@ from starlette.responses import FileResponse, HTMLResponse, RedirectResponse
 from starlette.routing import Route
 
 from ..course import clock
+from ..course.late_policy import judge
 from ..errors import Refusal
 from ..grading.graders import check_graders
 from ..lifecycle.submit import INCOMPLETE_CHECKBOX
@@ -36,7 +37,8 @@ async def home(request: Request):
     rows = []
     for a in site.assignments():
         tries = site.attempts_of(student.id, a.id)
-        rows.append({"a": a, "latest": tries[0] if tries else None, "count": len(tries)})
+        rows.append({"a": a, "latest": tries[0] if tries else None, "count": len(tries),
+                     "deadline_text": local_time(site, site.deadline_of(student.id, a.id))})
     return page(request, "home.html.j2", student=student, rows=rows)
 
 
@@ -55,14 +57,18 @@ def attempt_views(site: Site, rows: list) -> list[dict]:
 
 def assignment_context(site: Site, student, a) -> dict:
     tries = site.attempts_of(student.id, a.id)
-    moment = clock.now()
+    own = site.deadline_of(student.id, a.id)          # an extension's, when they have one
+    schedule = site.config_for(a.id).assignment.late_penalty
+    lateness = judge(a.late_policy, schedule, own, clock.now())
+    withheld = site.withheld_until(student.id, a.id) is not None
     return {"a": a, "attempts": attempt_views(site, tries),
             "check": check_view(site, tries[0]) if tries else None,
-            "open": moment <= a.deadline or a.late_policy != "reject",
-            "late_now": moment > a.deadline,
-            "released": bool(site.released_feedback(a.id)) and (feedback_page(site, a.id, student.id) is not None
-                                                                 or not tries),
-            "published": site.solution_page(a.id).is_file(),
+            "open": lateness.accepted, "late_now": lateness.late,
+            "deadline_text": local_time(site, own), "extended": own != a.deadline,
+            "penalty": schedule.describe() if schedule else None,
+            "released": not withheld and bool(site.released_feedback(a.id)) and (
+                feedback_page(site, a.id, student.id) is not None or not tries),
+            "published": not withheld and site.solution_page(a.id).is_file(),
             "limit_mb": site.config_for(a.id).max_notebook_mb, "used": site.usage(student.id, a.id),
             "quota": (site.config.site_max_attempts, site.config.site_max_stored_mb),
             "incomplete_label": INCOMPLETE_CHECKBOX}
@@ -123,6 +129,8 @@ async def receipt(request: Request, student):
 @signed_in_as("student", with_assignment=True)
 async def feedback(request: Request, student, a):
     site: Site = request.app.state.site
+    if site.withheld_until(student.id, a.id):
+        return _after_your_deadline(request, site, student, a, "フィードバック", "Your feedback")
     released = site.released_feedback(a.id)
     path = feedback_page(site, a.id, student.id) if released else None
     if path is not None:
@@ -136,12 +144,20 @@ async def feedback(request: Request, student, a):
 @signed_in_as("student", with_assignment=True)
 async def solution(request: Request, student, a):
     site: Site = request.app.state.site
+    if site.withheld_until(student.id, a.id):
+        return _after_your_deadline(request, site, student, a, "解答", "The solution")
     name = {"solution": site.solution_page(a.id).name, "checks": "checks.html"}.get(request.path_params["what"])
     path = site.published(a.id) / name if name else None
     if path is None or not path.is_file():
         return message(request, 404, "解答はまだ公開されていません。", "The solution is not published yet.")
     return FileResponse(path, media_type="text/html; charset=utf-8")
 
+
+def _after_your_deadline(request, site: Site, student, a, ja: str, en: str):
+    """What waits for the class's deadline waits for a student's own extended one (nothing says it exists)."""
+    own = local_time(site, site.deadline_of(student.id, a.id))
+    return message(request, 404, f"{ja}はあなたの締め切り ({own}) の後に見られます。",
+                   f"{en} is shown after your own deadline ({own}).")
 
 
 ROUTES = [
