@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import sys
@@ -77,7 +78,8 @@ def graded(request, config, mnist, short_course, tmp_path_factory):
     graded on ``short_course`` — for tests whose point is not the lecture's epoch count or its 0.95 threshold.
     The assignment3 notebooks that the session's selected tests name (sample names as parameters, samples or
     project paths in their ``lecture_course`` or ``short_course`` marker) are graded first, side by side, one class
-    per course (the batch's workers keep both cores busy; each result is the same as grading it alone)."""
+    per course and once per test run, whatever the number of xdist workers (the batch's workers keep both cores
+    busy; each result is the same as grading it alone)."""
     cache, courses = {}, {"assignment3": (config, mnist)}
     wanted = wanted_notebooks(request.session.items)
     folder = tmp_path_factory.mktemp("short-samples")
@@ -85,10 +87,9 @@ def graded(request, config, mnist, short_course, tmp_path_factory):
     def grade(path: Path, short: bool = False):
         path, key = Path(path), (Path(path), short)
         if path in wanted[short] and len(wanted[short]) > 1 and key not in cache:
-            todo = [p for p in wanted[short] if (p, short) not in cache]
-            results = grade_side_by_side([sample_text(p, short) for p in todo], short_course if short else config,
-                                         tmp_path_factory.mktemp("samples"))
-            cache.update({(p, short): result for p, result in zip(todo, results)})
+            graded_class = shared_class(run_folder(tmp_path_factory) / ("short-class" if short else "lecture-class"),
+                                        wanted[short], short, short_course if short else config, tmp_path_factory)
+            cache.update({(p, short): result for p, result in graded_class.items()})
         if key not in cache and short:
             copy = folder / path.name
             copy.write_bytes(sample_text(path, short))
@@ -133,6 +134,29 @@ def sample_text(path: Path, short: bool) -> bytes:
     from classroom import short_epochs
 
     return short_epochs(path.read_text(encoding="utf-8")).encode("utf-8") if short else path.read_bytes()
+
+
+def run_folder(tmp_path_factory) -> Path:
+    """A folder this test run shares: with ``-n`` (pytest-xdist) every worker's base folder is in it."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+def shared_class(folder: Path, paths: list[Path], short: bool, config, tmp_path_factory) -> dict[Path, GradeResult]:
+    """``paths`` graded side by side once per test run: the first process to ask grades them and keeps each
+    result in ``folder``; with ``-n``, another worker asking waits for it (a lock) and reads them, so the class
+    is not trained once per worker."""
+    folder.mkdir(exist_ok=True)
+    kept = {p: folder / (str(p.relative_to(PROJECT_ROOT)).replace("/", "__") + ".json") for p in paths}
+    with open(folder / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)        # released when the file closes
+        todo = [p for p, file in kept.items() if not file.is_file()]
+        if todo:
+            results = grade_side_by_side([sample_text(p, short) for p in todo], config,
+                                         tmp_path_factory.mktemp("samples"))
+            for p, result in zip(todo, results):
+                kept[p].write_text(json.dumps(result.to_json()), encoding="utf-8")
+    return {p: GradeResult.from_json(json.loads(file.read_text(encoding="utf-8"))) for p, file in kept.items()}
 
 
 def grade_side_by_side(notebooks: list[bytes], config, tmp: Path) -> list[GradeResult]:
