@@ -9,7 +9,8 @@ cold), setup (the harness's first cell), notebook (the student's cells but fit),
 trains), export (the harness's last cell), other
 (reading and sanitizing the notebook, placing the dataset's files, collecting the exports, stopping the kernel), graders (the hidden tests on the exports), pages
 (the student's feedback page) — and the core-seconds of the whole (this process and its kernels, the kernel's
-imports included wherever they ran). Prints a table, writes bench/results/breakdown.json.
+imports included wherever they ran), and of those the fit's own (the training cell's core-seconds in its kernel: it
+trains on one thread, but TensorFlow's other pools take some too). Prints a table, writes bench/results/breakdown.json.
 
 Usage: python bench/breakdown.py [--rounds 3] [--assignment assignment3]
 """
@@ -33,6 +34,7 @@ PHASES = ("kernel", "setup", "notebook", "fit", "export", "other", "graders", "p
 
 
 KERNEL_CPU: list[float] = []        # each destroyed kernel's whole life (start, imports, notebook), in core-seconds
+CELL_CPU: list[float] = []          # each executed cell's core-seconds in its kernel (the fit: the largest)
 
 
 def own_cpu_seconds() -> float:
@@ -67,6 +69,19 @@ def count_kernel_cpu() -> None:
         await cleanup(client)
 
     GradingClient._async_cleanup_kernel = counted
+
+    execute_cell = GradingClient.async_execute_cell
+
+    async def cell_counted(client, cell, *args, **kwargs):
+        process = getattr(getattr(client.km, "provisioner", None), "process", None)
+        before = tree_cpu_seconds(process.pid) if process is not None else 0.0
+        try:
+            return await execute_cell(client, cell, *args, **kwargs)
+        finally:
+            after = tree_cpu_seconds(process.pid) if process is not None else 0.0
+            CELL_CPU.append(after - before)
+
+    GradingClient.async_execute_cell = cell_counted
 
 
 def one(notebook: Path, config, data, checks) -> dict:
@@ -126,22 +141,27 @@ def main() -> None:
                 if how == "warm":
                     warm.prewarm(config, "cpu")
                     pool.waiting[0].wait_ready()          # it warmed during the previous notebook
-                cpu, KERNEL_CPU[:] = own_cpu_seconds(), []
+                cpu, KERNEL_CPU[:], CELL_CPU[:] = own_cpu_seconds(), [], []
                 row = one(notebook, config, data, checks)
                 pool.close()
                 row["core_s"] = own_cpu_seconds() - cpu + sum(KERNEL_CPU)
+                row["fit_core_s"] = max(CELL_CPU)       # the fit's own threads (TensorFlow's pools besides the one)
+                # the kernel's start, its imports (ahead of the notebook when warm) and its stop: all but its cells
+                row["kernel_core_s"] = sum(KERNEL_CPU) - sum(CELL_CPU)
                 assert row["kernel_start"] == how, row
                 rows[how].append(row)
-                print(f"round {round_ + 1} {how}: " + ", ".join(f"{k} {row[k]:.2f}" for k in (*PHASES, "wall",
-                                                                                           "core_s")), flush=True)
+                print(f"round {round_ + 1} {how}: " + ", ".join(f"{k} {row[k]:.2f}" for k in (
+                    *PHASES, "wall", "core_s", "fit_core_s", "kernel_core_s")), flush=True)
     summary = {}
     for how, each in rows.items():
-        median = {k: round(statistics.median(r[k] for r in each), 2) for k in (*PHASES, "wall", "core_s")}
-        median["beyond_fit_wall"] = round(median["wall"] - median["fit"], 2)
-        median["beyond_fit_core_s"] = round(median["core_s"] - median["fit"], 2)
+        median = {k: round(statistics.median(r[k] for r in each), 2) for k in (*PHASES, "wall", "core_s",
+                                                                               "fit_core_s", "kernel_core_s")}
+        median["beyond_fit_wall"] = round(statistics.median(r["wall"] - r["fit"] for r in each), 2)
+        median["beyond_fit_core_s"] = round(statistics.median(r["core_s"] - r["fit_core_s"] for r in each), 2)
         summary[how] = median
     print(f"\n{'phase':10s} {'warm':>8s} {'cold':>8s}   (median seconds of {args.rounds} rounds)")
-    for key in (*PHASES, "wall", "beyond_fit_wall", "core_s", "beyond_fit_core_s"):
+    for key in (*PHASES, "wall", "beyond_fit_wall", "core_s", "fit_core_s", "kernel_core_s",
+                "beyond_fit_core_s"):
         print(f"{key:18s} {summary['warm'][key]:8.2f} {summary['cold'][key]:8.2f}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({"rounds": rows, "median": summary}, indent=1) + "\n", encoding="utf-8")
