@@ -14,7 +14,7 @@ from pathlib import Path
 
 from . import PROJECT_ROOT
 from .classroom.executors import CLUSTER_OPTIONS, EXECUTORS
-from .course import clock
+from .course import clock, extensions
 from .course.assignment import config_for, which_assignment
 from .course.config import load_config
 from .errors import GraderError, Refusal
@@ -24,7 +24,6 @@ from .run.device import DEVICES, native_output_to
 def cmd_list(args) -> int:
     from .course.assignment import assignment_ids
     from .course.clock import local_text
-    from .course.extensions import extensions_of
 
     config = load_config(args.config)
     ids = assignment_ids(config)
@@ -41,7 +40,7 @@ def cmd_list(args) -> int:
         published = "published" if (config.publish_dir / a.id).is_dir() else "not published"
         late = {"reject": "late work refused", "accept": "late work accepted"}.get(
             a.late_policy, a.late_penalty.describe()[1] if a.late_penalty else a.late_policy)
-        extended = len(extensions_of(config, a.id))
+        extended = len(extensions.extensions_of(config, a.id))
         print(f"{a.id}  {a.title_ja} / {a.title_en}\n    deadline {local_text(a.deadline, config.timezone)} · "
               f"{late} · {released} · {published}"
               + (f" · {extended} extension(s): extension list {a.id}" if extended else ""))
@@ -268,8 +267,6 @@ def cmd_publish(args) -> int:
 def cmd_extension(args) -> int:
     import getpass
 
-    from .course import extensions
-
     config = load_config(args.config)
     if args.action == "list":
         if len(args.items) > 1:
@@ -387,6 +384,10 @@ def cmd_serve(args) -> int:
         print(f"autograder serve: REHEARSAL — the site's clock runs from {start.isoformat()}, not the real time; "
               "every page says so", flush=True)
     site = _site(args, public_url=args.public_url or f"http://{args.host}:{args.port}", device=args.device)
+    try:                        # every upload's deadline reads it: a broken file is said now, not as a page's error
+        extensions.load(site.config)
+    except GraderError as exc:
+        raise GraderError(f"serve does not start: {exc}") from exc
     site.unsafe_without_sandbox = args.unsafe_without_sandbox
     if args.unsafe_without_sandbox:
         print(UNSAFE_SERVE_WARNING, file=sys.stderr, flush=True)
