@@ -6,9 +6,9 @@ One process grades the reference (30 epochs, fused fit, one thread) ROUNDS times
   cold — the kernel starts when the notebook comes (WARM_KERNELS = 0, or a worker's first notebook).
 For each: the wall seconds of each phase on the notebook's path — kernel (waiting for it: start and imports when
 cold), setup (the harness's first cell), notebook (the student's cells but fit), fit (the bare fit, the cell that
-trains), export (the harness's last cell), other
-(reading and sanitizing the notebook, placing the dataset's files, collecting the exports, stopping the kernel), graders (the hidden tests on the exports), pages
-(the student's feedback page) — and the core-seconds of the whole (this process and its kernels, the kernel's
+trains), export (the harness's last cell), other (reading and sanitizing the notebook, placing the dataset's files,
+collecting the exports, stopping the kernel), graders (the hidden tests on the exports), pages (the student's
+feedback page) — and the core-seconds of the whole (this process and its kernels, the kernel's
 imports included wherever they ran), and of those the fit's own (the training cell's core-seconds in its kernel: it
 trains on one thread, but TensorFlow's other pools take some too). Prints a table, writes bench/results/breakdown.json.
 
