@@ -107,11 +107,14 @@ def graded(request, config, mnist, short_course, tmp_path_factory):
 
 
 def wanted_notebooks(items) -> dict[bool, list[Path]]:
-    """short? → the assignment3 notebooks the selected tests grade: their string parameters that name a sample, and
-    the samples or project paths in their ``lecture_course`` or ``short_course`` marker (a test marked
-    ``short_course`` has its samples, parameters included, graded on the short course)."""
+    """short? → the assignment3 notebooks the selected tests grade through ``graded``: their string parameters that
+    name a sample, and the samples or project paths in their ``lecture_course`` or ``short_course`` marker (a test
+    marked ``short_course`` has its samples, parameters included, graded on the short course). A test that does not
+    ask for ``graded`` grades its own way: its parameters add nothing to the shared classes."""
     wanted = {False: set(), True: set()}
     for item in items:
+        if "graded" not in getattr(item, "fixturenames", ()):
+            continue
         short = item.get_closest_marker("short_course")
         marker = short or item.get_closest_marker("lecture_course")
         values = list(getattr(getattr(item, "callspec", None), "params", {}).values())
