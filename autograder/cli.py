@@ -508,7 +508,10 @@ def cmd_lti(args) -> int:
         from .site import lti_services
 
         if not args.assignment:
-            raise GraderError("lti push needs the assignment, e.g. lti push assignment3")
+            from .course.assignment import assignment_ids
+
+            known = ", ".join(assignment_ids(site.config)) or "none"
+            raise GraderError(f"lti push needs the assignment (lti push ID): one of {known}")
         site.config_for(args.assignment)
         if not site.released_feedback(args.assignment):
             raise GraderError(f"{args.assignment}'s feedback is not released: scores go to the LMS with the release "

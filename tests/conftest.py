@@ -44,6 +44,16 @@ def process_state_kept():
             os.environ[name] = value
 
 
+@pytest.fixture
+def not_served(monkeypatch):
+    """uvicorn.run recorded instead of serving."""
+    import uvicorn
+
+    served = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.append(app))
+    return served
+
+
 @pytest.fixture(scope="session")
 def config():
     """The project's course settings as they apply to assignment3."""

@@ -395,19 +395,15 @@ def test_a_file_where_the_form_wants_text_is_refused(ext_site):
     assert r.status_code == 400 and "could not be read" in r.text
 
 
-def test_serve_does_not_start_on_an_extensions_file_that_does_not_parse(tmp_path, capsys, monkeypatch):
+def test_serve_does_not_start_on_an_extensions_file_that_does_not_parse(tmp_path, capsys, not_served):
     """Every upload's deadline reads the file: a broken one is said when the server starts, not later as an error
     page in front of the students."""
-    import uvicorn
-
-    served = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.append(app))
     config_path = short_config(tmp_path)
     (tmp_path / "extensions.json").write_text('{"extensions": [{"student": "s001"', encoding="utf-8")
     args = ["--config", str(config_path), "serve", "--data", str(tmp_path / "site"), "--unsafe-without-sandbox"]
     assert main(args) == 2
     said = capsys.readouterr().err
-    assert not served
+    assert not not_served
     assert "serve does not start" in said and "extensions.json" in said and "cannot be read as JSON" in said
     (tmp_path / "extensions.json").write_text('{"extensions": []}', encoding="utf-8")
-    assert main(args) == 0 and len(served) == 1
+    assert main(args) == 0 and len(not_served) == 1

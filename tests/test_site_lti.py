@@ -417,6 +417,8 @@ def test_a_score_the_lms_refuses_is_failed_with_its_words_and_an_instructor_send
 def test_the_push_command_sends_one_assignment_and_refuses_before_the_release(lms, capsys):
     site, platform = lms
     linked_class(site, platform)
+    assert main(["lti", "push", "--data", str(site.data)]) == 2
+    assert "lti push needs the assignment (lti push ID): one of assignment3, assignment4" in capsys.readouterr().err
     args = ["lti", "push", "assignment3", "--data", str(site.data)]
     assert main(args) == 2 and "not released" in capsys.readouterr().err
     from autograder.site.records import release as released

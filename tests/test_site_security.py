@@ -38,16 +38,6 @@ def no_userns(tmp_path, monkeypatch):
     sandbox.sandbox_problem.cache_clear()
 
 
-@pytest.fixture
-def not_served(monkeypatch):
-    """uvicorn.run recorded instead of serving."""
-    import uvicorn
-
-    served = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.append(app))
-    return served
-
-
 # --- 1. no sandbox, no site -------------------------------------------------------------------------------------
 
 def test_serve_refuses_to_start_where_the_sandbox_cannot_run(tmp_path, no_userns, not_served, capsys):
